@@ -1,0 +1,113 @@
+"""Settings: one object, read from `vultus.toml` in the data directory and `VULTUS_*` variables.
+
+Precedence, lowest first: defaults, the data directory's `vultus.toml`, environment variables,
+explicit keyword overrides (what the CLI passes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from vultus.errors import ConfigError
+
+CONFIG_FILE = "vultus.toml"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("VULTUS_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vultus"
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+
+    # Decoding. 50 MP guards against decompression bombs; detection runs on a downscaled copy.
+    max_pixels: int = 50_000_000
+    detect_max_side: int = 800
+
+    # Detection: HOG first; optional retries where HOG finds nothing.
+    detect_upsample_retry: bool = True
+    detect_cnn_fallback: bool = False
+
+    # Quality gates: faces below these are recorded as skipped, never indexed.
+    min_face_px: int = 40
+
+    # Embedding engine: "onnx" (fast, default) or "dlib" (the reference).
+    engine: str = "onnx"
+
+    # Vector index: a FAISS factory string, or "auto" (exact when small, IVF when large).
+    index_factory: str = "auto"
+    index_nprobe: int = 32
+
+    # Ingest.
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    batch_size: int = 64
+
+    # Search: the per-search false-alarm rate that decides "match" / "no match".
+    search_fmr: float = 1e-3
+
+    @property
+    def catalog_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.faiss"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @classmethod
+    def load(cls, data_dir: Path | str | None = None, **overrides: Any) -> Settings:
+        """Build settings for a data directory, applying the file, the environment, then overrides."""
+        root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        values: dict[str, Any] = {}
+        config_path = root / CONFIG_FILE
+        if config_path.exists():
+            try:
+                values.update(tomllib.loads(config_path.read_text()))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            env = os.environ.get(f"VULTUS_{f.name.upper()}")
+            if env is not None and f.name != "data_dir":
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values["data_dir"] = root
+        typed = {name: _coerce(name, hints[name], value) for name, value in values.items()}
+        return cls(**typed)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    if hint is Path or hint == "Path":
+        return Path(value)
+    if not isinstance(value, str):
+        return value
+    try:
+        if hint is bool:
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if hint is int:
+            return int(value)
+        if hint is float:
+            return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: cannot read {value!r} as {hint.__name__}") from exc
+    return value
