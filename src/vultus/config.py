@@ -26,6 +26,16 @@ def default_data_dir() -> Path:
     return Path(base) / "vultus"
 
 
+def default_cache_dir() -> Path:
+    """Derived files that any data directory may share: the ONNX graphs built from the
+    installed model packages. Never personal data."""
+    env = os.environ.get("VULTUS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vultus"
+
+
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -65,11 +75,11 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return default_cache_dir() / "models"
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None, **overrides: Any) -> Settings:
-        """Build settings for a data directory, applying the file, the environment, then overrides."""
+        """Settings for a data directory: defaults, then the file, the environment, overrides."""
         root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
         values: dict[str, Any] = {}
         config_path = root / CONFIG_FILE

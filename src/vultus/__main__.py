@@ -1,0 +1,3 @@
+from vultus.cli import main
+
+main()

@@ -1,0 +1,545 @@
+"""The one place that opens the catalog and talks SQL. Everything above it uses these methods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.orm import Session, joinedload, sessionmaker
+
+from vultus import lawful_basis
+from vultus.catalog.models import (
+    Face,
+    Image,
+    IngestError,
+    IngestRun,
+    Meta,
+    Source,
+    Subject,
+)
+from vultus.errors import ModelMismatchError, NotFoundError, SourceError
+from vultus.index.base import IndexFingerprint
+
+TEMPLATE_DTYPE = np.float32
+
+
+def now() -> datetime:
+    # Naive UTC throughout: SQLite has no time zones and PostgreSQL columns are WITHOUT TIME ZONE.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def encode_template(template: npt.NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(template, dtype=TEMPLATE_DTYPE).tobytes()
+
+
+def decode_template(blob: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(blob, dtype=TEMPLATE_DTYPE)
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """A face with everything a search result or a report shows about it."""
+
+    face_id: int
+    image_id: int
+    image_path: str
+    box: tuple[int, int, int, int]
+    source: str
+    lawful_basis: str
+    special_condition: str
+    subject: str | None
+    status: str
+    added_at: datetime
+    retain_until: datetime
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """What ingest hands the catalog for one face: the analysed face, flattened."""
+
+    box: tuple[int, int, int, int]
+    landmarks: list[list[float]]
+    detector: str
+    det_score: float
+    box_size: int
+    sharpness: float
+    yaw: float
+    model_id: str
+    template: npt.NDArray[np.float32] | None
+    skip_reason: str | None
+
+
+@dataclass(frozen=True)
+class NewImage:
+    path: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    faces: list[NewFace]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (a server, a second CLI) work while ingest writes; foreign keys make
+    # deletes cascade; NORMAL sync is durable at every transaction boundary under WAL.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _migrate(engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Catalog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- meta and model identity -------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s, s.begin():
+            s.merge(Meta(key=key, value=value))
+
+    def check_model(self, model_id: str) -> None:
+        """Templates of one model only: mixing models makes distances meaningless."""
+        current = self.get_meta("model_id")
+        if current is None:
+            self.set_meta("model_id", model_id)
+        elif current != model_id:
+            raise ModelMismatchError(
+                f"this catalog holds templates of model {current!r}, but the pipeline uses "
+                f"{model_id!r}. Use the same engine/model as before, or start a new data "
+                "directory and re-ingest the sources with the new model.",
+            )
+
+    # -- sources -----------------------------------------------------------------------------
+    def add_source(
+        self,
+        name: str,
+        *,
+        lawful_basis_code: str,
+        special_condition: str,
+        purpose: str,
+        retention_days: int,
+        kind: str = "folder",
+        legal_reference: str | None = None,
+        notes: str | None = None,
+    ) -> Source:
+        lawful_basis.check(lawful_basis_code, special_condition, legal_reference)
+        if kind not in lawful_basis.SOURCE_KINDS:
+            raise SourceError(
+                f"unknown source kind {kind!r}; choose one of: "
+                + ", ".join(lawful_basis.SOURCE_KINDS)
+            )
+        if retention_days <= 0:
+            raise SourceError("retention must be a positive number of days")
+        if not purpose.strip():
+            raise SourceError("a source needs a stated purpose")
+        with self.session() as s, s.begin():
+            if s.scalar(select(Source).where(Source.name == name)) is not None:
+                raise SourceError(f"a source named {name!r} already exists", code="source_exists")
+            source = Source(
+                name=name,
+                kind=kind,
+                lawful_basis=lawful_basis_code,
+                special_condition=special_condition,
+                legal_reference=legal_reference,
+                purpose=purpose,
+                retention_days=retention_days,
+                notes=notes,
+                created_at=now(),
+            )
+            s.add(source)
+        return source
+
+    def get_source(self, name: str) -> Source:
+        with self.session() as s:
+            source = s.scalar(select(Source).where(Source.name == name))
+        if source is None:
+            raise SourceError(
+                f"no source named {name!r}: create it first with `vultus sources add {name} "
+                "--basis ... --condition ... --purpose ... --retention-days ...`",
+                code="source_unknown",
+            )
+        return source
+
+    def list_sources(self) -> list[tuple[Source, int, int]]:
+        """Each source with its image and indexed-face counts."""
+        with self.session() as s:
+            images = dict(
+                s.execute(select(Image.source_id, func.count()).group_by(Image.source_id)).all()
+            )
+            faces = dict(
+                s.execute(
+                    select(Image.source_id, func.count())
+                    .join(Face, Face.image_id == Image.id)
+                    .where(Face.status == "indexed")
+                    .group_by(Image.source_id)
+                ).all()
+            )
+            sources = list(s.scalars(select(Source).order_by(Source.name)))
+        return [(src, images.get(src.id, 0), faces.get(src.id, 0)) for src in sources]
+
+    # -- ingest ------------------------------------------------------------------------------
+    def start_run(self, source_id: int) -> int:
+        with self.session() as s, s.begin():
+            run = IngestRun(
+                source_id=source_id,
+                started_at=now(),
+                status="running",
+                images_added=0,
+                images_duplicate=0,
+                images_no_face=0,
+                faces_indexed=0,
+                faces_skipped=0,
+                errors=0,
+            )
+            s.add(run)
+        return run.id
+
+    def finish_run(self, run_id: int, status: str = "finished") -> IngestRun:
+        with self.session() as s, s.begin():
+            run = s.get(IngestRun, run_id)
+            if run is None:
+                raise NotFoundError(f"no ingest run {run_id}")
+            run.status = status
+            run.finished_at = now()
+        return run
+
+    def known_hashes(self, hashes: Iterable[str]) -> set[str]:
+        wanted = list(set(hashes))
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            with self.session() as s:
+                found.update(
+                    s.scalars(select(Image.sha256).where(Image.sha256.in_(wanted[i : i + 500])))
+                )
+        return found
+
+    def write_batch(
+        self,
+        run_id: int,
+        source: Source,
+        images: Sequence[NewImage],
+        *,
+        duplicates: int = 0,
+        errors: Sequence[tuple[str, str, str]] = (),
+    ) -> list[tuple[int, npt.NDArray[np.float32]]]:
+        """Write a batch of analysed images, the run's counters and its errors in ONE transaction,
+        so a killed ingest leaves whole images or nothing. Returns (face id, template) pairs to
+        add to the vector index. Images already present (same sha256) are skipped."""
+        added: list[tuple[int, npt.NDArray[np.float32]]] = []
+        stamp = now()
+        retain_until = stamp + timedelta(days=source.retention_days)
+        with self.session() as s, s.begin():
+            present = set(
+                s.scalars(select(Image.sha256).where(Image.sha256.in_([i.sha256 for i in images])))
+            )
+            pending: list[tuple[Face, NewFace]] = []
+            counts = {"added": 0, "dup": duplicates, "noface": 0, "indexed": 0, "skipped": 0}
+            for item in images:
+                if item.sha256 in present:
+                    counts["dup"] += 1
+                    continue
+                present.add(item.sha256)
+                indexable = [f for f in item.faces if f.template is not None]
+                image = Image(
+                    sha256=item.sha256,
+                    path=item.path,
+                    size_bytes=item.size_bytes,
+                    width=item.width,
+                    height=item.height,
+                    format=item.format,
+                    source_id=source.id,
+                    added_at=stamp,
+                    retain_until=retain_until,
+                    status="indexed" if indexable else "no_faces",
+                    ingest_run_id=run_id,
+                )
+                s.add(image)
+                counts["added"] += 1
+                counts["noface"] += 0 if indexable else 1
+                for nf in item.faces:
+                    face = Face(
+                        image=image,
+                        left=nf.box[0],
+                        top=nf.box[1],
+                        right=nf.box[2],
+                        bottom=nf.box[3],
+                        landmarks=nf.landmarks,
+                        detector=nf.detector,
+                        det_score=nf.det_score,
+                        box_size=nf.box_size,
+                        sharpness=nf.sharpness,
+                        yaw=nf.yaw,
+                        status="indexed" if nf.template is not None else "skipped",
+                        skip_reason=nf.skip_reason,
+                        model_id=nf.model_id,
+                        template=encode_template(nf.template) if nf.template is not None else None,
+                    )
+                    s.add(face)
+                    pending.append((face, nf))
+                    counts["indexed" if nf.template is not None else "skipped"] += 1
+            for path, code, message in errors:
+                s.add(IngestError(run_id=run_id, path=path, code=code, message=message))
+            s.execute(
+                update(IngestRun)
+                .where(IngestRun.id == run_id)
+                .values(
+                    images_added=IngestRun.images_added + counts["added"],
+                    images_duplicate=IngestRun.images_duplicate + counts["dup"],
+                    images_no_face=IngestRun.images_no_face + counts["noface"],
+                    faces_indexed=IngestRun.faces_indexed + counts["indexed"],
+                    faces_skipped=IngestRun.faces_skipped + counts["skipped"],
+                    errors=IngestRun.errors + len(errors),
+                )
+            )
+            s.flush()
+            added = [(face.id, nf.template) for face, nf in pending if nf.template is not None]
+        return added
+
+    def get_run(self, run_id: int) -> tuple[IngestRun, list[IngestError]]:
+        with self.session() as s:
+            run = s.get(IngestRun, run_id)
+            if run is None:
+                raise NotFoundError(f"no ingest run {run_id}")
+            errs = list(s.scalars(select(IngestError).where(IngestError.run_id == run_id)))
+        return run, errs
+
+    def skip_reasons(self, run_id: int) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Face.skip_reason, func.count())
+                .join(Image, Image.id == Face.image_id)
+                .where(Image.ingest_run_id == run_id, Face.status == "skipped")
+                .group_by(Face.skip_reason)
+            ).all()
+        out: dict[str, int] = {}
+        for reason, n in rows:
+            key = (reason or "unknown").split(":")[0]
+            out[key] = out.get(key, 0) + n
+        return out
+
+    # -- the index's view of the catalog -----------------------------------------------------
+    def fingerprint(self, model_id: str) -> IndexFingerprint:
+        with self.session() as s:
+            count, id_sum, id_max = s.execute(
+                select(func.count(Face.id), func.sum(Face.id), func.max(Face.id)).where(
+                    Face.status == "indexed"
+                )
+            ).one()
+        return IndexFingerprint(model_id, int(count or 0), int(id_sum or 0), int(id_max or 0))
+
+    def indexed_ids(self) -> npt.NDArray[np.int64]:
+        with self.session() as s:
+            ids = s.scalars(select(Face.id).where(Face.status == "indexed").order_by(Face.id))
+            return np.fromiter(ids, dtype=np.int64)
+
+    def iter_templates(
+        self, ids: npt.NDArray[np.int64] | None = None, chunk: int = 20_000
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """Indexed templates in chunks (all, or those of `ids`), so that a rebuild of millions
+        never holds them twice."""
+        if ids is not None:
+            for i in range(0, len(ids), chunk):
+                with self.session() as s:
+                    rows = s.execute(
+                        select(Face.id, Face.template).where(
+                            Face.status == "indexed", Face.id.in_(ids[i : i + chunk].tolist())
+                        )
+                    ).all()
+                if rows:
+                    yield _unpack(rows)
+            return
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(Face.id, Face.template)
+                    .where(Face.status == "indexed", Face.id > last)
+                    .order_by(Face.id)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            out = _unpack(rows)
+            last = int(out[0][-1])
+            yield out
+
+    def templates_of(self, face_ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Face.id, Face.template).where(
+                    Face.id.in_(list(face_ids)), Face.template.is_not(None)
+                )
+            ).all()
+        return {fid: decode_template(blob) for fid, blob in rows}
+
+    # -- reading faces -----------------------------------------------------------------------
+    def face_records(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
+        if not face_ids:
+            return {}
+        with self.session() as s:
+            faces = s.scalars(
+                select(Face)
+                .where(Face.id.in_(list(face_ids)))
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+            ).all()
+            return {f.id: _record(f) for f in faces}
+
+    def faces_of_image(self, image_id: int) -> list[FaceRecord]:
+        with self.session() as s:
+            faces = s.scalars(
+                select(Face)
+                .where(Face.image_id == image_id)
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+                .order_by(Face.id)
+            ).all()
+            return [_record(f) for f in faces]
+
+    def counts(self) -> dict[str, int]:
+        with self.session() as s:
+            return {
+                "sources": s.scalar(select(func.count(Source.id))) or 0,
+                "images": s.scalar(select(func.count(Image.id))) or 0,
+                "faces_indexed": s.scalar(
+                    select(func.count(Face.id)).where(Face.status == "indexed")
+                )
+                or 0,
+                "faces_skipped": s.scalar(
+                    select(func.count(Face.id)).where(Face.status == "skipped")
+                )
+                or 0,
+                "subjects": s.scalar(select(func.count(Subject.id))) or 0,
+            }
+
+    # -- deletion ----------------------------------------------------------------------------
+    def delete_faces(self, face_ids: Sequence[int]) -> int:
+        """Delete faces and any image left with no face. Returns faces deleted."""
+        ids = list(face_ids)
+        with self.session() as s, s.begin():
+            found = s.execute(select(Face.id, Face.image_id).where(Face.id.in_(ids))).all()
+            image_ids = {image_id for _, image_id in found}
+            s.execute(delete(Face).where(Face.id.in_(ids)))
+            for image_id in image_ids:
+                left = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
+                if not left:
+                    s.execute(delete(Image).where(Image.id == image_id))
+        return len(found)
+
+    def delete_image(self, image_id: int) -> list[int]:
+        """Delete an image and its faces; returns the deleted face ids (for the index)."""
+        with self.session() as s, s.begin():
+            if s.get(Image, image_id) is None:
+                raise NotFoundError(f"no image with id {image_id}")
+            ids = list(s.scalars(select(Face.id).where(Face.image_id == image_id)))
+            s.execute(delete(Face).where(Face.image_id == image_id))
+            s.execute(delete(Image).where(Image.id == image_id))
+        return ids
+
+    # -- subjects ----------------------------------------------------------------------------
+    def create_subject(self, name: str) -> Subject:
+        with self.session() as s, s.begin():
+            if s.scalar(select(Subject).where(Subject.name == name)) is not None:
+                raise NotFoundError(f"a subject named {name!r} already exists", code="exists")
+            subject = Subject(name=name, created_at=now())
+            s.add(subject)
+        return subject
+
+    def get_subject(self, name: str) -> Subject:
+        with self.session() as s:
+            subject = s.scalar(select(Subject).where(Subject.name == name))
+        if subject is None:
+            raise NotFoundError(f"no subject named {name!r}")
+        return subject
+
+    def link_faces(self, subject_name: str, face_ids: Sequence[int]) -> int:
+        subject = self.get_subject(subject_name)
+        with self.session() as s, s.begin():
+            found = set(s.scalars(select(Face.id).where(Face.id.in_(list(face_ids)))))
+            missing = set(face_ids) - found
+            if missing:
+                raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
+            s.execute(update(Face).where(Face.id.in_(list(face_ids))).values(subject_id=subject.id))
+        return len(found)
+
+    def subject_face_ids(self, subject_name: str) -> list[int]:
+        subject = self.get_subject(subject_name)
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Face.id).where(Face.subject_id == subject.id, Face.status == "indexed")
+                )
+            )
+
+    def list_subjects(self) -> list[tuple[Subject, int]]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Subject, func.count(Face.id))
+                .outerjoin(Face, Face.subject_id == Subject.id)
+                .group_by(Subject.id)
+                .order_by(Subject.name)
+            ).all()
+        return [(subj, n) for subj, n in rows]
+
+
+def _unpack(rows: Sequence[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    # Indexed faces always carry a template (the write path guarantees it).
+    return ids, np.stack([decode_template(cast(bytes, r[1])) for r in rows])
+
+
+def _record(face: Face) -> FaceRecord:
+    image = face.image
+    return FaceRecord(
+        face_id=face.id,
+        image_id=image.id,
+        image_path=image.path,
+        box=(face.left, face.top, face.right, face.bottom),
+        source=image.source.name,
+        lawful_basis=image.source.lawful_basis,
+        special_condition=image.source.special_condition,
+        subject=face.subject.name if face.subject else None,
+        status=face.status,
+        added_at=image.added_at,
+        retain_until=image.retain_until,
+    )
+
+
+def open_catalog(url: str) -> Catalog:
+    """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    _migrate(engine)
+    return Catalog(engine)

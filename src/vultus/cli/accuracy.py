@@ -1,0 +1,95 @@
+"""`vultus calibrate` and `vultus eval`: measure the model on labelled photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+
+from vultus.calibration import fit_calibration
+from vultus.cli.common import console, fail, state
+from vultus.config import Settings
+from vultus.datasets import LabelledTemplates, embed_labelled, read_pairs
+from vultus.evaluation import evaluate, print_report
+
+
+def _templates(labels: Path, embeddings: Path | None, save: Path | None) -> LabelledTemplates:
+    if embeddings is not None:
+        return LabelledTemplates.load(embeddings)
+    settings = Settings.load(state["data_dir"])
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("embedding photos", total=None)
+        data = embed_labelled(
+            labels, settings, on_progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+    if data.failures:
+        console.print(f"[yellow]{len(data.failures)} photo(s) had no usable face[/]")
+    if save is not None:
+        data.save(save)
+    return data
+
+
+def calibrate(
+    labels: Path = typer.Argument(..., exists=True, help="labels.csv: path,identity"),
+    out: Path = typer.Option(Path("calibration.json"), "--out", "-o"),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", help="Reuse templates saved by --save-embeddings (a prefix)."
+    ),
+    save_embeddings: Path | None = typer.Option(None, "--save-embeddings"),
+) -> None:
+    """Fit a distance → false-match-rate table on labelled photos.
+
+    Example: vultus calibrate ../shared/faces/lfw-a/labels.csv --out calibration.json
+    """
+    data = _templates(labels, embeddings, save_embeddings)
+    if len(set(data.labels)) < 2:
+        raise fail("calibration needs photos of at least two people")
+    cal = fit_calibration(data.templates, data.labels, model_id=data.model_id, source=str(labels))
+    cal.save(out)
+    console.print(
+        f"[green]✓[/] {out}: {cal.n_genuine:,} genuine and {cal.n_impostor:,} impostor pairs; "
+        f"distance at FMR 1e-3: {cal.threshold_for(1e-3):.3f}, at 1e-4: "
+        f"{cal.threshold_for(1e-4):.3f}"
+    )
+
+
+def eval_(
+    labels: Path = typer.Argument(..., exists=True, help="labels.csv: path,identity"),
+    pairs: Path | None = typer.Option(None, "--pairs", help="pairs.csv: path1,path2,same,fold"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
+    embeddings: Path | None = typer.Option(None, "--embeddings"),
+    save_embeddings: Path | None = typer.Option(
+        None, "--save-embeddings", help="Save templates under this prefix (.npy + .json)."
+    ),
+) -> None:
+    """Measure accuracy: 10-fold pair accuracy, TAR at FAR 1e-2..1e-4, rank-1 and rank-5.
+
+    Example: vultus eval lfw-a/labels.csv --pairs lfw-a/pairs.csv --json eval.json
+    """
+    data = _templates(labels, embeddings, save_embeddings)
+    pair_idx = None
+    if pairs is not None:
+        where = {p: i for i, p in enumerate(data.paths)}
+        rows = read_pairs(pairs)
+        pair_idx = [
+            (where[a], where[b], same, fold)
+            for a, b, same, fold in rows
+            if a in where and b in where
+        ]
+        if len(pair_idx) < len(rows):
+            console.print(f"[yellow]{len(rows) - len(pair_idx)} pair(s) lack a usable face[/]")
+    report = evaluate(data.templates, data.labels, pairs=pair_idx)
+    print_report(report, console=console)
+    if json_out is not None:
+        payload = report.to_json()
+        payload["model_id"] = data.model_id
+        payload["photos_without_face"] = len(data.failures)
+        json_out.write_text(json.dumps(payload, indent=2))
+        console.print(f"[green]✓[/] wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate)
+    app.command("eval")(eval_)

@@ -1,0 +1,26 @@
+"""What every command group shares: the console, the engine for the chosen data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from vultus.config import Settings
+from vultus.engine import Engine
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Set by the root callback from --data-dir; commands read it through `open_engine`.
+state: dict[str, Path | None] = {"data_dir": None}
+
+
+def open_engine(**overrides: object) -> Engine:
+    return Engine(Settings.load(state["data_dir"], **overrides))
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)

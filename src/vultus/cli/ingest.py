@@ -1,0 +1,74 @@
+"""`vultus add`: ingest folders and files under a named source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vultus.cli.common import console, open_engine
+from vultus.ingest import IngestSummary
+from vultus.ingest import Progress as IngestProgress
+
+
+def add(
+    paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
+    source: str = typer.Option(..., "--source", "-s", help="The source these images come from."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Analyse and count; write nothing."),
+    workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes."),
+) -> None:
+    """Add photos to the catalog and the index. Idempotent and resumable.
+
+    Example: vultus add ~/archive/2024 --source press-archive
+    """
+    with (
+        open_engine(workers=workers) as engine,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("ingest", total=None, rate="")
+
+        def update(p: IngestProgress) -> None:
+            rate = (
+                f"{p.files_done / p.elapsed:.1f} img/s · {p.faces_indexed / p.elapsed:.1f} faces/s"
+            )
+            bar.update(task, total=p.files_total, completed=p.files_done, rate=rate)
+
+        summary = engine.add(paths, source=source, dry_run=dry_run, on_progress=update)
+    print_summary(summary)
+
+
+def print_summary(s: IngestSummary) -> None:
+    title = (
+        "Dry run: nothing was written" if s.dry_run else f"Ingest run {s.run_id} into {s.source}"
+    )
+    table = Table(title=title, show_header=False)
+    table.add_row("files seen", f"{s.files_seen:,}")
+    table.add_row("images added" if not s.dry_run else "images to add", f"{s.images_added:,}")
+    table.add_row("already held (skipped)", f"{s.images_duplicate:,}")
+    table.add_row("images with no face", f"{s.images_no_face:,}")
+    table.add_row("faces indexed" if not s.dry_run else "faces to index", f"{s.faces_indexed:,}")
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(s.skip_reasons.items()))
+    table.add_row("faces skipped", f"{s.faces_skipped:,}" + (f" ({skipped})" if skipped else ""))
+    table.add_row("errors", f"{len(s.errors):,}")
+    table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
+    console.print(table)
+    for path, code, message in s.errors[:20]:
+        console.print(
+            f"[red]✗[/] [dim]{code}[/] {message if path in message else path + ': ' + message}"
+        )
+    if len(s.errors) > 20:
+        console.print(f"… and {len(s.errors) - 20} more errors")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("add")(add)

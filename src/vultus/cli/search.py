@@ -1,0 +1,116 @@
+"""`vultus search` and `vultus verify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vultus.cli.common import console, fail, open_engine
+from vultus.search import SearchResult
+
+
+def _fmr(x: float) -> str:
+    return f"{x:.1e}" if x < 0.01 else f"{x:.2f}"
+
+
+def search(
+    photo: Path | None = typer.Argument(None, help="A photo with the face to look for."),
+    top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="How many results."),
+    face: int = typer.Option(1, "--face", "-f", min=1, help="Which face (1 = largest)."),
+    face_id: int | None = typer.Option(None, "--face-id", help="Search with a catalogued face."),
+    subject: str | None = typer.Option(None, "--subject", help="Search with a subject's faces."),
+    fmr: float | None = typer.Option(
+        None, "--fmr", help="False-match rate for the match decision (default: setting)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Find where else a person appears: by photo, by face id, or by subject.
+
+    Example: vultus search query.jpg --top 5
+    """
+    given = sum(x is not None for x in (photo, face_id, subject))
+    if given != 1:
+        raise fail("give exactly one of: a PHOTO, --face-id or --subject")
+    with open_engine() as engine:
+        if photo is not None:
+            result = engine.search(photo, top_k=top, face=face, fmr=fmr)
+        elif face_id is not None:
+            result = engine.search_face(face_id, top_k=top, fmr=fmr)
+        else:
+            assert subject is not None
+            result = engine.search_subject(subject, top_k=top, fmr=fmr)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), default=str, indent=2))
+        return
+    print_result(result)
+
+
+def print_result(result: SearchResult) -> None:
+    if result.query is not None:
+        q = result.query
+        others = f"; the others: --face {', '.join(str(f.number) for f in result.other_faces)}"
+        console.print(
+            f"{result.faces_seen} face(s) in the photo; searching with face {q.number} "
+            f"({q.box_size} px){others if result.other_faces else ''}"
+        )
+    table = Table(title=f"Top {len(result.matches)} of {result.gallery_size:,} faces")
+    for col in (
+        "#",
+        "face",
+        "image",
+        "distance",
+        "similarity",
+        "est. FMR",
+        "match",
+        "source",
+        "subject",
+    ):
+        table.add_column(col, justify="right" if col in {"#", "face"} else "left")
+    for i, m in enumerate(result.matches, start=1):
+        table.add_row(
+            str(i),
+            str(m.face_id),
+            m.image_path,
+            f"{m.distance:.3f}",
+            f"{m.similarity:.3f}",
+            _fmr(m.fmr),
+            "[green]yes[/]" if m.is_match else "[dim]no[/]",
+            m.source,
+            m.subject or "",
+        )
+    console.print(table)
+    colour = "green" if result.found else "yellow"
+    console.print(
+        f"[{colour}]{result.decision}[/] (threshold distance {result.threshold:.3f} at this "
+        "gallery size)"
+    )
+
+
+def verify(
+    photo_a: Path = typer.Argument(..., help="First photo (its largest face is used)."),
+    photo_b: Path = typer.Argument(..., help="Second photo."),
+    fmr: float = typer.Option(1e-3, "--fmr", help="False-match rate for the decision."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """1:1: are two photos of the same person, at a chosen false-match rate?
+
+    Example: vultus verify id-card.jpg selfie.jpg --fmr 1e-4
+    """
+    with open_engine() as engine:
+        v = engine.verify(photo_a, photo_b, fmr=fmr)
+    if as_json:
+        typer.echo(json.dumps(v.to_json(), indent=2))
+        return
+    verdict = "[green]same person[/]" if v.same_person else "[yellow]not the same person[/]"
+    console.print(
+        f"{verdict} at FMR {fmr:g}: distance {v.distance:.3f} (threshold {v.threshold:.3f}), "
+        f"similarity {v.similarity:.3f}, est. FMR at this distance {_fmr(v.fmr)}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+    app.command("verify")(verify)

@@ -1,0 +1,449 @@
+"""The one façade the CLI, the REST API and the web UI call: `Engine.add / search / verify /
+delete ...`. It owns the catalog, the pipeline and the vector index, and keeps the index a
+faithful derivative of the catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vultus.calibration import Calibration
+from vultus.calibration import normalise as _normalise
+from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
+from vultus.catalog.models import Source, Subject
+from vultus.config import Settings
+from vultus.errors import NoFaceError, NotFoundError, VectorIndexError
+from vultus.index import FaissIndex, resolve_factory
+from vultus.ingest import Analyser, IngestSummary, Progress, collect_files, file_sha256
+from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
+from vultus.search import QueryFace, SearchResult, Verification, rank
+
+log = logging.getLogger(__name__)
+
+# Files hashed and checked against the catalog together, before any analysis work.
+DEDUPE_CHUNK = 256
+
+
+def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Unit-length rows, in the float32 the index stores."""
+    return _normalise(templates).astype(np.float32)
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog: Catalog = open_catalog(settings.catalog_url)
+        self._pipeline: FacePipeline | None = None
+        self._index: FaissIndex | None = None
+        self._calibration: Calibration | None = None
+
+    @classmethod
+    def open(cls, data_dir: Path | str | None = None, **overrides: Any) -> Engine:
+        return cls(Settings.load(data_dir, **overrides))
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- lazily built parts ------------------------------------------------------------------
+    @property
+    def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            # Queries run one image at a time, so the embedder may use every core.
+            self._pipeline = FacePipeline(self.settings, embed_threads=self.settings.workers)
+        return self._pipeline
+
+    @property
+    def model_id(self) -> str:
+        return self.catalog.get_meta("model_id") or self.pipeline.model_id
+
+    @property
+    def calibration(self) -> Calibration:
+        if self._calibration is None:
+            self._calibration = Calibration.default(self.model_id)
+        return self._calibration
+
+    @property
+    def index(self) -> FaissIndex:
+        if self._index is None:
+            self._index = self._open_index()
+        return self._index
+
+    # -- sources -----------------------------------------------------------------------------
+    def add_source(self, name: str, **fields: Any) -> Source:
+        return self.catalog.add_source(name, **fields)
+
+    def sources(self) -> list[tuple[Source, int, int]]:
+        return self.catalog.list_sources()
+
+    # -- ingest ------------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        source: str,
+        dry_run: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestSummary:
+        """Ingest files and folders under a named source. Idempotent and resumable."""
+        src = self.catalog.get_source(source)
+        files, errors = collect_files(paths)
+        progress = Progress(files_total=len(files))
+        if not dry_run:
+            self.catalog.check_model(self.pipeline.model_id)
+            self.index  # noqa: B018 - open (and reconcile) the index before writing to it
+        run_id = None if dry_run else self.catalog.start_run(src.id)
+        totals = _DryRunTotals()
+        try:
+            with Analyser(self.settings, lambda: self.pipeline) as analyser:
+                for start in range(0, len(files), DEDUPE_CHUNK):
+                    chunk = files[start : start + DEDUPE_CHUNK]
+                    hashes = {p: file_sha256(p) for p in chunk}
+                    known = self.catalog.known_hashes(h for h in hashes.values() if h)
+                    todo = [p for p in chunk if hashes[p] not in known]
+                    duplicates = len(chunk) - len(todo)
+                    progress.files_done += duplicates
+                    batch: list[NewImage] = []
+                    for _path, image, error in analyser.map(todo):
+                        progress.files_done += 1
+                        if error is not None:
+                            errors.append(error)
+                        elif image is not None:
+                            batch.append(image)
+                            progress.faces_indexed += sum(
+                                f.template is not None for f in image.faces
+                            )
+                            progress.images_added += 1
+                        if len(batch) >= self.settings.batch_size:
+                            self._flush(run_id, src, batch, errors, duplicates, totals)
+                            batch, errors, duplicates = [], [], 0
+                        if on_progress:
+                            on_progress(progress)
+                    self._flush(run_id, src, batch, errors, duplicates, totals)
+                    errors = []
+                    if on_progress:
+                        on_progress(progress)
+        except BaseException:
+            if run_id is not None:
+                self.catalog.finish_run(run_id, status="interrupted")
+                self.save_index()
+            raise
+        if run_id is None:
+            return totals.summary(src.name, len(files), progress.elapsed)
+        self.catalog.finish_run(run_id)
+        self._maybe_upgrade_index()
+        self.save_index()
+        run, errs = self.catalog.get_run(run_id)
+        return IngestSummary(
+            run_id=run_id,
+            source=src.name,
+            files_seen=len(files),
+            images_added=run.images_added,
+            images_duplicate=run.images_duplicate,
+            images_no_face=run.images_no_face,
+            faces_indexed=run.faces_indexed,
+            faces_skipped=run.faces_skipped,
+            skip_reasons=self.catalog.skip_reasons(run_id),
+            errors=[(e.path, e.code, e.message) for e in errs],
+            seconds=progress.elapsed,
+        )
+
+    def _flush(
+        self,
+        run_id: int | None,
+        source: Source,
+        batch: list[NewImage],
+        errors: list[tuple[str, str, str]],
+        duplicates: int,
+        totals: _DryRunTotals,
+    ) -> None:
+        if run_id is None:
+            totals.add(batch, errors, duplicates)
+            return
+        if not (batch or errors or duplicates):
+            return
+        added = self.catalog.write_batch(
+            run_id, source, batch, duplicates=duplicates, errors=errors
+        )
+        if added:
+            ids = np.array([fid for fid, _ in added], dtype=np.int64)
+            self.index.add(ids, normalise(np.stack([t for _, t in added])))
+
+    # -- the vector index, derived from the catalog -----------------------------------------
+    def _open_index(self) -> FaissIndex:
+        """Load the saved index and bring it in line with the catalog: a missing, corrupt or
+        foreign-model index is rebuilt; one that merely lags (a killed ingest, a crash between
+        a catalog delete and an index save) is reconciled id by id."""
+        model_id = self.model_id
+        expected = self.catalog.fingerprint(model_id)
+        try:
+            index = FaissIndex.load(self.settings.index_path)
+        except VectorIndexError as exc:
+            if exc.code != "index_missing":
+                log.warning("%s; rebuilding the index from the catalog", exc.message)
+            return self.rebuild_index()
+        if index.model_id != model_id:
+            log.warning("index holds model %s, catalog %s: rebuilding", index.model_id, model_id)
+            return self.rebuild_index()
+        if index.fingerprint() != expected:
+            self._reconcile(index)
+            index.save(self.settings.index_path)
+        return index
+
+    def _reconcile(self, index: FaissIndex) -> None:
+        in_catalog = self.catalog.indexed_ids()
+        in_index = index.ids()
+        extra = np.setdiff1d(in_index, in_catalog)
+        missing = np.setdiff1d(in_catalog, in_index)
+        if extra.size:
+            index.remove(extra)
+        for ids, templates in self.catalog.iter_templates(missing):
+            index.add(ids, normalise(templates))
+        log.info("index reconciled: %d added, %d removed", missing.size, extra.size)
+
+    def rebuild_index(self, factory: str | None = None) -> FaissIndex:
+        """Recreate the index from the catalog's templates, with `factory` or the setting."""
+        model_id = self.model_id
+        count = self.catalog.fingerprint(model_id).count
+        spec = factory or self.settings.index_factory
+        resolved = resolve_factory(spec, count)
+        dim = self.pipeline.embedder.dim if self._pipeline or count == 0 else self._stored_dim()
+        index = FaissIndex.create(resolved, dim, model_id, nprobe=self.settings.index_nprobe)
+        if count:
+            ids = np.empty(count, dtype=np.int64)
+            vectors = np.empty((count, dim), dtype=np.float32)
+            filled = 0
+            for chunk_ids, templates in self.catalog.iter_templates():
+                n = len(chunk_ids)
+                ids[filled : filled + n] = chunk_ids
+                vectors[filled : filled + n] = normalise(templates)
+                filled += n
+            index.train_and_add(ids[:filled], vectors[:filled])
+        index.save(self.settings.index_path)
+        self._index = index
+        return index
+
+    def _stored_dim(self) -> int:
+        for _, templates in self.catalog.iter_templates(chunk=1):
+            return int(templates.shape[1])
+        return self.pipeline.embedder.dim
+
+    def _maybe_upgrade_index(self) -> None:
+        """With the "auto" setting, switch from exact search to IVF once the gallery is large."""
+        if self.settings.index_factory != "auto" or self._index is None:
+            return
+        wanted = resolve_factory("auto", len(self._index))
+        if wanted != self._index.factory:
+            log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
+            self.rebuild_index(wanted)
+
+    def save_index(self) -> None:
+        if self._index is not None:
+            self._index.save(self.settings.index_path)
+
+    # -- search and verify -------------------------------------------------------------------
+    def analyse(self, photo: Path | bytes) -> AnalysedImage:
+        return self.pipeline.analyse(photo)
+
+    def search(
+        self,
+        photo: Path | bytes,
+        *,
+        top_k: int = 10,
+        face: int = 1,
+        fmr: float | None = None,
+    ) -> SearchResult:
+        """Search with one face of a photo: by default the largest (faces are numbered from 1,
+        largest first)."""
+        analysed = self.pipeline.analyse(photo)
+        chosen = _pick_face(analysed, face, photo)
+        assert chosen.template is not None
+        result = self.search_template(chosen.template, top_k=top_k, fmr=fmr)
+        faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
+        result.query = faces[face - 1]
+        result.faces_seen = len(faces)
+        result.other_faces = [f for f in faces if f.number != face]
+        return result
+
+    def search_face(
+        self, face_id: int, *, top_k: int = 10, fmr: float | None = None
+    ) -> SearchResult:
+        """Where else does the person of this catalogued face appear?"""
+        template = self.catalog.templates_of([face_id]).get(face_id)
+        if template is None:
+            raise NotFoundError(f"no indexed face with id {face_id}")
+        return self.search_template(template, top_k=top_k, fmr=fmr, exclude={face_id})
+
+    def search_subject(
+        self, name: str, *, top_k: int = 10, fmr: float | None = None
+    ) -> SearchResult:
+        """Search with the fused template of all the faces linked to a subject."""
+        face_ids = self.catalog.subject_face_ids(name)
+        if not face_ids:
+            raise NotFoundError(f"subject {name!r} has no indexed faces linked to it")
+        templates = normalise(np.stack(list(self.catalog.templates_of(face_ids).values())))
+        fused = templates.mean(axis=0)
+        return self.search_template(fused, top_k=top_k, fmr=fmr)
+
+    def search_template(
+        self,
+        template: npt.NDArray[np.float32],
+        *,
+        top_k: int = 10,
+        fmr: float | None = None,
+        exclude: set[int] | None = None,
+    ) -> SearchResult:
+        exclude = exclude or set()
+        query = normalise(np.asarray(template, dtype=np.float32)[None, :])
+        index = self.index
+        scores, ids = index.search(query, top_k + len(exclude))
+        records = self.catalog.face_records([i for i in ids[0].tolist() if i >= 0])
+        return rank(
+            scores[0],
+            ids[0],
+            records,
+            self.calibration,
+            gallery_size=len(index),
+            fmr_target=fmr or self.settings.search_fmr,
+            exclude=exclude,
+            top_k=top_k,
+        )
+
+    def verify(self, a: Path | bytes, b: Path | bytes, *, fmr: float = 1e-3) -> Verification:
+        """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
+        ta = _pick_face(self.pipeline.analyse(a), 1, a).template
+        tb = _pick_face(self.pipeline.analyse(b), 1, b).template
+        assert ta is not None and tb is not None
+        qa, qb = normalise(np.stack([ta, tb]))
+        similarity = float(np.dot(qa, qb))
+        dist = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
+        threshold = self.calibration.threshold_for(fmr, gallery_size=1)
+        return Verification(
+            distance=round(dist, 4),
+            similarity=round(similarity, 4),
+            fmr=float(self.calibration.fmr_at(dist)),
+            fmr_target=fmr,
+            threshold=float(threshold),
+            same_person=dist <= threshold,
+        )
+
+    # -- faces, images, subjects -------------------------------------------------------------
+    def face(self, face_id: int) -> FaceRecord:
+        record = self.catalog.face_records([face_id]).get(face_id)
+        if record is None:
+            raise NotFoundError(f"no face with id {face_id}")
+        return record
+
+    def delete_faces(self, face_ids: Sequence[int]) -> int:
+        """Remove faces from the catalog, then from the index. If the process dies in between,
+        the next open sees the index disagree with the catalog and removes them there too."""
+        ids = [int(i) for i in face_ids]
+        deleted = self.catalog.delete_faces(ids)
+        self.index.remove(np.array(ids, dtype=np.int64))
+        self.save_index()
+        return deleted
+
+    def delete_image(self, image_id: int) -> int:
+        ids = self.catalog.delete_image(image_id)
+        if ids:
+            self.index.remove(np.array(ids, dtype=np.int64))
+            self.save_index()
+        return len(ids)
+
+    def create_subject(self, name: str, face_ids: Sequence[int] = ()) -> Subject:
+        subject = self.catalog.create_subject(name)
+        if face_ids:
+            self.catalog.link_faces(name, face_ids)
+        return subject
+
+    def link_faces(self, subject: str, face_ids: Sequence[int]) -> int:
+        return self.catalog.link_faces(subject, face_ids)
+
+    def subjects(self) -> list[tuple[Subject, int]]:
+        return self.catalog.list_subjects()
+
+    def status(self) -> dict[str, Any]:
+        counts: dict[str, Any] = dict(self.catalog.counts())
+        counts["model"] = self.catalog.get_meta("model_id")
+        counts["data_dir"] = str(self.settings.data_dir)
+        if counts["model"]:
+            index = self.index
+            counts["index_factory"] = index.factory
+            counts["index_size"] = len(index)
+        return counts
+
+
+class _DryRunTotals:
+    """What a dry run would have written, counted without touching the catalog."""
+
+    def __init__(self) -> None:
+        self.images = self.no_face = self.indexed = self.skipped = self.duplicates = 0
+        self.reasons: dict[str, int] = {}
+        self.errors: list[tuple[str, str, str]] = []
+
+    def add(self, batch: list[NewImage], errors: list[tuple[str, str, str]], dups: int) -> None:
+        self.duplicates += dups
+        self.errors.extend(errors)
+        for image in batch:
+            self.images += 1
+            faces = [f for f in image.faces if f.template is not None]
+            self.no_face += 0 if faces else 1
+            self.indexed += len(faces)
+            for f in image.faces:
+                if f.skip_reason:
+                    self.skipped += 1
+                    key = f.skip_reason.split(":")[0]
+                    self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def summary(self, source: str, files: int, seconds: float) -> IngestSummary:
+        return IngestSummary(
+            run_id=None,
+            source=source,
+            files_seen=files,
+            images_added=self.images,
+            images_duplicate=self.duplicates,
+            images_no_face=self.no_face,
+            faces_indexed=self.indexed,
+            faces_skipped=self.skipped,
+            skip_reasons=self.reasons,
+            errors=self.errors,
+            seconds=seconds,
+            dry_run=True,
+        )
+
+
+def _pick_face(analysed: AnalysedImage, number: int, photo: Path | bytes) -> AnalysedFace:
+    name = str(photo) if isinstance(photo, Path | str) else "the uploaded photo"
+    if not analysed.faces:
+        raise NoFaceError(f"no face found in {name}")
+    if not 1 <= number <= len(analysed.faces):
+        raise NoFaceError(
+            f"{name} has {len(analysed.faces)} face(s); face {number} does not exist",
+            code="face_out_of_range",
+        )
+    chosen = analysed.faces[number - 1]
+    if chosen.template is None:
+        raise NoFaceError(
+            f"face {number} in {name} cannot be used: {chosen.skip_reason}", code="face_unusable"
+        )
+    return chosen
+
+
+def _query_face(number: int, face: AnalysedFace) -> QueryFace:
+    return QueryFace(
+        number=number,
+        box=(face.box.left, face.box.top, face.box.right, face.box.bottom),
+        det_score=face.quality.det_score,
+        box_size=face.quality.box_size,
+    )

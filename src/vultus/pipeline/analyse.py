@@ -1,0 +1,108 @@
+"""The face pipeline end to end: decode, detect (on a downscaled copy), align, measure, embed.
+
+One `FacePipeline` per process: dlib and ONNX Runtime objects cannot be shared between processes,
+so each ingest worker builds its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from vultus.config import Settings
+from vultus.pipeline.align import FivePointAligner
+from vultus.pipeline.base import Box, Detection, Embedder
+from vultus.pipeline.decode import DecodedImage, decode_image, downscale
+from vultus.pipeline.detect import HogDetector
+from vultus.pipeline.embed import make_embedder
+from vultus.pipeline.quality import Quality, measure, skip_reason
+
+
+@dataclass
+class AnalysedFace:
+    box: Box
+    detector: str
+    landmarks: list[list[float]]
+    quality: Quality
+    model_id: str
+    # Raw descriptor; None when the face was skipped by the quality gate.
+    template: npt.NDArray[np.float32] | None
+    skip_reason: str | None = None
+    chip: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+
+
+@dataclass
+class AnalysedImage:
+    sha256: str
+    width: int
+    height: int
+    format: str
+    size_bytes: int
+    faces: list[AnalysedFace]
+
+    @property
+    def indexable(self) -> list[AnalysedFace]:
+        return [f for f in self.faces if f.template is not None]
+
+
+class FacePipeline:
+    def __init__(self, settings: Settings, *, embed_threads: int = 1) -> None:
+        self.settings = settings
+        self.detector = HogDetector(
+            upsample_retry=settings.detect_upsample_retry,
+            cnn_fallback=settings.detect_cnn_fallback,
+        )
+        self.aligner = FivePointAligner()
+        self.embedder: Embedder = make_embedder(
+            settings.engine, settings.models_dir, threads=embed_threads
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def detect(self, image: DecodedImage) -> list[Detection]:
+        """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels."""
+        small, scale = downscale(image.rgb, self.settings.detect_max_side)
+        found = self.detector.detect(small)
+        if scale == 1.0:
+            return found
+        return [Detection(d.box.scaled(scale), d.score, d.detector) for d in found]
+
+    def analyse(self, source: Path | bytes, *, keep_chips: bool = False) -> AnalysedImage:
+        image = decode_image(source, max_pixels=self.settings.max_pixels)
+        detections = self.detect(image)
+        # Largest face first: that is the one a search uses by default.
+        detections.sort(key=lambda d: d.box.width * d.box.height, reverse=True)
+        points, chips = self.aligner.align(image.rgb, [d.box for d in detections])
+        faces: list[AnalysedFace] = []
+        for det, pts, chip in zip(detections, points, chips, strict=True):
+            quality = measure(det.box, det.score, chip, pts)
+            faces.append(
+                AnalysedFace(
+                    box=det.box,
+                    detector=det.detector,
+                    landmarks=pts.round(1).tolist(),
+                    quality=quality,
+                    model_id=self.model_id,
+                    template=None,
+                    skip_reason=skip_reason(quality, min_face_px=self.settings.min_face_px),
+                    chip=chip if keep_chips else None,
+                )
+            )
+        keep = [i for i, f in enumerate(faces) if f.skip_reason is None]
+        if keep:
+            templates = self.embedder.embed(chips[keep])
+            for i, template in zip(keep, templates, strict=True):
+                faces[i].template = np.asarray(template, dtype=np.float32)
+        return AnalysedImage(
+            sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+            format=image.format,
+            size_bytes=image.size_bytes,
+            faces=faces,
+        )

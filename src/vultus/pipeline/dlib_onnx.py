@@ -1,0 +1,729 @@
+"""Rebuild dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1.dat) as an ONNX
+graph, by reading dlib's own serialisation of the network. No dlib, no torch: only bytes in,
+`onnx.helper` out.
+
+How dlib writes a network (dlib/dnn/core.h, layers.h, tensor.h, serialize.h):
+
+- Integers use dlib's compact encoding: a control byte (0x80 = negative, low nibble = byte
+  count) followed by that many little-endian bytes. Strings are a length then raw bytes. Bools
+  are the ASCII characters '1' and '0'. Floats and doubles are a `float_details`: an integer
+  mantissa and an integer exponent, value = mantissa * 2**exponent.
+- Tensors are a version (2), their four dimensions, then raw little-endian float32 values.
+  `alias_tensor`s (the views a layer cuts out of its parameter tensor) store only their shape.
+- `add_loss_layer` writes its version, the loss, then the network under it. Every wrapper
+  (`add_layer`, `add_tag_layer`, `add_skip_layer`) writes its version and then the wrapper
+  below it *before* its own details. So the file holds every wrapper's version from the output
+  down to the input, then the input layer, then the layer details from the input back up to
+  the output, each `add_layer` followed by its training state (bools and cached tensors).
+- Tag and skip wrappers write only their version, 1, and `add_prev_` writes only its name: the
+  tag ids that wire the residual connections are template arguments and are not in the file.
+  The topology therefore comes from the network's C++ definition (dlib's
+  dnn_face_recognition_ex.cpp), checked layer by layer against what the file holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from vultus.errors import ModelError
+
+INPUT_NAME = "chips"
+OUTPUT_NAME = "descriptors"
+SOURCE_HASH_KEY = "source_sha256"
+GRAPH_HASH_KEY = "graph_sha256"
+OPSET = 17
+IR_VERSION = 8  # the lowest IR that carries opset 17, so older ONNX Runtimes load the file too
+
+FloatArray = npt.NDArray[np.float32]
+
+
+# ----------------------------------------------------------------------------------------
+# The layers as read from the file, in order from the input to the loss.
+
+
+@dataclass(frozen=True, eq=False)
+class InputRGB:
+    """input_rgb_image_sized: planes R, G, B, each (pixel - mean) / 256."""
+
+    mean_rgb: tuple[float, float, float]
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, eq=False)
+class Conv:
+    filters: FloatArray  # (out, in, rows, cols)
+    bias: FloatArray  # (out,)
+    stride: tuple[int, int]  # (y, x)
+    padding: tuple[int, int]  # (y, x), both sides
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """A frozen batch norm, per channel: x * gamma + beta."""
+
+    gamma: FloatArray
+    beta: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class Relu:
+    pass
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    kind: str  # "max" or "avg"
+    size: tuple[int, int]  # (0, 0): the whole input, as in avg_pool_everything
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class AddPrev:
+    """Adds the output of a tagged layer; which tag is not recorded in the file."""
+
+
+@dataclass(frozen=True, eq=False)
+class TagOrSkip:
+    """A tag or a skip wrapper: dlib serialises both identically, without their id."""
+
+
+@dataclass(frozen=True, eq=False)
+class FullyConnected:
+    weights: FloatArray  # (inputs, outputs): dlib computes x @ W
+    bias: FloatArray | None
+
+
+@dataclass(frozen=True, eq=False)
+class LossMetric:
+    margin: float
+    distance_threshold: float
+
+
+Layer = InputRGB | Conv | Affine | Relu | Pool | AddPrev | TagOrSkip | FullyConnected | LossMetric
+
+
+# ----------------------------------------------------------------------------------------
+# Reading dlib's serialisation.
+
+_MAX_STRING = 256  # layer names are short; a long "string" means this is not a dlib network
+_FLOAT_SPECIALS = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str) -> None:
+        self._data = data
+        self._pos = 0
+        self._name = name
+
+    def fail(self, why: str) -> NoReturn:
+        raise ModelError(
+            f"{self._name} is not dlib's face recognition ResNet "
+            f"(dlib_face_recognition_resnet_model_v1): {why} (at byte {self._pos})"
+        )
+
+    @property
+    def at_end(self) -> bool:
+        return self._pos == len(self._data)
+
+    def _take(self, count: int) -> bytes:
+        if count < 0 or self._pos + count > len(self._data):
+            self.fail("the file ends too early")
+        chunk = self._data[self._pos : self._pos + count]
+        self._pos += count
+        return chunk
+
+    def integer(self) -> int:
+        control = self._take(1)[0]
+        # dlib keeps bits 0x70 of the control byte zero; anything else is not its format.
+        size = control & 0x0F
+        if control & 0x70 or size > 8:
+            self.fail(f"invalid integer control byte 0x{control:02x}")
+        value = int.from_bytes(self._take(size), "little")
+        return -value if control & 0x80 else value
+
+    def real(self) -> float:
+        mantissa = self.integer()
+        exponent = self.integer()
+        if exponent in _FLOAT_SPECIALS:
+            return _FLOAT_SPECIALS[exponent]
+        try:
+            return math.ldexp(float(mantissa), exponent)
+        except OverflowError:
+            self.fail("a floating point value out of range")
+
+    def boolean(self) -> bool:
+        char = self._take(1)
+        if char not in (b"0", b"1"):
+            self.fail("an invalid boolean")
+        return char == b"1"
+
+    def text(self) -> str:
+        length = self.integer()
+        if not 0 <= length <= _MAX_STRING:
+            self.fail(f"a string of implausible length {length}")
+        raw = self._take(length)
+        if not all(32 <= b < 127 for b in raw):
+            self.fail("a layer name that is not printable text")
+        return raw.decode("ascii")
+
+    def peek_text(self) -> str | None:
+        """The string at the cursor if there is a plausible one, without consuming it."""
+        start = self._pos
+        try:
+            return self.text()
+        except ModelError:
+            return None
+        finally:
+            self._pos = start
+
+    def dims(self, what: str) -> tuple[int, int, int, int]:
+        n, k, nr, nc = (self.integer() for _ in range(4))
+        if min(n, k, nr, nc) < 0:
+            self.fail(f"negative dimensions in {what}")
+        return n, k, nr, nc
+
+    def tensor(self, what: str) -> FloatArray:
+        version = self.integer()
+        if version != 2:
+            self.fail(f"{what}: unexpected tensor version {version}")
+        shape = self.dims(what)
+        count = math.prod(shape)
+        raw = self._take(4 * count)
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
+
+    def alias_tensor(self, what: str) -> tuple[int, int, int, int]:
+        version = self.integer()
+        if version != 1:
+            self.fail(f"{what}: unexpected alias_tensor version {version}")
+        return self.dims(what)
+
+
+def _read_input(r: _Reader) -> InputRGB:
+    name = r.text()
+    if name != "input_rgb_image_sized":
+        r.fail(f"the input layer is {name!r}, not input_rgb_image_sized")
+    mean = (r.real(), r.real(), r.real())
+    return InputRGB(mean_rgb=mean, rows=r.integer(), cols=r.integer())
+
+
+def _default_padding(size: int, stride: int) -> int:
+    # dlib's default for con_, max_pool_ and avg_pool_: `stride != 1 ? 0 : size/2`.
+    return 0 if stride != 1 else size // 2
+
+
+def _read_conv(r: _Reader) -> Conv:
+    params = r.tensor("con_ parameters").reshape(-1)
+    num_filters, rows, cols = r.integer(), r.integer(), r.integer()
+    stride = (r.integer(), r.integer())
+    padding = (r.integer(), r.integer())
+    filters_shape = r.alias_tensor("con_ filters")
+    biases_shape = r.alias_tensor("con_ biases")
+    for _ in range(4):  # learning rate and weight decay multipliers: training only
+        r.real()
+    n_weights = math.prod(filters_shape)
+    if (
+        filters_shape[0] != num_filters
+        or filters_shape[2:] != (rows, cols)
+        or math.prod(biases_shape) != num_filters
+        or params.size != n_weights + num_filters
+    ):
+        r.fail("a con_ layer whose parameter shapes do not agree")
+    return Conv(
+        filters=params[:n_weights].reshape(filters_shape),
+        bias=params[n_weights:].copy(),
+        stride=stride,
+        padding=padding,
+    )
+
+
+def _read_affine(r: _Reader) -> Affine:
+    params = r.tensor("affine_ parameters").reshape(-1)
+    gamma_shape = r.alias_tensor("affine_ gamma")
+    beta_shape = r.alias_tensor("affine_ beta")
+    mode = r.integer()
+    if mode != 0:  # CONV_MODE: one gamma and beta per channel
+        r.fail("an affine_ layer in FC mode")
+    channels = gamma_shape[1]
+    if (
+        gamma_shape != (1, channels, 1, 1)
+        or beta_shape != gamma_shape
+        or params.size != 2 * channels
+    ):
+        r.fail("an affine_ layer whose parameter shapes do not agree")
+    return Affine(gamma=params[:channels].copy(), beta=params[channels:].copy())
+
+
+def _read_pool(r: _Reader, kind: str) -> Pool:
+    size = (r.integer(), r.integer())
+    stride = (r.integer(), r.integer())
+    padding = (r.integer(), r.integer())
+    return Pool(kind=kind, size=size, stride=stride, padding=padding)
+
+
+def _read_fc(r: _Reader) -> FullyConnected:
+    outputs, inputs = r.integer(), r.integer()
+    params = r.tensor("fc_ parameters").reshape(-1)
+    weights_shape = r.alias_tensor("fc_ weights")
+    r.alias_tensor("fc_ biases")
+    bias_mode = r.integer()  # 0: FC_HAS_BIAS, 1: FC_NO_BIAS
+    for _ in range(4):
+        r.real()
+    expected = inputs * outputs + (outputs if bias_mode == 0 else 0)
+    if bias_mode not in (0, 1) or weights_shape[:2] != (inputs, outputs) or params.size != expected:
+        r.fail("an fc_ layer whose parameter shapes do not agree")
+    weights = params[: inputs * outputs].reshape(inputs, outputs)
+    bias = params[inputs * outputs :].copy() if bias_mode == 0 else None
+    return FullyConnected(weights=weights, bias=bias)
+
+
+def _read_details(r: _Reader) -> Layer:
+    name = r.text()
+    if name == "con_4":
+        return _read_conv(r)
+    if name == "affine_":
+        return _read_affine(r)
+    if name == "relu_":
+        return Relu()
+    if name == "max_pool_2":
+        return _read_pool(r, "max")
+    if name == "avg_pool_2":
+        return _read_pool(r, "avg")
+    if name == "add_prev_":
+        return AddPrev()
+    if name == "fc_2":
+        return _read_fc(r)
+    r.fail(f"unsupported layer {name!r}")
+
+
+def _skip_training_state(r: _Reader) -> None:
+    # this_layer_setup_called, gradient_input_is_stale, get_output_and_gradient_input_disabled,
+    # x_grad, cached_output, and params_grad (grad_final in the first add_layer): training
+    # state that inference does not need.
+    for _ in range(3):
+        r.boolean()
+    for what in ("x_grad", "cached_output", "params_grad"):
+        r.tensor(what)
+
+
+def read_dlib_resnet(dat_path: Path) -> list[Layer]:
+    """Parse a dlib DNN file into its layers, ordered from the input to the loss.
+
+    Wrappers come out as they are stored: residual wiring appears as `TagOrSkip` and `AddPrev`
+    entries whose ids dlib does not record. Raises ModelError on anything else.
+    """
+    try:
+        data = Path(dat_path).read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the face model {dat_path}: {exc.strerror}") from exc
+    r = _Reader(data, Path(dat_path).name)
+
+    loss_name = r.peek_text() if r.integer() == 1 else None
+    if loss_name is None:
+        r.fail("it does not start like a dlib network (a version, then a loss layer name)")
+    r.text()
+    if loss_name == "loss_metric_2":
+        loss = LossMetric(margin=r.real(), distance_threshold=r.real())
+    elif loss_name == "loss_metric_":  # older files: the values were hard-coded then
+        loss = LossMetric(margin=0.1, distance_threshold=0.75)
+    else:
+        r.fail(f"its loss layer is {loss_name!r}, not loss_metric")
+
+    # Wrapper versions, from the output down to the input layer.
+    wrappers: list[str] = []
+    while True:
+        version = r.integer()
+        following = r.peek_text()
+        if following is not None and following.startswith("input"):
+            if version not in (2, 3):
+                r.fail(f"unexpected version {version} of the first add_layer")
+            input_version = version
+            break
+        if version == 1:
+            wrappers.append("tag_or_skip")
+        elif version == 2:
+            wrappers.append("layer")
+        else:
+            r.fail(f"unexpected layer wrapper version {version}")
+
+    layers: list[Layer] = [_read_input(r), _read_details(r)]
+    _skip_training_state(r)
+    if input_version == 3:  # the first add_layer's sample expansion factor
+        r.integer()
+    for wrapper in reversed(wrappers):
+        if wrapper == "tag_or_skip":
+            layers.append(TagOrSkip())
+        else:
+            layers.append(_read_details(r))
+            _skip_training_state(r)
+    if not r.at_end:
+        r.fail("unexpected bytes after the last layer")
+    layers.append(loss)
+    return layers
+
+
+# ----------------------------------------------------------------------------------------
+# The network's definition, from dlib's dnn_face_recognition_ex.cpp (outermost first):
+#
+#   block<N,stride> = affine<con<N,3,3,1,1,relu<affine<con<N,3,3,stride,stride,SUBNET>>>>>
+#   ares<N>         = relu<add_prev1<block<N,1,tag1<SUBNET>>>>
+#   ares_down<N>    = relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<N,2,tag1<SUBNET>>>>>>>
+#   alevel0 = ares_down<256>           alevel1 = ares<256,ares<256,ares_down<256>>>
+#   alevel2 = ares<128,ares<128,ares_down<128>>>
+#   alevel3 = ares<64,ares<64,ares<64,ares_down<64>>>>    alevel4 = ares<32,ares<32,ares<32>>>
+#   anet = loss_metric<fc_no_bias<128,avg_pool_everything<alevel0<alevel1<alevel2<alevel3<
+#          alevel4<max_pool<3,3,2,2,relu<affine<con<32,7,7,2,2,input_rgb_image_sized<150>>>>>>>>>>>>
+#
+# The lists below run the other way, from the input to the output, as the file's details do.
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str  # con, affine, relu, max_pool, avg_pool, tag, skip, add_prev, fc
+    filters: int = 0
+    size: int = 0
+    stride: int = 1
+    tag: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "con":
+            return f"con({self.filters}, {self.size}x{self.size}, stride {self.stride})"
+        if self.kind in ("max_pool", "avg_pool"):
+            return f"{self.kind}({self.size}x{self.size}, stride {self.stride})"
+        if self.kind in ("tag", "skip", "add_prev"):
+            return f"{self.kind}{self.tag}"
+        if self.kind == "fc":
+            return f"fc_no_bias({self.filters})"
+        return self.kind
+
+
+def _block(filters: int, stride: int) -> list[_Spec]:
+    return [
+        _Spec("con", filters, 3, stride),
+        _Spec("affine"),
+        _Spec("relu"),
+        _Spec("con", filters, 3, 1),
+        _Spec("affine"),
+    ]
+
+
+def _ares(filters: int) -> list[_Spec]:
+    return [_Spec("tag", tag=1), *_block(filters, 1), _Spec("add_prev", tag=1), _Spec("relu")]
+
+
+def _ares_down(filters: int) -> list[_Spec]:
+    return [
+        _Spec("tag", tag=1),
+        *_block(filters, 2),
+        _Spec("tag", tag=2),
+        _Spec("skip", tag=1),
+        _Spec("avg_pool", size=2, stride=2),
+        _Spec("add_prev", tag=2),
+        _Spec("relu"),
+    ]
+
+
+def _resnet_v1_spec() -> list[_Spec]:
+    return [
+        _Spec("con", 32, 7, 2),
+        _Spec("affine"),
+        _Spec("relu"),
+        _Spec("max_pool", size=3, stride=2),
+        *_ares(32) * 3,
+        *_ares_down(64),
+        *_ares(64) * 3,
+        *_ares_down(128),
+        *_ares(128) * 2,
+        *_ares_down(256),
+        *_ares(256) * 2,
+        *_ares_down(256),
+        _Spec("avg_pool", size=0, stride=1),
+        _Spec("fc", filters=128),
+    ]
+
+
+def _describe(layer: Layer) -> str:
+    if isinstance(layer, Conv):
+        f = layer.filters.shape
+        return f"con({f[0]}, {f[2]}x{f[3]}, stride {layer.stride[0]})"
+    if isinstance(layer, Pool):
+        return f"{layer.kind}_pool({layer.size[0]}x{layer.size[1]}, stride {layer.stride[0]})"
+    if isinstance(layer, FullyConnected):
+        return f"fc({layer.weights.shape[1]}, bias={layer.bias is not None})"
+    return type(layer).__name__
+
+
+def _matches(layer: Layer, spec: _Spec) -> bool:
+    pad = _default_padding(spec.size, spec.stride)
+    if spec.kind == "con":
+        return (
+            isinstance(layer, Conv)
+            and layer.filters.shape[0] == spec.filters
+            and layer.filters.shape[2:] == (spec.size, spec.size)
+            and layer.stride == (spec.stride, spec.stride)
+            and layer.padding == (pad, pad)
+        )
+    if spec.kind in ("max_pool", "avg_pool"):
+        return (
+            isinstance(layer, Pool)
+            and f"{layer.kind}_pool" == spec.kind
+            and layer.size == (spec.size, spec.size)
+            and layer.stride == (spec.stride, spec.stride)
+            and layer.padding == (pad, pad)
+        )
+    if spec.kind == "fc":
+        return (
+            isinstance(layer, FullyConnected)
+            and layer.weights.shape[1] == spec.filters
+            and layer.bias is None
+        )
+    kinds: dict[str, type] = {
+        "affine": Affine,
+        "relu": Relu,
+        "tag": TagOrSkip,
+        "skip": TagOrSkip,
+        "add_prev": AddPrev,
+    }
+    return isinstance(layer, kinds[spec.kind])
+
+
+def _check_architecture(
+    layers: list[Layer], name: str
+) -> tuple[InputRGB, list[tuple[Layer, _Spec]]]:
+    def fail(why: str) -> NoReturn:
+        raise ModelError(
+            f"{name} is not dlib's face recognition ResNet "
+            f"(dlib_face_recognition_resnet_model_v1): {why}"
+        )
+
+    first, body = layers[0], layers[1:-1]
+    if not isinstance(first, InputRGB) or (first.rows, first.cols) != (150, 150):
+        fail("its input is not a 150x150 RGB chip")
+    spec = _resnet_v1_spec()
+    if len(body) != len(spec):
+        fail(f"it has {len(body)} layers, expected {len(spec)}")
+    for index, (layer, expected) in enumerate(zip(body, spec, strict=True), start=1):
+        if not _matches(layer, expected):
+            fail(f"layer {index} is {_describe(layer)}, expected {expected.describe()}")
+    return first, list(zip(body, spec, strict=True))
+
+
+# ----------------------------------------------------------------------------------------
+# The ONNX graph.
+
+
+@dataclass(frozen=True)
+class _Value:
+    name: str
+    shape: tuple[int, int, int]  # (channels, rows, cols); the batch dimension is dynamic
+
+
+class _GraphBuilder:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self._counter = itertools.count()
+
+    def fresh(self, hint: str) -> str:
+        return f"n{next(self._counter)}_{hint}"
+
+    def const(self, hint: str, value: npt.NDArray[np.generic]) -> str:
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        out = self.fresh(hint)
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def pad_to(self, value: _Value, shape: tuple[int, int, int]) -> str:
+        """Zero-pad at the end of channels, rows and columns, as dlib's add_prev does."""
+        grow = [want - have for want, have in zip(shape, value.shape, strict=True)]
+        if not any(grow):
+            return value.name
+        pads = self.const("pads", np.array([0, 0, 0, 0, 0, *grow], dtype=np.int64))
+        return self.node("Pad", [value.name, pads], "pad", mode="constant")
+
+
+def _out_len(size: int, length: int, stride: int, padding: int) -> int:
+    return (length + 2 * padding - size) // stride + 1
+
+
+def _emit(
+    g: _GraphBuilder, x: _Value, layer: Layer, tags: dict[int, _Value], spec: _Spec
+) -> _Value:
+    c, h, w = x.shape
+    if isinstance(layer, Conv):
+        out_c, in_c, kh, kw = layer.filters.shape
+        if in_c != c:
+            raise ModelError(f"a con_ layer expects {in_c} channels but receives {c}")
+        (sy, sx), (py, px) = layer.stride, layer.padding
+        name = g.node(
+            "Conv",
+            [x.name, g.const("W", layer.filters), g.const("B", layer.bias)],
+            "conv",
+            kernel_shape=[kh, kw],
+            strides=[sy, sx],
+            pads=[py, px, py, px],
+        )
+        return _Value(name, (out_c, _out_len(kh, h, sy, py), _out_len(kw, w, sx, px)))
+    if isinstance(layer, Affine):
+        if layer.gamma.size != c:
+            raise ModelError(f"an affine_ layer has {layer.gamma.size} channels, input has {c}")
+        scaled = g.node("Mul", [x.name, g.const("gamma", layer.gamma.reshape(1, c, 1, 1))], "mul")
+        shifted = g.node("Add", [scaled, g.const("beta", layer.beta.reshape(1, c, 1, 1))], "add")
+        return _Value(shifted, x.shape)
+    if isinstance(layer, Relu):
+        return _Value(g.node("Relu", [x.name], "relu"), x.shape)
+    if isinstance(layer, Pool):
+        if layer.size == (0, 0):
+            op = "GlobalMaxPool" if layer.kind == "max" else "GlobalAveragePool"
+            return _Value(g.node(op, [x.name], "gpool"), (c, 1, 1))
+        (kh, kw), (sy, sx), (py, px) = layer.size, layer.stride, layer.padding
+        op = "MaxPool" if layer.kind == "max" else "AveragePool"
+        name = g.node(
+            op, [x.name], "pool", kernel_shape=[kh, kw], strides=[sy, sx], pads=[py, px, py, px]
+        )
+        return _Value(name, (c, _out_len(kh, h, sy, py), _out_len(kw, w, sx, px)))
+    if isinstance(layer, TagOrSkip):
+        if spec.kind == "tag":
+            tags[spec.tag] = x
+            return x
+        return tags[spec.tag]
+    if isinstance(layer, AddPrev):
+        other = tags[spec.tag]
+        shape = (
+            max(c, other.shape[0]),
+            max(h, other.shape[1]),
+            max(w, other.shape[2]),
+        )
+        name = g.node("Add", [g.pad_to(x, shape), g.pad_to(other, shape)], "residual")
+        return _Value(name, shape)
+    if isinstance(layer, FullyConnected):
+        inputs, outputs = layer.weights.shape
+        if inputs != c * h * w:
+            raise ModelError(f"an fc_ layer expects {inputs} inputs but receives {c * h * w}")
+        flat = g.node("Flatten", [x.name], "flatten", axis=1)
+        name = g.node("MatMul", [flat, g.const("fc", layer.weights)], "fc")
+        if layer.bias is not None:
+            name = g.node("Add", [name, g.const("fc_bias", layer.bias)], "fc_bias")
+        return _Value(name, (outputs, 1, 1))
+    raise ModelError(f"cannot convert layer {_describe(layer)}")
+
+
+def _iter_params(layers: list[Layer]) -> Iterator[FloatArray]:
+    for layer in layers:
+        if isinstance(layer, Conv):
+            yield from (layer.filters, layer.bias)
+        elif isinstance(layer, Affine):
+            yield from (layer.gamma, layer.beta)
+        elif isinstance(layer, FullyConnected):
+            yield layer.weights
+            if layer.bias is not None:
+                yield layer.bias
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def graph_sha256(model: onnx.ModelProto) -> str:
+    """A digest of the graph (weights included), to tell an intact cached file from a damaged
+    one: damage inside raw tensor data still parses as valid protobuf."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def build_onnx_model(dat_path: Path) -> onnx.ModelProto:
+    """The network as an ONNX model: uint8 RGB chips (N, 150, 150, 3) in, raw dlib
+    descriptors (N, 128) float32 out. The source file's sha256 is kept in metadata_props."""
+    dat_path = Path(dat_path)
+    layers = read_dlib_resnet(dat_path)
+    source, body = _check_architecture(layers, dat_path.name)
+
+    g = _GraphBuilder()
+    # dlib's input layer, done in the graph so callers pass raw chips: planes R, G, B, each
+    # (pixel - mean) / 256. Scaling by 1/256 is exact, so this matches dlib bit for bit.
+    nchw = g.node("Transpose", [INPUT_NAME], "nchw", perm=[0, 3, 1, 2])
+    pixels = g.node("Cast", [nchw], "float", to=TensorProto.FLOAT)
+    mean = np.array(source.mean_rgb, dtype=np.float32).reshape(1, 3, 1, 1)
+    centred = g.node("Sub", [pixels, g.const("mean_rgb", mean)], "centre")
+    scaled = g.node("Mul", [centred, g.const("scale", np.array(1 / 256, np.float32))], "scale")
+
+    x = _Value(scaled, (3, source.rows, source.cols))
+    tags: dict[int, _Value] = {}
+    for layer, spec in body:
+        x = _emit(g, x, layer, tags, spec)
+    g.nodes.append(helper.make_node("Identity", [x.name], [OUTPUT_NAME], name=OUTPUT_NAME))
+
+    graph = helper.make_graph(
+        g.nodes,
+        "dlib_face_recognition_resnet_model_v1",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", 150, 150, 3])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", x.shape[0]])],
+        initializer=g.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="vultus",
+        doc_string="dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1), "
+        "converted from its .dat file. Input: aligned 150x150 RGB chips as from "
+        "dlib.get_face_chip; output: dlib's 128-D descriptors, not normalised.",
+    )
+    model.ir_version = IR_VERSION
+    n_params = sum(p.size for p in _iter_params(layers))
+    helper.set_model_props(
+        model,
+        {
+            SOURCE_HASH_KEY: file_sha256(dat_path),
+            "source_file": dat_path.name,
+            "parameters": str(n_params),
+            GRAPH_HASH_KEY: graph_sha256(model),
+        },
+    )
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"the ONNX graph built from {dat_path.name} is invalid: {exc}") from exc
+    return model
+
+
+def convert(dat_path: Path, out_path: Path) -> Path:
+    """Convert and write the ONNX file atomically, so readers never see half a file."""
+    model = build_onnx_model(dat_path)
+    out_path = Path(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    except OSError as exc:
+        raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the model is not a secret
+        os.replace(tmp, out_path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
+        raise
+    return out_path

@@ -1,0 +1,132 @@
+"""What a search or a verification answers: matches with calibrated false-match rates, and a
+decision ("this person is in the gallery, here" or "no match at the chosen rate")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vultus.calibration import Calibration, similarity_to_distance
+from vultus.catalog import FaceRecord
+
+
+@dataclass(frozen=True)
+class QueryFace:
+    number: int  # 1-based, largest face first
+    box: tuple[int, int, int, int]
+    det_score: float
+    box_size: int
+
+
+@dataclass(frozen=True)
+class Match:
+    face_id: int
+    image_id: int
+    image_path: str
+    box: tuple[int, int, int, int]
+    distance: float
+    similarity: float
+    # Chance that a face of someone else, anywhere in a gallery of this size, scores this close.
+    fmr: float
+    is_match: bool
+    source: str
+    lawful_basis: str
+    subject: str | None
+
+
+@dataclass
+class SearchResult:
+    gallery_size: int
+    fmr_target: float
+    threshold: float
+    matches: list[Match]
+    # True when fmr_target is below what the calibration data can resolve: the threshold is then
+    # the edge of the measured range, and its true false-match rate may exceed the target.
+    beyond_calibration: bool = False
+    query: QueryFace | None = None
+    faces_seen: int = 0
+    other_faces: list[QueryFace] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return any(m.is_match for m in self.matches)
+
+    @property
+    def decision(self) -> str:
+        if self.found:
+            n = sum(m.is_match for m in self.matches)
+            text = f"match: {n} face(s) at or under the threshold for FMR {self.fmr_target:g}"
+        else:
+            text = (
+                f"no match at FMR {self.fmr_target:g} in a gallery of {self.gallery_size:,} faces"
+            )
+        if self.beyond_calibration:
+            text += " (the target is below what the calibration data resolves)"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["found"] = self.found
+        data["decision"] = self.decision
+        return data
+
+
+@dataclass(frozen=True)
+class Verification:
+    distance: float
+    similarity: float
+    fmr: float  # 1:1 false-match rate at this distance
+    fmr_target: float
+    threshold: float
+    same_person: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rank(
+    scores: npt.NDArray[np.float32],
+    ids: npt.NDArray[np.int64],
+    records: dict[int, FaceRecord],
+    calibration: Calibration,
+    *,
+    gallery_size: int,
+    fmr_target: float,
+    exclude: set[int] | frozenset[int] = frozenset(),
+    top_k: int,
+) -> SearchResult:
+    threshold = calibration.threshold_for(fmr_target, gallery_size=max(1, gallery_size))
+    distances = similarity_to_distance(scores)
+    fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, max(1, gallery_size)))
+    matches: list[Match] = []
+    for fid, score, dist, fmr in zip(ids.tolist(), scores.tolist(), distances, fmrs, strict=True):
+        record = records.get(fid)
+        if fid < 0 or fid in exclude or record is None:
+            continue
+        matches.append(
+            Match(
+                face_id=fid,
+                image_id=record.image_id,
+                image_path=record.image_path,
+                box=record.box,
+                distance=round(float(dist), 4),
+                similarity=round(float(score), 4),
+                fmr=float(fmr),
+                is_match=bool(dist <= threshold),
+                source=record.source,
+                lawful_basis=f"{record.lawful_basis} / {record.special_condition}",
+                subject=record.subject,
+            )
+        )
+        if len(matches) == top_k:
+            break
+    return SearchResult(
+        gallery_size=gallery_size,
+        fmr_target=fmr_target,
+        threshold=float(threshold),
+        matches=matches,
+        beyond_calibration=threshold.floor_reached,
+    )

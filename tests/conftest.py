@@ -1,0 +1,91 @@
+"""Shared fixtures: the shared face photos (skipped with a reason where absent) and engines
+over real data directories in temporary folders."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vultus.engine import Engine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_faces() -> Path | None:
+    env = os.environ.get("VULTUS_TEST_FACES")
+    path = Path(env) if env else REPO.parent / "shared" / "faces"
+    return path if (path / "dev" / "labels.csv").exists() else None
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    path = shared_faces()
+    if path is None:
+        pytest.skip(
+            "shared face photos not found: set VULTUS_TEST_FACES or put them at ../shared/faces"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def dev_photos(faces_dir: Path) -> list[tuple[Path, str]]:
+    """(photo, identity) for every dev photo, in labels.csv order."""
+    with (faces_dir / "dev" / "labels.csv").open(newline="") as fh:
+        return [(faces_dir / "dev" / r["path"], r["identity"]) for r in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="session")
+def gallery_split(dev_photos: list[tuple[Path, str]]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Gallery: each identity's first photo. Probes: the remaining photos, with identities."""
+    first: dict[str, Path] = {}
+    probes: list[tuple[Path, str]] = []
+    for path, who in dev_photos:
+        if who in first:
+            probes.append((path, who))
+        else:
+            first[who] = path
+    return list(first.values()), probes
+
+
+def add_test_source(engine: Engine, name: str = "test") -> None:
+    engine.add_source(
+        name,
+        lawful_basis_code="legitimate_interests",
+        special_condition="archiving_research",
+        purpose="automated tests",
+        retention_days=30,
+    )
+
+
+@pytest.fixture(scope="session")
+def gallery_dir(
+    tmp_path_factory: pytest.TempPathFactory, gallery_split: tuple[list[Path], list]
+) -> Path:
+    """A data directory holding each dev identity's first photo, ingested once per session."""
+    data_dir = tmp_path_factory.mktemp("gallery")
+    with Engine.open(data_dir, workers=1) as engine:
+        add_test_source(engine)
+        summary = engine.add(gallery_split[0], source="test")
+        assert summary.errors == []
+    return data_dir
+
+
+@pytest.fixture
+def gallery(gallery_dir: Path, tmp_path: Path) -> Iterator[Engine]:
+    """A private copy of the session gallery, for tests that change it."""
+    copy = tmp_path / "data"
+    shutil.copytree(gallery_dir, copy)
+    with Engine.open(copy, workers=1) as engine:
+        yield engine
+
+
+@pytest.fixture
+def empty_engine(tmp_path: Path) -> Iterator[Engine]:
+    with Engine.open(tmp_path / "data", workers=1) as engine:
+        add_test_source(engine)
+        yield engine

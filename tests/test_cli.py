@@ -1,0 +1,112 @@
+"""The command line, end to end through Typer's runner, as a user would type it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vultus.cli import app
+
+runner = CliRunner()
+
+
+def vultus(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--data-dir", str(data_dir), *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    code, out = vultus(
+        tmp_path / "data",
+        "sources",
+        "add",
+        "press",
+        "--basis",
+        "legitimate_interests",
+        "--condition",
+        "archiving_research",
+        "--purpose",
+        "press archive",
+        "--retention-days",
+        "365",
+    )
+    assert code == 0, out
+    return tmp_path / "data"
+
+
+def test_add_search_verify_and_status(
+    data_dir: Path, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    gallery, probes = gallery_split
+    folder = gallery[0].parent.parent  # dev/images: every dev photo
+    code, out = vultus(data_dir, "add", str(folder), "--source", "press", "--workers", "1")
+    assert code == 0, out
+    assert "images added" in out and "57" in out
+
+    code, out = vultus(data_dir, "add", str(folder), "--source", "press", "--workers", "1")
+    assert code == 0 and "already held" in out
+
+    probe, who = probes[0]
+    code, out = vultus(data_dir, "search", str(probe), "--top", "5", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["found"] is True
+    assert result["faces_seen"] == 1
+    top = result["matches"][0]
+    assert top["distance"] < 1e-3 and Path(top["image_path"]).parent.name == who
+    others = [m for m in result["matches"][1:] if m["is_match"]]
+    assert others and all(Path(m["image_path"]).parent.name == who for m in others)
+
+    code, out = vultus(data_dir, "search", str(probe))
+    assert code == 0 and "match: 4 face(s)" in out and "threshold distance" in out
+
+    same = [p for p, w in probes if w == who]
+    code, out = vultus(data_dir, "verify", str(same[0]), str(same[1]), "--json")
+    assert code == 0 and json.loads(out)["same_person"] is True
+
+    code, out = vultus(data_dir, "index", "status")
+    assert code == 0 and "faces indexed" in out
+
+    code, out = vultus(data_dir, "index", "rebuild", "--factory", "IDMap2,Flat")
+    assert code == 0 and "rebuilt" in out
+
+
+def test_errors_are_one_clear_line_with_exit_code_2(data_dir: Path, faces_dir: Path) -> None:
+    code, out = vultus(data_dir, "add", str(faces_dir / "dev" / "extra"), "--source", "unknown")
+    assert code == 2 and "no source named 'unknown'" in out
+    code, out = vultus(data_dir, "search", str(faces_dir / "dev" / "extra" / "dogs.jpg"))
+    assert code == 2 and "no face found" in out
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "bad",
+        "--basis",
+        "whim",
+        "--condition",
+        "explicit_consent",
+        "--purpose",
+        "x",
+        "--retention-days",
+        "1",
+    )
+    assert code == 2 and "Art. 6" in out
+
+
+def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Path], list]) -> None:
+    gallery, probes = gallery_split
+    vultus(data_dir, "add", *map(str, gallery[:3]), "--source", "press", "--workers", "1")
+    code, out = vultus(data_dir, "search", str(gallery[0]), "--json", "--top", "1")
+    face_id = json.loads(out)["matches"][0]["face_id"]
+    code, out = vultus(data_dir, "subjects", "create", "Someone", "--face", str(face_id))
+    assert code == 0, out
+    code, out = vultus(data_dir, "faces", "show", str(face_id))
+    assert code == 0 and "Someone" in out and "legitimate_interests" in out
+    code, out = vultus(data_dir, "faces", "delete", str(face_id), "--yes")
+    assert code == 0 and "deleted 1" in out
+    code, out = vultus(data_dir, "search", str(gallery[0]), "--json", "--top", "3")
+    assert face_id not in [m["face_id"] for m in json.loads(out)["matches"]]

@@ -1,0 +1,203 @@
+"""Given folders of photos, good and bad, when I ingest them, then the catalog holds exactly
+the usable faces, bad files are reported and nothing half-written remains."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import add_test_source
+from vultus.engine import Engine
+from vultus.errors import ModelMismatchError, SourceError
+
+
+def test_multi_face_photos_give_several_faces_and_dogs_none(
+    empty_engine: Engine, faces_dir: Path
+) -> None:
+    extra = faces_dir / "dev" / "extra"
+    summary = empty_engine.add([extra], source="test")
+    assert summary.errors == []
+    by_name = {}
+    with empty_engine.catalog.session() as s:
+        from vultus.catalog.models import Face
+        from vultus.catalog.models import Image as ImageRow
+
+        for image in s.query(ImageRow).all():
+            by_name[Path(image.path).name] = (
+                image.status,
+                s.query(Face).filter(Face.image_id == image.id).count(),
+            )
+    assert by_name["dogs.jpg"] == ("no_faces", 0)
+    assert by_name["two_people.jpg"][1] == 2
+    assert by_name["kit_with_rose.jpg"][1] == 2
+    assert by_name["selfie-many-people.jpg"][1] >= 4
+    assert summary.images_no_face >= 1
+
+
+def _bad_files(folder: Path) -> dict[str, str]:
+    """Bad inputs and the error code each must give."""
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("this is not an image")
+    good = folder / "good.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
+    data = good.read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    good.unlink()
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(folder / "big.png")
+    return {
+        "empty.jpg": "empty_file",
+        "notes.png": "not_an_image",
+        "truncated.png": "corrupt_image",
+        "big.png": "image_too_large",
+    }
+
+
+def test_bad_inputs_give_clear_errors_and_write_nothing(tmp_path: Path) -> None:
+    expected = _bad_files(tmp_path / "bad")
+    with Engine.open(tmp_path / "data", workers=1, max_pixels=100_000) as engine:
+        add_test_source(engine)
+        summary = engine.add([tmp_path / "bad"], source="test")
+        codes = {Path(p).name: code for p, code, _ in summary.errors}
+        assert codes == expected
+        for path, _, message in summary.errors:
+            assert Path(path).name in message
+        counts = engine.catalog.counts()
+        assert counts["images"] == 0 and counts["faces_indexed"] == 0
+        run, errors = engine.catalog.get_run(summary.run_id)
+        assert run.errors == len(expected) and len(errors) == len(expected)
+
+
+def test_nothing_enters_without_a_lawful_source(empty_engine: Engine, faces_dir: Path) -> None:
+    with pytest.raises(SourceError, match="no source named"):
+        empty_engine.add([faces_dir / "dev" / "extra"], source="nowhere")
+    with pytest.raises(SourceError, match="Art. 6"):
+        empty_engine.add_source(
+            "x",
+            lawful_basis_code="because",
+            special_condition="explicit_consent",
+            purpose="p",
+            retention_days=1,
+        )
+    with pytest.raises(SourceError, match="needs the law"):
+        empty_engine.add_source(
+            "y",
+            lawful_basis_code="public_task",
+            special_condition="substantial_public_interest",
+            purpose="p",
+            retention_days=1,
+        )
+
+
+def test_ingest_is_idempotent(empty_engine: Engine, gallery_split: tuple[list[Path], list]) -> None:
+    photos = gallery_split[0][:5]
+    first = empty_engine.add(photos, source="test")
+    again = empty_engine.add(photos, source="test")
+    assert first.images_added == 5
+    assert again.images_added == 0 and again.images_duplicate == 5
+    assert empty_engine.catalog.counts()["images"] == 5
+
+
+def test_dry_run_counts_and_writes_nothing(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list]
+) -> None:
+    summary = empty_engine.add(gallery_split[0][:4], source="test", dry_run=True)
+    assert summary.dry_run and summary.images_added == 4 and summary.faces_indexed >= 4
+    assert empty_engine.catalog.counts()["images"] == 0
+
+
+def test_the_catalog_refuses_to_mix_models(empty_engine: Engine) -> None:
+    empty_engine.catalog.set_meta("model_id", "some-other-model")
+    with pytest.raises(ModelMismatchError, match="some-other-model"):
+        empty_engine.catalog.check_model("dlib-resnet-v1")
+
+
+def _snapshot(data_dir: Path) -> tuple[list[tuple], list[tuple]]:
+    db = sqlite3.connect(data_dir / "catalog.db")
+    images = db.execute("SELECT sha256, path, width, height, status FROM images ORDER BY sha256")
+    faces = db.execute(
+        "SELECT i.sha256, f.left, f.top, f.right, f.bottom, f.status, f.template "
+        "FROM faces f JOIN images i ON i.id = f.image_id ORDER BY i.sha256, f.left, f.top"
+    )
+    return list(images), list(faces)
+
+
+def _cli(data_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "vultus", "--data-dir", str(data_dir), *args]
+
+
+@pytest.mark.slow
+def test_an_ingest_killed_mid_run_and_resumed_equals_an_uninterrupted_one(
+    tmp_path: Path, dev_photos: list[tuple[Path, str]], faces_dir: Path
+) -> None:
+    folder = faces_dir / "dev" / "images"
+    env = {**os.environ, "VULTUS_BATCH_SIZE": "4", "VULTUS_WORKERS": "1"}
+    for name in ("killed", "whole"):
+        subprocess.run(
+            _cli(
+                tmp_path / name,
+                "sources",
+                "add",
+                "test",
+                "--basis",
+                "legitimate_interests",
+                "--condition",
+                "archiving_research",
+                "--purpose",
+                "tests",
+                "--retention-days",
+                "30",
+            ),
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+    proc = subprocess.Popen(
+        _cli(tmp_path / "killed", "add", str(folder), "--source", "test"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "killed" / "catalog.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            n = sqlite3.connect(db).execute("SELECT count(*) FROM images").fetchone()[0]
+        except sqlite3.OperationalError:
+            continue
+        if n >= 8:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial, _ = _snapshot(tmp_path / "killed")
+    assert 0 < len(partial) < len(dev_photos), "the kill should land mid-run"
+
+    subprocess.run(
+        _cli(tmp_path / "killed", "add", str(folder), "--source", "test"),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        _cli(tmp_path / "whole", "add", str(folder), "--source", "test"),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "whole")
+
+    # The index, saved only at the end of a run, is brought back in line on open.
+    with Engine.open(tmp_path / "killed", workers=1) as engine:
+        assert len(engine.index) == engine.catalog.counts()["faces_indexed"]
+        probe = dev_photos[0][0]
+        assert engine.search(probe, top_k=1).matches[0].distance < 1e-3
