@@ -17,6 +17,7 @@ from vultus.cli.search import print_result
 from vultus.engine import Engine
 from vultus.errors import SourceError, VultusError
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
+from vultus.sheet import render_sheet
 
 console = Console()
 SOURCE = "demo"
@@ -84,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"\n[bold]1. Indexing {len(gallery)} path(s)[/] under source '{SOURCE}'")
             print_summary(engine.add(gallery, source=SOURCE))
             console.print(f"\n[bold]2. Searching with[/] {query}")
-            print_result(engine.search(query, top_k=8))
+            result = engine.search(query, top_k=9)
+            print_result(result)
+            sheet = render_sheet(result, query, args.data_dir / "results.jpg")
+            console.print(f"\nThe results as pictures: [bold]{sheet}[/]")
     except VultusError as exc:
         console.print(f"[red]error ({exc.code}):[/] {exc.message}")
         return 2

@@ -401,7 +401,7 @@ class Catalog:
                     Face.id.in_(list(face_ids)), Face.template.is_not(None)
                 )
             ).all()
-        return {fid: decode_template(blob) for fid, blob in rows}
+        return {fid: decode_template(blob) for fid, blob in rows if blob is not None}
 
     # -- reading faces -----------------------------------------------------------------------
     def face_records(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:

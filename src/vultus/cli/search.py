@@ -10,6 +10,16 @@ from rich.table import Table
 
 from vultus.cli.common import console, fail, open_engine
 from vultus.search import SearchResult
+from vultus.sheet import render_sheet
+
+
+def _short(path: str) -> str:
+    """Relative to the working directory where possible: absolute paths drown the table."""
+    p = Path(path)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p) if len(p.parts) <= 4 else str(Path("…", *p.parts[-3:]))
 
 
 def _fmr(x: float) -> str:
@@ -26,10 +36,13 @@ def search(
         None, "--fmr", help="False-match rate for the match decision (default: setting)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    sheet: Path | None = typer.Option(
+        None, "--sheet", help="Also draw the results as a contact sheet (.jpg or .png)."
+    ),
 ) -> None:
     """Find where else a person appears: by photo, by face id, or by subject.
 
-    Example: vultus search query.jpg --top 5
+    Example: vultus search query.jpg --top 5 --sheet results.jpg
     """
     given = sum(x is not None for x in (photo, face_id, subject))
     if given != 1:
@@ -42,10 +55,14 @@ def search(
         else:
             assert subject is not None
             result = engine.search_subject(subject, top_k=top, fmr=fmr)
+    if sheet is not None:
+        render_sheet(result, photo, sheet)
     if as_json:
         typer.echo(json.dumps(result.to_json(), default=str, indent=2))
         return
     print_result(result)
+    if sheet is not None:
+        console.print(f"contact sheet: {sheet}")
 
 
 def print_result(result: SearchResult) -> None:
@@ -57,30 +74,22 @@ def print_result(result: SearchResult) -> None:
             f"({q.box_size} px){others if result.other_faces else ''}"
         )
     table = Table(title=f"Top {len(result.matches)} of {result.gallery_size:,} faces")
-    for col in (
-        "#",
-        "face",
-        "image",
-        "distance",
-        "similarity",
-        "est. FMR",
-        "match",
-        "source",
-        "subject",
-    ):
+    with_subjects = any(m.subject for m in result.matches)
+    columns = ["#", "face", "image", "distance", "est. FMR", "match", "source"]
+    for col in columns + (["subject"] if with_subjects else []):
         table.add_column(col, justify="right" if col in {"#", "face"} else "left")
+    table.columns[2].overflow = "fold"
     for i, m in enumerate(result.matches, start=1):
-        table.add_row(
+        row = [
             str(i),
             str(m.face_id),
-            m.image_path,
+            _short(m.image_path),
             f"{m.distance:.3f}",
-            f"{m.similarity:.3f}",
             _fmr(m.fmr),
             "[green]yes[/]" if m.is_match else "[dim]no[/]",
             m.source,
-            m.subject or "",
-        )
+        ]
+        table.add_row(*row, *([m.subject or ""] if with_subjects else []))
     console.print(table)
     colour = "green" if result.found else "yellow"
     console.print(

@@ -1,0 +1,71 @@
+"""A contact sheet of search results: the query face, then each match cropped around its face
+with the face outlined, green where it is a match at the chosen false-match rate. People judge
+faces by looking, not by reading distances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from vultus.errors import VultusError
+from vultus.pipeline.decode import decode_image
+from vultus.search import SearchResult
+
+TILE = 200
+LABEL = 38
+COLUMNS = 5
+MATCH, NO_MATCH, QUERY = (46, 160, 67), (150, 150, 150), (30, 100, 200)
+
+
+def _tile(
+    photo: Path | bytes, box: tuple[int, int, int, int], colour: tuple[int, int, int]
+) -> Image.Image:
+    """The face with context around it (the box grown by 60% a side), outlined."""
+    try:
+        rgb = decode_image(photo).rgb
+    except VultusError:
+        tile = Image.new("RGB", (TILE, TILE), (60, 60, 60))
+        ImageDraw.Draw(tile).text((10, TILE // 2), "image unavailable", fill="white")
+        return tile
+    image = Image.fromarray(rgb)
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * 2.2
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    crop = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+    scale = TILE / (crop[2] - crop[0])
+    tile = image.crop(crop).resize((TILE, TILE), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(tile)
+    outline = [
+        (left - crop[0]) * scale,
+        (top - crop[1]) * scale,
+        (right - crop[0]) * scale,
+        (bottom - crop[1]) * scale,
+    ]
+    draw.rectangle(outline, outline=colour, width=3)
+    return tile
+
+
+def render_sheet(result: SearchResult, query_photo: Path | bytes | None, out: Path) -> Path:
+    """Write a JPEG or PNG contact sheet of `result` to `out`."""
+    tiles: list[tuple[Image.Image, str, tuple[int, int, int]]] = []
+    if query_photo is not None and result.query is not None:
+        label = f"query: face {result.query.number} of {result.faces_seen}"
+        tiles.append((_tile(query_photo, result.query.box, QUERY), label, QUERY))
+    for i, m in enumerate(result.matches, start=1):
+        colour = MATCH if m.is_match else NO_MATCH
+        label = f"#{i} d={m.distance:.3f}\nFMR {m.fmr:.1e} {'match' if m.is_match else ''}"
+        tiles.append((_tile(Path(m.image_path), m.box, colour), label, colour))
+    rows = max(1, -(-len(tiles) // COLUMNS))
+    sheet = Image.new("RGB", (COLUMNS * (TILE + 8) + 8, rows * (TILE + LABEL + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=14)
+    for n, (tile, label, colour) in enumerate(tiles):
+        x = 8 + (n % COLUMNS) * (TILE + 8)
+        y = 8 + (n // COLUMNS) * (TILE + LABEL + 8)
+        sheet.paste(tile, (x, y))
+        draw.rectangle([x - 2, y - 2, x + TILE + 1, y + TILE + 1], outline=colour, width=2)
+        draw.multiline_text((x + 2, y + TILE + 3), label, fill=(20, 20, 20), font=font, spacing=2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, quality=90)
+    return out
