@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -62,6 +63,9 @@ class Image(Base):
     retain_until: Mapped[datetime] = mapped_column(DateTime, index=True)
     status: Mapped[str] = mapped_column(String(16))  # "indexed" | "no_faces"
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id"), nullable=True)
+    consent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consents.id"), nullable=True, index=True
+    )
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(
@@ -74,6 +78,8 @@ class Subject(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Art. 18/21: a restricted subject's faces stay stored but never appear in search results.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Face(Base):
@@ -98,6 +104,7 @@ class Face(Base):
     subject_id: Mapped[int | None] = mapped_column(
         ForeignKey("subjects.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     image: Mapped[Image] = relationship(back_populates="faces")
     subject: Mapped[Subject | None] = relationship()
@@ -129,3 +136,63 @@ class IngestError(Base):
     path: Mapped[str] = mapped_column(Text)
     code: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Append-only and hash-chained: each entry's hash covers its content and the previous
+    entry's hash, so an edited or deleted entry breaks the chain where it happened."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    case_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    query_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    result_ids: Mapped[list[int]] = mapped_column(JSON)
+    details: Mapped[dict[str, object]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Suppression(Base):
+    """A minimal template of an erased person, kept only so they stay erased."""
+
+    __tablename__ = "suppression"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
+    model_id: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32))  # always "suppress"
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Consent(Base):
+    """A person's consent under a consent-based source; withdrawal erases what rests on it."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    person: Mapped[str] = mapped_column(String(200))
+    given_at: Mapped[datetime] = mapped_column(DateTime)
+    notice_version: Mapped[str] = mapped_column(String(64))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RightsRequest(Base):
+    """A data-subject request (Arts. 15-21) with its Art. 12(3) one-month deadline."""
+
+    __tablename__ = "rights_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # access | erasure | restriction | objection
+    status: Mapped[str] = mapped_column(String(16))  # received | in_review | done | rejected
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    due_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    extended_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    extension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    contact: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    selfie: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
