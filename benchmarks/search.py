@@ -372,7 +372,10 @@ def print_table(rows: list[Row], console: Console) -> None:
         "del 1k ms",
         "target",
     ):
-        table.add_column(col, justify="left" if col == "factory" else "right")
+        if col == "factory":
+            table.add_column(col, no_wrap=True, min_width=22)
+        else:
+            table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             f"{r.n:,}",
@@ -454,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     factories = [f.strip() for f in args.factories.split(";") if f.strip()]
     nprobes = [int(p) for p in args.nprobes.split(",") if p.strip()]
 
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     data_stats: dict[str, Any] = {}

@@ -14,6 +14,21 @@ import pytest
 from vultus.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
+PURPOSE = "archive research"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never touch the user's real master key in ~/.config/vultus."""
+    key_file = tmp_path_factory.mktemp("keys") / "master.key"
+    old = os.environ.get("VULTUS_KEY_FILE")
+    os.environ["VULTUS_KEY_FILE"] = str(key_file)
+    os.environ.pop("VULTUS_KEY", None)
+    yield
+    if old is None:
+        os.environ.pop("VULTUS_KEY_FILE", None)
+    else:
+        os.environ["VULTUS_KEY_FILE"] = old
 
 
 def shared_faces() -> Path | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import PURPOSE
 from vultus.cli import app
 
 runner = CliRunner()
@@ -51,7 +52,7 @@ def test_add_search_verify_and_status(
     assert code == 0 and "already held" in out
 
     probe, who = probes[0]
-    code, out = vultus(data_dir, "search", str(probe), "--top", "5", "--json")
+    code, out = vultus(data_dir, "search", str(probe), "-p", PURPOSE, "--top", "5", "--json")
     assert code == 0, out
     result = json.loads(out)
     assert result["found"] is True
@@ -61,11 +62,11 @@ def test_add_search_verify_and_status(
     others = [m for m in result["matches"][1:] if m["is_match"]]
     assert others and all(Path(m["image_path"]).parent.name == who for m in others)
 
-    code, out = vultus(data_dir, "search", str(probe))
+    code, out = vultus(data_dir, "search", str(probe), "--purpose", PURPOSE)
     assert code == 0 and "match: 4 face(s)" in out and "threshold distance" in out
 
     same = [p for p, w in probes if w == who]
-    code, out = vultus(data_dir, "verify", str(same[0]), str(same[1]), "--json")
+    code, out = vultus(data_dir, "verify", str(same[0]), str(same[1]), "-p", PURPOSE, "--json")
     assert code == 0 and json.loads(out)["same_person"] is True
 
     code, out = vultus(data_dir, "index", "status")
@@ -78,7 +79,9 @@ def test_add_search_verify_and_status(
 def test_errors_are_one_clear_line_with_exit_code_2(data_dir: Path, faces_dir: Path) -> None:
     code, out = vultus(data_dir, "add", str(faces_dir / "dev" / "extra"), "--source", "unknown")
     assert code == 2 and "no source named 'unknown'" in out
-    code, out = vultus(data_dir, "search", str(faces_dir / "dev" / "extra" / "dogs.jpg"))
+    code, out = vultus(
+        data_dir, "search", str(faces_dir / "dev" / "extra" / "dogs.jpg"), "-p", PURPOSE
+    )
     assert code == 2 and "no face found" in out
     code, out = vultus(
         data_dir,
@@ -100,7 +103,7 @@ def test_errors_are_one_clear_line_with_exit_code_2(data_dir: Path, faces_dir: P
 def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Path], list]) -> None:
     gallery, probes = gallery_split
     vultus(data_dir, "add", *map(str, gallery[:3]), "--source", "press", "--workers", "1")
-    code, out = vultus(data_dir, "search", str(gallery[0]), "--json", "--top", "1")
+    code, out = vultus(data_dir, "search", str(gallery[0]), "-p", PURPOSE, "--json", "--top", "1")
     face_id = json.loads(out)["matches"][0]["face_id"]
     code, out = vultus(data_dir, "subjects", "create", "Someone", "--face", str(face_id))
     assert code == 0, out
@@ -108,5 +111,5 @@ def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Pa
     assert code == 0 and "Someone" in out and "legitimate_interests" in out
     code, out = vultus(data_dir, "faces", "delete", str(face_id), "--yes")
     assert code == 0 and "deleted 1" in out
-    code, out = vultus(data_dir, "search", str(gallery[0]), "--json", "--top", "3")
+    code, out = vultus(data_dir, "search", str(gallery[0]), "-p", PURPOSE, "--json", "--top", "3")
     assert face_id not in [m["face_id"] for m in json.loads(out)["matches"]]

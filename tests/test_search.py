@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PURPOSE
 from vultus.engine import Engine
 from vultus.errors import NoFaceError, NotFoundError
 
@@ -17,7 +18,7 @@ def test_every_probe_finds_its_own_identity_at_rank_1(
     identity_of = {str(p.resolve()): p.parent.name for p in gallery_photos}
     misses = []
     for probe, who in probes:
-        result = gallery.search(probe, top_k=3)
+        result = gallery.search(probe, purpose=PURPOSE, top_k=3)
         top = result.matches[0]
         if identity_of[top.image_path] != who:
             misses.append((probe.name, who, identity_of[top.image_path], top.distance))
@@ -28,7 +29,7 @@ def test_a_match_is_decided_by_calibrated_false_match_rate(
     gallery: Engine, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
 ) -> None:
     _, probes = gallery_split
-    result = gallery.search(probes[0][0], top_k=5)
+    result = gallery.search(probes[0][0], purpose=PURPOSE, top_k=5)
     assert result.found
     best, *rest = result.matches
     assert best.is_match and best.fmr < 1e-3
@@ -44,12 +45,16 @@ def test_a_match_is_decided_by_calibrated_false_match_rate(
 def test_a_stranger_gets_no_match(gallery: Engine, faces_dir: Path) -> None:
     # Kit Harington is in the gallery and is the larger face here. Once his gallery face is
     # deleted he is a stranger to the gallery, and the answer must be "no match".
-    result = gallery.search(faces_dir / "dev" / "extra" / "kit_with_rose.jpg", top_k=3)
+    result = gallery.search(
+        faces_dir / "dev" / "extra" / "kit_with_rose.jpg", purpose=PURPOSE, top_k=3
+    )
     assert result.faces_seen == 2
     for m in result.matches:
         if m.is_match:
             gallery.delete_faces([m.face_id])
-    again = gallery.search(faces_dir / "dev" / "extra" / "kit_with_rose.jpg", top_k=3)
+    again = gallery.search(
+        faces_dir / "dev" / "extra" / "kit_with_rose.jpg", purpose=PURPOSE, top_k=3
+    )
     assert not again.found
     assert "no match" in again.decision
 
@@ -58,21 +63,21 @@ def test_search_reports_every_face_and_uses_the_one_asked_for(
     gallery: Engine, faces_dir: Path
 ) -> None:
     photo = faces_dir / "dev" / "extra" / "kit_with_rose.jpg"
-    first = gallery.search(photo, top_k=1)
-    second = gallery.search(photo, top_k=1, face=2)
+    first = gallery.search(photo, purpose=PURPOSE, top_k=1)
+    second = gallery.search(photo, purpose=PURPOSE, top_k=1, face=2)
     assert first.faces_seen == second.faces_seen == 2
     assert first.query and second.query
     box_area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
     assert box_area(first.query.box) >= box_area(second.query.box)
     assert first.matches[0].image_id != second.matches[0].image_id
     with pytest.raises(NoFaceError) as info:
-        gallery.search(photo, face=3)
+        gallery.search(photo, purpose=PURPOSE, face=3)
     assert info.value.code == "face_out_of_range"
 
 
 def test_a_photo_without_a_face_is_a_clear_error(gallery: Engine, faces_dir: Path) -> None:
     with pytest.raises(NoFaceError, match="no face found"):
-        gallery.search(faces_dir / "dev" / "extra" / "dogs.jpg")
+        gallery.search(faces_dir / "dev" / "extra" / "dogs.jpg", purpose=PURPOSE)
 
 
 def test_search_by_face_id_and_by_subject(
@@ -82,20 +87,20 @@ def test_search_by_face_id_and_by_subject(
     katy = [p for p, who in probes if who == "Katy_Perry"]
     summary = gallery.add(katy, source="test")
     assert summary.images_added == len(katy)
-    by_photo = gallery.search(katy[0], top_k=10)
+    by_photo = gallery.search(katy[0], purpose=PURPOSE, top_k=10)
     katy_faces = [m.face_id for m in by_photo.matches if m.is_match]
     assert len(katy_faces) == len(katy) + 1  # her gallery photo and the probes just added
 
-    by_face = gallery.search_face(katy_faces[0], top_k=10)
+    by_face = gallery.search_face(katy_faces[0], purpose=PURPOSE, top_k=10)
     assert katy_faces[0] not in [m.face_id for m in by_face.matches]
     assert {m.face_id for m in by_face.matches if m.is_match} == set(katy_faces[1:])
 
     gallery.create_subject("Katy Perry", katy_faces[:2])
-    by_subject = gallery.search_subject("Katy Perry", top_k=10)
+    by_subject = gallery.search_subject("Katy Perry", purpose=PURPOSE, top_k=10)
     assert {m.face_id for m in by_subject.matches if m.is_match} == set(katy_faces)
     assert by_subject.matches[0].subject == "Katy Perry"
     with pytest.raises(NotFoundError):
-        gallery.search_face(10_000_000)
+        gallery.search_face(10_000_000, purpose=PURPOSE)
 
 
 def test_verify_same_and_different_people(
@@ -106,9 +111,9 @@ def test_verify_same_and_different_people(
     for path, who in probes:
         by_person.setdefault(who, []).append(path)
     a, b = by_person["John_Simm"][:2]
-    same = gallery.verify(a, b, fmr=1e-3)
+    same = gallery.verify(a, b, purpose=PURPOSE, fmr=1e-3)
     assert same.same_person and same.distance <= same.threshold
-    other = gallery.verify(a, by_person["Katy_Perry"][0], fmr=1e-3)
+    other = gallery.verify(a, by_person["Katy_Perry"][0], purpose=PURPOSE, fmr=1e-3)
     assert not other.same_person and other.fmr > same.fmr
 
 
@@ -117,12 +122,14 @@ def test_deleted_face_is_gone_at_once_and_after_reopening(
 ) -> None:
     _, probes = gallery_split
     probe = probes[0][0]
-    target = gallery.search(probe, top_k=1).matches[0].face_id
+    target = gallery.search(probe, purpose=PURPOSE, top_k=1).matches[0].face_id
     assert gallery.delete_faces([target]) == 1
-    assert target not in [m.face_id for m in gallery.search(probe, top_k=20).matches]
+    assert target not in [
+        m.face_id for m in gallery.search(probe, purpose=PURPOSE, top_k=20).matches
+    ]
     data_dir = gallery.settings.data_dir
     gallery.close()
     with Engine.open(data_dir, workers=1) as reopened:
-        ids = [m.face_id for m in reopened.search(probe, top_k=20).matches]
+        ids = [m.face_id for m in reopened.search(probe, purpose=PURPOSE, top_k=20).matches]
         assert target not in ids
         assert len(reopened.index) == reopened.catalog.counts()["faces_indexed"]

@@ -64,6 +64,28 @@ class Settings:
 
     # Search: the per-search false-alarm rate that decides "match" / "no match".
     search_fmr: float = 1e-3
+    # Every search states one of these purposes (GDPR Art. 5(1)(b): purpose limitation).
+    purposes: list[str] = field(
+        default_factory=lambda: [
+            "archive research",
+            "rights request",
+            "legal claim",
+            "investigation with a legal basis",
+        ]
+    )
+    # Rights requests (access, erasure by selfie): the chance, per request, that a stranger's
+    # face is included. Strict, because an erasure of the wrong person cannot be undone; the
+    # DPO reviews every preview.
+    rights_fmr: float = 1e-3
+    # Ingest refuses faces this close to a suppressed (erased) person: lenient on purpose,
+    # because letting an erased person back in is the worse error.
+    suppression_fmr: float = 1e-2
+
+    # Encryption at rest: the master key file (never inside the data directory). None: the
+    # default, $VULTUS_KEY_FILE or ~/.config/vultus/master.key; $VULTUS_KEY overrides both.
+    key_file: Path | None = None
+    # Who the controller is, for reports and access packages.
+    controller: str = "the controller (set `controller` in vultus.toml)"
 
     @property
     def catalog_url(self) -> str:
@@ -103,8 +125,14 @@ class Settings:
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
-    if hint is Path or hint == "Path":
-        return Path(value)
+    if value is None:
+        return None
+    if hint is Path or hint == Path | None:
+        return Path(value).expanduser()
+    if hint == list[str]:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return [str(item) for item in value]
     if not isinstance(value, str):
         return value
     try:

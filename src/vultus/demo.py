@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"\n[bold]1. Indexing {len(gallery)} path(s)[/] under source '{SOURCE}'")
             print_summary(engine.add(gallery, source=SOURCE))
             console.print(f"\n[bold]2. Searching with[/] {query}")
-            result = engine.search(query, top_k=9)
+            result = engine.search(query, purpose="archive research", top_k=9)
             print_result(result)
             sheet = render_sheet(result, query, args.data_dir / "results.jpg")
             console.print(f"\nThe results as pictures: [bold]{sheet}[/]")

@@ -4,6 +4,8 @@ faithful derivative of the catalog."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,17 +18,30 @@ from vultus.calibration import Calibration
 from vultus.calibration import normalise as _normalise
 from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
 from vultus.catalog.models import Source, Subject
+from vultus.catalog.store import SUPPRESSION_AAD
 from vultus.config import Settings
-from vultus.errors import NoFaceError, NotFoundError, VectorIndexError
+from vultus.errors import NoFaceError, NotFoundError, PurposeError, VectorIndexError, VultusError
 from vultus.index import FaissIndex, resolve_factory
 from vultus.ingest import Analyser, IngestSummary, Progress, collect_files, file_sha256
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
+from vultus.rights import audit as actions
+from vultus.rights.audit import AuditLog, face_hash
+from vultus.rights.crypto import (
+    KeyRing,
+    check_canary,
+    load_keyring,
+    make_canary,
+    read_encrypted_file,
+    write_encrypted_file,
+)
 from vultus.search import QueryFace, SearchResult, Verification, rank
 
 log = logging.getLogger(__name__)
 
 # Files hashed and checked against the catalog together, before any analysis work.
 DEDUPE_CHUNK = 256
+INDEX_AAD = b"vultus-index"
+CANARY_KEY = "key_check"
 
 
 def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -37,8 +52,15 @@ def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        new = not (settings.data_dir / "catalog.db").exists()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.catalog: Catalog = open_catalog(settings.catalog_url)
+        # A new data directory may create the master key; an existing one must be given its own.
+        self.keyring: KeyRing = load_keyring(
+            settings.data_dir, key_file=settings.key_file, create=new
+        )
+        self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
+        self._check_key()
+        self.audit = AuditLog(self.catalog, signer=self.keyring.sign, verifier=self.keyring.verify)
         self._pipeline: FacePipeline | None = None
         self._index: FaissIndex | None = None
         self._calibration: Calibration | None = None
@@ -55,6 +77,15 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_key(self) -> None:
+        """Refuse a wrong key before anything is read or written: a canary sealed under the
+        catalog's key must open."""
+        stored = self.catalog.get_meta(CANARY_KEY)
+        if stored is None:
+            self.catalog.set_meta(CANARY_KEY, base64.b64encode(make_canary(self.keyring)).decode())
+        else:
+            check_canary(self.keyring, base64.b64decode(stored))
 
     # -- lazily built parts ------------------------------------------------------------------
     @property
@@ -81,8 +112,18 @@ class Engine:
         return self._index
 
     # -- sources -----------------------------------------------------------------------------
-    def add_source(self, name: str, **fields: Any) -> Source:
-        return self.catalog.add_source(name, **fields)
+    def add_source(self, name: str, *, actor: str | None = None, **fields: Any) -> Source:
+        source = self.catalog.add_source(name, **fields)
+        self.audit.append(
+            actions.CONFIG,
+            actor=actor,
+            details={
+                "change": "source_added",
+                "source": name,
+                **{k: v for k, v in fields.items() if k != "notes"},
+            },
+        )
+        return source
 
     def sources(self) -> list[tuple[Source, int, int]]:
         return self.catalog.list_sources()
@@ -95,9 +136,12 @@ class Engine:
         source: str,
         dry_run: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
+        actor: str | None = None,
     ) -> IngestSummary:
-        """Ingest files and folders under a named source. Idempotent and resumable."""
+        """Ingest files and folders under a named source. Idempotent and resumable. Faces of
+        people on the suppression list are dropped before anything is written."""
         src = self.catalog.get_source(source)
+        self._suppression = self._load_suppression()
         files, errors = collect_files(paths)
         progress = Progress(files_total=len(files))
         if not dry_run:
@@ -145,6 +189,18 @@ class Engine:
         self._maybe_upgrade_index()
         self.save_index()
         run, errs = self.catalog.get_run(run_id)
+        self.audit.append(
+            actions.INGEST,
+            actor=actor,
+            details={
+                "run": run_id,
+                "source": src.name,
+                "images_added": run.images_added,
+                "faces_indexed": run.faces_indexed,
+                "faces_suppressed": run.faces_suppressed,
+                "errors": run.errors,
+            },
+        )
         return IngestSummary(
             run_id=run_id,
             source=src.name,
@@ -154,6 +210,7 @@ class Engine:
             images_no_face=run.images_no_face,
             faces_indexed=run.faces_indexed,
             faces_skipped=run.faces_skipped,
+            faces_suppressed=run.faces_suppressed,
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
             seconds=progress.elapsed,
@@ -168,17 +225,56 @@ class Engine:
         duplicates: int,
         totals: _DryRunTotals,
     ) -> None:
+        batch, suppressed = self._drop_suppressed(batch)
         if run_id is None:
-            totals.add(batch, errors, duplicates)
+            totals.add(batch, errors, duplicates, suppressed)
             return
-        if not (batch or errors or duplicates):
+        if not (batch or errors or duplicates or suppressed):
             return
         added = self.catalog.write_batch(
-            run_id, source, batch, duplicates=duplicates, errors=errors
+            run_id, source, batch, duplicates=duplicates, suppressed=suppressed, errors=errors
         )
         if added:
             ids = np.array([fid for fid, _ in added], dtype=np.int64)
             self.index.add(ids, normalise(np.stack([t for _, t in added])))
+
+    def _load_suppression(self) -> tuple[npt.NDArray[np.float32], float] | None:
+        """The suppression list, decrypted into memory for one ingest run, with the distance
+        under which a new face counts as one of those people."""
+        blobs = self.catalog.suppression_templates()
+        if not blobs:
+            return None
+        matrix = normalise(
+            np.stack([self.catalog.open_template(b, SUPPRESSION_AAD) for b in blobs])
+        )
+        # Per new face, the chance of wrongly refusing a stranger stays at suppression_fmr
+        # however long the list grows.
+        threshold = self.calibration.threshold_for(
+            self.settings.suppression_fmr, gallery_size=len(blobs)
+        )
+        return matrix, float(threshold)
+
+    def _drop_suppressed(self, batch: list[NewImage]) -> tuple[list[NewImage], int]:
+        if not getattr(self, "_suppression", None) or not batch:
+            return batch, 0
+        matrix, threshold = self._suppression  # type: ignore[misc]
+        kept: list[NewImage] = []
+        dropped = 0
+        for image in batch:
+            faces = []
+            for face in image.faces:
+                if face.template is not None:
+                    sims = matrix @ normalise(face.template[None, :])[0]
+                    if np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))) <= threshold:
+                        dropped += 1
+                        continue
+                faces.append(face)
+            # A photo whose every face was suppressed is not kept at all: nothing about an
+            # erased person re-enters, not even the record that a photo of them was seen.
+            if image.faces and not faces:
+                continue
+            kept.append(dataclasses.replace(image, faces=faces))
+        return kept, dropped
 
     # -- the vector index, derived from the catalog -----------------------------------------
     def _open_index(self) -> FaissIndex:
@@ -188,7 +284,7 @@ class Engine:
         model_id = self.model_id
         expected = self.catalog.fingerprint(model_id)
         try:
-            index = FaissIndex.load(self.settings.index_path)
+            index = self._read_index()
         except VectorIndexError as exc:
             if exc.code != "index_missing":
                 log.warning("%s; rebuilding the index from the catalog", exc.message)
@@ -198,8 +294,26 @@ class Engine:
             return self.rebuild_index()
         if index.fingerprint() != expected:
             self._reconcile(index)
-            index.save(self.settings.index_path)
+            self._write_index(index)
         return index
+
+    def _read_index(self) -> FaissIndex:
+        """The index file is encrypted at rest and decrypted into memory here."""
+        path = self.settings.index_path
+        if not path.exists():
+            raise VectorIndexError(f"no vector index at {path}", code="index_missing")
+        try:
+            data = read_encrypted_file(path, self.keyring, aad=INDEX_AAD)
+        except VultusError as exc:
+            raise VectorIndexError(
+                f"the index file {path} cannot be decrypted ({exc.message})", code="index_corrupt"
+            ) from exc
+        return FaissIndex.from_bytes(data, source=str(path))
+
+    def _write_index(self, index: FaissIndex) -> None:
+        write_encrypted_file(
+            self.settings.index_path, index.to_bytes(), self.keyring, aad=INDEX_AAD
+        )
 
     def _reconcile(self, index: FaissIndex) -> None:
         in_catalog = self.catalog.indexed_ids()
@@ -230,7 +344,7 @@ class Engine:
                 vectors[filled : filled + n] = normalise(templates)
                 filled += n
             index.train_and_add(ids[:filled], vectors[:filled])
-        index.save(self.settings.index_path)
+        self._write_index(index)
         self._index = index
         return index
 
@@ -250,53 +364,91 @@ class Engine:
 
     def save_index(self) -> None:
         if self._index is not None:
-            self._index.save(self.settings.index_path)
+            self._write_index(self._index)
 
     # -- search and verify -------------------------------------------------------------------
     def analyse(self, photo: Path | bytes) -> AnalysedImage:
         return self.pipeline.analyse(photo)
 
+    def check_purpose(self, purpose: str | None) -> str:
+        """Every search states a purpose from the configured list (purpose limitation)."""
+        allowed = ", ".join(repr(p) for p in self.settings.purposes)
+        if not purpose or not purpose.strip():
+            raise PurposeError(f"a search must state its purpose, one of: {allowed}")
+        if purpose not in self.settings.purposes:
+            raise PurposeError(
+                f"{purpose!r} is not a configured purpose; use one of: {allowed} "
+                "(the list is the `purposes` setting)",
+                code="purpose_unknown",
+            )
+        return purpose
+
     def search(
         self,
         photo: Path | bytes,
         *,
+        purpose: str,
+        case_ref: str | None = None,
         top_k: int = 10,
         face: int = 1,
         fmr: float | None = None,
+        actor: str | None = None,
     ) -> SearchResult:
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
-        largest first)."""
+        largest first). Refused without a purpose; written to the audit log."""
+        self.check_purpose(purpose)
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
-        result = self.search_template(chosen.template, top_k=top_k, fmr=fmr)
+        result = self._search(chosen.template, top_k=top_k, fmr=fmr)
         faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
         result.query = faces[face - 1]
         result.faces_seen = len(faces)
         result.other_faces = [f for f in faces if f.number != face]
+        self._audit_search(result, chosen.template, "photo", purpose, case_ref, actor)
         return result
 
     def search_face(
-        self, face_id: int, *, top_k: int = 10, fmr: float | None = None
+        self,
+        face_id: int,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        top_k: int = 10,
+        fmr: float | None = None,
+        actor: str | None = None,
     ) -> SearchResult:
         """Where else does the person of this catalogued face appear?"""
+        self.check_purpose(purpose)
         template = self.catalog.templates_of([face_id]).get(face_id)
         if template is None:
             raise NotFoundError(f"no indexed face with id {face_id}")
-        return self.search_template(template, top_k=top_k, fmr=fmr, exclude={face_id})
+        result = self._search(template, top_k=top_k, fmr=fmr, exclude={face_id})
+        self._audit_search(result, template, f"face:{face_id}", purpose, case_ref, actor)
+        return result
 
     def search_subject(
-        self, name: str, *, top_k: int = 10, fmr: float | None = None
+        self,
+        name: str,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        top_k: int = 10,
+        fmr: float | None = None,
+        actor: str | None = None,
     ) -> SearchResult:
         """Search with the fused template of all the faces linked to a subject."""
+        self.check_purpose(purpose)
         face_ids = self.catalog.subject_face_ids(name)
         if not face_ids:
             raise NotFoundError(f"subject {name!r} has no indexed faces linked to it")
         templates = normalise(np.stack(list(self.catalog.templates_of(face_ids).values())))
         fused = templates.mean(axis=0)
-        return self.search_template(fused, top_k=top_k, fmr=fmr)
+        result = self._search(fused, top_k=top_k, fmr=fmr)
+        self._audit_search(result, fused, f"subject:{name}", purpose, case_ref, actor)
+        return result
 
-    def search_template(
+    def _search(
         self,
         template: npt.NDArray[np.float32],
         *,
@@ -320,12 +472,55 @@ class Engine:
             top_k=top_k,
         )
 
-    def verify(self, a: Path | bytes, b: Path | bytes, *, fmr: float = 1e-3) -> Verification:
+    def _audit_search(
+        self,
+        result: SearchResult,
+        template: npt.NDArray[np.float32],
+        query: str,
+        purpose: str,
+        case_ref: str | None,
+        actor: str | None,
+    ) -> None:
+        self.audit.append(
+            actions.SEARCH,
+            actor=actor,
+            purpose=purpose,
+            case_ref=case_ref,
+            query_hash=face_hash(template),
+            result_ids=[m.face_id for m in result.matches],
+            details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
+        )
+
+    def verify(
+        self,
+        a: Path | bytes,
+        b: Path | bytes,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        fmr: float = 1e-3,
+        actor: str | None = None,
+    ) -> Verification:
         """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
+        self.check_purpose(purpose)
         ta = _pick_face(self.pipeline.analyse(a), 1, a).template
         tb = _pick_face(self.pipeline.analyse(b), 1, b).template
         assert ta is not None and tb is not None
-        qa, qb = normalise(np.stack([ta, tb]))
+        result = self.compare(ta, tb, fmr=fmr)
+        self.audit.append(
+            "verify",
+            actor=actor,
+            purpose=purpose,
+            case_ref=case_ref,
+            query_hash=face_hash(ta),
+            details={"other_hash": face_hash(tb), "same_person": result.same_person},
+        )
+        return result
+
+    def compare(
+        self, a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], *, fmr: float
+    ) -> Verification:
+        qa, qb = normalise(np.stack([a, b]))
         similarity = float(np.dot(qa, qb))
         dist = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
         threshold = self.calibration.threshold_for(fmr, gallery_size=1)
@@ -389,11 +584,19 @@ class _DryRunTotals:
 
     def __init__(self) -> None:
         self.images = self.no_face = self.indexed = self.skipped = self.duplicates = 0
+        self.suppressed = 0
         self.reasons: dict[str, int] = {}
         self.errors: list[tuple[str, str, str]] = []
 
-    def add(self, batch: list[NewImage], errors: list[tuple[str, str, str]], dups: int) -> None:
+    def add(
+        self,
+        batch: list[NewImage],
+        errors: list[tuple[str, str, str]],
+        dups: int,
+        suppressed: int,
+    ) -> None:
         self.duplicates += dups
+        self.suppressed += suppressed
         self.errors.extend(errors)
         for image in batch:
             self.images += 1
@@ -416,6 +619,7 @@ class _DryRunTotals:
             images_no_face=self.no_face,
             faces_indexed=self.indexed,
             faces_skipped=self.skipped,
+            faces_suppressed=self.suppressed,
             skip_reasons=self.reasons,
             errors=self.errors,
             seconds=seconds,

@@ -66,3 +66,9 @@ class ModelError(VultusError):
     """A face model file is missing, invalid, or failed to convert."""
 
     code = "model_error"
+
+
+class PurposeError(VultusError):
+    """A search without a stated purpose, or with one outside the configured list."""
+
+    code = "purpose_required"

@@ -49,6 +49,7 @@ class IngestSummary:
     images_no_face: int
     faces_indexed: int
     faces_skipped: int
+    faces_suppressed: int
     skip_reasons: dict[str, int]
     errors: list[tuple[str, str, str]]  # (path, code, message)
     seconds: float

@@ -125,6 +125,8 @@ class IngestRun(Base):
     faces_indexed: Mapped[int] = mapped_column(Integer, default=0)
     faces_skipped: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+    # Faces refused because they match the suppression list (erased people stay erased).
+    faces_suppressed: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class IngestError(Base):

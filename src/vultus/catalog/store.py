@@ -24,24 +24,23 @@ from vultus.catalog.models import (
     Meta,
     Source,
     Subject,
+    Suppression,
 )
-from vultus.errors import ModelMismatchError, NotFoundError, SourceError
+from vultus.errors import ConfigError, ModelMismatchError, NotFoundError, SourceError
 from vultus.index.base import IndexFingerprint
+from vultus.rights.crypto import KeyRing
 
 TEMPLATE_DTYPE = np.float32
+TEMPLATE_AAD = b"faces.template"
+SUPPRESSION_AAD = b"suppression.template"
+
+# What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
+SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
 def now() -> datetime:
     # Naive UTC throughout: SQLite has no time zones and PostgreSQL columns are WITHOUT TIME ZONE.
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def encode_template(template: npt.NDArray[np.float32]) -> bytes:
-    return np.ascontiguousarray(template, dtype=TEMPLATE_DTYPE).tobytes()
-
-
-def decode_template(blob: bytes) -> npt.NDArray[np.float32]:
-    return np.frombuffer(blob, dtype=TEMPLATE_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
+    # Erasure must leave no bytes behind: overwrite deleted content instead of freeing pages.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
@@ -108,9 +109,22 @@ def _migrate(engine: Engine) -> None:
 
 
 class Catalog:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
+        self.keyring = keyring
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- templates are encrypted at rest (AES-256-GCM); only the catalog seals and opens them --
+    def seal(self, template: npt.NDArray[np.float32], aad: bytes = TEMPLATE_AAD) -> bytes:
+        if self.keyring is None:
+            raise ConfigError("this catalog was opened without a key; templates cannot be stored")
+        raw = np.ascontiguousarray(template, dtype=TEMPLATE_DTYPE).tobytes()
+        return self.keyring.encrypt(raw, aad)
+
+    def open_template(self, blob: bytes, aad: bytes = TEMPLATE_AAD) -> npt.NDArray[np.float32]:
+        if self.keyring is None:
+            raise ConfigError("this catalog was opened without a key; templates cannot be read")
+        return np.frombuffer(bytes(self.keyring.decrypt(blob, aad)), dtype=TEMPLATE_DTYPE)
 
     def session(self) -> Session:
         return self._sessions()
@@ -221,6 +235,7 @@ class Catalog:
                 faces_indexed=0,
                 faces_skipped=0,
                 errors=0,
+                faces_suppressed=0,
             )
             s.add(run)
         return run.id
@@ -251,6 +266,7 @@ class Catalog:
         images: Sequence[NewImage],
         *,
         duplicates: int = 0,
+        suppressed: int = 0,
         errors: Sequence[tuple[str, str, str]] = (),
     ) -> list[tuple[int, npt.NDArray[np.float32]]]:
         """Write a batch of analysed images, the run's counters and its errors in ONE transaction,
@@ -303,7 +319,7 @@ class Catalog:
                         status="indexed" if nf.template is not None else "skipped",
                         skip_reason=nf.skip_reason,
                         model_id=nf.model_id,
-                        template=encode_template(nf.template) if nf.template is not None else None,
+                        template=self.seal(nf.template) if nf.template is not None else None,
                     )
                     s.add(face)
                     pending.append((face, nf))
@@ -320,6 +336,7 @@ class Catalog:
                     faces_indexed=IngestRun.faces_indexed + counts["indexed"],
                     faces_skipped=IngestRun.faces_skipped + counts["skipped"],
                     errors=IngestRun.errors + len(errors),
+                    faces_suppressed=IngestRun.faces_suppressed + suppressed,
                 )
             )
             s.flush()
@@ -352,15 +369,13 @@ class Catalog:
     def fingerprint(self, model_id: str) -> IndexFingerprint:
         with self.session() as s:
             count, id_sum, id_max = s.execute(
-                select(func.count(Face.id), func.sum(Face.id), func.max(Face.id)).where(
-                    Face.status == "indexed"
-                )
+                select(func.count(Face.id), func.sum(Face.id), func.max(Face.id)).where(SEARCHABLE)
             ).one()
         return IndexFingerprint(model_id, int(count or 0), int(id_sum or 0), int(id_max or 0))
 
     def indexed_ids(self) -> npt.NDArray[np.int64]:
         with self.session() as s:
-            ids = s.scalars(select(Face.id).where(Face.status == "indexed").order_by(Face.id))
+            ids = s.scalars(select(Face.id).where(SEARCHABLE).order_by(Face.id))
             return np.fromiter(ids, dtype=np.int64)
 
     def iter_templates(
@@ -373,26 +388,33 @@ class Catalog:
                 with self.session() as s:
                     rows = s.execute(
                         select(Face.id, Face.template).where(
-                            Face.status == "indexed", Face.id.in_(ids[i : i + chunk].tolist())
+                            SEARCHABLE, Face.id.in_(ids[i : i + chunk].tolist())
                         )
                     ).all()
                 if rows:
-                    yield _unpack(rows)
+                    yield self._unpack(rows)
             return
         last = 0
         while True:
             with self.session() as s:
                 rows = s.execute(
                     select(Face.id, Face.template)
-                    .where(Face.status == "indexed", Face.id > last)
+                    .where(SEARCHABLE, Face.id > last)
                     .order_by(Face.id)
                     .limit(chunk)
                 ).all()
             if not rows:
                 return
-            out = _unpack(rows)
+            out = self._unpack(rows)
             last = int(out[0][-1])
             yield out
+
+    def _unpack(
+        self, rows: Sequence[Any]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        # Indexed faces always carry a template (the write path guarantees it).
+        return ids, np.stack([self.open_template(cast(bytes, r[1])) for r in rows])
 
     def templates_of(self, face_ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         with self.session() as s:
@@ -401,7 +423,11 @@ class Catalog:
                     Face.id.in_(list(face_ids)), Face.template.is_not(None)
                 )
             ).all()
-        return {fid: decode_template(blob) for fid, blob in rows if blob is not None}
+        return {fid: self.open_template(blob) for fid, blob in rows if blob is not None}
+
+    def suppression_templates(self) -> list[bytes]:
+        with self.session() as s:
+            return list(s.scalars(select(Suppression.template).order_by(Suppression.id)))
 
     # -- reading faces -----------------------------------------------------------------------
     def face_records(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
@@ -511,12 +537,6 @@ class Catalog:
         return [(subj, n) for subj, n in rows]
 
 
-def _unpack(rows: Sequence[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    # Indexed faces always carry a template (the write path guarantees it).
-    return ids, np.stack([decode_template(cast(bytes, r[1])) for r in rows])
-
-
 def _record(face: Face) -> FaceRecord:
     image = face.image
     return FaceRecord(
@@ -534,12 +554,13 @@ def _record(face: Face) -> FaceRecord:
     )
 
 
-def open_catalog(url: str) -> Catalog:
-    """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL."""
+def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
+    """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL. The key ring
+    seals templates; without one the catalog can be read and audited but holds no templates."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     _migrate(engine)
-    return Catalog(engine)
+    return Catalog(engine, keyring)

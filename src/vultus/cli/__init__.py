@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from vultus import __version__
-from vultus.cli import accuracy, faces, index, ingest, search, sources
+from vultus.cli import accuracy, audit, faces, index, ingest, search, sources
 from vultus.cli.common import err_console, state
 from vultus.errors import VultusError
 
@@ -68,6 +68,7 @@ app.add_typer(sources.app, name="sources")
 app.add_typer(index.app, name="index")
 app.add_typer(faces.app, name="faces")
 app.add_typer(faces.subjects_app, name="subjects")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

@@ -39,22 +39,34 @@ def search(
     sheet: Path | None = typer.Option(
         None, "--sheet", help="Also draw the results as a contact sheet (.jpg or .png)."
     ),
+    purpose: str | None = typer.Option(
+        None, "--purpose", "-p", help="Why you search: one of the configured purposes."
+    ),
+    case_ref: str | None = typer.Option(None, "--case", help="A case reference for the audit."),
 ) -> None:
     """Find where else a person appears: by photo, by face id, or by subject.
 
-    Example: vultus search query.jpg --top 5 --sheet results.jpg
+    Every search states its purpose and is written to the audit log.
+
+    Example: vultus search query.jpg --purpose "archive research" --top 5 --sheet results.jpg
     """
     given = sum(x is not None for x in (photo, face_id, subject))
     if given != 1:
         raise fail("give exactly one of: a PHOTO, --face-id or --subject")
     with open_engine() as engine:
         if photo is not None:
-            result = engine.search(photo, top_k=top, face=face, fmr=fmr)
+            result = engine.search(
+                photo, purpose=purpose or "", case_ref=case_ref, top_k=top, face=face, fmr=fmr
+            )
         elif face_id is not None:
-            result = engine.search_face(face_id, top_k=top, fmr=fmr)
+            result = engine.search_face(
+                face_id, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr
+            )
         else:
             assert subject is not None
-            result = engine.search_subject(subject, top_k=top, fmr=fmr)
+            result = engine.search_subject(
+                subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr
+            )
     if sheet is not None:
         render_sheet(result, photo, sheet)
     if as_json:
@@ -103,13 +115,17 @@ def verify(
     photo_b: Path = typer.Argument(..., help="Second photo."),
     fmr: float = typer.Option(1e-3, "--fmr", help="False-match rate for the decision."),
     as_json: bool = typer.Option(False, "--json"),
+    purpose: str | None = typer.Option(
+        None, "--purpose", "-p", help="Why you compare: one of the configured purposes."
+    ),
+    case_ref: str | None = typer.Option(None, "--case", help="A case reference for the audit."),
 ) -> None:
     """1:1: are two photos of the same person, at a chosen false-match rate?
 
-    Example: vultus verify id-card.jpg selfie.jpg --fmr 1e-4
+    Example: vultus verify id-card.jpg selfie.jpg --purpose "legal claim" --fmr 1e-4
     """
     with open_engine() as engine:
-        v = engine.verify(photo_a, photo_b, fmr=fmr)
+        v = engine.verify(photo_a, photo_b, purpose=purpose or "", case_ref=case_ref, fmr=fmr)
     if as_json:
         typer.echo(json.dumps(v.to_json(), indent=2))
         return

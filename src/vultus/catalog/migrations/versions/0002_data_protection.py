@@ -67,6 +67,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("consent_id", sa.Integer(), nullable=True))
         batch.create_index("ix_images_consent_id", ["consent_id"])
         batch.create_foreign_key("fk_images_consent_id", "consents", ["consent_id"], ["id"])
+    with op.batch_alter_table("ingest_runs") as batch:
+        batch.add_column(
+            sa.Column("faces_suppressed", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("subjects") as batch:
         batch.add_column(
             sa.Column("restricted", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -82,6 +86,8 @@ def downgrade() -> None:
         batch.drop_column("restricted")
     with op.batch_alter_table("subjects") as batch:
         batch.drop_column("restricted")
+    with op.batch_alter_table("ingest_runs") as batch:
+        batch.drop_column("faces_suppressed")
     with op.batch_alter_table("images") as batch:
         batch.drop_constraint("fk_images_consent_id", type_="foreignkey")
         batch.drop_index("ix_images_consent_id")
