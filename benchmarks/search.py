@@ -501,7 +501,6 @@ def main(argv: list[str] | None = None) -> None:
         "dim": DIM,
         "k": K,
         "queries": args.queries,
-        "alpha": args.alpha,
         "seed": args.seed,
         "samples_per_identity": "1 + Poisson(3)",
         "match_score": MATCH_SCORE,

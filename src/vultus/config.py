@@ -56,7 +56,7 @@ class Settings:
 
     # Vector index: a FAISS factory string, or "auto" (exact when small, IVF when large).
     index_factory: str = "auto"
-    index_nprobe: int = 32
+    index_nprobe: int = 64
 
     # Ingest.
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -34,6 +34,7 @@ from vultus.rights.crypto import (
     read_encrypted_file,
     write_encrypted_file,
 )
+from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
     return _normalise(templates).astype(np.float32)
 
 
-class Engine:
+class Engine(RightsFacade):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not (settings.data_dir / "catalog.db").exists()
@@ -64,6 +65,10 @@ class Engine:
         self._pipeline: FacePipeline | None = None
         self._index: FaissIndex | None = None
         self._calibration: Calibration | None = None
+        self._suppression: tuple[npt.NDArray[np.float32], float] | None = None
+        self._consent: int | None = None
+        # An erasure killed after its commit left file work to do: finish it before anything.
+        self.finish_pending_erasure()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **overrides: Any) -> Engine:
@@ -136,12 +141,16 @@ class Engine:
         source: str,
         dry_run: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
+        consent: int | None = None,
         actor: str | None = None,
     ) -> IngestSummary:
         """Ingest files and folders under a named source. Idempotent and resumable. Faces of
         people on the suppression list are dropped before anything is written."""
         src = self.catalog.get_source(source)
+        if consent is not None:
+            self.consent_source_check(consent, source)
         self._suppression = self._load_suppression()
+        self._consent = consent
         files, errors = collect_files(paths)
         progress = Progress(files_total=len(files))
         if not dry_run:
@@ -232,7 +241,13 @@ class Engine:
         if not (batch or errors or duplicates or suppressed):
             return
         added = self.catalog.write_batch(
-            run_id, source, batch, duplicates=duplicates, suppressed=suppressed, errors=errors
+            run_id,
+            source,
+            batch,
+            duplicates=duplicates,
+            suppressed=suppressed,
+            errors=errors,
+            consent_id=self._consent,
         )
         if added:
             ids = np.array([fid for fid, _ in added], dtype=np.int64)
@@ -255,9 +270,9 @@ class Engine:
         return matrix, float(threshold)
 
     def _drop_suppressed(self, batch: list[NewImage]) -> tuple[list[NewImage], int]:
-        if not getattr(self, "_suppression", None) or not batch:
+        if self._suppression is None or not batch:
             return batch, 0
-        matrix, threshold = self._suppression  # type: ignore[misc]
+        matrix, threshold = self._suppression
         kept: list[NewImage] = []
         dropped = 0
         for image in batch:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +58,18 @@ class FaceRecord:
     status: str
     added_at: datetime
     retain_until: datetime
+    source_kind: str = "folder"
+    legal_reference: str | None = None
+    purpose: str = ""
+    restricted: bool = False
+    image_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ErasedFaces:
+    face_ids: list[int]
+    images_removed: list[tuple[int, str, str]]  # id, path, sha256
+    images_kept: list[tuple[int, str, list[list[int]]]]  # id, path, boxes of the erased faces
 
 
 @dataclass(frozen=True)
@@ -268,6 +280,7 @@ class Catalog:
         duplicates: int = 0,
         suppressed: int = 0,
         errors: Sequence[tuple[str, str, str]] = (),
+        consent_id: int | None = None,
     ) -> list[tuple[int, npt.NDArray[np.float32]]]:
         """Write a batch of analysed images, the run's counters and its errors in ONE transaction,
         so a killed ingest leaves whole images or nothing. Returns (face id, template) pairs to
@@ -299,6 +312,7 @@ class Catalog:
                     retain_until=retain_until,
                     status="indexed" if indexable else "no_faces",
                     ingest_run_id=run_id,
+                    consent_id=consent_id,
                 )
                 s.add(image)
                 counts["added"] += 1
@@ -409,9 +423,7 @@ class Catalog:
             last = int(out[0][-1])
             yield out
 
-    def _unpack(
-        self, rows: Sequence[Any]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    def _unpack(self, rows: Sequence[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         # Indexed faces always carry a template (the write path guarantees it).
         return ids, np.stack([self.open_template(cast(bytes, r[1])) for r in rows])
@@ -467,7 +479,120 @@ class Catalog:
                 "subjects": s.scalar(select(func.count(Subject.id))) or 0,
             }
 
+    def restricted_templates(self) -> list[tuple[int, npt.NDArray[np.float32]]]:
+        """Restricted faces are out of the index but still held: rights requests must see them."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Face.id, Face.template).where(
+                    Face.status == "indexed", Face.restricted.is_(True)
+                )
+            ).all()
+        return [(fid, self.open_template(blob)) for fid, blob in rows if blob is not None]
+
+    def set_restricted(self, face_ids: Sequence[int], restricted: bool) -> list[int]:
+        """Flag faces; returns the ids whose flag changed (for the index)."""
+        with self.session() as s, s.begin():
+            changed = list(
+                s.scalars(
+                    select(Face.id).where(
+                        Face.id.in_(list(face_ids)), Face.restricted.is_(not restricted)
+                    )
+                )
+            )
+            s.execute(update(Face).where(Face.id.in_(changed)).values(restricted=restricted))
+        return changed
+
+    def restrict_subject(self, name: str, restricted: bool) -> list[int]:
+        subject = self.get_subject(name)
+        with self.session() as s, s.begin():
+            s.execute(update(Subject).where(Subject.id == subject.id).values(restricted=restricted))
+            ids = list(s.scalars(select(Face.id).where(Face.subject_id == subject.id)))
+        return self.set_restricted(ids, restricted)
+
+    def expired_images(self, at: datetime) -> list[tuple[int, str, datetime, list[int]]]:
+        """(image id, path, retain_until, face ids) of every image past its retention."""
+        with self.session() as s:
+            images = s.execute(
+                select(Image.id, Image.path, Image.retain_until)
+                .where(Image.retain_until < at)
+                .order_by(Image.id)
+            ).all()
+            out = []
+            for image_id, path, until in images:
+                ids = list(s.scalars(select(Face.id).where(Face.image_id == image_id)))
+                out.append((image_id, path, until, ids))
+        return out
+
+    def image_faces(self, image_ids: Sequence[int]) -> dict[int, list[int]]:
+        with self.session() as s:
+            rows = s.execute(
+                select(Face.image_id, Face.id).where(Face.image_id.in_(list(image_ids)))
+            ).all()
+        out: dict[int, list[int]] = {i: [] for i in image_ids}
+        for image_id, face_id in rows:
+            out[image_id].append(face_id)
+        return out
+
     # -- deletion ----------------------------------------------------------------------------
+    def erase_faces(
+        self,
+        face_ids: Sequence[int],
+        *,
+        suppression: tuple[bytes, str] | None = None,
+        in_transaction: Callable[[Session, ErasedFaces], None] | None = None,
+    ) -> ErasedFaces:
+        """The catalog half of an erasure, in ONE transaction: the faces go, images left with
+        no face go, images with other people stay (minus the erased faces), an optional
+        suppression entry (sealed template, model id) is added, and `in_transaction` writes
+        what must commit with it (the audit entry, pending file work)."""
+        ids = list(face_ids)
+        with self.session() as s, s.begin():
+            rows = s.execute(
+                select(Face.id, Face.image_id, Face.left, Face.top, Face.right, Face.bottom).where(
+                    Face.id.in_(ids)
+                )
+            ).all()
+            boxes: dict[int, list[list[int]]] = {}
+            for _, image_id, left, top, right, bottom in rows:
+                boxes.setdefault(image_id, []).append([left, top, right, bottom])
+            s.execute(delete(Face).where(Face.id.in_(ids)))
+            removed: list[tuple[int, str, str]] = []
+            kept: list[tuple[int, str, list[list[int]]]] = []
+            for image_id, erased_boxes in boxes.items():
+                image = s.get(Image, image_id)
+                assert image is not None
+                remaining = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
+                if remaining:
+                    kept.append((image_id, image.path, erased_boxes))
+                else:
+                    removed.append((image_id, image.path, image.sha256))
+                    s.delete(image)
+            if suppression is not None:
+                s.add(
+                    Suppression(
+                        template=suppression[0],
+                        model_id=suppression[1],
+                        purpose="suppress",
+                        created_at=now(),
+                    )
+                )
+            erased = ErasedFaces([r[0] for r in rows], removed, kept)
+            if in_transaction is not None:
+                in_transaction(s, erased)
+        return erased
+
+    def scrub(self) -> None:
+        """After an erasure: fold the WAL back into the database and truncate it, then rebuild
+        the file, so no page anywhere still holds the erased rows (secure_delete zeroes the
+        freed space; the WAL would otherwise keep old page images until it is recycled)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def delete_faces(self, face_ids: Sequence[int]) -> int:
         """Delete faces and any image left with no face. Returns faces deleted."""
         ids = list(face_ids)
@@ -551,6 +676,11 @@ def _record(face: Face) -> FaceRecord:
         status=face.status,
         added_at=image.added_at,
         retain_until=image.retain_until,
+        source_kind=image.source.kind,
+        legal_reference=image.source.legal_reference,
+        purpose=image.source.purpose,
+        restricted=face.restricted,
+        image_sha256=image.sha256,
     )
 
 

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from vultus import __version__
-from vultus.cli import accuracy, audit, faces, index, ingest, search, sources
+from vultus.cli import accuracy, audit, faces, index, ingest, keys, rights, search, sources
 from vultus.cli.common import err_console, state
 from vultus.errors import VultusError
 
@@ -69,6 +69,11 @@ app.add_typer(index.app, name="index")
 app.add_typer(faces.app, name="faces")
 app.add_typer(faces.subjects_app, name="subjects")
 app.add_typer(audit.app, name="audit")
+app.add_typer(rights.app, name="rights")
+app.add_typer(rights.retention_app, name="retention")
+app.add_typer(rights.consent_app, name="consent")
+app.add_typer(rights.report_app, name="report")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -18,6 +18,9 @@ def add(
     source: str = typer.Option(..., "--source", "-s", help="The source these images come from."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Analyse and count; write nothing."),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes."),
+    consent: int | None = typer.Option(
+        None, "--consent", help="The consent record these photos rest on (consent sources)."
+    ),
 ) -> None:
     """Add photos to the catalog and the index. Idempotent and resumable.
 
@@ -43,7 +46,9 @@ def add(
             )
             bar.update(task, total=p.files_total, completed=p.files_done, rate=rate)
 
-        summary = engine.add(paths, source=source, dry_run=dry_run, on_progress=update)
+        summary = engine.add(
+            paths, source=source, dry_run=dry_run, on_progress=update, consent=consent
+        )
     print_summary(summary)
 
 
@@ -59,6 +64,8 @@ def print_summary(s: IngestSummary) -> None:
     table.add_row("faces indexed" if not s.dry_run else "faces to index", f"{s.faces_indexed:,}")
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(s.skip_reasons.items()))
     table.add_row("faces skipped", f"{s.faces_skipped:,}" + (f" ({skipped})" if skipped else ""))
+    if s.faces_suppressed:
+        table.add_row("faces refused (suppression list)", f"{s.faces_suppressed:,}")
     table.add_row("errors", f"{len(s.errors):,}")
     table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
     console.print(table)

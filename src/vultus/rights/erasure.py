@@ -1,0 +1,143 @@
+"""Erasure (Art. 17): the plan a DPO reviews, the blurring of stored copies, and the signed
+receipt. The catalog and index halves live in the catalog and the Engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFilter, ImageOps
+
+from vultus.rights.crypto import KeyRing
+
+
+@dataclass(frozen=True)
+class PersonMatch:
+    """One catalogued face judged to be the person, with the evidence."""
+
+    face_id: int
+    image_id: int
+    image_path: str
+    box: tuple[int, int, int, int]
+    distance: float
+    fmr: float  # estimated chance that a stranger in this gallery comes this close
+    other_faces: int  # faces of other people in the same image, which an erasure keeps
+    restricted: bool
+
+
+@dataclass
+class ErasurePlan:
+    """What an erasure would remove: shown first, carried out only after confirmation."""
+
+    matches: list[PersonMatch]
+    threshold: float
+    fmr_target: float
+    gallery_size: int
+    # The fused template of the person: becomes the suppression entry. Never shown or exported.
+    template: Any = field(repr=False, default=None)
+
+    @property
+    def face_ids(self) -> list[int]:
+        return [m.face_id for m in self.matches]
+
+    @property
+    def images_removed(self) -> int:
+        return sum(1 for m in self.matches if m.other_faces == 0)
+
+    def without(self, face_ids: set[int]) -> ErasurePlan:
+        """The DPO may strike matches they judge not to be the person."""
+        kept = [m for m in self.matches if m.face_id not in face_ids]
+        return ErasurePlan(kept, self.threshold, self.fmr_target, self.gallery_size, self.template)
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """Counts and hashes, never the data; signed with a key derived from the master key."""
+
+    receipt_id: str
+    at: datetime
+    request_ref: str | None
+    faces_erased: int
+    images_erased: int
+    images_kept_with_others: int
+    copies_blurred: int
+    suppression_added: bool
+    image_hashes: list[str]  # sha256 of each erased image's content: lets a subject check theirs
+    signature: str = ""
+
+    def payload(self) -> bytes:
+        data = asdict(self)
+        data.pop("signature")
+        return json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()
+
+    def signed(self, keyring: KeyRing) -> ErasureReceipt:
+        return ErasureReceipt(**{**asdict(self), "signature": keyring.sign(self.payload())})
+
+    def verify(self, keyring: KeyRing) -> bool:
+        return keyring.verify(self.payload(), self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+def receipt_id(face_ids: list[int], at: datetime) -> str:
+    digest = hashlib.sha256(f"{sorted(face_ids)}|{at.isoformat()}".encode()).hexdigest()
+    return f"E-{at:%Y%m%d}-{digest[:8]}"
+
+
+def write_receipt(receipt: ErasureReceipt, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{receipt.receipt_id}.json"
+    _atomic_write(path, json.dumps(receipt.to_json(), indent=2).encode())
+    return path
+
+
+def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
+    """Blur the given boxes (in EXIF-oriented pixels, as detection saw them) in a stored image,
+    in place and atomically. Returns False when the file is gone."""
+    try:
+        with Image.open(path) as opened:
+            fmt = opened.format or "PNG"
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    except (FileNotFoundError, OSError):
+        return False
+    for left, top, right, bottom in boxes:
+        # Grow the box: hair and jawline identify a person too.
+        grow_x, grow_y = (right - left) // 4, (bottom - top) // 4
+        region = (
+            max(0, left - grow_x),
+            max(0, top - grow_y),
+            min(image.width, right + grow_x),
+            min(image.height, bottom + grow_y),
+        )
+        patch = image.crop(region)
+        radius = max(8, (region[2] - region[0]) // 6)
+        image.paste(patch.filter(ImageFilter.GaussianBlur(radius)), region[:2])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".blur-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        image.save(tmp, format=fmt if fmt in {"JPEG", "PNG", "WEBP", "BMP", "TIFF"} else "PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,411 @@
+"""Data protection by design, as a data subject and a DPO meet it: purpose-bound search, access
+and erasure by selfie, suppression, restriction, objection, retention, consent, requests, key
+rotation and reports, on the dev photos."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from conftest import PURPOSE, add_test_source
+from vultus.catalog.store import now
+from vultus.engine import INDEX_AAD, Engine
+from vultus.errors import PurposeError, VultusError
+from vultus.rights.crypto import WrongKeyError, read_encrypted_file, read_key_file
+from vultus.rights.facade import RightsError
+
+KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
+
+
+@pytest.fixture(scope="session")
+def rights_dir(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
+    """Every dev photo but Kit Harington's selfie, plus Kit and Rose Leslie together in a
+    stored copy (an upload Vultus keeps under its data directory)."""
+    data_dir = tmp_path_factory.mktemp("rights")
+    dev = faces_dir / "dev"
+    stored = data_dir / "images"
+    stored.mkdir()
+    shutil.copy(dev / "extra" / "kit_with_rose.jpg", stored / "kit_with_rose.jpg")
+    photos = [p for p in (dev / "images").rglob("*.*") if p != dev / KIT_SELFIE]
+    with Engine.open(data_dir, workers=1) as engine:
+        add_test_source(engine)
+        summary = engine.add([*photos, stored / "kit_with_rose.jpg"], source="test")
+        assert summary.errors == [] and summary.images_added == 57
+    return data_dir
+
+
+@pytest.fixture
+def engine(rights_dir: Path, tmp_path: Path) -> Iterator[Engine]:
+    copy = tmp_path / "data"
+    shutil.copytree(rights_dir, copy)
+    # The copy's stored photo must live in the copy, as it would in a real data directory.
+    db = sqlite3.connect(copy / "catalog.db")
+    db.execute("UPDATE images SET path = replace(path, ?, ?)", (str(rights_dir), str(copy)))
+    db.commit()
+    db.close()
+    with Engine.open(copy, workers=1) as e:
+        yield e
+
+
+@pytest.fixture
+def own_key(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The engine's data directory under a key file of its own: for tests that rotate keys,
+    which must not change the key every other test directory was sealed with."""
+    shutil.copy(os.environ["VULTUS_KEY_FILE"], tmp_path / "own.key")
+    os.chmod(tmp_path / "own.key", 0o600)
+    monkeypatch.setenv("VULTUS_KEY_FILE", str(tmp_path / "own.key"))
+    data_dir = engine.settings.data_dir
+    engine.close()
+    with Engine.open(data_dir, workers=1) as e:
+        yield e
+
+
+@pytest.fixture
+def selfie(faces_dir: Path) -> Path:
+    return faces_dir / "dev" / KIT_SELFIE
+
+
+def kit_faces(engine: Engine, selfie: Path) -> list[int]:
+    result = engine.search(selfie, purpose=PURPOSE, top_k=10)
+    return [m.face_id for m in result.matches if m.is_match]
+
+
+def test_a_search_must_state_a_configured_purpose(engine: Engine, selfie: Path) -> None:
+    with pytest.raises(PurposeError, match="must state its purpose"):
+        engine.search(selfie, purpose="")
+    with pytest.raises(PurposeError, match="not a configured purpose") as info:
+        engine.search(selfie, purpose="curiosity")
+    assert info.value.code == "purpose_unknown"
+
+    result = engine.search(selfie, purpose=PURPOSE, case_ref="case-7", top_k=5)
+    entry = engine.audit.entries(action="search")[-1]
+    assert entry.purpose == PURPOSE and entry.case_ref == "case-7"
+    assert entry.result_ids == [m.face_id for m in result.matches]
+    assert entry.query_hash and len(entry.query_hash) == 64
+    assert engine.audit.verify().ok
+
+
+def test_access_package_holds_exactly_that_persons_images(
+    engine: Engine, selfie: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    kit = kit_faces(engine, selfie)  # an audited search that disclosed Kit's faces
+    assert len(kit) == 3
+    out = tmp_path / "package.zip"
+    path, plan = engine.access(selfie, out, verify_with=faces_dir / "dev" / KIT_SELFIE)
+    assert sorted(plan.face_ids) == sorted(kit)
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        data = json.loads(z.read("data.json"))
+    assert {"report.html", "data.json", "README.txt"} <= names
+    assert {n for n in names if n.startswith("crops/")} == {f"crops/{f}.jpg" for f in kit}
+    assert sorted(f["face_id"] for img in data["images"] for f in img["faces"]) == sorted(kit)
+    assert "template" not in json.dumps(data)
+    recipients = data["recipients"]
+    assert any(r["purpose"] == PURPOSE and set(r["face_ids"]) == set(kit) for r in recipients)
+
+    rose = faces_dir / "dev" / "images" / "Rose_Leslie" / "Rose_Leslie_1.jpg"
+    with pytest.raises(RightsError, match="identity check failed"):
+        engine.access(selfie, tmp_path / "no.zip", verify_with=rose)
+    assert not (tmp_path / "no.zip").exists()
+
+
+def _sqlite_bytes(data_dir: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in data_dir.glob("catalog.db*") if p.is_file())
+
+
+def test_erasure_removes_exactly_that_person_and_leaves_no_bytes(
+    engine: Engine, selfie: Path, faces_dir: Path
+) -> None:
+    data_dir = engine.settings.data_dir
+    rose = faces_dir / "dev" / "images" / "Rose_Leslie" / "Rose_Leslie_1.jpg"
+    rose_before = {m.face_id for m in engine.search(rose, purpose=PURPOSE).matches if m.is_match}
+    total_before = engine.catalog.counts()["faces_indexed"]
+    stored = data_dir / "images" / "kit_with_rose.jpg"
+    pixels_before = np.asarray(PILImage.open(stored)).copy()
+
+    plan = engine.find_person(selfie)
+    kit = plan.face_ids
+    assert len(kit) == 3 and sum(m.other_faces for m in plan.matches) == 1
+    plain = engine.catalog.templates_of(kit)
+    db = sqlite3.connect(data_dir / "catalog.db")
+    sealed = [
+        row[0]
+        for row in db.execute(f"SELECT template FROM faces WHERE id IN ({','.join(map(str, kit))})")
+    ]
+    db.close()
+
+    receipt = engine.erase(plan, request_ref="R-TEST")
+    assert (receipt.faces_erased, receipt.images_erased, receipt.images_kept_with_others) == (
+        3,
+        2,
+        1,
+    )
+    assert receipt.verify(engine.keyring)
+    assert (data_dir / "receipts" / f"{receipt.receipt_id}.json").exists()
+    # Rose stays, in the shared photo too; nobody else lost a face.
+    assert {m.face_id for m in engine.search(rose, purpose=PURPOSE).matches if m.is_match} == (
+        rose_before
+    )
+    assert engine.catalog.counts()["faces_indexed"] == total_before - 3
+    # Kit's face is blurred in the stored copy; the rest of the photo is untouched.
+    after = np.asarray(PILImage.open(stored))
+    changed = np.argwhere(np.abs(after.astype(int) - pixels_before.astype(int)).sum(axis=2) > 30)
+    kit_box = next(m.box for m in plan.matches if m.other_faces)
+    assert len(changed) > 1000
+    assert changed[:, 1].min() >= kit_box[0] - kit_box[2] and changed[:, 1].mean() > kit_box[0]
+
+    assert not engine.search(selfie, purpose=PURPOSE).found
+    engine.close()
+    with Engine.open(data_dir, workers=1) as reopened:
+        assert not reopened.search(selfie, purpose=PURPOSE).found
+        index_plain = bytes(
+            read_encrypted_file(reopened.settings.index_path, reopened.keyring, aad=INDEX_AAD)
+        )
+    on_disk = _sqlite_bytes(data_dir)
+    index_file = reopened.settings.index_path.read_bytes()
+    for fid, template in plain.items():
+        unit = (template / np.linalg.norm(template)).astype(np.float32)
+        for needle in (template.tobytes(), unit.tobytes()):
+            assert needle not in on_disk and needle not in index_plain, fid
+            assert needle not in index_file
+    for blob in sealed:
+        assert blob not in on_disk
+
+
+def test_an_erased_person_stays_erased(
+    engine: Engine, selfie: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    engine.erase(engine.find_person(selfie))
+    kit_dir = faces_dir / "dev" / "images" / "Kit_Harington"
+    again = engine.add([kit_dir], source="test")
+    assert again.faces_suppressed == 3 and again.images_added == 0
+    assert engine.audit.entries(action="ingest")[-1].details["faces_suppressed"] == 3
+    assert not engine.search(selfie, purpose=PURPOSE).found
+
+    ((entry_id, _),) = engine.suppression_list()
+    with pytest.raises(RightsError, match="reason"):
+        engine.remove_suppression(entry_id, reason=" ")
+    engine.remove_suppression(entry_id, reason="the person asked to be included again")
+    assert engine.audit.entries(action="suppression_removed")
+    assert engine.add([kit_dir], source="test").faces_indexed == 3
+
+
+def test_a_restricted_face_never_appears_until_lifted(engine: Engine, selfie: Path) -> None:
+    kit = kit_faces(engine, selfie)
+    assert engine.restrict(face_ids=kit, reason="accuracy contested") == 3
+    assert not set(kit) & {m.face_id for m in engine.search(selfie, purpose=PURPOSE).matches}
+    data_dir = engine.settings.data_dir
+    engine.close()
+    with Engine.open(data_dir, workers=1) as reopened:
+        hits = {m.face_id for m in reopened.search(selfie, purpose=PURPOSE, top_k=50).matches}
+        assert not set(kit) & hits
+        # Still held: an access request finds restricted faces too.
+        assert set(reopened.find_person(selfie).face_ids) == set(kit)
+        reopened.restrict(face_ids=kit, reason="resolved", lift=True)
+        assert set(kit_faces(reopened, selfie)) == set(kit)
+
+
+def test_an_objection_restricts_at_once_and_queues_a_review(engine: Engine, selfie: Path) -> None:
+    request, restricted = engine.object_to_processing(selfie, contact="kit@example.org")
+    assert restricted == 3
+    assert not engine.search(selfie, purpose=PURPOSE).found
+    (queued,) = engine.requests()
+    assert (queued.ref, queued.kind, queued.status) == (request.ref, "objection", "in_review")
+
+
+def test_retention_purges_only_what_has_expired(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list]
+) -> None:
+    photos = gallery_split[0]
+    empty_engine.add_source(
+        "short",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=1,
+    )
+    empty_engine.add(photos[:3], source="short")
+    empty_engine.add(photos[3:6], source="test")  # 30 days
+    later = now() + timedelta(days=2)
+    report = empty_engine.retention_report(later)
+    assert len(report) == 3 and empty_engine.catalog.counts()["images"] == 6
+    purged = empty_engine.retention_run(later)
+    assert {p.image_id for p in purged} == {p.image_id for p in report}
+    assert empty_engine.catalog.counts()["images"] == 3
+    assert len(empty_engine.index) == 3
+    assert empty_engine.retention_run(later) == []
+
+
+def test_withdrawing_consent_erases_the_faces_resting_on_it(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list]
+) -> None:
+    empty_engine.add_source(
+        "event",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=30,
+    )
+    consent = empty_engine.add_consent("event", "guest 0042", notice_version="v3")
+    with pytest.raises(RightsError, match="not given for source"):
+        empty_engine.add(gallery_split[0][:1], source="test", consent=consent)
+    empty_engine.add(gallery_split[0][:2], source="event", consent=consent)
+    empty_engine.add(gallery_split[0][2:4], source="event")
+    assert empty_engine.withdraw_consent(consent) == 2
+    assert empty_engine.catalog.counts()["images"] == 2 and len(empty_engine.index) == 2
+    with pytest.raises(RightsError, match="withdrawn"):
+        empty_engine.add(gallery_split[0][4:5], source="event", consent=consent)
+
+
+def test_requests_carry_the_one_month_deadline(empty_engine: Engine) -> None:
+    r = empty_engine.create_request(
+        "erasure", contact="a@example.org", received_at=datetime(2026, 1, 31), selfie=b"jpeg"
+    )
+    assert r.due_at == datetime(2026, 2, 28)
+    assert empty_engine.request_selfie(r.ref) == b"jpeg"
+    with pytest.raises(RightsError, match="two further months"):
+        empty_engine.update_request(r.ref, extend_months=3, reason="complex")
+    r = empty_engine.update_request(r.ref, extend_months=2, reason="many sources to search")
+    assert r.extended_until == datetime(2026, 4, 28)
+    empty_engine.create_request("access", received_at=datetime(2026, 1, 5))
+    assert [q.kind for q in empty_engine.requests()] == ["access", "erasure"]
+    empty_engine.update_request(r.ref, status="done")
+    assert [q.kind for q in empty_engine.requests()] == ["access"]
+
+
+def test_key_rotation_preserves_every_search_result_and_a_wrong_key_changes_nothing(
+    own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = own_key
+    key_file = Path(os.environ["VULTUS_KEY_FILE"])
+    before = [(m.face_id, m.distance) for m in engine.search(selfie, purpose=PURPOSE).matches]
+    old_id = engine.keyring.active_id
+    old_key = read_key_file(key_file).to_env()
+    counts = engine.rotate_keys()
+    assert counts["templates"] == engine.catalog.counts()["faces_indexed"]
+    assert engine.keyring.active_id != old_id and not engine.keyring.retired_ids
+    assert [(m.face_id, m.distance) for m in engine.search(selfie, purpose=PURPOSE).matches] == (
+        before
+    )
+    data_dir = engine.settings.data_dir
+    engine.close()
+    with Engine.open(data_dir, workers=1) as reopened:
+        assert [
+            (m.face_id, m.distance) for m in reopened.search(selfie, purpose=PURPOSE).matches
+        ] == before
+
+    def state() -> str:
+        db = sqlite3.connect(data_dir / "catalog.db")
+        dump = "\n".join(db.iterdump())
+        db.close()
+        index = (data_dir / "index.faiss").read_bytes()
+        return hashlib.sha256(dump.encode() + index).hexdigest()
+
+    fingerprint = state()
+    monkeypatch.setenv("VULTUS_KEY", old_key)
+    with pytest.raises(WrongKeyError, match="does not open this data directory"):
+        Engine.open(data_dir, workers=1)
+    assert state() == fingerprint
+
+
+def test_a_killed_key_rotation_finishes_on_the_next_run(
+    own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = own_key
+    import vultus.rights.facade as facade
+
+    before = [(m.face_id, m.distance) for m in engine.search(selfie, purpose=PURPOSE).matches]
+    real = facade.reencrypt_table
+    calls = {"n": 0}
+
+    def dies_on_the_second_table(*args: object, **kwargs: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(facade, "reencrypt_table", dies_on_the_second_table)
+    with pytest.raises(KeyboardInterrupt):
+        engine.rotate_keys()
+    monkeypatch.setattr(facade, "reencrypt_table", real)
+    data_dir = engine.settings.data_dir
+    engine.close()
+    with Engine.open(data_dir, workers=1) as resumed:
+        assert len(resumed.keyring.retired_ids) == 1  # mid-rotation: both keys in the file
+        assert [
+            (m.face_id, m.distance) for m in resumed.search(selfie, purpose=PURPOSE).matches
+        ] == (before)
+        resumed.rotate_keys()
+        assert not resumed.keyring.retired_ids
+        assert [
+            (m.face_id, m.distance) for m in resumed.search(selfie, purpose=PURPOSE).matches
+        ] == (before)
+
+
+def test_an_erasure_killed_after_its_commit_finishes_on_the_next_open(
+    engine: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = engine.find_person(selfie)
+    data_dir = engine.settings.data_dir
+    stored = data_dir / "images" / "kit_with_rose.jpg"
+    before = stored.read_bytes()
+
+    def killed() -> None:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(engine, "save_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        engine.erase(plan)
+    assert stored.read_bytes() == before  # the file work had not run yet
+    engine.close()
+    with Engine.open(data_dir, workers=1) as reopened:
+        assert stored.read_bytes() != before  # finished on open
+        assert not reopened.search(selfie, purpose=PURPOSE).found
+        assert len(reopened.index) == reopened.catalog.counts()["faces_indexed"]
+        assert reopened.audit.verify().ok
+
+
+def test_a_tampered_audit_log_is_detected(engine: Engine, selfie: Path) -> None:
+    for _ in range(3):
+        engine.search(selfie, purpose=PURPOSE)
+    assert engine.audit.verify().ok
+    db = sqlite3.connect(engine.settings.data_dir / "catalog.db")
+    seq = db.execute("SELECT max(seq) - 1 FROM audit_log").fetchone()[0]
+    db.execute("UPDATE audit_log SET result_ids = '[]' WHERE seq = ?", (seq,))
+    db.commit()
+    db.close()
+    report = engine.audit.verify()
+    assert not report.ok and any(p.seq == seq and p.kind == "edited" for p in report.problems)
+
+
+def test_records_of_processing_and_dpia_state_the_facts(engine: Engine, tmp_path: Path) -> None:
+    engine.search(engine.settings.data_dir / "images" / "kit_with_rose.jpg", purpose=PURPOSE)
+    ropa = engine.report("ropa", tmp_path)
+    dpia = engine.report("dpia", tmp_path)
+    assert {p.suffix for p in ropa + dpia} == {".md", ".html"}
+    text = (tmp_path / "ropa.md").read_text()
+    assert "test" in text and "legitimate" in text.lower() and "Art. 9" in text
+    draft = (tmp_path / "dpia.md").read_text()
+    assert (
+        f"{engine.catalog.counts()['faces_indexed']:,}" in draft
+        or str(engine.catalog.counts()["faces_indexed"]) in draft
+    )
+    assert PURPOSE in draft
+
+
+def test_errors_of_rights_requests_are_clear(engine: Engine, faces_dir: Path) -> None:
+    with pytest.raises(VultusError, match="2 faces"):
+        engine.find_person(faces_dir / "dev" / "extra" / "kit_with_rose.jpg")
+    with pytest.raises(VultusError, match="no usable face"):
+        engine.find_person(faces_dir / "dev" / "extra" / "dogs.jpg")
