@@ -84,6 +84,11 @@ class Settings:
     # Encryption at rest: the master key file (never inside the data directory). None: the
     # default, $VULTUS_KEY_FILE or ~/.config/vultus/master.key; $VULTUS_KEY overrides both.
     key_file: Path | None = None
+    # Server: the data subjects' rights portal at /portal is off unless enabled.
+    portal_enabled: bool = False
+    max_upload_bytes: int = 30_000_000
+    requests_per_minute: int = 120  # per API key
+
     # Who the controller is, for reports and access packages.
     controller: str = "the controller (set `controller` in vultus.toml)"
 

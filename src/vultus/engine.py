@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vultus.auth import KeyStore
 from vultus.calibration import Calibration
 from vultus.calibration import normalise as _normalise
 from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
@@ -61,7 +62,13 @@ class Engine(RightsFacade):
         )
         self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
         self._check_key()
-        self.audit = AuditLog(self.catalog, signer=self.keyring.sign, verifier=self.keyring.verify)
+        # Through lambdas: a key rotation swaps self.keyring, and the log must follow it.
+        self.audit = AuditLog(
+            self.catalog,
+            signer=lambda data: self.keyring.sign(data),
+            verifier=lambda data, sig: self.keyring.verify(data, sig),
+        )
+        self.keys = KeyStore(self.catalog, self.audit)
         self._pipeline: FacePipeline | None = None
         self._index: FaissIndex | None = None
         self._calibration: Calibration | None = None

@@ -72,3 +72,21 @@ class PurposeError(VultusError):
     """A search without a stated purpose, or with one outside the configured list."""
 
     code = "purpose_required"
+
+
+class AuthError(VultusError):
+    """No key, an unknown key, or an expired or revoked one (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
+class ForbiddenError(VultusError):
+    """A valid key whose role may not do this (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class RateLimitError(VultusError):
+    """Too many requests, or the daily search cap of a key is reached (HTTP 429)."""
+
+    code = "rate_limited"

@@ -1,19 +1,72 @@
-"""`vultus keys`: the master key that encrypts templates at rest."""
+"""`vultus keys`: API keys with roles, and the master key that encrypts templates at rest."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
+from vultus.auth import ROLES
 from vultus.cli.common import console, open_engine
 from vultus.rights.crypto import KeyRing
 
-app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="Who or what uses the key."),
+    role: str = typer.Option(..., "--role", help="One of: " + ", ".join(ROLES)),
+    expires_days: int | None = typer.Option(None, "--expires-days"),
+    searches_per_day: int | None = typer.Option(
+        None, "--searches-per-day", help="Cap the searches this key may run per day."
+    ),
+) -> None:
+    """Create an API key. The secret is shown once; only its hash is stored.
+
+    Example: vultus keys create --role investigator --name "case team 4" --expires-days 90
+    """
+    with open_engine() as engine:
+        key, secret = engine.keys.create(
+            name, role, expires_days=expires_days, searches_per_day=searches_per_day
+        )
+    console.print(
+        f"[green]✓[/] key [bold]{key.name}[/] ({key.role}) created. Its secret, shown only now:"
+    )
+    typer.echo(secret)
+
+
+@app.command("list")
+def list_keys() -> None:
+    """List API keys: name, role, dates, state."""
+    with open_engine() as engine:
+        keys = engine.keys.list()
+    table = Table(title="API keys")
+    for col in ("name", "role", "created", "expires", "last used", "state"):
+        table.add_column(col)
+    for k in keys:
+        state = "revoked" if k.revoked_at else "active"
+        table.add_row(
+            k.name,
+            k.role,
+            f"{k.created_at:%Y-%m-%d}",
+            f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "never",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+            state,
+        )
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(name: str = typer.Argument(...)) -> None:
+    """Revoke an API key at once."""
+    with open_engine() as engine:
+        engine.keys.revoke(name)
+    console.print(f"[green]✓[/] key {name} revoked")
 
 
 @app.command("rotate")
 def rotate() -> None:
-    """Re-encrypt every template, the suppression list and the index under a new key.
+    """Re-encrypt every template, the suppression list and the index under a new master key.
     Safe to interrupt: run it again to finish.
 
     Example: vultus keys rotate
@@ -29,7 +82,7 @@ def rotate() -> None:
 
 @app.command("generate")
 def generate() -> None:
-    """Print a new random key, for VULTUS_KEY (keep it secret).
+    """Print a new random master key, for VULTUS_KEY (keep it secret).
 
     Example: export VULTUS_KEY=$(vultus keys generate)
     """

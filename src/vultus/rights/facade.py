@@ -63,6 +63,7 @@ from vultus.rights.package import AccessMatch, AccessPackage, Recipient, write_a
 from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
 
 if TYPE_CHECKING:
+    from vultus.auth import KeyStore
     from vultus.calibration import Calibration
     from vultus.catalog import Catalog
     from vultus.catalog.models import Source as SourceRow
@@ -99,6 +100,7 @@ class RightsFacade:
         catalog: Catalog
         keyring: KeyRing
         audit: AuditLog
+        keys: KeyStore
 
         @property
         def index(self) -> FaissIndex: ...
@@ -688,7 +690,6 @@ class RightsFacade:
         write_key_file(path, final)
         self.keyring = final
         self.catalog.keyring = final
-        self.audit = type(self.audit)(self.catalog, signer=final.sign, verifier=final.verify)
         self.audit.append(
             actions.KEY_CHANGE,
             actor=actor,
@@ -786,8 +787,11 @@ class RightsFacade:
         return facts
 
     def recipients(self) -> list[tuple[str, str, datetime, datetime | None, bool]]:
-        """Who can receive data: API keys and their roles (none until the server has keys)."""
-        return []
+        """Who can receive data: the API keys and their roles."""
+        return [
+            (k.name, k.role, k.created_at, k.expires_at, k.revoked_at is not None)
+            for k in self.keys.list()
+        ]
 
 
 def _meta(key: str, value: str) -> Any:
