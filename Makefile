@@ -7,7 +7,7 @@ SHARED_FACES ?= $(firstword $(VULTUS_TEST_FACES) ../shared/faces)
 PHOTOS ?=
 DEMO_DIR ?= .vultus-demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/python -m vultus.demo --data-dir $(DEMO_DIR) $(if $(PHOTOS),--photos $(PHOTOS),--shared-faces $(SHARED_FACES))
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing and apt needs root: the browser tests will skip"; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -128,14 +128,25 @@ def to_new_image(path: Path, analysed: AnalysedImage) -> NewImage:
 
 AnalyseResult = tuple[Path, NewImage | None, tuple[str, str, str] | None]
 
+# Images a worker analyses together, so that their faces are embedded in one batch.
+WORKER_CHUNK = 8
 
-def _analyse(pipeline: FacePipeline, path: Path) -> AnalyseResult:
+
+def _analyse(pipeline: FacePipeline, paths: Sequence[Path]) -> list[AnalyseResult]:
     try:
-        return path, to_new_image(path, pipeline.analyse(path)), None
-    except VultusError as exc:
-        return path, None, (str(path), exc.code, exc.message)
-    except Exception as exc:  # one bad file must never stop a run of thousands
-        return path, None, (str(path), "internal_error", f"{path}: {type(exc).__name__}: {exc}")
+        results = pipeline.analyse_many(list(paths))
+    except Exception:  # one bad file must never stop a run: retry one by one to isolate it
+        if len(paths) > 1:
+            return [r for p in paths for r in _analyse(pipeline, [p])]
+        path = paths[0]
+        return [(path, None, (str(path), "internal_error", f"{path}: unexpected failure"))]
+    out: list[AnalyseResult] = []
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, VultusError):
+            out.append((path, None, (str(path), result.code, result.message)))
+        else:
+            out.append((path, to_new_image(path, result), None))
+    return out
 
 
 def _init_worker(settings: Settings) -> None:
@@ -143,9 +154,9 @@ def _init_worker(settings: Settings) -> None:
     _worker_pipeline = FacePipeline(settings, embed_threads=1)
 
 
-def _worker_analyse(path: Path) -> AnalyseResult:
+def _worker_analyse(paths: list[Path]) -> list[AnalyseResult]:
     assert _worker_pipeline is not None
-    return _analyse(_worker_pipeline, path)
+    return _analyse(_worker_pipeline, paths)
 
 
 class Analyser:
@@ -172,7 +183,8 @@ class Analyser:
             self._pool.join()
 
     def map(self, paths: Sequence[Path]) -> Iterator[AnalyseResult]:
+        chunks = [list(paths[i : i + WORKER_CHUNK]) for i in range(0, len(paths), WORKER_CHUNK)]
         if self._pool is None:
             pipeline = self._pipeline()
-            return (_analyse(pipeline, p) for p in paths)
-        return self._pool.imap(_worker_analyse, paths, chunksize=2)
+            return (r for chunk in chunks for r in _analyse(pipeline, chunk))
+        return (r for results in self._pool.imap(_worker_analyse, chunks) for r in results)

@@ -6,6 +6,7 @@ so each ingest worker builds its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.config import Settings
+from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.base import Box, Detection, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
@@ -73,6 +75,38 @@ class FacePipeline:
         return [Detection(d.box.scaled(scale), d.score, d.detector) for d in found]
 
     def analyse(self, source: Path | bytes, *, keep_chips: bool = False) -> AnalysedImage:
+        result = self.analyse_many([source], keep_chips=keep_chips)[0]
+        if isinstance(result, VultusError):
+            raise result
+        return result
+
+    def analyse_many(
+        self, sources: Sequence[Path | bytes], *, keep_chips: bool = False
+    ) -> list[AnalysedImage | VultusError]:
+        """Analyse several images, embedding all their faces in ONE batch: a batch of one
+        costs ONNX Runtime about three times as much per face as a batch of sixteen. A file
+        that fails gives its error in its place; the others go on."""
+        located: list[tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]] | VultusError] = []
+        for source in sources:
+            try:
+                located.append(self._locate(source, keep_chips=keep_chips))
+            except VultusError as exc:
+                located.append(exc)
+        batches = [item[2][item[1]] for item in located if not isinstance(item, VultusError)]
+        if batches and sum(len(b) for b in batches):
+            templates = iter(self.embedder.embed(np.concatenate(batches)))
+            for item in located:
+                if isinstance(item, VultusError):
+                    continue
+                image, keep, _ = item
+                for i in keep:
+                    image.faces[i].template = np.asarray(next(templates), dtype=np.float32)
+        return [item if isinstance(item, VultusError) else item[0] for item in located]
+
+    def _locate(
+        self, source: Path | bytes, *, keep_chips: bool
+    ) -> tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]]:
+        """Decode, detect, align and measure: everything but the embedding."""
         image = decode_image(source, max_pixels=self.settings.max_pixels)
         detections = self.detect(image)
         # Largest face first: that is the one a search uses by default.
@@ -94,11 +128,7 @@ class FacePipeline:
                 )
             )
         keep = [i for i, f in enumerate(faces) if f.skip_reason is None]
-        if keep:
-            templates = self.embedder.embed(chips[keep])
-            for i, template in zip(keep, templates, strict=True):
-                faces[i].template = np.asarray(template, dtype=np.float32)
-        return AnalysedImage(
+        analysed = AnalysedImage(
             sha256=image.sha256,
             width=image.width,
             height=image.height,
@@ -106,3 +136,4 @@ class FacePipeline:
             size_bytes=image.size_bytes,
             faces=faces,
         )
+        return analysed, keep, chips
