@@ -50,12 +50,16 @@ def root(
         envvar="VULTUS_HOME",
         help="The data directory (catalog, index, models). Default: ~/.local/share/vultus.",
     ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="Embedding engine: onnx (default, fast) or dlib (the reference)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     state["data_dir"] = data_dir
+    state["engine"] = engine
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

@@ -18,7 +18,7 @@ from vultus.evaluation import evaluate, print_report
 def _templates(labels: Path, embeddings: Path | None, save: Path | None) -> LabelledTemplates:
     if embeddings is not None:
         return LabelledTemplates.load(embeddings)
-    settings = Settings.load(state["data_dir"])
+    settings = Settings.load(state["data_dir"], engine=state.get("engine"))
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding photos", total=None)
         data = embed_labelled(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -13,12 +13,12 @@ from vultus.engine import Engine
 console = Console()
 err_console = Console(stderr=True)
 
-# Set by the root callback from --data-dir; commands read it through `open_engine`.
-state: dict[str, Path | None] = {"data_dir": None}
+# Set by the root callback from --data-dir and --engine; commands read it through `open_engine`.
+state: dict[str, Any] = {"data_dir": None, "engine": None}
 
 
 def open_engine(**overrides: object) -> Engine:
-    return Engine(Settings.load(state["data_dir"], **overrides))
+    return Engine(Settings.load(state["data_dir"], engine=state.get("engine"), **overrides))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
