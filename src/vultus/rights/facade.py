@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from vultus.catalog.models import (
@@ -461,27 +461,37 @@ class RightsFacade:
         """Purge every image past its `retain_until`, with the erasure cascade (no suppression:
         expiry says nothing about the person's wishes)."""
         due = self.retention_report(at)
-        if not due:
-            return due
-        ids = [fid for _, _, _, faces in self.catalog.expired_images(at or now()) for fid in faces]
-        image_ids = [item.image_id for item in due]
+        if due:
+            self._purge_images(
+                [item.image_id for item in due], actions.RETENTION, {"reason": "expired"}, actor
+            )
+        return due
+
+    def _purge_images(
+        self, image_ids: list[int], action: str, details: dict[str, Any], actor: str | None
+    ) -> list[int]:
+        """Whole images out, with their faces, in one transaction with the audit entry; then
+        the index, Vultus's own stored copies, and the scrub. Returns the face ids removed."""
         with self.catalog.session() as s, s.begin():
-            s.execute(update(Face).where(Face.image_id.in_(image_ids)).values(template=None))
-            for image_id in image_ids:
-                image = s.get(Image, image_id)
-                if image is not None:
-                    s.delete(image)
+            face_ids = list(s.scalars(select(Face.id).where(Face.image_id.in_(image_ids))))
+            paths = list(s.scalars(select(Image.path).where(Image.id.in_(image_ids))))
+            s.execute(delete(Face).where(Face.image_id.in_(image_ids)))
+            s.execute(delete(Image).where(Image.id.in_(image_ids)))
             self.audit.append(
-                actions.RETENTION,
+                action,
                 actor=actor,
-                details={"images": len(image_ids), "faces": len(ids)},
+                result_ids=face_ids,
+                details={**details, "images": len(image_ids), "faces": len(face_ids)},
                 session=s,
             )
-        if ids:
-            self.index.remove(np.array(ids, dtype=np.int64))
+        if face_ids:
+            self.index.remove(np.array(face_ids, dtype=np.int64))
             self.save_index()
+        for path in paths:
+            if self._is_stored_copy(path):
+                Path(path).unlink(missing_ok=True)
         self.catalog.scrub()
-        return due
+        return face_ids
 
     # -- consent ---------------------------------------------------------------------------
     def add_consent(
@@ -517,32 +527,17 @@ class RightsFacade:
         return consent.id
 
     def withdraw_consent(self, consent_id: int, *, actor: str | None = None) -> int:
-        """A withdrawal erases every face that rests on the consent; returns how many."""
-        with self.catalog.session() as s:
+        """A withdrawal erases every image and face that rests on the consent; returns how
+        many faces went."""
+        with self.catalog.session() as s, s.begin():
             consent = s.get(Consent, consent_id)
             if consent is None:
                 raise NotFoundError(f"no consent record {consent_id}")
-            face_ids = list(
-                s.scalars(select(Face.id).join(Image).where(Image.consent_id == consent_id))
-            )
-
-        def record(session: Session, _: ErasedFaces) -> None:
-            session.execute(
-                update(Consent).where(Consent.id == consent_id).values(withdrawn_at=now())
-            )
-            self.audit.append(
-                actions.CONSENT,
-                actor=actor,
-                result_ids=face_ids,
-                details={"consent": consent_id, "withdrawn": True, "faces": len(face_ids)},
-                session=session,
-            )
-
-        self.catalog.erase_faces(face_ids, in_transaction=record)
-        if face_ids:
-            self.index.remove(np.array(face_ids, dtype=np.int64))
-            self.save_index()
-        self.catalog.scrub()
+            consent.withdrawn_at = now()
+            image_ids = list(s.scalars(select(Image.id).where(Image.consent_id == consent_id)))
+        face_ids = self._purge_images(
+            image_ids, actions.CONSENT, {"consent": consent_id, "withdrawn": True}, actor
+        )
         return len(face_ids)
 
     def consent_source_check(self, consent_id: int, source: str) -> None:
