@@ -6,25 +6,40 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import io
 import logging
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image as PILImage
 
 from vultus.auth import KeyStore
 from vultus.calibration import Calibration
 from vultus.calibration import normalise as _normalise
 from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
-from vultus.catalog.models import Source, Subject
-from vultus.catalog.store import SUPPRESSION_AAD
+from vultus.catalog.models import RightsRequest, Source, Subject
+from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
 from vultus.config import Settings
-from vultus.errors import NoFaceError, NotFoundError, PurposeError, VectorIndexError, VultusError
+from vultus.errors import (
+    DecodeError,
+    NoFaceError,
+    NotFoundError,
+    PurposeError,
+    SourceError,
+    VectorIndexError,
+    VultusError,
+)
 from vultus.index import FaissIndex, resolve_factory
 from vultus.ingest import Analyser, IngestSummary, Progress, collect_files, file_sha256
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
+from vultus.pipeline.decode import decode_image
 from vultus.rights import audit as actions
 from vultus.rights.audit import AuditLog, face_hash
 from vultus.rights.crypto import (
@@ -44,6 +59,51 @@ log = logging.getLogger(__name__)
 DEDUPE_CHUNK = 256
 INDEX_AAD = b"vultus-index"
 CANARY_KEY = "key_check"
+# Where uploads are kept: a stored copy that erasure may blur, named by content.
+UPLOADS_DIR = "images"
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+SUFFIXES = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "GIF": ".gif",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def _locked(method: F) -> F:
+    """Run the method holding the engine's lock (see `Engine.lock`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _each_locked(items: Iterable[T], lock: threading.RLock) -> Iterator[T]:
+    """Produce each item holding the lock, release it in between: in-process analysis takes
+    the lock per image, so a search can run between two images of a long ingest."""
+    it = iter(items)
+    while True:
+        with lock:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+        yield item
 
 
 def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -72,8 +132,11 @@ class Engine(RightsFacade):
         self._pipeline: FacePipeline | None = None
         self._index: FaissIndex | None = None
         self._calibration: Calibration | None = None
-        self._suppression: tuple[npt.NDArray[np.float32], float] | None = None
-        self._consent: int | None = None
+        # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are
+        # not thread-safe) and in the in-memory index (a FAISS add racing a search corrupts
+        # results). A server calls the engine from many threads; the CLI from one, for free.
+        # Reentrant: locked methods call each other (access -> find_person -> index).
+        self.lock = threading.RLock()
         # An erasure killed after its commit left file work to do: finish it before anything.
         self.finish_pending_erasure()
 
@@ -102,10 +165,11 @@ class Engine(RightsFacade):
     # -- lazily built parts ------------------------------------------------------------------
     @property
     def pipeline(self) -> FacePipeline:
-        if self._pipeline is None:
-            # Queries run one image at a time, so the embedder may use every core.
-            self._pipeline = FacePipeline(self.settings, embed_threads=self.settings.workers)
-        return self._pipeline
+        with self.lock:
+            if self._pipeline is None:
+                # Queries run one image at a time, so the embedder may use every core.
+                self._pipeline = FacePipeline(self.settings, embed_threads=self.settings.workers)
+            return self._pipeline
 
     @property
     def model_id(self) -> str:
@@ -119,9 +183,10 @@ class Engine(RightsFacade):
 
     @property
     def index(self) -> FaissIndex:
-        if self._index is None:
-            self._index = self._open_index()
-        return self._index
+        with self.lock:
+            if self._index is None:
+                self._index = self._open_index()
+            return self._index
 
     # -- sources -----------------------------------------------------------------------------
     def add_source(self, name: str, *, actor: str | None = None, **fields: Any) -> Source:
@@ -152,12 +217,15 @@ class Engine(RightsFacade):
         actor: str | None = None,
     ) -> IngestSummary:
         """Ingest files and folders under a named source. Idempotent and resumable. Faces of
-        people on the suppression list are dropped before anything is written."""
+        people on the suppression list are dropped before anything is written.
+
+        Safe beside searches in other threads: analysis runs in worker processes (or, with one
+        worker, in this process one image at a time under the lock), and the lock is held only
+        for each batch's catalog and index writes."""
         src = self.catalog.get_source(source)
         if consent is not None:
             self.consent_source_check(consent, source)
-        self._suppression = self._load_suppression()
-        self._consent = consent
+        suppression = self._load_suppression()
         files, errors = collect_files(paths)
         progress = Progress(files_total=len(files))
         if not dry_run:
@@ -165,8 +233,14 @@ class Engine(RightsFacade):
             self.index  # noqa: B018 - open (and reconcile) the index before writing to it
         run_id = None if dry_run else self.catalog.start_run(src.id)
         totals = _DryRunTotals()
+        # Worker processes cost seconds to start: not worth it for one file (an upload).
+        one_file = len(files) <= 1
+        settings = dataclasses.replace(self.settings, workers=1) if one_file else self.settings
+        flush = functools.partial(
+            self._flush, run_id, src, totals=totals, suppression=suppression, consent=consent
+        )
         try:
-            with Analyser(self.settings, lambda: self.pipeline) as analyser:
+            with Analyser(settings, lambda: self.pipeline) as analyser:
                 for start in range(0, len(files), DEDUPE_CHUNK):
                     chunk = files[start : start + DEDUPE_CHUNK]
                     hashes = {p: file_sha256(p) for p in chunk}
@@ -175,7 +249,10 @@ class Engine(RightsFacade):
                     duplicates = len(chunk) - len(todo)
                     progress.files_done += duplicates
                     batch: list[NewImage] = []
-                    for _path, image, error in analyser.map(todo):
+                    results = analyser.map(todo)
+                    if settings.workers <= 1:
+                        results = _each_locked(results, self.lock)
+                    for _path, image, error in results:
                         progress.files_done += 1
                         if error is not None:
                             errors.append(error)
@@ -186,11 +263,11 @@ class Engine(RightsFacade):
                             )
                             progress.images_added += 1
                         if len(batch) >= self.settings.batch_size:
-                            self._flush(run_id, src, batch, errors, duplicates, totals)
+                            flush(batch, errors, duplicates)
                             batch, errors, duplicates = [], [], 0
                         if on_progress:
                             on_progress(progress)
-                    self._flush(run_id, src, batch, errors, duplicates, totals)
+                    flush(batch, errors, duplicates)
                     errors = []
                     if on_progress:
                         on_progress(progress)
@@ -202,8 +279,9 @@ class Engine(RightsFacade):
         if run_id is None:
             return totals.summary(src.name, len(files), progress.elapsed)
         self.catalog.finish_run(run_id)
-        self._maybe_upgrade_index()
-        self.save_index()
+        with self.lock:
+            self._maybe_upgrade_index()
+            self.save_index()
         run, errs = self.catalog.get_run(run_id)
         self.audit.append(
             actions.INGEST,
@@ -232,6 +310,7 @@ class Engine(RightsFacade):
             seconds=progress.elapsed,
         )
 
+    @_locked
     def _flush(
         self,
         run_id: int | None,
@@ -239,9 +318,12 @@ class Engine(RightsFacade):
         batch: list[NewImage],
         errors: list[tuple[str, str, str]],
         duplicates: int,
+        *,
         totals: _DryRunTotals,
+        suppression: tuple[npt.NDArray[np.float32], float] | None,
+        consent: int | None,
     ) -> None:
-        batch, suppressed = self._drop_suppressed(batch)
+        batch, suppressed = _drop_suppressed(batch, suppression)
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return
@@ -254,7 +336,7 @@ class Engine(RightsFacade):
             duplicates=duplicates,
             suppressed=suppressed,
             errors=errors,
-            consent_id=self._consent,
+            consent_id=consent,
         )
         if added:
             ids = np.array([fid for fid, _ in added], dtype=np.int64)
@@ -275,28 +357,6 @@ class Engine(RightsFacade):
             self.settings.suppression_fmr, gallery_size=len(blobs)
         )
         return matrix, float(threshold)
-
-    def _drop_suppressed(self, batch: list[NewImage]) -> tuple[list[NewImage], int]:
-        if self._suppression is None or not batch:
-            return batch, 0
-        matrix, threshold = self._suppression
-        kept: list[NewImage] = []
-        dropped = 0
-        for image in batch:
-            faces = []
-            for face in image.faces:
-                if face.template is not None:
-                    sims = matrix @ normalise(face.template[None, :])[0]
-                    if np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))) <= threshold:
-                        dropped += 1
-                        continue
-                faces.append(face)
-            # A photo whose every face was suppressed is not kept at all: nothing about an
-            # erased person re-enters, not even the record that a photo of them was seen.
-            if image.faces and not faces:
-                continue
-            kept.append(dataclasses.replace(image, faces=faces))
-        return kept, dropped
 
     # -- the vector index, derived from the catalog -----------------------------------------
     def _open_index(self) -> FaissIndex:
@@ -348,6 +408,7 @@ class Engine(RightsFacade):
             index.add(ids, normalise(templates))
         log.info("index reconciled: %d added, %d removed", missing.size, extra.size)
 
+    @_locked
     def rebuild_index(self, factory: str | None = None) -> FaissIndex:
         """Recreate the index from the catalog's templates, with `factory` or the setting."""
         model_id = self.model_id
@@ -384,11 +445,13 @@ class Engine(RightsFacade):
             log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
             self.rebuild_index(wanted)
 
+    @_locked
     def save_index(self) -> None:
         if self._index is not None:
             self._write_index(self._index)
 
     # -- search and verify -------------------------------------------------------------------
+    @_locked
     def analyse(self, photo: Path | bytes) -> AnalysedImage:
         return self.pipeline.analyse(photo)
 
@@ -405,6 +468,7 @@ class Engine(RightsFacade):
             )
         return purpose
 
+    @_locked
     def search(
         self,
         photo: Path | bytes,
@@ -430,6 +494,7 @@ class Engine(RightsFacade):
         self._audit_search(result, chosen.template, "photo", purpose, case_ref, actor)
         return result
 
+    @_locked
     def search_face(
         self,
         face_id: int,
@@ -449,6 +514,7 @@ class Engine(RightsFacade):
         self._audit_search(result, template, f"face:{face_id}", purpose, case_ref, actor)
         return result
 
+    @_locked
     def search_subject(
         self,
         name: str,
@@ -513,6 +579,7 @@ class Engine(RightsFacade):
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
         )
 
+    @_locked
     def verify(
         self,
         a: Path | bytes,
@@ -562,6 +629,7 @@ class Engine(RightsFacade):
             raise NotFoundError(f"no face with id {face_id}")
         return record
 
+    @_locked
     def delete_faces(self, face_ids: Sequence[int]) -> int:
         """Remove faces from the catalog, then from the index. If the process dies in between,
         the next open sees the index disagree with the catalog and removes them there too."""
@@ -571,6 +639,7 @@ class Engine(RightsFacade):
         self.save_index()
         return deleted
 
+    @_locked
     def delete_image(self, image_id: int) -> int:
         ids = self.catalog.delete_image(image_id)
         if ids:
@@ -579,6 +648,10 @@ class Engine(RightsFacade):
         return len(ids)
 
     def create_subject(self, name: str, face_ids: Sequence[int] = ()) -> Subject:
+        # Check the faces first: a refused request must not leave an empty subject behind.
+        missing = set(face_ids) - set(self.catalog.face_records(list(face_ids)))
+        if missing:
+            raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
         subject = self.catalog.create_subject(name)
         if face_ids:
             self.catalog.link_faces(name, face_ids)
@@ -590,6 +663,127 @@ class Engine(RightsFacade):
     def subjects(self) -> list[tuple[Subject, int]]:
         return self.catalog.list_subjects()
 
+    def subject(self, name: str) -> Subject:
+        return self.catalog.get_subject(name)
+
+    def rename_subject(self, old: str, new: str) -> Subject:
+        return self.catalog.rename_subject(old, new)
+
+    def merge_subjects(self, into: str, other: str) -> int:
+        """Move every face of `other` to `into` and remove `other`; returns faces moved."""
+        return self.catalog.merge_subjects(into, other)
+
+    def unlink_faces(self, face_ids: Sequence[int]) -> int:
+        return self.catalog.unlink_faces(face_ids)
+
+    def subject_faces(self, name: str) -> list[FaceRecord]:
+        return self.catalog.subject_faces(name)
+
+    def list_faces(
+        self,
+        *,
+        image_id: int | None = None,
+        subject: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[FaceRecord]:
+        return self.catalog.list_faces(
+            image_id=image_id, subject=subject, offset=offset, limit=limit
+        )
+
+    def list_images(
+        self, *, source: str | None = None, offset: int = 0, limit: int = 50
+    ) -> list[ImageSummary]:
+        return self.catalog.list_images(source=source, offset=offset, limit=limit)
+
+    def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
+        return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
+
+    def image_file(self, image_id: int, *, actor: str | None = None) -> tuple[Path, str]:
+        """The image's file and media type, to show it. Showing a photo discloses the faces in
+        it, so it is audited as a view naming them (an access package lists who viewed)."""
+        summary, faces = self.image(image_id)
+        path = Path(summary.path)
+        if not path.is_file():
+            raise NotFoundError(
+                f"the file of image {image_id} is no longer at {path}", code="file_missing"
+            )
+        self.audit.append(
+            actions.VIEW,
+            actor=actor,
+            result_ids=[f.face_id for f in faces],
+            details={"image": image_id},
+        )
+        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def thumbnail(self, image_id: int, *, max_side: int = 256, actor: str | None = None) -> bytes:
+        """A JPEG no larger than `max_side`, upright; audited as a view like `image_file`."""
+        path, _ = self.image_file(image_id, actor=actor)
+        return _thumbnail_jpeg(path, max_side, max_pixels=self.settings.max_pixels)
+
+    def upload(
+        self, data: bytes, filename: str, *, source: str, actor: str | None = None
+    ) -> tuple[IngestSummary, int | None]:
+        """Keep an uploaded photo as `data_dir/images/<sha256><ext>` (a stored copy, which an
+        erasure blurs) and ingest it. The decoder checks it first, so a bad upload writes
+        nothing. Returns the summary and the image's id (None when every face in it was
+        suppressed)."""
+        self.catalog.get_source(source)
+        try:
+            decoded = decode_image(data, max_pixels=self.settings.max_pixels)
+        except DecodeError as exc:
+            raise DecodeError(f"{filename}: {exc.message}", code=exc.code) from None
+        folder = self.settings.data_dir / UPLOADS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
+        written = not path.exists()
+        if written:
+            _write_atomic(path, data)
+        try:
+            summary = self.add([path], source=source, actor=actor)
+        except BaseException:
+            if written:
+                path.unlink(missing_ok=True)
+            raise
+        image = self.catalog.image_by_sha256(decoded.sha256)
+        if written and (image is None or Path(image.path) != path):
+            path.unlink(missing_ok=True)  # held already under another path, or suppressed
+        return summary, image.id if image is not None else None
+
+    def register(
+        self, path: Path | str, *, source: str, actor: str | None = None
+    ) -> tuple[IngestSummary, int | None]:
+        """Ingest one photo where it lies on this machine, checked by the decoder first.
+        Returns the summary and the image's id (None when every face was suppressed)."""
+        self.catalog.get_source(source)
+        file = Path(path).expanduser()
+        if file.is_dir():
+            raise SourceError(
+                f"{file} is a folder: ingest folders with `vultus add` or an ingest job",
+                code="path_is_folder",
+            )
+        decoded = decode_image(file, max_pixels=self.settings.max_pixels)
+        summary = self.add([file], source=source, actor=actor)
+        image = self.catalog.image_by_sha256(decoded.sha256)
+        return summary, image.id if image is not None else None
+
+    def request(self, ref: str) -> RightsRequest:
+        for request in self.requests(open_only=False):
+            if request.ref == ref:
+                return request
+        raise NotFoundError(f"no request {ref}")
+
+    # The rights methods run the pipeline and change the index too: the same lock guards them.
+    find_person = _locked(RightsFacade.find_person)
+    access = _locked(RightsFacade.access)
+    erase = _locked(RightsFacade.erase)
+    restrict = _locked(RightsFacade.restrict)
+    object_to_processing = _locked(RightsFacade.object_to_processing)
+    retention_run = _locked(RightsFacade.retention_run)
+    withdraw_consent = _locked(RightsFacade.withdraw_consent)
+    rotate_keys = _locked(RightsFacade.rotate_keys)
+
+    @_locked
     def status(self) -> dict[str, Any]:
         counts: dict[str, Any] = dict(self.catalog.counts())
         counts["model"] = self.catalog.get_meta("model_id")
@@ -647,6 +841,52 @@ class _DryRunTotals:
             seconds=seconds,
             dry_run=True,
         )
+
+
+def _thumbnail_jpeg(photo: Path, max_side: int, *, max_pixels: int) -> bytes:
+    image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
+    image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _drop_suppressed(
+    batch: list[NewImage], suppression: tuple[npt.NDArray[np.float32], float] | None
+) -> tuple[list[NewImage], int]:
+    if suppression is None or not batch:
+        return batch, 0
+    matrix, threshold = suppression
+    kept: list[NewImage] = []
+    dropped = 0
+    for image in batch:
+        faces = []
+        for face in image.faces:
+            if face.template is not None:
+                sims = matrix @ normalise(face.template[None, :])[0]
+                if np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))) <= threshold:
+                    dropped += 1
+                    continue
+            faces.append(face)
+        # A photo whose every face was suppressed is not kept at all: nothing about an
+        # erased person re-enters, not even the record that a photo of them was seen.
+        if image.faces and not faces:
+            continue
+        kept.append(dataclasses.replace(image, faces=faces))
+    return kept, dropped
 
 
 def _pick_face(analysed: AnalysedImage, number: int, photo: Path | bytes) -> AnalysedFace:

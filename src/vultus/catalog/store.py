@@ -21,6 +21,7 @@ from vultus.catalog.models import (
     Image,
     IngestError,
     IngestRun,
+    Job,
     Meta,
     Source,
     Subject,
@@ -63,6 +64,23 @@ class FaceRecord:
     purpose: str = ""
     restricted: bool = False
     image_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """An image as a listing shows it: where it is, where it came from, how many faces."""
+
+    id: int
+    path: str
+    source: str
+    width: int
+    height: int
+    added_at: datetime
+    retain_until: datetime
+    status: str
+    faces: int
+    format: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -463,6 +481,54 @@ class Catalog:
             ).all()
             return [_record(f) for f in faces]
 
+    # -- reading images ----------------------------------------------------------------------
+    def list_images(
+        self, *, source: str | None = None, offset: int = 0, limit: int = 50
+    ) -> list[ImageSummary]:
+        """Images in the order they were added, with their source and face counts."""
+        source_id = self.get_source(source).id if source is not None else None
+        with self.session() as s:
+            q = _summaries().order_by(Image.id).offset(max(0, offset)).limit(max(0, limit))
+            if source_id is not None:
+                q = q.where(Image.source_id == source_id)
+            rows = s.execute(q).all()
+        return [_summary(*row) for row in rows]
+
+    def image_summary(self, image_id: int) -> ImageSummary:
+        with self.session() as s:
+            row = s.execute(_summaries().where(Image.id == image_id)).first()
+        if row is None:
+            raise NotFoundError(f"no image with id {image_id}")
+        return _summary(*row)
+
+    def image_by_sha256(self, sha256: str) -> ImageSummary | None:
+        with self.session() as s:
+            row = s.execute(_summaries().where(Image.sha256 == sha256)).first()
+        return _summary(*row) if row is not None else None
+
+    def list_faces(
+        self,
+        *,
+        image_id: int | None = None,
+        subject: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[FaceRecord]:
+        subject_id = self.get_subject(subject).id if subject is not None else None
+        with self.session() as s:
+            q = (
+                select(Face)
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+                .order_by(Face.id)
+                .offset(max(0, offset))
+                .limit(max(0, limit))
+            )
+            if image_id is not None:
+                q = q.where(Face.image_id == image_id)
+            if subject_id is not None:
+                q = q.where(Face.subject_id == subject_id)
+            return [_record(f) for f in s.scalars(q).unique()]
+
     def counts(self) -> dict[str, int]:
         with self.session() as s:
             return {
@@ -618,9 +684,11 @@ class Catalog:
 
     # -- subjects ----------------------------------------------------------------------------
     def create_subject(self, name: str) -> Subject:
+        if not name.strip():
+            raise ConfigError("a subject needs a name", code="subject_name_empty")
         with self.session() as s, s.begin():
             if s.scalar(select(Subject).where(Subject.name == name)) is not None:
-                raise NotFoundError(f"a subject named {name!r} already exists", code="exists")
+                raise ConfigError(f"a subject named {name!r} already exists", code="exists")
             subject = Subject(name=name, created_at=now())
             s.add(subject)
         return subject
@@ -651,6 +719,54 @@ class Catalog:
                 )
             )
 
+    def unlink_faces(self, face_ids: Sequence[int]) -> int:
+        """Faces back to no subject; returns how many were linked to one."""
+        ids = list(face_ids)
+        with self.session() as s, s.begin():
+            found = set(s.scalars(select(Face.id).where(Face.id.in_(ids))))
+            missing = set(ids) - found
+            if missing:
+                raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
+            result = s.execute(
+                update(Face)
+                .where(Face.id.in_(ids), Face.subject_id.is_not(None))
+                .values(subject_id=None)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def rename_subject(self, old: str, new: str) -> Subject:
+        if not new.strip():
+            raise ConfigError("a subject needs a name", code="subject_name_empty")
+        subject = self.get_subject(old)
+        with self.session() as s, s.begin():
+            if old != new and s.scalar(select(Subject.id).where(Subject.name == new)) is not None:
+                raise ConfigError(f"a subject named {new!r} already exists", code="exists")
+            s.execute(update(Subject).where(Subject.id == subject.id).values(name=new))
+        return self.get_subject(new)
+
+    def merge_subjects(self, into: str, other: str) -> int:
+        """Move every face of `other` to `into` and remove `other`; returns faces moved."""
+        target, merged = self.get_subject(into), self.get_subject(other)
+        if target.id == merged.id:
+            raise ConfigError("a subject cannot be merged into itself", code="merge_self")
+        with self.session() as s, s.begin():
+            moved = s.execute(
+                update(Face).where(Face.subject_id == merged.id).values(subject_id=target.id)
+            )
+            s.execute(delete(Subject).where(Subject.id == merged.id))
+        return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+    def subject_faces(self, name: str) -> list[FaceRecord]:
+        subject = self.get_subject(name)
+        with self.session() as s:
+            faces = s.scalars(
+                select(Face)
+                .where(Face.subject_id == subject.id)
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+                .order_by(Face.id)
+            ).all()
+            return [_record(f) for f in faces]
+
     def list_subjects(self) -> list[tuple[Subject, int]]:
         with self.session() as s:
             rows = s.execute(
@@ -660,6 +776,113 @@ class Catalog:
                 .order_by(Subject.name)
             ).all()
         return [(subj, n) for subj, n in rows]
+
+
+    # -- background jobs ---------------------------------------------------------------------
+    def add_job(self, kind: str, params: dict[str, Any], actor: str) -> Job:
+        with self.session() as s, s.begin():
+            job = Job(
+                kind=kind,
+                params=params,
+                status="queued",
+                actor=actor,
+                done=0,
+                created_at=now(),
+                attempts=0,
+            )
+            s.add(job)
+        return job
+
+    def get_job(self, job_id: int) -> Job:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"no job with id {job_id}")
+        return job
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 50) -> list[Job]:
+        with self.session() as s:
+            q = select(Job).order_by(Job.id.desc()).limit(max(0, limit))
+            if status is not None:
+                q = q.where(Job.status == status)
+            return list(s.scalars(q))
+
+    def claim_job(self) -> Job | None:
+        """The oldest queued job, marked running (one more attempt), or None."""
+        with self.session() as s, s.begin():
+            job_id = s.scalar(
+                select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
+            )
+            if job_id is None:
+                return None
+            claimed = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(
+                    status="running",
+                    started_at=now(),
+                    finished_at=None,
+                    error=None,
+                    attempts=Job.attempts + 1,
+                )
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None
+        return self.get_job(job_id)
+
+    def update_job(self, job_id: int, **values: Any) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    def requeue_running_jobs(self, max_attempts: int) -> tuple[list[int], list[int]]:
+        """Jobs a dead process left running: queued again, or failed once they have been
+        started `max_attempts` times (a job that kills its process must not loop forever).
+        Returns (requeued ids, failed ids)."""
+        with self.session() as s, s.begin():
+            stale = s.execute(select(Job.id, Job.attempts).where(Job.status == "running")).all()
+            again = [i for i, n in stale if n < max_attempts]
+            given_up = [i for i, n in stale if n >= max_attempts]
+            if again:
+                s.execute(update(Job).where(Job.id.in_(again)).values(status="queued"))
+            if given_up:
+                s.execute(
+                    update(Job)
+                    .where(Job.id.in_(given_up))
+                    .values(
+                        status="failed",
+                        finished_at=now(),
+                        error=f"the server stopped during this job {max_attempts} times; "
+                        "not retried again",
+                    )
+                )
+        return again, given_up
+
+
+def _summaries() -> Any:
+    faces = (
+        select(Face.image_id, func.count(Face.id).label("n")).group_by(Face.image_id).subquery()
+    )
+    return (
+        select(Image, Source.name, func.coalesce(faces.c.n, 0))
+        .join(Source, Source.id == Image.source_id)
+        .outerjoin(faces, faces.c.image_id == Image.id)
+    )
+
+
+def _summary(image: Image, source: str, faces: int) -> ImageSummary:
+    return ImageSummary(
+        id=image.id,
+        path=image.path,
+        source=source,
+        width=image.width,
+        height=image.height,
+        added_at=image.added_at,
+        retain_until=image.retain_until,
+        status=image.status,
+        faces=int(faces),
+        format=image.format,
+        sha256=image.sha256,
+    )
 
 
 def _record(face: Face) -> FaceRecord:

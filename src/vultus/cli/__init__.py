@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from vultus import __version__
-from vultus.cli import accuracy, audit, faces, index, ingest, keys, rights, search, sources
+from vultus.cli import accuracy, audit, faces, index, ingest, keys, rights, search, serve, sources
 from vultus.cli.common import err_console, state
 from vultus.errors import VultusError
 
@@ -68,6 +68,7 @@ def root(
 ingest.register(app)
 search.register(app)
 accuracy.register(app)
+serve.register(app)
 app.add_typer(sources.app, name="sources")
 app.add_typer(index.app, name="index")
 app.add_typer(faces.app, name="faces")

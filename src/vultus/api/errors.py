@@ -1,0 +1,161 @@
+"""Errors as HTTP: every error body is `{"code": ..., "message": ...}` (the `Error` schema).
+
+Statuses, by error class (the most specific class decides):
+
+- 401 AuthError: no key, an unknown key, an expired or revoked one
+- 403 ForbiddenError: a valid key whose role may not do this
+- 404 NotFoundError, and unknown paths
+- 413 an upload over `max_upload_bytes` (or a request body over twice that)
+- 422 the request cannot be carried out as asked: PurposeError, DecodeError, SourceError,
+  NoFaceError, ConfigError, RightsError, ModelMismatchError; and a request that does not match
+  its schema (code `invalid_request`; a missing `purpose` gives `purpose_required`)
+- 429 RateLimitError: too many requests a minute, or the key's daily search cap
+- 503 VectorIndexError, ModelError, a wrong master key, not ready
+- 500 anything else (code `internal_error`; logged with its traceback, never shown)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vultus.api.schemas import Error
+from vultus.errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    ForbiddenError,
+    ModelError,
+    ModelMismatchError,
+    NoFaceError,
+    NotFoundError,
+    PurposeError,
+    RateLimitError,
+    SourceError,
+    VectorIndexError,
+    VultusError,
+)
+from vultus.rights.crypto import WrongKeyError
+from vultus.rights.facade import RightsError
+
+log = logging.getLogger(__name__)
+
+
+class UploadTooLargeError(VultusError):
+    """An upload, or a whole request body, over the server's limit (HTTP 413)."""
+
+    code = "upload_too_large"
+
+
+class NotReadyError(VultusError):
+    """The catalog or the index cannot be opened yet (HTTP 503)."""
+
+    code = "not_ready"
+
+
+STATUS: dict[type[VultusError], int] = {
+    AuthError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    UploadTooLargeError: 413,
+    PurposeError: 422,
+    DecodeError: 422,
+    SourceError: 422,
+    NoFaceError: 422,
+    ConfigError: 422,
+    RightsError: 422,
+    ModelMismatchError: 422,
+    RateLimitError: 429,
+    VectorIndexError: 503,
+    ModelError: 503,
+    WrongKeyError: 503,
+    NotReadyError: 503,
+}
+
+DESCRIPTIONS: dict[int, str] = {
+    400: "The request body could not be read.",
+    401: "No API key, or an unknown, expired (`key_expired`) or revoked (`key_revoked`) one.",
+    403: "The key's role may not do this (`forbidden`).",
+    404: "No such resource (`not_found`, ...).",
+    413: "An upload over the server's `max_upload_bytes` (`upload_too_large`).",
+    422: "The request cannot be carried out as asked: a missing or unknown purpose "
+    "(`purpose_required`, `purpose_unknown`), a file that is not a usable image "
+    "(`not_an_image`, `corrupt_image`, ...), no usable face (`no_face`), an unknown source, "
+    "or a request that does not match the schema (`invalid_request`).",
+    429: "Too many requests a minute with this key, or its daily search cap (`rate_limited`).",
+    503: "The vector index or the face model is unavailable, or the server is not ready.",
+}
+
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def status_for(exc: VultusError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of an endpoint, all with the one `Error` model."""
+    return {s: {"model": Error, "description": DESCRIPTIONS[s]} for s in statuses}
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"code": code, "message": message}, headers=headers or None
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into the one error model."""
+
+    @app.exception_handler(VultusError)
+    async def vultus_error(request: Request, exc: VultusError) -> JSONResponse:
+        status = status_for(exc)
+        if status == 500:
+            log.error("%s %s failed: %s (%s)", request.method, request.url.path, exc, exc.code)
+        return error_response(status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # A missing purpose is refused like the engine refuses it: the caller should learn that
+        # searches are purpose-bound, not just that a form field is missing.
+        if any(
+            e.get("loc", ())[-1:] == ("purpose",) and e.get("type") == "missing" for e in errors
+        ):
+            return error_response(
+                422, PurposeError.code, "a search must state its purpose (field `purpose`)"
+            )
+        return error_response(422, "invalid_request", _describe(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, code, str(exc.detail), **dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "an unexpected error; see the server log")
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in {"body", "query", "path"})
+        parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more

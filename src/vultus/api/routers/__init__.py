@@ -1,0 +1,1 @@
+"""One router per resource; each endpoint a thin call into the Engine."""

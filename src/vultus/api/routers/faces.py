@@ -1,0 +1,62 @@
+"""Faces: what the catalog holds about each face found in a photo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from vultus.api.deps import EngineDep, Offset, PathId, QueryId, require
+from vultus.api.errors import responses
+from vultus.api.schemas import Count, FaceOut
+from vultus.auth import Principal
+from vultus.errors import NotFoundError
+
+router = APIRouter(prefix="/faces", tags=["faces"], responses=responses(401, 403, 429))
+
+Operator = Annotated[Principal, Depends(require("operator"))]
+
+
+@router.get(
+    "",
+    summary="List faces, of an image or a subject",
+    response_model=list[FaceOut],
+    responses=responses(404, 422),
+)
+def list_faces(
+    engine: EngineDep,
+    _: Operator,
+    image_id: QueryId = None,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[FaceOut]:
+    records = engine.list_faces(image_id=image_id, subject=subject, offset=offset, limit=limit)
+    return [FaceOut.of(r) for r in records]
+
+
+@router.get(
+    "/{face_id}",
+    summary="One face: its image, box, source, lawful basis and subject",
+    response_model=FaceOut,
+    responses=responses(404),
+)
+def get_face(
+    face_id: PathId,
+    engine: EngineDep,
+    _: Annotated[Principal, Depends(require("operator", "investigator", "dpo"))],
+) -> FaceOut:
+    return FaceOut.of(engine.face(face_id))
+
+
+@router.delete(
+    "/{face_id}",
+    summary="Delete a face from the catalog and the index (a photo left with none goes too)",
+    response_model=Count,
+    responses=responses(404),
+)
+def delete_face(face_id: PathId, engine: EngineDep, _: Operator) -> Count:
+    deleted = engine.delete_faces([face_id])
+    if not deleted:
+        raise NotFoundError(f"no face with id {face_id}")
+    return Count(count=deleted)

@@ -1,0 +1,133 @@
+"""Images: upload a photo (kept as a stored copy) or register one on the server, list them,
+and view them. Every view is written to the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from fastapi.responses import FileResponse, Response
+
+from vultus.api.deps import EngineDep, Offset, PathId, read_upload, require
+from vultus.api.errors import responses
+from vultus.api.schemas import (
+    Count,
+    FaceOut,
+    ImageDetailOut,
+    ImageOut,
+    IngestOut,
+    IngestSummaryOut,
+    RegisterIn,
+)
+from vultus.auth import Principal
+
+router = APIRouter(prefix="/images", tags=["images"], responses=responses(401, 403, 429, 503))
+
+Operator = Annotated[Principal, Depends(require("operator"))]
+# Investigators see the photos their results point to; DPOs those a rights request finds.
+Viewer = Annotated[Principal, Depends(require("operator", "investigator", "dpo"))]
+IMAGE_CONTENT = {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+@router.post(
+    "",
+    summary="Upload a photo under a source, and ingest it",
+    description="Multipart upload, refused past `max_upload_bytes` and checked by the same "
+    "decoder as the command line before anything is written. The photo is kept under the data "
+    "directory, so that an erasure can blur it.",
+    response_model=IngestOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(413, 422),
+)
+def upload_image(
+    request: Request,
+    file: Annotated[UploadFile, File(description="The photo.")],
+    source: Annotated[str, Form(min_length=1, max_length=200, description="A registered source.")],
+    engine: EngineDep,
+    principal: Operator,
+) -> IngestOut:
+    data = read_upload(file, request.app.state.settings.max_upload_bytes)
+    summary, image_id = engine.upload(
+        data, file.filename or "upload", source=source, actor=principal.actor
+    )
+    return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
+
+
+@router.post(
+    "/register",
+    summary="Ingest a photo that lies on the server",
+    description="For a folder, start an ingest job instead (`POST /v1/jobs/ingest`).",
+    response_model=IngestOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(422),
+)
+def register_image(body: RegisterIn, engine: EngineDep, principal: Operator) -> IngestOut:
+    summary, image_id = engine.register(body.path, source=body.source, actor=principal.actor)
+    return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
+
+
+@router.get(
+    "",
+    summary="List images, oldest first",
+    response_model=list[ImageOut],
+    responses=responses(422),
+)
+def list_images(
+    engine: EngineDep,
+    _: Operator,
+    source: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ImageOut]:
+    return [ImageOut.of(i) for i in engine.list_images(source=source, offset=offset, limit=limit)]
+
+
+@router.get(
+    "/{image_id}",
+    summary="One image with its faces",
+    response_model=ImageDetailOut,
+    responses=responses(404),
+)
+def get_image(image_id: PathId, engine: EngineDep, _: Operator) -> ImageDetailOut:
+    summary, faces = engine.image(image_id)
+    return ImageDetailOut(image=ImageOut.of(summary), faces=[FaceOut.of(f) for f in faces])
+
+
+@router.get(
+    "/{image_id}/file",
+    summary="The photo as stored (audited as a view)",
+    response_class=FileResponse,
+    responses={200: IMAGE_CONTENT, **responses(404)},
+)
+def image_file(image_id: PathId, engine: EngineDep, principal: Viewer) -> FileResponse:
+    path, media_type = engine.image_file(image_id, actor=principal.actor)
+    return FileResponse(path, media_type=media_type)
+
+
+@router.get(
+    "/{image_id}/thumbnail",
+    summary="A JPEG thumbnail of the photo (audited as a view)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        **responses(404, 422),
+    },
+)
+def image_thumbnail(
+    image_id: PathId,
+    engine: EngineDep,
+    principal: Viewer,
+    max: Annotated[int, Query(ge=16, le=2048, description="Longest side, in pixels.")] = 256,
+) -> Response:
+    data = engine.thumbnail(image_id, max_side=max, actor=principal.actor)
+    return Response(data, media_type="image/jpeg")
+
+
+@router.delete(
+    "/{image_id}",
+    summary="Delete an image and its faces from the catalog and the index",
+    response_model=Count,
+    responses=responses(404),
+)
+def delete_image(image_id: PathId, engine: EngineDep, _: Operator) -> Count:
+    return Count(count=engine.delete_image(image_id))

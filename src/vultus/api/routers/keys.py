@@ -1,0 +1,54 @@
+"""API keys and their roles. For admins: the secret is shown once, only its hash is stored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from vultus.api.deps import EngineDep, require
+from vultus.api.errors import responses
+from vultus.api.schemas import KeyCreatedOut, KeyIn, KeyOut
+from vultus.auth import Principal
+from vultus.errors import NotFoundError
+
+router = APIRouter(prefix="/keys", tags=["keys"], responses=responses(401, 403, 429))
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+@router.get("", summary="List API keys: name, role, dates, state", response_model=list[KeyOut])
+def list_keys(engine: EngineDep, _: Admin) -> list[KeyOut]:
+    return [KeyOut.of(k) for k in engine.keys.list()]
+
+
+@router.post(
+    "",
+    summary="Create an API key with a role",
+    response_model=KeyCreatedOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(422),
+)
+def create_key(body: KeyIn, engine: EngineDep, principal: Admin) -> KeyCreatedOut:
+    key, secret = engine.keys.create(
+        body.name,
+        body.role,
+        expires_days=body.expires_days,
+        searches_per_day=body.searches_per_day,
+        actor=principal.actor,
+    )
+    return KeyCreatedOut(key=KeyOut.of(key), secret=secret)
+
+
+@router.delete(
+    "/{name}",
+    summary="Revoke an API key at once",
+    response_model=KeyOut,
+    responses=responses(404),
+)
+def revoke_key(name: str, engine: EngineDep, principal: Admin) -> KeyOut:
+    engine.keys.revoke(name, actor=principal.actor)
+    for key in engine.keys.list():
+        if key.name == name:
+            return KeyOut.of(key)
+    raise NotFoundError(f"no API key named {name!r}")

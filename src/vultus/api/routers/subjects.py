@@ -1,0 +1,114 @@
+"""Subjects: named people, and the faces linked to them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from vultus.api.deps import EngineDep, PathId, require
+from vultus.api.errors import responses
+from vultus.api.schemas import (
+    Count,
+    FaceIds,
+    FaceOut,
+    SubjectDetailOut,
+    SubjectIn,
+    SubjectMerge,
+    SubjectOut,
+    SubjectRename,
+)
+from vultus.auth import Principal
+from vultus.engine import Engine
+from vultus.errors import NotFoundError
+
+router = APIRouter(prefix="/subjects", tags=["subjects"], responses=responses(401, 403, 429))
+
+Operator = Annotated[Principal, Depends(require("operator"))]
+
+
+def _detail(engine: Engine, name: str) -> SubjectDetailOut:
+    faces = engine.subject_faces(name)
+    subject = engine.subject(name)
+    return SubjectDetailOut(
+        subject=SubjectOut.of(subject, len(faces)), faces=[FaceOut.of(f) for f in faces]
+    )
+
+
+@router.get("", summary="List subjects with their face counts", response_model=list[SubjectOut])
+def list_subjects(engine: EngineDep, _: Operator) -> list[SubjectOut]:
+    return [SubjectOut.of(subject, n) for subject, n in engine.subjects()]
+
+
+@router.post(
+    "",
+    summary="Create a subject, optionally linking faces to it",
+    response_model=SubjectDetailOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(404, 422),
+)
+def create_subject(body: SubjectIn, engine: EngineDep, _: Operator) -> SubjectDetailOut:
+    engine.create_subject(body.name, body.face_ids)
+    return _detail(engine, body.name)
+
+
+@router.get(
+    "/{name}",
+    summary="One subject with its faces",
+    response_model=SubjectDetailOut,
+    responses=responses(404),
+)
+def get_subject(
+    name: str,
+    engine: EngineDep,
+    _: Annotated[Principal, Depends(require("operator", "investigator"))],
+) -> SubjectDetailOut:
+    return _detail(engine, name)
+
+
+@router.patch(
+    "/{name}",
+    summary="Rename a subject",
+    response_model=SubjectDetailOut,
+    responses=responses(404, 422),
+)
+def rename_subject(
+    name: str, body: SubjectRename, engine: EngineDep, _: Operator
+) -> SubjectDetailOut:
+    engine.rename_subject(name, body.name)
+    return _detail(engine, body.name)
+
+
+@router.post(
+    "/{name}/merge",
+    summary="Merge another subject into this one (its faces move here; it goes)",
+    response_model=SubjectDetailOut,
+    responses=responses(404, 422),
+)
+def merge_subjects(
+    name: str, body: SubjectMerge, engine: EngineDep, _: Operator
+) -> SubjectDetailOut:
+    engine.merge_subjects(name, body.other)
+    return _detail(engine, name)
+
+
+@router.post(
+    "/{name}/faces",
+    summary="Link faces to a subject",
+    response_model=Count,
+    responses=responses(404, 422),
+)
+def link_faces(name: str, body: FaceIds, engine: EngineDep, _: Operator) -> Count:
+    return Count(count=engine.link_faces(name, body.face_ids))
+
+
+@router.delete(
+    "/{name}/faces/{face_id}",
+    summary="Unlink a face from a subject",
+    response_model=Count,
+    responses=responses(404),
+)
+def unlink_face(name: str, face_id: PathId, engine: EngineDep, _: Operator) -> Count:
+    if engine.face(face_id).subject != name:
+        raise NotFoundError(f"face {face_id} is not linked to subject {name!r}")
+    return Count(count=engine.unlink_faces([face_id]))

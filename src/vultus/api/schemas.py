@@ -1,0 +1,689 @@
+"""What the REST API reads and writes, as Pydantic models: kept apart from the catalog's tables,
+so that a column can change without changing the API, and nothing leaks by accident (a stored
+selfie, a key's hash, a template)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from vultus.auth import ROLES
+from vultus.catalog.models import ApiKey, Job, RightsRequest, Source, Subject
+from vultus.catalog.store import FaceRecord, ImageSummary, now
+from vultus.ingest import IngestSummary
+from vultus.rights import requests as req
+from vultus.rights.audit import AuditVerification
+from vultus.rights.erasure import ErasurePlan, ErasureReceipt
+from vultus.search import Match, QueryFace, SearchResult, Verification
+
+Role = Literal["admin", "operator", "investigator", "dpo", "auditor"]
+assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
+
+RequestKind = Literal["access", "erasure", "restriction", "objection"]
+RequestStatus = Literal["received", "in_review", "done", "rejected"]
+assert set(RequestKind.__args__) == set(req.KINDS)  # type: ignore[attr-defined]
+assert set(RequestStatus.__args__) == set(req.STATUSES)  # type: ignore[attr-defined]
+
+NameStr = Annotated[str, Field(min_length=1, max_length=200)]
+# Ids are SQLite integers: beyond 64 bits a number cannot name anything.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    """Times are stored as naive UTC; a time with an offset is converted, if it can be."""
+    if value is None or value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("this time is out of range once converted to UTC") from None
+
+
+UtcTime = Annotated[datetime | None, AfterValidator(_naive_utc)]
+
+
+class Error(BaseModel):
+    """Every error the API returns: a stable machine code and a sentence for people."""
+
+    code: str = Field(examples=["purpose_required"])
+    message: str = Field(examples=["a search must state its purpose, one of: ..."])
+
+
+class Box(BaseModel):
+    """A face's box in the image's upright pixels."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @classmethod
+    def of(cls, box: tuple[int, int, int, int] | list[int]) -> Box:
+        left, top, right, bottom = box
+        return cls(left=left, top=top, right=right, bottom=bottom)
+
+
+class Count(BaseModel):
+    count: int
+
+
+# -- sources --------------------------------------------------------------------------------------
+class SourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: NameStr
+    lawful_basis: str = Field(description="GDPR Art. 6(1) basis, e.g. `legitimate_interests`.")
+    special_condition: str = Field(
+        description="GDPR Art. 9(2) condition, e.g. `archiving_research`."
+    )
+    purpose: str = Field(min_length=1, description="Why these photos are held.")
+    retention_days: int = Field(gt=0, le=36500)
+    kind: str = Field("folder", description="folder, upload, archive, video or object_storage.")
+    legal_reference: str | None = Field(None, description="The law a condition rests on.")
+    notes: str | None = None
+
+
+class SourceOut(BaseModel):
+    name: str
+    kind: str
+    lawful_basis: str
+    special_condition: str
+    legal_reference: str | None
+    purpose: str
+    retention_days: int
+    created_at: datetime
+    images: int = 0
+    faces: int = 0
+
+    @classmethod
+    def of(cls, source: Source, images: int = 0, faces: int = 0) -> SourceOut:
+        return cls(
+            name=source.name,
+            kind=source.kind,
+            lawful_basis=source.lawful_basis,
+            special_condition=source.special_condition,
+            legal_reference=source.legal_reference,
+            purpose=source.purpose,
+            retention_days=source.retention_days,
+            created_at=source.created_at,
+            images=images,
+            faces=faces,
+        )
+
+
+# -- ingest and images ----------------------------------------------------------------------------
+class IngestErrorOut(BaseModel):
+    path: str
+    code: str
+    message: str
+
+
+class IngestSummaryOut(BaseModel):
+    run_id: int | None
+    source: str
+    files_seen: int
+    images_added: int
+    images_duplicate: int
+    images_no_face: int
+    faces_indexed: int
+    faces_skipped: int
+    faces_suppressed: int
+    skip_reasons: dict[str, int]
+    errors: list[IngestErrorOut]
+    seconds: float
+
+    @classmethod
+    def of(cls, s: IngestSummary) -> IngestSummaryOut:
+        return cls(
+            run_id=s.run_id,
+            source=s.source,
+            files_seen=s.files_seen,
+            images_added=s.images_added,
+            images_duplicate=s.images_duplicate,
+            images_no_face=s.images_no_face,
+            faces_indexed=s.faces_indexed,
+            faces_skipped=s.faces_skipped,
+            faces_suppressed=s.faces_suppressed,
+            skip_reasons=s.skip_reasons,
+            errors=[IngestErrorOut(path=p, code=c, message=m) for p, c, m in s.errors],
+            seconds=round(s.seconds, 3),
+        )
+
+
+class IngestOut(BaseModel):
+    """An ingested photo: its image id (None when every face in it was suppressed)."""
+
+    image_id: int | None
+    summary: IngestSummaryOut
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, description="A photo on the server; folders go to a job.")
+    source: NameStr
+
+
+class ImageOut(BaseModel):
+    id: int
+    path: str
+    source: str
+    width: int
+    height: int
+    format: str
+    added_at: datetime
+    retain_until: datetime
+    status: str
+    faces: int
+
+    @classmethod
+    def of(cls, i: ImageSummary) -> ImageOut:
+        return cls(
+            id=i.id,
+            path=i.path,
+            source=i.source,
+            width=i.width,
+            height=i.height,
+            format=i.format,
+            added_at=i.added_at,
+            retain_until=i.retain_until,
+            status=i.status,
+            faces=i.faces,
+        )
+
+
+class FaceOut(BaseModel):
+    id: int
+    image_id: int
+    box: Box
+    status: str
+    source: str
+    lawful_basis: str
+    special_condition: str
+    subject: str | None
+    restricted: bool
+    added_at: datetime
+    retain_until: datetime
+
+    @classmethod
+    def of(cls, r: FaceRecord) -> FaceOut:
+        return cls(
+            id=r.face_id,
+            image_id=r.image_id,
+            box=Box.of(r.box),
+            status=r.status,
+            source=r.source,
+            lawful_basis=r.lawful_basis,
+            special_condition=r.special_condition,
+            subject=r.subject,
+            restricted=r.restricted,
+            added_at=r.added_at,
+            retain_until=r.retain_until,
+        )
+
+
+class ImageDetailOut(BaseModel):
+    image: ImageOut
+    faces: list[FaceOut]
+
+
+# -- subjects -------------------------------------------------------------------------------------
+class SubjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: NameStr
+    face_ids: list[Id] = Field(default_factory=list, max_length=10_000)
+
+
+class SubjectRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: NameStr
+
+
+class SubjectMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    other: str = Field(min_length=1, max_length=200, description="Its faces move; it goes.")
+
+
+class FaceIds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_ids: list[Id] = Field(min_length=1, max_length=10_000)
+
+
+class SubjectOut(BaseModel):
+    name: str
+    created_at: datetime
+    restricted: bool
+    faces: int
+
+    @classmethod
+    def of(cls, subject: Subject, faces: int) -> SubjectOut:
+        return cls(
+            name=subject.name,
+            created_at=subject.created_at,
+            restricted=bool(subject.restricted),
+            faces=faces,
+        )
+
+
+class SubjectDetailOut(BaseModel):
+    subject: SubjectOut
+    faces: list[FaceOut]
+
+
+# -- search and verify ----------------------------------------------------------------------------
+class SearchBy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(
+        max_length=200, description="Why you search: one of the configured purposes."
+    )
+    case_ref: str | None = Field(None, max_length=200, description="A case reference.")
+    top_k: int = Field(10, ge=1, le=1000)
+    fmr: float | None = Field(
+        None, gt=0, lt=1, description="False-match rate of the match decision."
+    )
+
+
+class SearchByFace(SearchBy):
+    face_id: Id
+
+
+class SearchBySubject(SearchBy):
+    subject: str = Field(min_length=1, max_length=200)
+
+
+class MatchOut(BaseModel):
+    face_id: int
+    image_id: int
+    box: Box
+    distance: float
+    similarity: float
+    fmr: float = Field(
+        description="Estimated chance that someone else, anywhere in a gallery "
+        "of this size, comes this close."
+    )
+    is_match: bool
+    source: str
+    lawful_basis: str
+    subject: str | None
+
+    @classmethod
+    def of(cls, m: Match) -> MatchOut:
+        return cls(
+            face_id=m.face_id,
+            image_id=m.image_id,
+            box=Box.of(m.box),
+            distance=m.distance,
+            similarity=m.similarity,
+            fmr=m.fmr,
+            is_match=m.is_match,
+            source=m.source,
+            lawful_basis=m.lawful_basis,
+            subject=m.subject,
+        )
+
+
+class QueryFaceOut(BaseModel):
+    number: int = Field(description="1 = the largest face in the photo.")
+    box: Box
+    det_score: float
+    box_size: int
+
+    @classmethod
+    def of(cls, q: QueryFace) -> QueryFaceOut:
+        return cls(number=q.number, box=Box.of(q.box), det_score=q.det_score, box_size=q.box_size)
+
+
+class SearchOut(BaseModel):
+    gallery_size: int
+    fmr_target: float
+    threshold: float
+    found: bool
+    decision: str
+    beyond_calibration: bool
+    matches: list[MatchOut]
+    query_face: QueryFaceOut | None = Field(description="The face searched with (photo search).")
+    faces: list[QueryFaceOut] = Field(description="Every face seen in the query photo.")
+
+    @classmethod
+    def of(cls, r: SearchResult) -> SearchOut:
+        seen = sorted([*([r.query] if r.query else []), *r.other_faces], key=lambda f: f.number)
+        return cls(
+            gallery_size=r.gallery_size,
+            fmr_target=r.fmr_target,
+            threshold=r.threshold,
+            found=r.found,
+            decision=r.decision,
+            beyond_calibration=r.beyond_calibration,
+            matches=[MatchOut.of(m) for m in r.matches],
+            query_face=QueryFaceOut.of(r.query) if r.query else None,
+            faces=[QueryFaceOut.of(f) for f in seen],
+        )
+
+
+class VerifyOut(BaseModel):
+    same_person: bool
+    distance: float
+    similarity: float
+    fmr: float = Field(description="1:1 false-match rate at this distance.")
+    fmr_target: float
+    threshold: float
+
+    @classmethod
+    def of(cls, v: Verification) -> VerifyOut:
+        return cls(
+            same_person=v.same_person,
+            distance=v.distance,
+            similarity=v.similarity,
+            fmr=v.fmr,
+            fmr_target=v.fmr_target,
+            threshold=v.threshold,
+        )
+
+
+# -- rights ---------------------------------------------------------------------------------------
+class RequestOut(BaseModel):
+    ref: str
+    kind: str
+    status: str
+    received_at: datetime
+    due_at: datetime
+    extended_until: datetime | None
+    extension_reason: str | None
+    deadline: datetime = Field(description="The deadline in force: extended or not.")
+    days_left: int
+    overdue: bool
+    contact: str | None
+    has_selfie: bool
+    notes: str | None
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, r: RightsRequest) -> RequestOut:
+        deadline = r.extended_until or r.due_at
+        open_ = r.status in {"received", "in_review"}
+        return cls(
+            ref=r.ref,
+            kind=r.kind,
+            status=r.status,
+            received_at=r.received_at,
+            due_at=r.due_at,
+            extended_until=r.extended_until,
+            extension_reason=r.extension_reason,
+            deadline=deadline,
+            days_left=(deadline - now()).days,
+            overdue=open_ and deadline < now(),
+            contact=r.contact,
+            has_selfie=r.selfie is not None,
+            notes=r.notes,
+            closed_at=r.closed_at,
+        )
+
+
+class RequestUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: RequestStatus | None = None
+    extend_months: int = Field(0, ge=0, le=req.MAX_EXTENSION_MONTHS)
+    reason: str | None = Field(None, max_length=2000, description="Required to extend.")
+
+
+class PersonMatchOut(BaseModel):
+    face_id: int
+    image_id: int
+    box: Box
+    distance: float
+    fmr: float
+    other_faces: int = Field(description="Other people's faces in the photo: it is kept.")
+    restricted: bool
+
+
+class ErasurePreviewOut(BaseModel):
+    request: str
+    matches: list[PersonMatchOut]
+    face_ids: list[int] = Field(description="Send these back to erase exactly this plan.")
+    threshold: float
+    fmr_target: float
+    gallery_size: int
+    images_removed: int
+
+    @classmethod
+    def of(cls, ref: str, plan: ErasurePlan) -> ErasurePreviewOut:
+        return cls(
+            request=ref,
+            matches=[
+                PersonMatchOut(
+                    face_id=m.face_id,
+                    image_id=m.image_id,
+                    box=Box.of(m.box),
+                    distance=m.distance,
+                    fmr=m.fmr,
+                    other_faces=m.other_faces,
+                    restricted=m.restricted,
+                )
+                for m in plan.matches
+            ],
+            face_ids=plan.face_ids,
+            threshold=plan.threshold,
+            fmr_target=plan.fmr_target,
+            gallery_size=plan.gallery_size,
+            images_removed=plan.images_removed,
+        )
+
+
+class ErasureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: bool = Field(description="Must be true: an erasure cannot be undone.")
+    face_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="The faces of the reviewed preview. When given, the erasure goes ahead only "
+        "if the plan is still exactly these (minus `exclude`).",
+    )
+    exclude: list[Id] = Field(
+        default_factory=list, max_length=100_000, description="Matches judged not the person."
+    )
+    blur_originals: bool = Field(False, description="Blur the operator's original files too.")
+
+
+class ReceiptOut(BaseModel):
+    receipt_id: str
+    at: datetime
+    request_ref: str | None
+    faces_erased: int
+    images_erased: int
+    images_kept_with_others: int
+    copies_blurred: int
+    suppression_added: bool
+    image_hashes: list[str]
+    signature: str
+
+    @classmethod
+    def of(cls, r: ErasureReceipt) -> ReceiptOut:
+        return cls(
+            receipt_id=r.receipt_id,
+            at=r.at,
+            request_ref=r.request_ref,
+            faces_erased=r.faces_erased,
+            images_erased=r.images_erased,
+            images_kept_with_others=r.images_kept_with_others,
+            copies_blurred=r.copies_blurred,
+            suppression_added=r.suppression_added,
+            image_hashes=r.image_hashes,
+            signature=r.signature,
+        )
+
+
+class RestrictionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_ids: list[Id] | None = Field(None, max_length=100_000)
+    subject: str | None = Field(None, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+    lift: bool = False
+
+
+class ObjectionOut(BaseModel):
+    request: RequestOut
+    faces_restricted: int
+
+
+class SuppressionOut(BaseModel):
+    id: int
+    created_at: datetime
+
+
+class UnsuppressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+# -- audit ----------------------------------------------------------------------------------------
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    purpose: str | None
+    case_ref: str | None
+    query_hash: str | None
+    result_ids: list[int]
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditProblemOut(BaseModel):
+    seq: int | None
+    entry_id: int | None
+    kind: str
+    message: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    problems: list[AuditProblemOut]
+
+    @classmethod
+    def of(cls, v: AuditVerification) -> AuditVerifyOut:
+        return cls(
+            ok=v.ok,
+            entries=v.entries,
+            problems=[
+                AuditProblemOut(seq=p.seq, entry_id=p.entry_id, kind=p.kind, message=p.message)
+                for p in v.problems
+            ],
+        )
+
+
+# -- keys and jobs --------------------------------------------------------------------------------
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: NameStr
+    role: Role
+    expires_days: int | None = Field(None, gt=0, le=36500)
+    searches_per_day: int | None = Field(None, ge=0, le=1_000_000)
+
+
+class KeyOut(BaseModel):
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    searches_per_day: int | None
+
+    @classmethod
+    def of(cls, k: ApiKey) -> KeyOut:
+        return cls(
+            name=k.name,
+            role=k.role,
+            created_at=k.created_at,
+            expires_at=k.expires_at,
+            revoked_at=k.revoked_at,
+            last_used_at=k.last_used_at,
+            searches_per_day=k.searches_per_day,
+        )
+
+
+class KeyCreatedOut(BaseModel):
+    key: KeyOut
+    secret: str = Field(description="Shown only now: only a hash of it is stored.")
+
+
+class IngestJobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, description="A folder (walked recursively) or file.")
+    source: NameStr
+    consent: Id | None = Field(None, description="A consent record, for consent sources.")
+
+
+class RebuildJobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    factory: str | None = Field(
+        None, max_length=200, description="A FAISS factory string, or `auto`."
+    )
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    status: str = Field(description="queued, running, done or failed.")
+    params: dict[str, Any]
+    actor: str
+    done: int
+    total: int | None
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, j: Job) -> JobOut:
+        return cls(
+            id=j.id,
+            kind=j.kind,
+            status=j.status,
+            params=dict(j.params or {}),
+            actor=j.actor,
+            done=j.done or 0,
+            total=j.total,
+            result=j.result,
+            error=j.error,
+            attempts=j.attempts or 0,
+            created_at=j.created_at,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+        )
+
+
+# -- health ---------------------------------------------------------------------------------------
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"] = "ready"
+    images: int
+    faces_indexed: int
+    index_size: int
+    model: str | None

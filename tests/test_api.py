@@ -1,0 +1,649 @@
+"""The REST API as its users meet it: an operator uploads photos, an investigator searches with
+a purpose, a DPO answers rights requests, an auditor reads the log. Real app (through httpx),
+real SQLite, real FAISS, real photos from the dev set."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from conftest import PURPOSE, add_test_source
+from vultus.api import create_app
+from vultus.auth import ROLES
+from vultus.cli import app as cli_app
+from vultus.engine import Engine
+from vultus.rights.audit import EXPORT_FIELDS, verify_export
+
+# (method, route template) of every request any test here made, to check every route is used.
+HITS: set[tuple[str, str]] = set()
+RAN: set[str] = set()
+
+
+@dataclasses.dataclass
+class Api:
+    client: TestClient
+    engine: Engine
+    app: FastAPI
+    secrets: dict[str, str]
+
+    def as_(self, role: str) -> dict[str, str]:
+        return {"X-API-Key": self.secrets[role]}
+
+    def image_ids(self) -> dict[str, int]:
+        """Gallery images by identity (each photo is named after its person)."""
+        listing = self.client.get("/v1/images?limit=500", headers=self.as_("operator")).json()
+        return {Path(i["path"]).stem: i["id"] for i in listing}
+
+    def face_of(self, identity: str) -> int:
+        image_id = self.image_ids()[identity]
+        faces = self.client.get(f"/v1/faces?image_id={image_id}", headers=self.as_("operator"))
+        return int(faces.json()[0]["id"])
+
+
+def dev(faces_dir: Path, identity: str, n: int) -> Path:
+    """The n-th dev photo of a person (0 is the one in the gallery)."""
+    return sorted((faces_dir / "dev" / "images" / identity).iterdir())[n]
+
+
+def upload(path: Path | bytes, name: str = "photo.jpg") -> dict[str, tuple[str, bytes, str]]:
+    data = path if isinstance(path, bytes) else path.read_bytes()
+    return {"file": (name, data, "image/jpeg")}
+
+
+@pytest.fixture(scope="session")
+def api_dir(
+    tmp_path_factory: pytest.TempPathFactory, gallery_split: tuple[list[Path], list]
+) -> Path:
+    """Each dev identity's first photo, copied (named after the person) and ingested once."""
+    root = tmp_path_factory.mktemp("api")
+    photos = root / "photos"
+    photos.mkdir()
+    for photo in gallery_split[0]:
+        shutil.copy(photo, photos / f"{photo.parent.name}{photo.suffix}")
+    with Engine.open(root / "data", workers=1) as engine:
+        add_test_source(engine)
+        assert engine.add([photos], source="test").images_added == 17
+    return root / "data"
+
+
+def _open(api_dir: Path, tmp_path: Path, **overrides: object) -> Engine:
+    copy = tmp_path / "data"
+    shutil.copytree(api_dir, copy)
+    return Engine.open(copy, workers=overrides.pop("workers", 1), **overrides)
+
+
+def _api(engine: Engine, app: FastAPI, client: TestClient) -> Api:
+    secrets = {role: engine.keys.create(role, role)[1] for role in ROLES}
+    return Api(client, engine, app, secrets)
+
+
+def _record(api: Api, request: pytest.FixtureRequest) -> None:
+    RAN.add(request.node.name)
+    for method, route, _status in api.app.state.metrics.requests.samples():
+        HITS.add((method, route))
+
+
+@pytest.fixture
+def api(api_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Api]:
+    with _open(api_dir, tmp_path) as engine:
+        app = create_app(engine=engine)
+        api = _api(engine, app, TestClient(app))
+        yield api
+        _record(api, request)
+
+
+def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
+    api: Api, faces_dir: Path
+) -> None:
+    client, op, inv = api.client, api.as_("operator"), api.as_("investigator")
+    source = {
+        "name": "uploads",
+        "lawful_basis": "legitimate_interests",
+        "special_condition": "archiving_research",
+        "purpose": "photos sent in by the newsroom",
+        "retention_days": 30,
+        "kind": "upload",
+    }
+    created = client.post("/v1/sources", json=source, headers=op)
+    assert created.status_code == 201 and created.json()["images"] == 0
+    assert {s["name"] for s in client.get("/v1/sources", headers=op).json()} == {"test", "uploads"}
+
+    # Given a photo of Katy Perry uploaded under the source ...
+    data = dev(faces_dir, "Katy_Perry", 1).read_bytes()
+    response = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    assert response.status_code == 201, response.text
+    image_id = response.json()["image_id"]
+    assert response.json()["summary"]["faces_indexed"] == 1
+    stored = api.engine.settings.data_dir / "images" / f"{hashlib.sha256(data).hexdigest()}.jpg"
+    assert stored.read_bytes() == data  # a stored copy, which an erasure can blur
+    again = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    assert again.json()["image_id"] == image_id
+    assert again.json()["summary"]["images_duplicate"] == 1
+
+    detail = client.get(f"/v1/images/{image_id}", headers=op).json()
+    assert detail["image"]["source"] == "uploads" and detail["image"]["faces"] == 1
+    (face,) = detail["faces"]
+    assert set(face["box"]) == {"left", "top", "right", "bottom"}
+    listed = client.get("/v1/images", params={"source": "uploads"}, headers=op).json()
+    assert [i["id"] for i in listed] == [image_id]
+    assert len(client.get("/v1/images?limit=500", headers=op).json()) == 18
+
+    # ... when an investigator searches with another photo of her, stating a purpose ...
+    query = {"photo": ("query.jpg", dev(faces_dir, "Katy_Perry", 2).read_bytes(), "image/jpeg")}
+    form = {"purpose": PURPOSE, "case_ref": "CASE-1", "top_k": "5"}
+    response = client.post("/v1/search", files=query, data=form, headers=inv)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    # ... then both photos of her are the matches, with everything a reviewer needs.
+    assert result["found"] and result["gallery_size"] == 18
+    matched = {m["image_id"] for m in result["matches"] if m["is_match"]}
+    assert matched == {image_id, api.image_ids()["Katy_Perry"]}
+    best = result["matches"][0]
+    assert set(best) == set(
+        "face_id image_id box distance similarity fmr is_match source lawful_basis subject".split()
+    )
+    assert (
+        best["fmr"] < 1e-3 and best["lawful_basis"] == "legitimate_interests / archiving_research"
+    )
+    assert result["query_face"]["number"] == 1 and len(result["faces"]) == 1
+    assert result["faces"][0]["box"] == result["query_face"]["box"]
+    entry = api.engine.audit.entries(action="search")[-1]
+    assert (entry.actor, entry.purpose, entry.case_ref) == ("key:investigator", PURPOSE, "CASE-1")
+
+    # A search without a purpose, or with one outside the list, is refused.
+    missing = client.post("/v1/search", files=query, data={"top_k": "5"}, headers=inv)
+    assert missing.status_code == 422
+    assert missing.json()["code"] == "purpose_required"
+    unknown = client.post("/v1/search", files=query, data={"purpose": "curiosity"}, headers=inv)
+    assert unknown.status_code == 422 and unknown.json()["code"] == "purpose_unknown"
+    assert len(api.engine.audit.entries(action="search")) == 1
+
+    # The investigator may look at the photo; each look is in the audit log.
+    shown = client.get(f"/v1/images/{image_id}/file", headers=inv)
+    assert shown.status_code == 200 and shown.content == data
+    assert shown.headers["content-type"] == "image/jpeg"
+    thumb = client.get(f"/v1/images/{image_id}/thumbnail", params={"max": 64}, headers=inv)
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert max(PILImage.open(io.BytesIO(thumb.content)).size) <= 64
+    views = api.engine.audit.entries(action="view", actor="key:investigator")
+    assert [v.result_ids for v in views] == [[face["id"]], [face["id"]]]
+
+
+def test_search_by_face_and_by_subject_and_verify_two_photos(api: Api, faces_dir: Path) -> None:
+    client, op, inv = api.client, api.as_("operator"), api.as_("investigator")
+    # A photo on the server is registered where it lies.
+    second = api.engine.settings.data_dir.parent / "katy.jpg"
+    shutil.copy(dev(faces_dir, "Katy_Perry", 1), second)
+    registered = client.post(
+        "/v1/images/register", json={"path": str(second), "source": "test"}, headers=op
+    )
+    assert registered.status_code == 201, registered.text
+    second_id = registered.json()["image_id"]
+    folder = client.post(
+        "/v1/images/register", json={"path": str(second.parent), "source": "test"}, headers=op
+    )
+    assert folder.status_code == 422 and folder.json()["code"] == "path_is_folder"
+
+    katy = api.face_of("Katy_Perry")
+    made = client.post("/v1/subjects", json={"name": "Katy Perry", "face_ids": [katy]}, headers=op)
+    assert made.status_code == 201 and [f["id"] for f in made.json()["faces"]] == [katy]
+    shown = client.get("/v1/subjects/Katy Perry", headers=inv).json()
+    assert shown["subject"]["faces"] == 1
+
+    by_face = client.post(
+        "/v1/search/face", json={"face_id": katy, "purpose": PURPOSE}, headers=inv
+    )
+    assert by_face.status_code == 200, by_face.text
+    assert katy not in [m["face_id"] for m in by_face.json()["matches"]]
+    assert by_face.json()["matches"][0]["image_id"] == second_id
+    assert by_face.json()["matches"][0]["is_match"]
+    by_subject = client.post(
+        "/v1/search/subject", json={"subject": "Katy Perry", "purpose": PURPOSE}, headers=inv
+    )
+    assert [m["image_id"] for m in by_subject.json()["matches"] if m["is_match"]][-1] == second_id
+    no_purpose = client.post("/v1/search/face", json={"face_id": katy}, headers=inv)
+    assert no_purpose.status_code == 422 and no_purpose.json()["code"] == "purpose_required"
+
+    def verify(a: Path, b: Path, **form: str) -> dict:
+        files = {
+            "photo_a": ("a.jpg", a.read_bytes(), "image/jpeg"),
+            "photo_b": ("b.jpg", b.read_bytes(), "image/jpeg"),
+        }
+        response = client.post("/v1/verify", files=files, data=form, headers=inv)
+        return {"status": response.status_code, **response.json()}
+
+    same = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Katy_Perry", 3), purpose=PURPOSE)
+    assert same["status"] == 200 and same["same_person"] is True
+    other = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Elon_Musk", 1), purpose=PURPOSE)
+    assert other["same_person"] is False and other["distance"] > same["distance"]
+    refused = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Katy_Perry", 3))
+    assert refused["status"] == 422 and refused["code"] == "purpose_required"
+    assert [e.actor for e in api.engine.audit.entries(action="verify")] == ["key:investigator"] * 2
+
+    # Searches from many threads at once answer as one alone does (the engine serialises the
+    # pipeline and the index; the server runs each request in its own thread).
+    photo = dev(faces_dir, "Katy_Perry", 3).read_bytes()
+
+    def search_once(_: int) -> list[tuple[int, float]]:
+        files = {"photo": ("q.jpg", photo, "image/jpeg")}
+        response = client.post("/v1/search", files=files, data={"purpose": PURPOSE}, headers=inv)
+        assert response.status_code == 200, response.text
+        return [(m["image_id"], m["distance"]) for m in response.json()["matches"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(search_once, range(8)))
+    assert all(a == answers[0] for a in answers)
+    assert {i for i, _ in answers[0][:2]} == {second_id, api.image_ids()["Katy_Perry"]}
+
+
+def test_subjects_are_created_renamed_merged_linked_and_unlinked(api: Api) -> None:
+    client, op = api.client, api.as_("operator")
+    elon, jeff, katy = (api.face_of(n) for n in ("Elon_Musk", "Jeff_Bezos", "Katy_Perry"))
+    assert client.post(
+        "/v1/subjects", json={"name": "A", "face_ids": [elon]}, headers=op
+    ).is_success
+    assert client.post(
+        "/v1/subjects", json={"name": "B", "face_ids": [jeff]}, headers=op
+    ).is_success
+    twice = client.post("/v1/subjects", json={"name": "A"}, headers=op)
+    assert twice.status_code == 422 and twice.json()["code"] == "exists"
+    unknown_face = client.post("/v1/subjects", json={"name": "C", "face_ids": [10**6]}, headers=op)
+    assert unknown_face.status_code == 404
+
+    renamed = client.patch("/v1/subjects/A", json={"name": "Elon Musk"}, headers=op)
+    assert renamed.json()["subject"]["name"] == "Elon Musk"
+    assert client.get("/v1/subjects/A", headers=op).status_code == 404
+    linked = client.post("/v1/subjects/B/faces", json={"face_ids": [katy]}, headers=op)
+    assert linked.json() == {"count": 1}
+    merged = client.post("/v1/subjects/Elon Musk/merge", json={"other": "B"}, headers=op)
+    assert sorted(f["id"] for f in merged.json()["faces"]) == sorted([elon, jeff, katy])
+    assert client.get("/v1/subjects/B", headers=op).status_code == 404
+
+    unlinked = client.delete(f"/v1/subjects/Elon Musk/faces/{katy}", headers=op)
+    assert unlinked.json() == {"count": 1}
+    assert client.delete(f"/v1/subjects/Elon Musk/faces/{katy}", headers=op).status_code == 404
+    assert client.get("/v1/subjects", headers=op).json()[0]["faces"] == 2
+    faces = client.get("/v1/faces", params={"subject": "Elon Musk"}, headers=op).json()
+    assert sorted(f["id"] for f in faces) == sorted([elon, jeff])
+    assert (
+        client.get(f"/v1/faces/{katy}", headers=api.as_("investigator")).json()["subject"] is None
+    )
+
+    # Deleting the only face of a photo takes the photo with it; deleting a photo its faces.
+    jeff_image = api.image_ids()["Jeff_Bezos"]
+    assert client.delete(f"/v1/faces/{jeff}", headers=op).json() == {"count": 1}
+    assert client.get(f"/v1/faces/{jeff}", headers=op).status_code == 404
+    assert client.get(f"/v1/images/{jeff_image}", headers=op).status_code == 404
+    katy_image = api.image_ids()["Katy_Perry"]
+    assert client.delete(f"/v1/images/{katy_image}", headers=op).json() == {"count": 1}
+    assert len(api.image_ids()) == 15
+
+
+def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
+    api: Api, faces_dir: Path
+) -> None:
+    client, dpo, inv = api.client, api.as_("dpo"), api.as_("investigator")
+    kit = api.face_of("Kit_Harington")
+    kit_image = api.image_ids()["Kit_Harington"]
+    selfie = dev(faces_dir, "Kit_Harington", 1).read_bytes()
+
+    def search_kit() -> dict:
+        photo = {"photo": ("q.jpg", dev(faces_dir, "Kit_Harington", 2).read_bytes(), "image/jpeg")}
+        response = client.post("/v1/search", files=photo, data={"purpose": PURPOSE}, headers=inv)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    assert kit in [m["face_id"] for m in search_kit()["matches"] if m["is_match"]]
+
+    # An erasure request arrives with a selfie: it is due in one month (Art. 12(3)).
+    response = client.post(
+        "/v1/rights/requests",
+        data={"kind": "erasure", "contact": "kit@example.org"},
+        files={"selfie": ("selfie.jpg", selfie, "image/jpeg")},
+        headers=dpo,
+    )
+    assert response.status_code == 201, response.text
+    request = response.json()
+    ref = request["ref"]
+    assert request["status"] == "received" and request["has_selfie"]
+    assert 27 <= request["days_left"] <= 31 and not request["overdue"]
+    assert ref in [r["ref"] for r in client.get("/v1/rights/requests", headers=dpo).json()]
+    moved = client.patch(f"/v1/rights/requests/{ref}", json={"status": "in_review"}, headers=dpo)
+    assert moved.json()["status"] == "in_review"
+    no_reason = client.patch(f"/v1/rights/requests/{ref}", json={"extend_months": 1}, headers=dpo)
+    assert no_reason.status_code == 422
+    extended = client.patch(
+        f"/v1/rights/requests/{ref}",
+        json={"extend_months": 1, "reason": "many sources"},
+        headers=dpo,
+    ).json()
+    assert extended["deadline"] == extended["extended_until"] > extended["due_at"]
+
+    # The DPO previews, then erases exactly what was reviewed.
+    preview = client.get(f"/v1/rights/requests/{ref}/erasure-preview", headers=dpo).json()
+    assert preview["face_ids"] == [kit] and preview["images_removed"] == 1
+    erase = f"/v1/rights/requests/{ref}/erasure"
+    unconfirmed = client.post(erase, json={"confirm": False}, headers=dpo)
+    assert unconfirmed.json()["code"] == "confirmation_required"
+    stale = client.post(erase, json={"confirm": True, "face_ids": [kit, 10**6]}, headers=dpo)
+    assert stale.status_code == 422 and stale.json()["code"] == "plan_changed"
+    assert client.get(f"/v1/faces/{kit}", headers=dpo).status_code == 200  # nothing erased yet
+    receipt = client.post(erase, json={"confirm": True, "face_ids": [kit]}, headers=dpo)
+    assert receipt.status_code == 200, receipt.text
+    assert receipt.json()["faces_erased"] == 1 and receipt.json()["suppression_added"]
+    assert receipt.json()["signature"]
+
+    # Then the person no longer appears: not in a search, not as a face, not as a photo.
+    after = search_kit()
+    assert kit not in [m["face_id"] for m in after["matches"]] and not after["found"]
+    assert client.get(f"/v1/faces/{kit}", headers=dpo).status_code == 404
+    assert client.get(f"/v1/images/{kit_image}", headers=api.as_("operator")).status_code == 404
+    (entry,) = client.get("/v1/rights/suppression", headers=dpo).json()
+    done = client.patch(f"/v1/rights/requests/{ref}", json={"status": "done"}, headers=dpo)
+    assert done.json()["closed_at"] and not done.json()["overdue"]
+    assert ref not in [r["ref"] for r in client.get("/v1/rights/requests", headers=dpo).json()]
+    closed = client.get("/v1/rights/requests", params={"all": True}, headers=dpo).json()
+    assert ref in [r["ref"] for r in closed]
+    again = client.get(f"/v1/rights/requests/{ref}/erasure-preview", headers=dpo)
+    assert again.json()["code"] == "closed"
+    removed = client.post(
+        f"/v1/rights/suppression/{entry['id']}/remove",
+        json={"reason": "consent given"},
+        headers=dpo,
+    )
+    assert removed.is_success and client.get("/v1/rights/suppression", headers=dpo).json() == []
+
+    # An access request: the package holds the person's photos, and nothing else.
+    katy_selfie = dev(faces_dir, "Katy_Perry", 1).read_bytes()
+    access = client.post(
+        "/v1/rights/requests",
+        data={"kind": "access"},
+        files={"selfie": ("s.jpg", katy_selfie, "image/jpeg")},
+        headers=dpo,
+    ).json()["ref"]
+    wrong = client.get(f"/v1/rights/requests/{access}/erasure-preview", headers=dpo)
+    assert wrong.status_code == 422 and wrong.json()["code"] == "wrong_kind"
+    package = client.post(f"/v1/rights/requests/{access}/access-package", headers=dpo)
+    assert package.status_code == 200, package.text
+    assert package.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(package.content)) as z:
+        data = json.loads(z.read("data.json"))
+    assert [img["image_id"] for img in data["images"]] == [api.image_ids()["Katy_Perry"]]
+    assert client.get(f"/v1/rights/requests/{access}", headers=dpo).json()["kind"] == "access"
+
+    # Restriction keeps a face out of results until lifted; an objection restricts at once.
+    elon = api.face_of("Elon_Musk")
+    restrict = {"face_ids": [elon], "reason": "accuracy contested"}
+    assert client.post("/v1/rights/restrictions", json=restrict, headers=dpo).json() == {"count": 1}
+    body = {"face_id": api.face_of("Katy_Perry"), "purpose": PURPOSE, "top_k": 20}
+    hidden = client.post("/v1/search/face", json=body, headers=inv).json()
+    assert elon not in [m["face_id"] for m in hidden["matches"]]
+    lift = {**restrict, "lift": True}
+    assert client.post("/v1/rights/restrictions", json=lift, headers=dpo).json() == {"count": 1}
+    shown = client.post("/v1/search/face", json=body, headers=inv).json()
+    assert elon in [m["face_id"] for m in shown["matches"]]
+    rose = dev(faces_dir, "Rose_Leslie", 1).read_bytes()
+    objection = client.post(
+        "/v1/rights/objections", files={"selfie": ("r.jpg", rose, "image/jpeg")}, headers=dpo
+    ).json()
+    assert objection["faces_restricted"] == 1
+    assert objection["request"]["kind"] == "objection"
+    assert objection["request"]["status"] == "in_review"
+    assert all(e.actor == "key:dpo" for e in api.engine.audit.entries(action="request"))
+
+
+def test_the_audit_log_is_queried_exported_and_verified(api: Api, tmp_path: Path) -> None:
+    client, inv = api.client, api.as_("investigator")
+    katy = api.face_of("Katy_Perry")
+    body = {"face_id": katy, "purpose": PURPOSE, "case_ref": "CASE-9"}
+    found = client.post("/v1/search/face", json=body, headers=inv).json()["matches"]
+
+    for reader in ("dpo", "auditor"):
+        entries = client.get("/v1/audit", params={"action": "search"}, headers=api.as_(reader))
+        (entry,) = entries.json()
+        assert entry["actor"] == "key:investigator" and entry["case_ref"] == "CASE-9"
+        assert entry["result_ids"] == [m["face_id"] for m in found]
+    disclosed = found[0]["face_id"]
+    who = client.get("/v1/audit", params={"face_id": disclosed}, headers=api.as_("auditor"))
+    assert [e["action"] for e in who.json()] == ["search"]
+    mine = client.get(
+        "/v1/audit", params={"actor": "key:investigator", "since": "2000-01-01"}, headers=inv
+    )
+    assert mine.status_code == 403  # an investigator does not read the audit log
+    far = client.get(
+        "/v1/audit", params={"since": "0001-01-01T00:00+01:00"}, headers=api.as_("dpo")
+    )
+    assert far.status_code == 422 and far.json()["code"] == "invalid_request"
+
+    exported = client.get("/v1/audit/export", headers=api.as_("auditor"))
+    assert exported.status_code == 200
+    lines = exported.text.splitlines()
+    assert len(lines) == len(api.engine.audit.entries())
+    (tmp_path / "audit.jsonl").write_text(exported.text)
+    assert verify_export(tmp_path / "audit.jsonl").ok
+    as_csv = client.get("/v1/audit/export", params={"format": "csv"}, headers=api.as_("dpo"))
+    assert as_csv.text.splitlines()[0].split(",") == list(EXPORT_FIELDS)
+    verified = client.get("/v1/audit/verify", headers=api.as_("auditor")).json()
+    assert verified["ok"] and verified["entries"] == len(lines) and verified["problems"] == []
+
+    ropa = client.get("/v1/reports/ropa", headers=api.as_("dpo"))
+    assert ropa.status_code == 200 and ropa.headers["content-type"].startswith("text/markdown")
+    assert "Record of processing" in ropa.text and "legitimate" in ropa.text
+    dpia = client.get("/v1/reports/dpia", params={"format": "html"}, headers=api.as_("dpo"))
+    assert dpia.headers["content-type"].startswith("text/html") and "<html" in dpia.text.lower()
+
+
+def test_an_admin_manages_keys_and_rotates_the_master_key(
+    api_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    # A key file of this test's own: the rotation must not change the one the others share.
+    shutil.copy(os.environ["VULTUS_KEY_FILE"], tmp_path / "own.key")
+    os.chmod(tmp_path / "own.key", 0o600)
+    monkeypatch.setenv("VULTUS_KEY_FILE", str(tmp_path / "own.key"))
+    with _open(api_dir, tmp_path) as engine, TestClient(create_app(engine=engine)) as client:
+        api = _api(engine, client.app, client)  # type: ignore[arg-type]
+        admin = api.as_("admin")
+        made = client.post(
+            "/v1/keys", json={"name": "ci", "role": "auditor", "expires_days": 30}, headers=admin
+        )
+        assert made.status_code == 201
+        secret = made.json()["secret"]
+        assert secret.startswith("vk_") and made.json()["key"]["expires_at"]
+        bearer = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/v1/audit/verify", headers=bearer).is_success
+        names = {k["name"]: k for k in client.get("/v1/keys", headers=admin).json()}
+        assert set(names) == {*ROLES, "ci"} and names["ci"]["last_used_at"]
+        assert secret not in json.dumps(names)
+        bad_role = client.post("/v1/keys", json={"name": "x", "role": "root"}, headers=admin)
+        assert bad_role.status_code == 422 and bad_role.json()["code"] == "invalid_request"
+        assert client.delete("/v1/keys/ci", headers=admin).json()["revoked_at"]
+        refused = client.get("/v1/audit/verify", headers=bearer)
+        assert refused.status_code == 401 and refused.json()["code"] == "key_revoked"
+        assert client.delete("/v1/keys/nobody", headers=admin).status_code == 404
+        changes = engine.audit.entries(action="key_change", actor="key:admin")
+        assert [e.details["event"] for e in changes] == ["created", "revoked"]
+
+        # The master key is rotated in the background; every search answers as before.
+        body = {"face_id": api.face_of("Katy_Perry"), "purpose": PURPOSE}
+        inv = api.as_("investigator")
+        before = client.post("/v1/search/face", json=body, headers=inv).json()["matches"]
+        old_key = engine.keyring.active_id
+        job = client.post("/v1/jobs/rotate-keys", headers=admin)
+        assert job.status_code == 202
+        done = wait_for(client, job.json()["id"], admin)
+        assert done["status"] == "done", done
+        assert done["result"]["templates"] == 17 and done["result"]["key"] != old_key
+        after = client.post("/v1/search/face", json=body, headers=inv).json()["matches"]
+        assert after == before
+        assert client.get("/v1/audit/verify", headers=api.as_("auditor")).json()["ok"]
+        _record(api, request)
+
+
+def test_a_folder_ingest_job_runs_beside_searches_and_is_polled_to_completion(
+    api_dir: Path,
+    tmp_path: Path,
+    gallery_split: tuple[list[Path], list[tuple[Path, str]]],
+    request: pytest.FixtureRequest,
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    probes = gallery_split[1][:8]
+    for i, (photo, _) in enumerate(probes):
+        shutil.copy(photo, incoming / f"{i:02d}{photo.suffix}")
+    # Two workers: analysis runs in worker processes, the engine lock only guards the writes.
+    with _open(api_dir, tmp_path, workers=2) as engine, TestClient(create_app(engine=engine)) as c:
+        api = _api(engine, c.app, c)  # type: ignore[arg-type]
+        op, inv = api.as_("operator"), api.as_("investigator")
+        katy = api.face_of("Katy_Perry")
+        nowhere = {"path": str(tmp_path / "nope"), "source": "test"}
+        bad = c.post("/v1/jobs/ingest", json=nowhere, headers=op)
+        assert bad.status_code == 404 and bad.json()["code"] == "path_not_found"
+        unknown = c.post("/v1/jobs/ingest", json={"path": str(incoming), "source": "x"}, headers=op)
+        assert unknown.status_code == 422 and unknown.json()["code"] == "source_unknown"
+
+        started = c.post(
+            "/v1/jobs/ingest", json={"path": str(incoming), "source": "test"}, headers=op
+        )
+        assert started.status_code == 202 and started.json()["status"] in {"queued", "running"}
+        job_id = started.json()["id"]
+        deadline = time.monotonic() + 180
+        while True:
+            job = c.get(f"/v1/jobs/{job_id}", headers=op).json()
+            if job["status"] in {"done", "failed"} or time.monotonic() > deadline:
+                break
+            # Searches go on while the job writes: neither waits for the other to finish.
+            body = {"face_id": katy, "purpose": PURPOSE}
+            assert c.post("/v1/search/face", json=body, headers=inv).status_code == 200
+            time.sleep(0.2)
+        assert job["status"] == "done", job
+        assert job["done"] == job["total"] == 8 and job["attempts"] == 1
+        assert job["result"]["images_added"] == 8 and job["actor"] == "key:operator"
+        assert len(api.image_ids()) == 25
+        katy_probes = sum(who == "Katy_Perry" for _, who in probes)
+        found = c.post("/v1/search/face", json={"face_id": katy, "purpose": PURPOSE}, headers=inv)
+        assert sum(m["is_match"] for m in found.json()["matches"]) == katy_probes
+
+        flat = {"factory": "IDMap2,Flat"}
+        rebuild = c.post("/v1/jobs/rebuild-index", json=flat, headers=api.as_("admin"))
+        assert rebuild.status_code == 202
+        done = wait_for(c, rebuild.json()["id"], op)
+        assert done["status"] == "done" and done["result"] == {
+            "factory": "IDMap2,Flat",
+            "faces": 25,
+        }
+        listed = c.get("/v1/jobs", headers=api.as_("admin")).json()
+        assert [j["kind"] for j in listed] == ["rebuild_index", "ingest"]
+        _record(api, request)
+
+
+def wait_for(client: TestClient, job_id: int, headers: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = dict(client.get(f"/v1/jobs/{job_id}", headers=headers).json())
+        if job["status"] in {"done", "failed"}:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_health_readiness_and_metrics(api: Api) -> None:
+    client = api.client
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["index_size"] == ready["faces_indexed"] == 17
+    client.get("/v1/sources", headers=api.as_("operator"))
+    client.get("/v1/sources")
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = metrics.text
+    assert 'vultus_http_requests_total{method="GET",route="/v1/sources",status="200"} 1' in text
+    assert 'vultus_http_requests_total{method="GET",route="/v1/sources",status="401"} 1' in text
+    assert "# TYPE vultus_http_request_duration_seconds histogram" in text
+    assert (
+        'vultus_http_request_duration_seconds_bucket{method="GET",route="/v1/sources",le="+Inf"} 2'
+        in text
+    )
+    assert "vultus_faces_indexed 17" in text
+
+
+def test_bad_uploads_are_refused_with_the_error_model_and_write_nothing(
+    api_dir: Path, tmp_path: Path, faces_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    with _open(api_dir, tmp_path) as engine:
+        settings = dataclasses.replace(engine.settings, max_upload_bytes=200_000)
+        app = create_app(settings, engine=engine)
+        api = _api(engine, app, TestClient(app))
+        client, op = api.client, api.as_("operator")
+        ingests = len(engine.audit.entries(action="ingest"))
+        good = dev(faces_dir, "Katy_Perry", 1).read_bytes()
+        big = (faces_dir / "dev" / "extra" / "couple.jpg").read_bytes()
+        ico = io.BytesIO()
+        PILImage.new("RGB", (32, 32)).save(ico, format="ICO")
+        cases = {
+            "too large": (big, 413, {"upload_too_large"}),
+            "corrupt": (good[: len(good) // 2], 422, {"corrupt_image"}),
+            "pdf": (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 422, {"not_an_image"}),
+            "icon": (ico.getvalue(), 422, {"unsupported_format"}),
+            "empty": (b"", 422, {"empty_file"}),
+        }
+        for name, (data, status, codes) in cases.items():
+            response = client.post(
+                "/v1/images", files=upload(data, f"{name}.jpg"), data={"source": "test"}, headers=op
+            )
+            assert response.status_code == status, (name, response.text)
+            assert set(response.json()) == {"code", "message"}
+            assert response.json()["code"] in codes, (name, response.json())
+        search = client.post(
+            "/v1/search",
+            files={"photo": ("c.jpg", good[:1000], "image/jpeg")},
+            data={"purpose": PURPOSE},
+            headers=api.as_("investigator"),
+        )
+        assert search.status_code == 422 and search.json()["code"] == "corrupt_image"
+        # Nothing was written: no stored copy, no image, no ingest.
+        stored = engine.settings.data_dir / "images"
+        assert not stored.exists() or list(stored.iterdir()) == []
+        assert len(api.image_ids()) == 17
+        assert len(engine.audit.entries(action="ingest")) == ingests
+        _record(api, request)
+
+
+def test_vultus_serve_is_a_command() -> None:
+    result = CliRunner().invoke(cli_app, ["serve", "--help"])
+    assert result.exit_code == 0 and "--port" in result.output
+
+
+def test_every_route_was_exercised(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Runs last: every /v1 route and probe was called by the stories above."""
+    stories = {n for n in dir(request.module) if n.startswith("test_")} - {
+        request.node.name,
+        "test_vultus_serve_is_a_command",
+    }
+    if not stories <= RAN:
+        pytest.skip("run the whole module to check that every route is exercised")
+    with Engine.open(tmp_path / "data", workers=1) as engine:
+        app = create_app(engine=engine)
+    routes = {
+        (method, ctx.path_format)
+        for ctx in iter_route_contexts(app.routes)
+        if isinstance(ctx.original_route, APIRoute)
+        and ctx.path_format.startswith(("/v1/", "/healthz", "/readyz", "/metrics"))
+        for method in ctx.methods or ()
+    }
+    assert sorted(routes - HITS) == []
