@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 # Files hashed and checked against the catalog together, before any analysis work.
 DEDUPE_CHUNK = 256
 INDEX_AAD = b"vultus-index"
+# Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
+DELETE = "delete"
+SUBJECT = "subject"
 CANARY_KEY = "key_check"
 # Where uploads are kept: a stored copy that erasure may blur, named by content.
 UPLOADS_DIR = "images"
@@ -629,25 +632,35 @@ class Engine(RightsFacade):
             raise NotFoundError(f"no face with id {face_id}")
         return record
 
+    def view_face(self, face_id: int, *, actor: str | None = None) -> FaceRecord:
+        """A face's record, shown to someone: audited as a view."""
+        record = self.face(face_id)
+        self.audit.append(actions.VIEW, actor=actor, result_ids=[face_id])
+        return record
+
     @_locked
-    def delete_faces(self, face_ids: Sequence[int]) -> int:
+    def delete_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
         """Remove faces from the catalog, then from the index. If the process dies in between,
         the next open sees the index disagree with the catalog and removes them there too."""
         ids = [int(i) for i in face_ids]
         deleted = self.catalog.delete_faces(ids)
         self.index.remove(np.array(ids, dtype=np.int64))
         self.save_index()
+        self.audit.append(DELETE, actor=actor, result_ids=ids, details={"faces": deleted})
         return deleted
 
     @_locked
-    def delete_image(self, image_id: int) -> int:
+    def delete_image(self, image_id: int, *, actor: str | None = None) -> int:
         ids = self.catalog.delete_image(image_id)
         if ids:
             self.index.remove(np.array(ids, dtype=np.int64))
             self.save_index()
+        self.audit.append(DELETE, actor=actor, result_ids=ids, details={"image": image_id})
         return len(ids)
 
-    def create_subject(self, name: str, face_ids: Sequence[int] = ()) -> Subject:
+    def create_subject(
+        self, name: str, face_ids: Sequence[int] = (), *, actor: str | None = None
+    ) -> Subject:
         # Check the faces first: a refused request must not leave an empty subject behind.
         missing = set(face_ids) - set(self.catalog.face_records(list(face_ids)))
         if missing:
@@ -655,10 +668,17 @@ class Engine(RightsFacade):
         subject = self.catalog.create_subject(name)
         if face_ids:
             self.catalog.link_faces(name, face_ids)
+        self._audit_subject("created", actor, subject=name, faces=list(face_ids))
         return subject
 
-    def link_faces(self, subject: str, face_ids: Sequence[int]) -> int:
-        return self.catalog.link_faces(subject, face_ids)
+    def link_faces(self, subject: str, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        n = self.catalog.link_faces(subject, face_ids)
+        self._audit_subject("linked", actor, subject=subject, faces=list(face_ids))
+        return n
+
+    def _audit_subject(self, event: str, actor: str | None, **details: Any) -> None:
+        # Naming a person, or tying a face to a name, is processing a DPO must be able to trace.
+        self.audit.append(SUBJECT, actor=actor, details={"event": event, **details})
 
     def subjects(self) -> list[tuple[Subject, int]]:
         return self.catalog.list_subjects()
@@ -666,15 +686,21 @@ class Engine(RightsFacade):
     def subject(self, name: str) -> Subject:
         return self.catalog.get_subject(name)
 
-    def rename_subject(self, old: str, new: str) -> Subject:
-        return self.catalog.rename_subject(old, new)
+    def rename_subject(self, old: str, new: str, *, actor: str | None = None) -> Subject:
+        subject = self.catalog.rename_subject(old, new)
+        self._audit_subject("renamed", actor, subject=new, previous=old)
+        return subject
 
-    def merge_subjects(self, into: str, other: str) -> int:
+    def merge_subjects(self, into: str, other: str, *, actor: str | None = None) -> int:
         """Move every face of `other` to `into` and remove `other`; returns faces moved."""
-        return self.catalog.merge_subjects(into, other)
+        moved = self.catalog.merge_subjects(into, other)
+        self._audit_subject("merged", actor, subject=into, merged=other, faces=moved)
+        return moved
 
-    def unlink_faces(self, face_ids: Sequence[int]) -> int:
-        return self.catalog.unlink_faces(face_ids)
+    def unlink_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        n = self.catalog.unlink_faces(face_ids)
+        self._audit_subject("unlinked", actor, faces=list(face_ids))
+        return n
 
     def subject_faces(self, name: str) -> list[FaceRecord]:
         return self.catalog.subject_faces(name)

@@ -777,7 +777,6 @@ class Catalog:
             ).all()
         return [(subj, n) for subj, n in rows]
 
-
     # -- background jobs ---------------------------------------------------------------------
     def add_job(self, kind: str, params: dict[str, Any], actor: str) -> Job:
         with self.session() as s, s.begin():
@@ -859,9 +858,7 @@ class Catalog:
 
 
 def _summaries() -> Any:
-    faces = (
-        select(Face.image_id, func.count(Face.id).label("n")).group_by(Face.image_id).subquery()
-    )
+    faces = select(Face.image_id, func.count(Face.id).label("n")).group_by(Face.image_id).subquery()
     return (
         select(Image, Source.name, func.coalesce(faces.c.n, 0))
         .join(Source, Source.id == Image.source_id)

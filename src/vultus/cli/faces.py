@@ -15,7 +15,7 @@ subjects_app = typer.Typer(help="Subjects: named people and their faces.", no_ar
 def show(face_id: int = typer.Argument(..., help="A face id from a search result.")) -> None:
     """Show one face: its image, box, source, lawful basis and subject."""
     with open_engine() as engine:
-        r = engine.face(face_id)
+        r = engine.view_face(face_id)
     table = Table(show_header=False, title=f"Face {r.face_id}")
     for key, value in (
         ("image", f"{r.image_path} (id {r.image_id})"),

@@ -694,10 +694,10 @@ class RightsFacade:
         return counts
 
     # -- Art. 30 and Art. 35 documents -----------------------------------------------------
-    def report(self, kind: str, out_dir: Path) -> list[Path]:
-        return write_report(kind, self.report_facts(), out_dir)
+    def report(self, kind: str, out_dir: Path, *, actor: str | None = None) -> list[Path]:
+        return write_report(kind, self.report_facts(actor=actor), out_dir)
 
-    def report_facts(self) -> ReportFacts:
+    def report_facts(self, *, actor: str | None = None) -> ReportFacts:
         sources = [
             SourceFacts(
                 name=src.name,
@@ -778,7 +778,7 @@ class RightsFacade:
                 ),
                 retention_purged=purged,
             )
-        self.audit.append(actions.EXPORT, details={"report": "facts"})
+        self.audit.append(actions.EXPORT, actor=actor, details={"report": "facts"})
         return facts
 
     def recipients(self) -> list[tuple[str, str, datetime, datetime | None, bool]]:

@@ -44,9 +44,9 @@ def list_faces(
 def get_face(
     face_id: PathId,
     engine: EngineDep,
-    _: Annotated[Principal, Depends(require("operator", "investigator", "dpo"))],
+    principal: Annotated[Principal, Depends(require("operator", "investigator", "dpo"))],
 ) -> FaceOut:
-    return FaceOut.of(engine.face(face_id))
+    return FaceOut.of(engine.view_face(face_id, actor=principal.actor))
 
 
 @router.delete(
@@ -55,8 +55,8 @@ def get_face(
     response_model=Count,
     responses=responses(404),
 )
-def delete_face(face_id: PathId, engine: EngineDep, _: Operator) -> Count:
-    deleted = engine.delete_faces([face_id])
+def delete_face(face_id: PathId, engine: EngineDep, principal: Operator) -> Count:
+    deleted = engine.delete_faces([face_id], actor=principal.actor)
     if not deleted:
         raise NotFoundError(f"no face with id {face_id}")
     return Count(count=deleted)

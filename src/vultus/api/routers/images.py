@@ -129,5 +129,5 @@ def image_thumbnail(
     response_model=Count,
     responses=responses(404),
 )
-def delete_image(image_id: PathId, engine: EngineDep, _: Operator) -> Count:
-    return Count(count=engine.delete_image(image_id))
+def delete_image(image_id: PathId, engine: EngineDep, principal: Operator) -> Count:
+    return Count(count=engine.delete_image(image_id, actor=principal.actor))

@@ -30,11 +30,11 @@ MEDIA = {"markdown": ("md", "text/markdown; charset=utf-8"), "html": ("html", "t
 def report(
     kind: Literal["ropa", "dpia"],
     engine: EngineDep,
-    _: Annotated[Principal, Depends(require("dpo"))],
+    principal: Annotated[Principal, Depends(require("dpo"))],
     format: Annotated[Literal["markdown", "html"], Query()] = "markdown",
 ) -> Response:
     suffix, media_type = MEDIA[format]
     with tempfile.TemporaryDirectory(prefix="vultus-report-") as folder:
-        engine.report(kind, Path(folder))
+        engine.report(kind, Path(folder), actor=principal.actor)
         text = (Path(folder) / f"{kind}.{suffix}").read_text(encoding="utf-8")
     return Response(text, media_type=media_type)

@@ -47,8 +47,8 @@ def list_subjects(engine: EngineDep, _: Operator) -> list[SubjectOut]:
     status_code=status.HTTP_201_CREATED,
     responses=responses(404, 422),
 )
-def create_subject(body: SubjectIn, engine: EngineDep, _: Operator) -> SubjectDetailOut:
-    engine.create_subject(body.name, body.face_ids)
+def create_subject(body: SubjectIn, engine: EngineDep, principal: Operator) -> SubjectDetailOut:
+    engine.create_subject(body.name, body.face_ids, actor=principal.actor)
     return _detail(engine, body.name)
 
 
@@ -73,9 +73,9 @@ def get_subject(
     responses=responses(404, 422),
 )
 def rename_subject(
-    name: str, body: SubjectRename, engine: EngineDep, _: Operator
+    name: str, body: SubjectRename, engine: EngineDep, principal: Operator
 ) -> SubjectDetailOut:
-    engine.rename_subject(name, body.name)
+    engine.rename_subject(name, body.name, actor=principal.actor)
     return _detail(engine, body.name)
 
 
@@ -86,9 +86,9 @@ def rename_subject(
     responses=responses(404, 422),
 )
 def merge_subjects(
-    name: str, body: SubjectMerge, engine: EngineDep, _: Operator
+    name: str, body: SubjectMerge, engine: EngineDep, principal: Operator
 ) -> SubjectDetailOut:
-    engine.merge_subjects(name, body.other)
+    engine.merge_subjects(name, body.other, actor=principal.actor)
     return _detail(engine, name)
 
 
@@ -98,8 +98,8 @@ def merge_subjects(
     response_model=Count,
     responses=responses(404, 422),
 )
-def link_faces(name: str, body: FaceIds, engine: EngineDep, _: Operator) -> Count:
-    return Count(count=engine.link_faces(name, body.face_ids))
+def link_faces(name: str, body: FaceIds, engine: EngineDep, principal: Operator) -> Count:
+    return Count(count=engine.link_faces(name, body.face_ids, actor=principal.actor))
 
 
 @router.delete(
@@ -108,7 +108,7 @@ def link_faces(name: str, body: FaceIds, engine: EngineDep, _: Operator) -> Coun
     response_model=Count,
     responses=responses(404),
 )
-def unlink_face(name: str, face_id: PathId, engine: EngineDep, _: Operator) -> Count:
+def unlink_face(name: str, face_id: PathId, engine: EngineDep, principal: Operator) -> Count:
     if engine.face(face_id).subject != name:
         raise NotFoundError(f"face {face_id} is not linked to subject {name!r}")
-    return Count(count=engine.unlink_faces([face_id]))
+    return Count(count=engine.unlink_faces([face_id], actor=principal.actor))
