@@ -409,3 +409,14 @@ def test_errors_of_rights_requests_are_clear(engine: Engine, faces_dir: Path) ->
         engine.find_person(faces_dir / "dev" / "extra" / "kit_with_rose.jpg")
     with pytest.raises(VultusError, match="no usable face"):
         engine.find_person(faces_dir / "dev" / "extra" / "dogs.jpg")
+
+
+def test_configuration_changes_are_audited(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", workers=1) as engine:
+        assert engine.audit.entries(action="config")[-1].details["change"] == "first_open"
+    with Engine.open(tmp_path / "d", workers=1) as engine:  # same settings: nothing new
+        assert len(engine.audit.entries(action="config")) == 1
+    with Engine.open(tmp_path / "d", workers=1, search_fmr=1e-4) as engine:
+        entry = engine.audit.entries(action="config")[-1]
+        assert entry.details["settings"] == {"search_fmr": {"from": "0.001", "to": "0.0001"}}
+        assert engine.audit.verify().ok

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import functools
 import io
+import json
 import logging
 import os
 import tempfile
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 # Files hashed and checked against the catalog together, before any analysis work.
 DEDUPE_CHUNK = 256
 INDEX_AAD = b"vultus-index"
+CONFIG_KEY = "settings"
+# Settings that say how this process runs, not what is processed: not audited as changes.
+RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file"}
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
 DELETE = "delete"
 SUBJECT = "subject"
@@ -142,6 +146,30 @@ class Engine(RightsFacade):
         self.lock = threading.RLock()
         # An erasure killed after its commit left file work to do: finish it before anything.
         self.finish_pending_erasure()
+        self._audit_config_change()
+
+    def _audit_config_change(self) -> None:
+        """Configuration changes are audited: the settings that decide what is processed and
+        how (purposes, thresholds, retention rules...) are compared with those last seen."""
+        current = {
+            k: str(v)
+            for k, v in dataclasses.asdict(self.settings).items()
+            if k not in RUNTIME_SETTINGS
+        }
+        stored = self.catalog.get_meta(CONFIG_KEY)
+        previous = json.loads(stored) if stored else None
+        if previous == current:
+            return
+        changed = {
+            k: {"from": (previous or {}).get(k), "to": v}
+            for k, v in current.items()
+            if (previous or {}).get(k) != v
+        }
+        self.catalog.set_meta(CONFIG_KEY, json.dumps(current, sort_keys=True))
+        self.audit.append(
+            actions.CONFIG,
+            details={"change": "settings" if previous else "first_open", "settings": changed},
+        )
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **overrides: Any) -> Engine:
