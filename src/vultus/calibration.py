@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -35,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.errors import ConfigError
+from vultus.files import atomic_write
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -419,17 +419,7 @@ class Calibration:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the calibration as JSON, atomically (temporary file, then rename)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_json(), indent=1) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(Path(path), json.dumps(self.to_json(), indent=1) + "\n", mode=0o644)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | Traversable) -> Calibration:

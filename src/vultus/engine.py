@@ -10,8 +10,6 @@ import functools
 import io
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ from vultus.errors import (
     VectorIndexError,
     VultusError,
 )
+from vultus.files import atomic_write
 from vultus.index import FaissIndex, resolve_factory
 from vultus.ingest import Analyser, IngestSummary, Progress, collect_files, file_sha256
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
@@ -792,7 +791,7 @@ class Engine(RightsFacade):
         path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
         written = not path.exists()
         if written:
-            _write_atomic(path, data)
+            atomic_write(path, data)
         try:
             summary = self.add([path], source=source, actor=actor)
         except BaseException:
@@ -903,19 +902,6 @@ def _thumbnail_jpeg(photo: Path, max_side: int, *, max_pixels: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
     return out.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _drop_suppressed(

@@ -23,9 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.errors import ConfigError, VectorIndexError
+from vultus.files import atomic_write
 from vultus.index.base import Ids, IndexFingerprint, VectorIndex, Vectors
 
 # Below this many vectors exact search is fast enough (~13 ms at 100k, 128-d) and needs no
@@ -491,26 +490,12 @@ class FaissIndex(VectorIndex):
         """Write the index to `path` atomically: a private temp file in the same directory,
         fsynced, then renamed over the old file, so a crash leaves the old or the new index."""
         path = Path(path)
-        data = self.to_bytes()
-        tmp: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # mkstemp creates the file 0600: templates are biometric data.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            tmp = None
-            _fsync_dir(path.parent)
+            atomic_write(path, self.to_bytes())  # 0600: templates are biometric data
         except OSError as exc:
             raise VectorIndexError(
                 f"could not save the vector index to {path}: {exc}", code="index_save_failed"
             ) from exc
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> FaissIndex:
@@ -524,17 +509,3 @@ class FaissIndex(VectorIndex):
         except OSError as exc:
             raise _corrupt(str(path), f"cannot read it: {exc}") from exc
         return cls.from_bytes(data, source=str(path))
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable. Not possible on every OS (Windows), where it's skipped.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from vultus.errors import ModelError
+from vultus.files import atomic_write
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"
@@ -712,18 +711,8 @@ def convert(dat_path: Path, out_path: Path) -> Path:
     model = build_onnx_model(dat_path)
     out_path = Path(out_path)
     try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+        # 0644: the model is derived from public weights, not a secret.
+        atomic_write(out_path, model.SerializeToString(), mode=0o644)
     except OSError as exc:
         raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the model is not a secret
-        os.replace(tmp, out_path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
-        raise
     return out_path

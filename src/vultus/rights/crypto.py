@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
 from vultus.errors import VultusError
+from vultus.files import atomic_file, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -268,20 +269,6 @@ def default_key_file(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base).expanduser() / "vultus" / "master.key"
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes a rename durable. Not possible on every OS (Windows), where it is skipped.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _key_file_text(keyring: KeyRing) -> str:
     lines = [
         "# Vultus master key. Back it up apart from the data directory: without it the",
@@ -317,7 +304,7 @@ def write_key_file(path: Path, keyring: KeyRing, *, overwrite: bool = True) -> b
                 os.link(tmp, path)  # atomic create-if-absent, unlike os.replace
             except FileExistsError:
                 return False
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -546,23 +533,14 @@ def write_encrypted_file(
     prefix = os.urandom(8)
     head = _FILE_HEAD.pack(FILE_MAGIC, raw_id, _FILE_CHUNK, prefix)
     aead = AESGCM(keyring.keys[0])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head)
-            # Always at least one chunk, so that an empty file body cannot pass as empty data.
-            n = max(1, -(-len(view) // _FILE_CHUNK))
-            for i in range(n):
-                part = view[i * _FILE_CHUNK : (i + 1) * _FILE_CHUNK]
-                nonce = prefix + struct.pack(">I", i)
-                fh.write(aead.encrypt(nonce, bytes(part), _chunk_aad(head, aad, i, i == n - 1)))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_file(path) as fh:
+        fh.write(head)
+        # Always at least one chunk, so that an empty file body cannot pass as empty data.
+        n = max(1, -(-len(view) // _FILE_CHUNK))
+        for i in range(n):
+            part = view[i * _FILE_CHUNK : (i + 1) * _FILE_CHUNK]
+            nonce = prefix + struct.pack(">I", i)
+            fh.write(aead.encrypt(nonce, bytes(part), _chunk_aad(head, aad, i, i == n - 1)))
 
 
 def is_encrypted_file(path: Path) -> bool:

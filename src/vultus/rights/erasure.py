@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from vultus.files import atomic_file, atomic_write
 from vultus.rights.crypto import KeyRing
 
 
@@ -94,7 +93,7 @@ def receipt_id(face_ids: list[int], at: datetime) -> str:
 def write_receipt(receipt: ErasureReceipt, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{receipt.receipt_id}.json"
-    _atomic_write(path, json.dumps(receipt.to_json(), indent=2).encode())
+    atomic_write(path, json.dumps(receipt.to_json(), indent=2))
     return path
 
 
@@ -119,25 +118,6 @@ def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
         patch = image.crop(region)
         radius = max(8, (region[2] - region[0]) // 6)
         image.paste(patch.filter(ImageFilter.GaussianBlur(radius)), region[:2])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".blur-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        image.save(tmp, format=fmt if fmt in {"JPEG", "PNG", "WEBP", "BMP", "TIFF"} else "PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, mode=0o644) as fh:
+        image.save(fh, format=fmt if fmt in {"JPEG", "PNG", "WEBP", "BMP", "TIFF"} else "PNG")
     return True
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

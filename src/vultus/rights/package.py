@@ -12,8 +12,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from vultus.errors import VultusError
+from vultus.files import atomic_file
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 from vultus.pipeline.decode import decode_image
 
@@ -132,25 +131,16 @@ def write_access_package(
     readme = _readme(package)
     stamp = _zip_time(package.generated_at)
 
-    # mkstemp creates the file 0600: the package holds special-category data, so only the owner
-    # may read it until they choose to share it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w") as zf:
-                _put(zf, "README.txt", readme.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
-                _put(zf, "report.html", report.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
-                body = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-                _put(zf, "data.json", body.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
-                for name, jpeg in jpegs.items():
-                    # JPEG is already compressed; deflating it again only costs time.
-                    _put(zf, name, jpeg, stamp, zipfile.ZIP_STORED)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # 0600: the package holds special-category data, so only the owner may read it until they
+    # choose to share it.
+    with atomic_file(out) as fh, zipfile.ZipFile(fh, "w") as zf:
+        _put(zf, "README.txt", readme.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
+        _put(zf, "report.html", report.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
+        body = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        _put(zf, "data.json", body.encode("utf-8"), stamp, zipfile.ZIP_DEFLATED)
+        for name, jpeg in jpegs.items():
+            # JPEG is already compressed; deflating it again only costs time.
+            _put(zf, name, jpeg, stamp, zipfile.ZIP_STORED)
     return out
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 import string
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from vultus.errors import ConfigError
+from vultus.files import atomic_write
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 
 REPORT_KINDS = ("ropa", "dpia")
@@ -822,13 +821,5 @@ def _inline(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        # The file stays 0600 as mkstemp made it: key names may name staff, and the controller
-        # decides who else may read a compliance document.
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0600: key names may name staff, and the controller decides who else may read it.
+    atomic_write(path, text)
