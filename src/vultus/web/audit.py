@@ -1,0 +1,157 @@
+"""Audit (DPO, auditor): the log, searchable, with the state of its hash chain and exports;
+reports (DPO): the Art. 30 record of processing and the Art. 35 DPIA draft."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
+
+from vultus.auth import Principal
+from vultus.engine import Engine
+from vultus.errors import ConfigError
+from vultus.rights import audit as actions
+from vultus.rights.audit import AuditVerification
+from vultus.web.forms import EngineDep, settings_of
+from vultus.web.render import page
+from vultus.web.session import Role
+
+router = APIRouter()
+Reader = Annotated[Principal, Depends(Role("dpo", "auditor"))]
+Dpo = Annotated[Principal, Depends(Role("dpo"))]
+LIMITS = (100, 500, 2000)
+
+# Walking the chain reads the whole log: do it once per head, not on every page view.
+_verified: dict[int, tuple[tuple[int, str] | None, AuditVerification]] = {}
+_verified_lock = threading.Lock()
+
+
+def _verification(engine: Engine) -> AuditVerification:
+    head = engine.audit.head()
+    with _verified_lock:
+        cached = _verified.get(id(engine))
+        if cached is not None and cached[0] == head:
+            return cached[1]
+    result = engine.audit.verify()
+    with _verified_lock:
+        _verified[id(engine)] = (head, result)
+    return result
+
+
+def _since(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a date (YYYY-MM-DD)", code="bad_date") from None
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    engine: EngineDep,
+    _: Reader,
+    action: str = "",
+    actor: str = "",
+    purpose: str = "",
+    since: str = "",
+    limit: int = LIMITS[0],
+) -> Response:
+    limit = limit if limit in LIMITS else LIMITS[0]
+    filters = {"action": action, "actor": actor.strip(), "purpose": purpose, "since": since}
+    error = None
+    try:
+        entries = engine.audit.entries(
+            since=_since(since),
+            action=action or None,
+            actor=actor.strip() or None,
+            purpose=purpose or None,
+            limit=limit,
+            newest_first=True,
+        )
+    except ConfigError as exc:
+        entries, error = [], exc.message
+    return page(
+        request,
+        "audit.html",
+        title="Audit",
+        entries=[_row(e) for e in entries],
+        verification=_verification(engine),
+        actions=actions.ACTIONS,
+        purposes=settings_of(request).purposes,
+        filters=filters,
+        limit=limit,
+        limits=LIMITS,
+        error=error,
+    )
+
+
+def _row(entry: Any) -> dict[str, Any]:
+    details = entry.details or {}
+    return {
+        "seq": entry.seq,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "purpose": entry.purpose,
+        "case_ref": entry.case_ref,
+        "results": len(entry.result_ids or []),
+        "details": json.dumps(details, sort_keys=True, ensure_ascii=False)[:300],
+    }
+
+
+@router.get("/audit/export.{fmt}")
+def export(fmt: str, engine: EngineDep, principal: Reader, since: str = "") -> Response:
+    if fmt not in actions.EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}", code="bad_format")
+    folder = Path(tempfile.mkdtemp(prefix="vultus-audit-"))
+    path = folder / f"audit.{fmt}"
+    try:
+        n = engine.audit.export(path, since=_since(since), fmt=fmt)
+        # An export of the log discloses what it holds: it is itself logged.
+        engine.audit.append(
+            actions.EXPORT,
+            actor=principal.actor,
+            details={"audit_export": fmt, "entries": n, "since": since or None},
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    media = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return FileResponse(
+        path,
+        media_type=f"{media}; charset=utf-8",
+        filename=f"vultus-audit-{stamp}.{fmt}",
+        headers={"Cache-Control": "no-store"},
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
+
+
+@router.get("/reports")
+def reports_page(request: Request, _: Dpo) -> Response:
+    return page(request, "reports.html", title="Reports")
+
+
+@router.get("/reports/{kind}.{fmt}")
+def report(kind: str, fmt: str, engine: EngineDep, principal: Dpo) -> Response:
+    if kind not in {"ropa", "dpia"} or fmt not in {"html", "md"}:
+        raise ConfigError("reports are ropa or dpia, as html or md", code="report_kind_invalid")
+    with tempfile.TemporaryDirectory(prefix="vultus-report-") as folder:
+        engine.report(kind, Path(folder), actor=principal.actor)
+        text = (Path(folder) / f"{kind}.{fmt}").read_text(encoding="utf-8")
+    media = "text/html" if fmt == "html" else "text/markdown"
+    return Response(
+        text,
+        media_type=f"{media}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="vultus-{kind}.{fmt}"'},
+    )

@@ -1,0 +1,71 @@
+"""Keys (admin): who may use Vultus, in which role; create (the secret is shown once) and
+revoke (a revoked key is signed out of the UI at its next request)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from vultus.auth import ROLES, Principal
+from vultus.catalog.store import now
+from vultus.errors import VultusError
+from vultus.web.forms import EngineDep
+from vultus.web.render import UI, page, redirect
+from vultus.web.session import Role
+
+router = APIRouter(prefix="/keys")
+Admin = Annotated[Principal, Depends(Role("admin"))]
+
+
+def _keys_page(request: Request, engine: EngineDep, **context: Any) -> Response:
+    return page(
+        request,
+        "keys.html",
+        title="Keys",
+        keys=engine.keys.list(),
+        roles=ROLES,
+        now=now(),
+        **context,
+    )
+
+
+@router.get("")
+def keys_page(request: Request, engine: EngineDep, _: Admin) -> Response:
+    return _keys_page(request, engine)
+
+
+@router.post("")
+def create_key(
+    request: Request,
+    engine: EngineDep,
+    principal: Admin,
+    name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    expires_days: Annotated[str, Form()] = "",
+    searches_per_day: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        if not name.strip():
+            raise VultusError("a key needs a name", code="key_name_empty")
+        key, secret = engine.keys.create(
+            name.strip(),
+            role,
+            expires_days=int(expires_days) if expires_days.isdigit() else None,
+            searches_per_day=int(searches_per_day) if searches_per_day.isdigit() else None,
+            actor=principal.actor,
+        )
+    except VultusError as exc:
+        return redirect(f"{UI}/keys", error=exc.message)
+    # Shown once, on this response only: it is stored nowhere but as a hash.
+    return _keys_page(request, engine, created=key, secret=secret)
+
+
+@router.post("/revoke")
+def revoke_key(engine: EngineDep, principal: Admin, name: Annotated[str, Form()] = "") -> Response:
+    try:
+        engine.keys.revoke(name, actor=principal.actor)
+    except VultusError as exc:
+        return redirect(f"{UI}/keys", error=exc.message)
+    return redirect(f"{UI}/keys", ok=f"Key {name} revoked.")

@@ -1,0 +1,191 @@
+"""Library and ingest (operator): the sources with their lawful basis and retention, the photos
+and their faces, uploads under a source, and folder ingests run as background jobs whose
+progress the page follows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from vultus.auth import Principal
+from vultus.catalog.models import Job
+from vultus.engine import Engine
+from vultus.errors import VultusError
+from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
+from vultus.web.forms import EngineDep, read_upload, settings_of
+from vultus.web.render import UI, page, redirect
+from vultus.web.session import Role, host_state
+
+router = APIRouter()
+Operator = Annotated[Principal, Depends(Role("operator"))]
+PAGE_SIZE = 24
+
+
+def _sources(engine: Engine) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": src.name,
+            "kind": src.kind,
+            "basis": src.lawful_basis,
+            "basis_text": ART6_BASES.get(src.lawful_basis, ""),
+            "condition": src.special_condition,
+            "condition_text": ART9_CONDITIONS.get(src.special_condition, ""),
+            "legal_reference": src.legal_reference,
+            "purpose": src.purpose,
+            "retention_days": src.retention_days,
+            "images": images,
+            "faces": faces,
+        }
+        for src, images, faces in engine.sources()
+    ]
+
+
+@router.get("/library")
+def library(
+    request: Request, engine: EngineDep, _: Operator, source: str = "", page_no: int = 1
+) -> Response:
+    page_no = max(1, page_no)
+    sources = _sources(engine)
+    chosen = source if source in {s["name"] for s in sources} else ""
+    images = engine.list_images(
+        source=chosen or None, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1
+    )
+    return page(
+        request,
+        "library.html",
+        title="Library",
+        sources=sources,
+        source=chosen,
+        images=images[:PAGE_SIZE],
+        page_no=page_no,
+        more=len(images) > PAGE_SIZE,
+        totals={
+            "images": sum(s["images"] for s in sources),
+            "faces": sum(s["faces"] for s in sources),
+        },
+    )
+
+
+@router.get("/library/images/{image_id}")
+def image_detail(request: Request, image_id: int, engine: EngineDep, _: Operator) -> Response:
+    summary, faces = engine.image(image_id)
+    return page(
+        request,
+        "image.html",
+        title=f"Photo {image_id}",
+        image=summary,
+        faces=faces,
+        subjects=[s.name for s, _ in engine.subjects()],
+    )
+
+
+@router.post("/library/upload")
+def upload(
+    request: Request,
+    engine: EngineDep,
+    principal: Operator,
+    source: Annotated[str, Form()] = "",
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+) -> Response:
+    settings = settings_of(request)
+    files = [p for p in photos or [] if p.filename]
+    if not source:
+        return redirect(f"{UI}/library", error="Choose the source the photos come from.")
+    if not files:
+        return redirect(f"{UI}/library", error="Choose one or more photos to upload.")
+    added = faces = duplicates = suppressed = 0
+    problems: list[str] = []
+    for upload_file in files:
+        try:
+            data = read_upload(upload_file, settings.max_upload_bytes)
+            summary, _ = engine.upload(
+                data, upload_file.filename or "upload", source=source, actor=principal.actor
+            )
+        except VultusError as exc:
+            problems.append(exc.message)
+            continue
+        added += summary.images_added
+        faces += summary.faces_indexed
+        duplicates += summary.images_duplicate
+        suppressed += summary.faces_suppressed
+        problems.extend(f"{path}: {message}" for path, _, message in summary.errors)
+    text = f"{added} photo(s) added under {source}, {faces} face(s) indexed"
+    if duplicates:
+        text += f"; {duplicates} already held"
+    if suppressed:
+        text += f"; {suppressed} face(s) refused (on the suppression list)"
+    if problems:
+        text += ". Not added: " + "; ".join(problems[:5])
+        return redirect(f"{UI}/library?source={source}", error=text)
+    return redirect(f"{UI}/library?source={source}", ok=text + ".")
+
+
+# -- folder ingest as a background job ---------------------------------------------------------
+def _jobs(request: Request) -> Any:
+    return getattr(host_state(request), "jobs", None)
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """What the page shows of a job, and what its script polls."""
+    result: dict[str, Any] = dict(job.result or {})
+    params = job.params or {}
+    summary: dict[str, Any] = {
+        k: result[k]
+        for k in ("images_added", "images_duplicate", "faces_indexed", "faces_suppressed")
+        if k in result
+    }
+    if "errors" in result:
+        summary["errors"] = len(result["errors"])
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "done": job.done or 0,
+        "total": job.total,
+        "error": job.error,
+        "path": params.get("path"),
+        "source": params.get("source"),
+        "summary": summary,
+    }
+
+
+@router.get("/ingest")
+def ingest_page(request: Request, engine: EngineDep, _: Operator, job: int = 0) -> Response:
+    queue = _jobs(request)
+    jobs = [job_json(j) for j in queue.list(limit=20)] if queue is not None else []
+    return page(
+        request,
+        "ingest.html",
+        title="Ingest",
+        available=queue is not None,
+        jobs=jobs,
+        current=job,
+        sources=_sources(engine),
+    )
+
+
+@router.post("/ingest")
+def start_ingest(
+    request: Request,
+    principal: Operator,
+    path: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
+) -> Response:
+    queue = _jobs(request)
+    if queue is None:
+        return redirect(f"{UI}/ingest", error="Background jobs are unavailable on this server.")
+    try:
+        job = queue.submit("ingest", {"path": path.strip(), "source": source}, principal.actor)
+    except VultusError as exc:
+        return redirect(f"{UI}/ingest", error=exc.message)
+    return redirect(f"{UI}/ingest?job={job.id}", ok=f"Ingest job {job.id} queued.")
+
+
+@router.get("/ingest/jobs/{job_id}.json")
+def job_status(request: Request, job_id: int, _: Operator) -> JSONResponse:
+    queue = _jobs(request)
+    if queue is None:
+        return JSONResponse({"error": "jobs unavailable"}, status_code=503)
+    return JSONResponse(job_json(queue.get(job_id)), headers={"Cache-Control": "no-store"})

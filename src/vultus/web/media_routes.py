@@ -1,0 +1,86 @@
+"""Face crops and photo thumbnails, drawn per request from the stored photo through
+`engine.image_file`, which audits each view (a picture of a face discloses it).
+
+Who sees what: operators and the DPO any face (the DPO restricted ones too: rights requests
+need them); an investigator only the faces their own searches returned, by the signed link the
+results page holds; operators see a restricted face as a grey tile.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from vultus.auth import Principal
+from vultus.web import media
+from vultus.web.forms import EngineDep, settings_of
+from vultus.web.session import Forbidden, Role, face_token_ok
+
+router = APIRouter(prefix="/media")
+FaceViewer = Annotated[Principal, Depends(Role("operator", "dpo", "investigator"))]
+Operator = Annotated[Principal, Depends(Role("operator"))]
+Dpo = Annotated[Principal, Depends(Role("dpo"))]
+TILE_SIZES = (120, 240, 480)
+THUMB_SIDES = (320, 640, 1280)
+
+
+def _jpeg(data: bytes) -> Response:
+    # no-store: after an erasure, no copy of the face may linger in a browser cache.
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+def _pick(value: int, choices: tuple[int, ...]) -> int:
+    return min(choices, key=lambda c: abs(c - value))
+
+
+@router.get("/faces/{face_id}.jpg")
+def face_picture(
+    request: Request,
+    face_id: int,
+    engine: EngineDep,
+    principal: FaceViewer,
+    t: str = "",
+    size: int = 240,
+    o: str = "match",
+) -> Response:
+    if principal.role == "investigator" and not face_token_ok(
+        request.app.state.secret, t, face_id, principal
+    ):
+        raise Forbidden(principal, frozenset({"operator", "dpo"}), "a face not in your results")
+    size = _pick(size, TILE_SIZES)
+    record = engine.face(face_id)
+    if record.restricted and principal.role != "dpo":
+        return _jpeg(media.placeholder("restricted", size))
+    path, _ = engine.image_file(record.image_id, actor=principal.actor)
+    colour = media.OUTLINES.get(o, media.MATCH)
+    max_pixels = settings_of(request).max_pixels
+    return _jpeg(media.face_tile(path, record.box, size=size, colour=colour, max_pixels=max_pixels))
+
+
+@router.get("/images/{image_id}.jpg")
+def image_picture(
+    request: Request, image_id: int, engine: EngineDep, principal: Operator, side: int = 320
+) -> Response:
+    """The photo with every face outlined and numbered by its face id."""
+    _, faces = engine.image(image_id)
+    path, _ = engine.image_file(image_id, actor=principal.actor)
+    boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
+    return _jpeg(
+        media.photo_with_boxes(
+            path,
+            boxes if side > THUMB_SIDES[0] else [(b, "", c) for b, _, c in boxes],
+            max_side=_pick(side, THUMB_SIDES),
+            max_pixels=settings_of(request).max_pixels,
+        )
+    )
+
+
+@router.get("/requests/{ref}/selfie.jpg")
+def request_selfie(request: Request, ref: str, engine: EngineDep, _: Dpo) -> Response:
+    """The photo a data subject sent with their request, for the DPO comparing matches."""
+    data = engine.request_selfie(ref)
+    return _jpeg(
+        media.photo_with_boxes(data, [], max_side=480, max_pixels=settings_of(request).max_pixels)
+    )

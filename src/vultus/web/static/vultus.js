@@ -1,0 +1,201 @@
+// Vultus: a little vanilla JavaScript on top of pages that work without it.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(name, attrs) {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  return el;
+}
+
+// Drop a file on a drop zone: it goes into the zone's file input, as if chosen.
+function setUpDropZones() {
+  for (const zone of document.querySelectorAll("[data-drop]")) {
+    const input = zone.querySelector('input[type="file"]');
+    if (!input) continue;
+    zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      zone.classList.remove("over");
+      if (!e.dataTransfer || !e.dataTransfer.files.length) return;
+      input.files = e.dataTransfer.files;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+  }
+}
+
+// Search: once a photo is chosen, show its faces and let the investigator pick one.
+function setUpFacePicker() {
+  const input = document.querySelector("input[data-detect]");
+  const box = document.getElementById("faces");
+  const fallback = document.getElementById("face-number");
+  if (!input || !box) return;
+
+  function message(text, isError) {
+    box.replaceChildren();
+    const p = document.createElement("p");
+    p.className = isError ? "flash error" : "muted";
+    if (isError) p.setAttribute("role", "alert");
+    p.textContent = text;
+    box.appendChild(p);
+  }
+
+  function restoreFallback() {
+    if (fallback) { fallback.hidden = false; fallback.querySelector("input").disabled = false; }
+  }
+
+  input.addEventListener("change", async () => {
+    if (!input.files || !input.files.length) { box.replaceChildren(); restoreFallback(); return; }
+    message("Finding faces…", false);
+    const body = new FormData();
+    body.append("photo", input.files[0]);
+    let data;
+    try {
+      const response = await fetch(input.dataset.detect, { method: "POST", body, credentials: "same-origin" });
+      data = await response.json();
+      if (!response.ok) throw new Error(data.error || "the photo could not be read");
+    } catch (err) {
+      restoreFallback();
+      message("This photo cannot be searched: " + err.message, true);
+      return;
+    }
+    if (!data.faces.length) {
+      restoreFallback();
+      message("No face was found in this photo. Try another photo.", true);
+      return;
+    }
+    render(data);
+  });
+
+  function render(data) {
+    box.replaceChildren();
+    if (fallback) { fallback.hidden = true; fallback.querySelector("input").disabled = true; }
+    const wrap = document.createElement("div");
+    wrap.className = "picker";
+
+    const figure = document.createElement("figure");
+    const size = Math.max(data.width, data.height);
+    const svg = svgEl("svg", { viewBox: `0 0 ${data.width} ${data.height}`, "aria-hidden": "true" });
+    svg.appendChild(svgEl("image", { href: data.src, x: 0, y: 0, width: data.width, height: data.height }));
+    const fieldset = document.createElement("fieldset");
+    const legend = document.createElement("legend");
+    legend.textContent = `Choose the face to search with (${data.faces.length} found)`;
+    fieldset.appendChild(legend);
+
+    const rects = new Map();
+    let firstUsable = null;
+    for (const face of data.faces) {
+      const [l, t, r, b] = face.box;
+      const rect = svgEl("rect", { class: "box pick", x: l, y: t, width: r - l, height: b - t });
+      const label = svgEl("text", { class: "label", x: l, y: Math.max(t - size / 80, size / 22), "font-size": size / 22 });
+      label.textContent = String(face.number);
+      svg.append(rect, label);
+      rects.set(face.number, [rect, label]);
+
+      const p = document.createElement("p");
+      p.className = "choice";
+      const radio = document.createElement("input");
+      radio.type = "radio";
+      radio.name = "face";
+      radio.value = String(face.number);
+      radio.id = `face-${face.number}`;
+      radio.disabled = !face.usable;
+      const text = document.createElement("label");
+      text.htmlFor = radio.id;
+      text.textContent = `Face ${face.number}` + (face.number === 1 ? " (the largest)" : "") +
+        (face.usable ? "" : ` — cannot be used: ${face.reason}`);
+      p.append(radio, text);
+      fieldset.appendChild(p);
+      if (face.usable) {
+        rect.addEventListener("click", () => { radio.checked = true; radio.dispatchEvent(new Event("change", { bubbles: true })); radio.focus(); });
+        if (firstUsable === null) firstUsable = radio;
+      }
+    }
+    fieldset.addEventListener("change", () => {
+      for (const [number, [rect, label]] of rects) {
+        const on = fieldset.querySelector(`#face-${number}`).checked;
+        rect.classList.toggle("chosen", on);
+        label.classList.toggle("chosen", on);
+      }
+    });
+    figure.appendChild(svg);
+    const caption = document.createElement("figcaption");
+    caption.textContent = "Faces are numbered from the largest. Click one, or choose it in the list.";
+    figure.appendChild(caption);
+    wrap.append(figure, fieldset);
+    box.appendChild(wrap);
+    if (firstUsable) { firstUsable.checked = true; fieldset.dispatchEvent(new Event("change")); }
+  }
+}
+
+// Ingest: follow the progress of queued and running jobs.
+function setUpJobs() {
+  for (const item of document.querySelectorAll("[data-job]")) {
+    const url = item.dataset.job;
+    const bar = item.querySelector("progress");
+    const status = item.querySelector("[data-status]");
+    const tick = async () => {
+      let job;
+      try {
+        const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+        if (!response.ok) return setTimeout(tick, 3000);
+        job = await response.json();
+      } catch (err) {
+        return setTimeout(tick, 3000);
+      }
+      if (job.total) { bar.max = job.total; bar.value = job.done; }
+      const parts = [];
+      if (job.total) parts.push(`${job.done} of ${job.total} files`);
+      const s = job.summary || {};
+      if (s.images_added !== undefined) parts.push(`${s.images_added} photos added, ${s.faces_indexed} faces indexed`);
+      if (s.images_duplicate) parts.push(`${s.images_duplicate} already held`);
+      if (s.faces_suppressed) parts.push(`${s.faces_suppressed} suppressed`);
+      if (s.errors) parts.push(`${s.errors} errors`);
+      if (job.error) parts.push(job.error);
+      const badge = document.createElement("span");
+      badge.className = "badge " + ({ done: "ok", failed: "bad", running: "info" }[job.status] || "");
+      badge.textContent = job.status;
+      status.replaceChildren(badge, document.createTextNode(" " + parts.join(" · ")));
+      if (job.status === "done") { bar.max = 1; bar.value = 1; }
+      if (job.status === "queued" || job.status === "running") setTimeout(tick, 1000);
+    };
+    setTimeout(tick, 500);
+  }
+}
+
+// Erasure: a struck face is kept; the button says how many will go.
+function setUpErasure() {
+  const form = document.getElementById("erasure-form");
+  if (!form) return;
+  const button = form.querySelector("[data-erase-count]");
+  const update = () => {
+    let n = 0;
+    for (const card of form.querySelectorAll("[data-face]")) {
+      const struck = card.querySelector('input[name="strike"]').checked;
+      card.classList.toggle("struck", struck);
+      if (!struck) n += 1;
+    }
+    button.textContent = `Erase ${n} face${n === 1 ? "" : "s"}`;
+    button.disabled = n === 0;
+  };
+  form.addEventListener("change", update);
+}
+
+// Actions that cannot be undone ask first.
+function setUpConfirmations() {
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpConfirmations();
+  setUpDropZones();
+  setUpFacePicker();
+  setUpJobs();
+  setUpErasure();
+});

@@ -1,0 +1,261 @@
+"""The web UI in a real browser (Debian's Chromium, driven by Playwright) against a real uvicorn
+server over a data directory holding the dev photos.
+
+The story: an investigator searches with a photo of Kit Harington and sees his photos; an
+operator browses the library, ingests a folder and names a face; Kit asks for erasure through
+the rights portal; the DPO reviews the erasure and confirms it; the audit log shows it all; and
+the investigator's next search no longer finds him. Each page is saved as a screenshot under
+test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import uvicorn
+
+from conftest import PURPOSE, REPO, add_test_source
+from vultus.api import create_app
+from vultus.engine import Engine
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "test-artifacts"
+SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
+LATER = "images/Rose_Leslie"  # ingested during the story, from the Ingest page
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`)",
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+
+
+@dataclass
+class Server:
+    url: str
+    engine: Engine
+    keys: dict[str, str]
+    dev: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Server]:
+    """Every dev photo but Kit's selfie and Rose Leslie's folder, plus Kit and Rose together
+    in a stored copy; the rights portal enabled; a uvicorn server on a free local port."""
+    data_dir = tmp_path_factory.mktemp("browser")
+    dev = faces_dir / "dev"
+    stored = data_dir / "images"
+    stored.mkdir()
+    shutil.copy(dev / "extra" / "kit_with_rose.jpg", stored / "kit_with_rose.jpg")
+    photos = [
+        p
+        for p in sorted((dev / "images").rglob("*.*"))
+        if p != dev / SELFIE and not p.is_relative_to(dev / LATER)
+    ]
+    engine = Engine.open(data_dir, workers=1)
+    add_test_source(engine)
+    summary = engine.add([*photos, stored / "kit_with_rose.jpg"], source="test")
+    assert summary.errors == []
+    keys = {r: engine.keys.create(r, r)[1] for r in ("investigator", "operator", "dpo")}
+    settings = dataclasses.replace(engine.settings, portal_enabled=True)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield Server(f"http://127.0.0.1:{port}", engine, keys, dev)
+    uv.should_exit = True
+    thread.join(10)
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Browser]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, server: Server, role: str) -> None:
+    page.goto(f"{server.url}/ui/login")
+    page.fill("#api_key", server.keys[role])
+    page.click("button:has-text('Sign in')")
+    page.wait_for_selector(f".who .role:has-text('{role}')")
+
+
+def sign_out(page: Page) -> None:
+    page.click("button:has-text('Sign out')")
+    page.wait_for_selector("#api_key")
+
+
+def images_load(page: Page, selector: str) -> bool:
+    """Every picture matched by `selector` loads (lazy ones once scrolled to)."""
+    pictures = page.locator(selector)
+    assert pictures.count() > 0, selector
+    for picture in pictures.all():
+        picture.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "sel => [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth > 0)",
+        arg=selector,
+    )
+    page.evaluate("window.scrollTo(0, 0)")
+    return True
+
+
+def search(page: Page, server: Server, photo: Path) -> None:
+    page.goto(f"{server.url}/ui/search")
+    page.set_input_files("#photo", str(photo))
+    # The photo's faces appear, boxes drawn over it; the largest is chosen by default.
+    page.wait_for_selector("#faces fieldset input[name=face]")
+    page.check("#face-1")
+    page.select_option("#purpose", PURPOSE)
+    page.fill("#case_ref", "CASE-7")
+
+
+def test_search_erasure_by_portal_request_and_audit_in_a_browser(
+    server: Server, browser: Browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    selfie = server.dev / SELFIE
+
+    # -- the investigator finds Kit's photos -----------------------------------------------
+    page.goto(f"{server.url}/ui/search")
+    assert "/ui/login" in page.url  # no session: sent to sign in first
+    shot(page, "login")
+    sign_in(page, server, "investigator")
+    search(page, server, selfie)
+    assert page.locator("#faces svg rect.box.chosen").count() == 1
+    shot(page, "search")
+    page.click("button:has-text('Search')")
+    page.wait_for_selector("h1:has-text('Search results')")
+    found = page.locator(".results .card.match .path").all_inner_texts()
+    assert sorted(found) == ["Kit_Harington_2.jpeg", "Kit_Harington_3.jpg", "kit_with_rose.jpg"]
+    assert images_load(page, ".results .card.match img")
+    assert "This person appears in the gallery" in page.inner_text(".decision")
+    shot(page, "search-results")
+    sign_out(page)
+
+    # -- the operator: library, an ingest job followed live, and a face named --------------
+    sign_in(page, server, "operator")
+    page.goto(f"{server.url}/ui/library")
+    assert page.locator(".thumbs .card").count() == 24  # the first page of photos
+    assert images_load(page, ".thumbs img")
+    shot(page, "library")
+    page.goto(f"{server.url}/ui/ingest")
+    page.fill("#path", str(server.dev / LATER))
+    page.select_option("#ingest-source", "test")
+    page.click("button:has-text('Start')")
+    page.wait_for_selector(".job.current .job-status .badge:has-text('done')")
+    assert "2 photos added" in page.inner_text(".job.current .job-status")
+    shot(page, "ingest")
+    kit_photo = next(
+        im.id
+        for im in server.engine.list_images(limit=1000)
+        if im.path.endswith("Kit_Harington_2.jpeg")
+    )
+    page.goto(f"{server.url}/ui/library/images/{kit_photo}")
+    page.fill("input[name=subject]", "Kit Harington")
+    page.click("form.inline button:has-text('Link')")
+    page.wait_for_selector(".flash.ok:has-text('linked to Kit Harington')")
+    shot(page, "library-photo")
+    page.goto(f"{server.url}/ui/people")
+    assert page.locator(".person h2").all_inner_texts() == ["Kit Harington"]
+    assert images_load(page, ".people img")
+    shot(page, "people")
+    sign_out(page)
+
+    # -- Kit asks for erasure through the portal -------------------------------------------
+    portal = browser.new_page(viewport={"width": 1000, "height": 900})
+    portal.goto(f"{server.url}/portal")
+    shot(portal, "portal")
+    portal.check("#kind-erasure")
+    portal.set_input_files("#selfie", str(selfie))
+    portal.fill("#email", "kit@example.org")
+    portal.click("button:has-text('Send my request')")
+    portal.wait_for_selector("h1:has-text('Request received')")
+    ref = portal.inner_text(".ref")
+    assert re.fullmatch(r"R-\d{8}-[0-9A-F]{6}", ref)
+    assert portal.locator("img").count() == 0  # the portal never shows what is held
+    shot(portal, "portal-done")
+    portal.close()
+
+    # -- the DPO reviews and confirms the erasure ------------------------------------------
+    sign_in(page, server, "dpo")
+    row = page.locator(f"#req-{ref}")
+    assert "erasure" in row.inner_text() and "days left" in row.inner_text()
+    shot(page, "rights")
+    row.locator("a:has-text('Review erasure')").click()
+    page.wait_for_selector("h1:has-text('preview')")
+    assert page.locator("#erasure-form .card.erase").count() == 3
+    assert images_load(page, "#erasure-form img")
+    shot(page, "rights-preview")
+    page.check("#confirm")
+    page.click("button:has-text('Erase 3 faces')")
+    page.wait_for_selector(f"h1:has-text('Erased: {ref}')")
+    receipt = page.inner_text(".receipt")
+    assert re.search(r"Faces erased\s+3", receipt) and re.search(r"Photos deleted\s+2", receipt)
+    shot(page, "rights-done")
+    page.click(f"button:has-text('Mark {ref} as done')")
+    page.wait_for_selector(".flash.ok")
+
+    page.goto(f"{server.url}/ui/audit")
+    assert "Chain intact" in page.inner_text(".flash")
+    actions = page.locator("table.log tbody tr td:nth-child(4)").all_inner_texts()
+    assert {"erasure", "search", "view", "request"} <= set(actions)
+    shot(page, "audit")
+    sign_out(page)
+
+    # -- and Kit is no longer found --------------------------------------------------------
+    sign_in(page, server, "investigator")
+    search(page, server, selfie)
+    page.click("button:has-text('Search')")
+    page.wait_for_selector("h1:has-text('Search results')")
+    assert page.locator(".results .card.match").count() == 0
+    # Faces under the threshold sit folded away, most likely strangers: none is Kit.
+    paths = page.eval_on_selector_all(".results .card .path", "els => els.map(e => e.textContent)")
+    assert not [p for p in paths if "Kit_Harington" in p]
+    assert "No match" in page.inner_text(".decision")
+    page.click("details.others summary")
+    shot(page, "search-after-erasure")
+    page.close()

@@ -1,0 +1,541 @@
+"""The web UI over HTTP, as people use it: sign in with a key, see only what the role admits,
+search with a photo and a purpose, erase a person after a preview, and ask for one's rights
+through the portal, which never shows what is held."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import PURPOSE
+from vultus.api import create_app
+from vultus.auth import ROLES
+from vultus.engine import Engine
+from vultus.rights import requests as req
+
+# Every page and the roles it admits.
+PAGES: dict[str, set[str]] = {
+    "/ui/search": {"investigator"},
+    "/ui/library": {"operator"},
+    "/ui/ingest": {"operator"},
+    "/ui/people": {"operator"},
+    "/ui/rights": {"dpo"},
+    "/ui/audit": {"dpo", "auditor"},
+    "/ui/reports": {"dpo"},
+    "/ui/keys": {"admin"},
+}
+
+
+@dataclasses.dataclass
+class Web:
+    client: TestClient
+    engine: Engine
+    keys: dict[str, str]
+
+    def sign_in(self, role: str) -> None:
+        self.client.cookies.clear()
+        response = self.client.post(
+            "/ui/login", data={"api_key": self.keys[role]}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+
+
+def _web(engine: Engine, **settings: object) -> Web:
+    keys = {role: engine.keys.create(f"{role}-key", role)[1] for role in ROLES}
+    app = create_app(dataclasses.replace(engine.settings, **settings), engine=engine)
+    return Web(TestClient(app), engine, keys)
+
+
+@pytest.fixture
+def web(empty_engine: Engine) -> Web:
+    return _web(empty_engine)
+
+
+@pytest.fixture
+def gallery_web(gallery: Engine) -> Web:
+    return _web(gallery)
+
+
+@pytest.fixture
+def portal(empty_engine: Engine) -> Iterator[Web]:
+    yield _web(empty_engine, portal_enabled=True)
+
+
+def jpeg(colour: tuple[int, int, int] = (200, 180, 160)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+# -- signing in and out ----------------------------------------------------------------------
+def test_sign_in_keeps_the_key_in_a_strict_httponly_cookie_and_sign_out_drops_it(
+    web: Web,
+) -> None:
+    response = web.client.post(
+        "/ui/login", data={"api_key": web.keys["dpo"]}, follow_redirects=False
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/ui/rights"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("vultus_session=vk_")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; over HTTPS the cookie is Secure too
+
+    page = web.client.get("/ui/rights")
+    assert page.status_code == 200 and "dpo-key" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+    out = web.client.post("/ui/logout", follow_redirects=False)
+    assert out.status_code == 303 and 'vultus_session=""' in out.headers["set-cookie"]
+    web.client.cookies.clear()
+    assert web.client.get("/ui/rights", follow_redirects=False).status_code == 303
+
+
+def test_a_wrong_key_is_refused_and_no_session_sends_you_to_sign_in(web: Web) -> None:
+    response = web.client.post("/ui/login", data={"api_key": "vk_deadbeef_nope"})
+    assert response.status_code == 401 and "unknown API key" in response.text
+    assert "vultus_session" not in response.headers.get("set-cookie", "")
+    for path in PAGES:
+        response = web.client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == f"/ui/login?next={path}"
+
+
+def test_each_page_admits_only_its_roles_and_refuses_the_others_with_a_403_page(
+    web: Web,
+) -> None:
+    for role in ROLES:
+        web.sign_in(role)
+        home = web.client.get("/ui/", follow_redirects=False).headers["location"]
+        assert web.client.get(home).status_code == 200
+        for path, admitted in PAGES.items():
+            response = web.client.get(path)
+            if role in admitted:
+                assert response.status_code == 200, (role, path, response.text[:300])
+                assert 'aria-current="page"' in response.text
+            else:
+                assert response.status_code == 403, (role, path)
+                assert "This page is not for your role" in response.text
+                assert f"the role <strong>{role}</strong>" in response.text
+        # The menu offers only the role's own pages.
+        menu = re.findall(r'<nav aria-label="Main">(.*?)</nav>', web.client.get(home).text, re.S)
+        links = set(re.findall(r'href="(/ui/[a-z]+)"', menu[0]))
+        assert links == {p for p, roles in PAGES.items() if role in roles}
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_never_leaves_the_site(web: Web) -> None:
+    for target, landing in (
+        ("/ui/people", "/ui/people"),
+        ("//evil.example/ui/x", "/ui/library"),
+        ("https://evil.example/", "/ui/library"),
+    ):
+        response = web.client.post(
+            "/ui/login",
+            data={"api_key": web.keys["operator"], "next": target},
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == landing
+
+
+def test_errors_are_pages_not_json(web: Web) -> None:
+    missing = web.client.get("/ui/nowhere")
+    assert missing.status_code == 404 and "There is no page at this address" in missing.text
+    web.sign_in("operator")
+    bad = web.client.get("/ui/library", params={"page_no": "first"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    gone = web.client.get("/ui/library/images/999")
+    assert gone.status_code == 404 and "no image with id 999" in gone.text
+
+
+def test_a_revoked_key_is_signed_out_at_its_next_request(web: Web) -> None:
+    web.sign_in("auditor")
+    assert web.client.get("/ui/audit").status_code == 200
+    web.engine.keys.revoke("auditor-key")
+    response = web.client.get("/ui/audit", follow_redirects=False)
+    assert response.status_code == 303
+    assert "/ui/login" in response.headers["location"] and "revoked" in response.headers["location"]
+    assert 'vultus_session=""' in response.headers["set-cookie"]
+
+
+def test_a_form_sent_from_another_site_is_refused(web: Web) -> None:
+    web.sign_in("admin")
+    response = web.client.post(
+        "/ui/keys",
+        data={"name": "sneaky", "role": "investigator"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+    assert "sneaky" not in {k.name for k in web.engine.keys.list()}
+    same = web.client.post(
+        "/ui/keys",
+        data={"name": "fine", "role": "investigator"},
+        headers={"Origin": "http://testserver"},
+    )
+    assert same.status_code == 200 and re.search(r'value="vk_[0-9a-f]{8}_', same.text)
+
+
+# -- search ------------------------------------------------------------------------------------
+def test_searching_with_a_photo_and_a_purpose_shows_that_persons_photos(
+    gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    gallery_photos, probes = gallery_split
+    probe, who = next((p, w) for p, w in probes if w == "Barack_Obama")
+    expected = next(p for p in gallery_photos if p.parent.name == who).name
+    web = gallery_web
+    web.sign_in("investigator")
+    form = {"purpose": PURPOSE, "case_ref": "CASE-9", "face": "1", "top": "10"}
+    photo = {"photo": (probe.name, probe.read_bytes(), "image/jpeg")}
+
+    response = web.client.post("/ui/search", data=form, files=photo)
+    assert response.status_code == 200
+    cards = re.findall(r'<li class="card (match|near)">(.*?)</li>', response.text, re.S)
+    matches = [
+        re.search(r'class="path photo-name"[^>]*>([^<]+)<', body)[1]  # type: ignore[index]
+        for kind, body in cards
+        if kind == "match"
+    ]
+    assert matches == [expected]
+    assert "This person appears in the gallery" in response.text
+    assert len(cards) == 10
+    entry = web.engine.audit.entries(action="search")[-1]
+    assert (entry.actor, entry.purpose, entry.case_ref) == (
+        "key:investigator-key",
+        PURPOSE,
+        "CASE-9",
+    )
+
+    # The pictures of the results open for this investigator, and only them.
+    src = re.search(r'src="(/ui/media/faces/(\d+)\.jpg\?t=[^"]+)"', response.text)
+    assert src is not None
+    picture = web.client.get(src[1].replace("&amp;", "&"))
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+    assert picture.headers["cache-control"] == "private, no-store"
+    assert Image.open(io.BytesIO(picture.content)).size == (240, 240)
+    shown = {int(i) for i in re.findall(r"/ui/media/faces/(\d+)\.jpg", response.text)}
+    hidden = next(i for i in range(1, 100) if i not in shown)
+    assert web.client.get(f"/ui/media/faces/{hidden}.jpg").status_code == 403
+    assert web.client.get(f"/ui/media/faces/{src[2]}.jpg").status_code == 403  # no token
+
+
+def test_a_search_without_a_purpose_is_refused_and_not_run(
+    gallery_web: Web, gallery_split: tuple[list[Path], list]
+) -> None:
+    web = gallery_web
+    web.sign_in("investigator")
+    probe = gallery_split[0][0]
+    before = len(web.engine.audit.entries(action="search"))
+    for purpose, message in (("", "must state its purpose"), ("curiosity", "not a configured")):
+        response = web.client.post(
+            "/ui/search",
+            data={"purpose": purpose},
+            files={"photo": (probe.name, probe.read_bytes(), "image/jpeg")},
+        )
+        assert response.status_code == 422 and message in response.text
+    assert len(web.engine.audit.entries(action="search")) == before
+
+
+def test_the_faces_of_a_photo_are_found_before_searching(gallery_web: Web, faces_dir: Path) -> None:
+    web = gallery_web
+    web.sign_in("investigator")
+    two = faces_dir / "dev" / "extra" / "two_people.jpg"
+    response = web.client.post(
+        "/ui/search/faces", files={"photo": (two.name, two.read_bytes(), "image/jpeg")}
+    )
+    data = response.json()
+    assert response.status_code == 200 and [f["number"] for f in data["faces"]] == [1, 2]
+    assert data["src"].startswith("data:image/jpeg;base64,")
+    first, second = (f["box"] for f in data["faces"])
+    assert (first[2] - first[0]) >= (second[2] - second[0])  # largest first
+    assert len(web.engine.audit.entries(action="search")) == 0  # nothing searched
+    bad = web.client.post("/ui/search/faces", files={"photo": ("x.txt", b"hello", "text/plain")})
+    assert bad.status_code == 422 and "not" in bad.json()["error"]
+
+
+# -- rights: erasure with preview and confirmation ---------------------------------------------
+def test_the_dpo_erases_a_person_after_reviewing_the_preview(
+    gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web = gallery_web
+    selfie, who = next((p, w) for p, w in gallery_split[1] if w == "Kit_Harington")
+    web.sign_in("dpo")
+    created = web.client.post(
+        "/ui/rights/requests",
+        data={"kind": "erasure", "contact": "kit@example.org"},
+        files={"selfie": (selfie.name, selfie.read_bytes(), "image/jpeg")},
+    )
+    assert created.status_code == 200
+    (request,) = web.engine.requests()
+    assert request.ref in created.text and "Review erasure" in created.text
+
+    preview = web.client.get(f"/ui/rights/requests/{request.ref}/erasure")
+    reviewed = [int(i) for i in re.findall(r'name="reviewed" value="(\d+)"', preview.text)]
+    assert preview.status_code == 200 and len(reviewed) == 1
+    assert web.client.get(f"/ui/media/faces/{reviewed[0]}.jpg?o=erase").status_code == 200
+
+    form = {"reviewed": [str(i) for i in reviewed]}
+    unconfirmed = web.client.post(f"/ui/rights/requests/{request.ref}/erasure", data=form)
+    assert "Tick the confirmation" in unconfirmed.text
+    assert web.engine.face(reviewed[0])  # still there
+
+    done = web.client.post(
+        f"/ui/rights/requests/{request.ref}/erasure", data={**form, "confirm": "yes"}
+    )
+    assert done.status_code == 200 and "Faces erased" in done.text
+    assert len(web.engine.suppression_list()) == 1
+    result = web.engine.search(selfie, purpose=PURPOSE)
+    assert not result.found
+    assert who not in {Path(m.image_path).parent.name for m in result.matches}
+
+
+def test_the_queue_shows_deadlines_with_overdue_requests_in_red(web: Web) -> None:
+    late = web.engine.create_request(
+        "access", contact="late@example.org", received_at=datetime(2020, 1, 31)
+    )
+    fresh = web.engine.create_request("erasure", contact="new@example.org")
+    web.sign_in("dpo")
+    page = web.client.get("/ui/rights").text
+    late_row = re.search(rf'<tr id="req-{late.ref}" class="([^"]*)">(.*?)</tr>', page, re.S)
+    fresh_row = re.search(rf'<tr id="req-{fresh.ref}" class="([^"]*)">(.*?)</tr>', page, re.S)
+    assert late_row and fresh_row
+    assert late_row[1] == "overdue" and "2020-02-29" in late_row[2]  # 31 Jan + 1 month
+    assert re.search(r'class="late">overdue by [\d,]+ days', late_row[2])
+    assert fresh_row[1] == "" and "days left" in fresh_row[2]
+    assert "no photo with this request" in fresh_row[2]  # nothing to find the person with
+
+    web.client.post(
+        f"/ui/rights/requests/{late.ref}/update",
+        data={"status": "in_review", "extend": "2", "reason": "many sources"},
+    )
+    assert web.engine.request(late.ref).extended_until == datetime(2020, 4, 29)
+    web.client.post(f"/ui/rights/requests/{late.ref}/update", data={"status": "done"})
+    assert late.ref not in web.client.get("/ui/rights").text
+    assert late.ref in web.client.get("/ui/rights?closed=true").text
+
+
+def test_the_audit_log_filters_verifies_and_exports(web: Web) -> None:
+    web.engine.audit.append("search", actor="key:someone", purpose=PURPOSE, case_ref="C-1")
+    web.engine.audit.append("search", actor="key:other", purpose="legal claim")
+    web.sign_in("auditor")
+    page = web.client.get("/ui/audit").text
+    assert "Chain intact" in page and "key:someone" in page and "key:other" in page
+    filtered = web.client.get("/ui/audit", params={"action": "search", "actor": "key:someone"})
+    assert "C-1" in filtered.text and "key:other" not in filtered.text
+    by_purpose = web.client.get("/ui/audit", params={"purpose": "legal claim"}).text
+    assert "key:other" in by_purpose and "key:someone" not in by_purpose
+    assert "key:someone" not in web.client.get("/ui/audit", params={"since": "2999-01-01"}).text
+    assert "not a date" in web.client.get("/ui/audit", params={"since": "soon"}).text
+
+    jsonl = web.client.get("/ui/audit/export.jsonl")
+    assert jsonl.status_code == 200 and "attachment" in jsonl.headers["content-disposition"]
+    rows = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert {"seq", "hash", "prev_hash"} <= set(rows[0]) and len(rows) >= 2
+    csv_export = web.client.get("/ui/audit/export.csv")
+    assert csv_export.text.startswith("id,seq,at,actor,action")
+    exports = web.engine.audit.entries(action="export", actor="key:auditor-key")
+    assert [e.details["audit_export"] for e in exports] == ["jsonl", "csv"]
+    assert web.client.get("/ui/reports/ropa.html").status_code == 403  # reports are the DPO's
+
+    web.sign_in("dpo")
+    report = web.client.get("/ui/reports/ropa.html")
+    assert report.status_code == 200 and "<html" in report.text.lower()
+    assert web.client.get("/ui/reports/dpia.md").status_code == 200
+
+
+def test_the_dpo_answers_access_and_restriction_requests(
+    gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web = gallery_web
+    selfie = next(p for p, w in gallery_split[1] if w == "Jack_Dorsey")
+    web.sign_in("dpo")
+    photo = {"selfie": (selfie.name, selfie.read_bytes(), "image/jpeg")}
+    for kind in ("access", "restriction"):
+        web.client.post("/ui/rights/requests", data={"kind": kind}, files=photo)
+    refs = {r.kind: r.ref for r in web.engine.requests()}
+
+    package = web.client.post(f"/ui/rights/requests/{refs['access']}/access")
+    assert package.status_code == 200 and package.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(package.content)) as z:
+        assert len([n for n in z.namelist() if n.startswith("crops/")]) == 1
+
+    restricted = web.client.post(f"/ui/rights/requests/{refs['restriction']}/restrict")
+    assert "Restriction placed on 1 face(s)" in restricted.text
+    assert not web.engine.search(selfie, purpose=PURPOSE).found
+    lifted = web.client.post(
+        f"/ui/rights/requests/{refs['restriction']}/restrict", data={"action": "lift"}
+    )
+    assert "Restriction lifted for 1 face(s)" in lifted.text
+    assert web.engine.search(selfie, purpose=PURPOSE).found
+
+
+# -- the rights portal ---------------------------------------------------------------------
+def test_the_portal_is_off_unless_enabled(web: Web) -> None:
+    assert web.client.get("/portal").status_code == 404
+    assert web.client.post("/portal", data={"email": "a@b.org"}).status_code == 404
+
+
+def _portal_form(web: Web) -> str:
+    response = web.client.get("/portal")
+    assert response.status_code == 200
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/portal" in cookie
+    token = re.search(r'name="csrf" value="([^"]+)"', response.text)
+    assert token is not None
+    return token[1]
+
+
+def test_a_portal_request_joins_the_dpo_queue_with_its_one_month_deadline(portal: Web) -> None:
+    token = _portal_form(portal)
+    response = portal.client.post(
+        "/portal",
+        data={"csrf": token, "email": "person@example.org", "kind": "erasure"},
+        files={"selfie": ("me.jpg", jpeg(), "image/jpeg")},
+    )
+    assert response.status_code == 200
+    (request,) = portal.engine.requests()
+    assert request.ref in response.text
+    assert (request.kind, request.status, request.contact) == (
+        "erasure",
+        "received",
+        "person@example.org",
+    )
+    assert request.due_at == req.add_months(request.received_at, 1)
+    assert portal.engine.request_selfie(request.ref) == jpeg()
+    # Nothing held is shown to the requester: no pictures, no results, no faces.
+    assert "<img" not in response.text and "/media/" not in response.text
+    assert "match" not in response.text.lower() and "similarity" not in response.text.lower()
+    assert portal.engine.audit.entries(action="search") == []
+    # And the DPO sees it in the queue.
+    portal.sign_in("dpo")
+    assert request.ref in portal.client.get("/ui/rights").text
+
+
+def test_the_portal_refuses_a_file_that_is_not_an_image(portal: Web) -> None:
+    token = _portal_form(portal)
+    response = portal.client.post(
+        "/portal",
+        data={"csrf": token, "email": "person@example.org", "kind": "access"},
+        files={"selfie": ("me.jpg", b"%PDF-1.4 not a photo", "image/jpeg")},
+    )
+    assert response.status_code == 422
+    assert "We cannot use that photo: the file is not an image" in response.text
+    assert 'value="person@example.org"' in response.text  # what was typed is kept
+    assert portal.engine.requests() == []
+
+
+def test_the_portal_refuses_a_form_without_its_token(portal: Web) -> None:
+    _portal_form(portal)
+    response = portal.client.post(
+        "/portal",
+        data={
+            "csrf": "forged-token-forged-token-forged-token",
+            "email": "a@b.org",
+            "kind": "access",
+        },
+        files={"selfie": ("me.jpg", jpeg(), "image/jpeg")},
+    )
+    assert response.status_code == 403 and "expired" in response.text
+    portal.client.cookies.clear()
+    response = portal.client.post(
+        "/portal",
+        data={"email": "a@b.org", "kind": "access"},
+        files={"selfie": ("me.jpg", jpeg(), "image/jpeg")},
+    )
+    assert response.status_code == 403
+    assert portal.engine.requests() == []
+
+
+# -- operators: uploads, people, ingest jobs -------------------------------------------------
+def test_an_operator_uploads_names_merges_and_unlinks(
+    gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web = gallery_web
+    web.sign_in("operator")
+    photo = next(p for p, w in gallery_split[1] if w == "Elon_Musk")
+    uploaded = web.client.post(
+        "/ui/library/upload",
+        data={"source": "test"},
+        files=[
+            ("photos", (photo.name, photo.read_bytes(), "image/jpeg")),
+            ("photos", ("notes.txt", b"not a photo", "text/plain")),
+        ],
+    )
+    assert "1 photo(s) added under test, 1 face(s) indexed" in uploaded.text
+    assert "notes.txt" in uploaded.text  # named as refused
+    image_id = max(im.id for im in web.engine.list_images(limit=1000))
+    stored = Path(web.engine.image(image_id)[0].path)  # a stored copy, named by its content
+    assert stored.read_bytes() == photo.read_bytes()
+    page = web.client.get(f"/ui/library/images/{image_id}")
+    assert page.status_code == 200 and stored.name in page.text
+    (face,) = [int(i) for i in re.findall(r'name="face" value="(\d+)"', page.text)]
+    thumb = web.client.get(f"/ui/media/images/{image_id}.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+
+    web.client.post(
+        "/ui/people/link-face", data={"face": face, "subject": "Elon", "image": image_id}
+    )
+    web.client.post("/ui/people", data={"name": "E. Musk", "faces": ""})
+    ids = {s.name: s.id for s, _ in web.engine.subjects()}
+    web.client.post("/ui/people/merge", data={"into": "E. Musk", "other": "Elon"})
+    assert [f.face_id for f in web.engine.subject_faces("E. Musk")] == [face]
+    web.client.post(f"/ui/people/{ids['E. Musk']}/rename", data={"name": "Elon Musk"})
+    person = web.client.get(f"/ui/people/{ids['E. Musk']}")
+    assert "<h1>Elon Musk" in person.text and f"/ui/media/faces/{face}.jpg" in person.text
+    web.client.post(f"/ui/people/{ids['E. Musk']}/unlink", data={"face": [str(face)]})
+    assert web.engine.subject_faces("Elon Musk") == []
+    events = web.engine.audit.entries(action="subject", actor="key:operator-key")
+    assert [e.details["event"] for e in events] == [
+        "created",
+        "linked",
+        "created",
+        "merged",
+        "renamed",
+        "unlinked",
+    ]
+
+
+def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list], tmp_path: Path
+) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for photo in gallery_split[0][:3]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    web = _web(empty_engine)
+    with web.client:  # runs the app's lifespan: the job queue's worker
+        web.sign_in("operator")
+        started = web.client.post(
+            "/ui/ingest", data={"path": str(folder), "source": "test"}, follow_redirects=False
+        )
+        job_id = int(started.headers["location"].rsplit("=", 1)[1])
+        assert f'id="job-{job_id}"' in web.client.get(started.headers["location"]).text
+        deadline = time.monotonic() + 60
+        status = web.client.get(f"/ui/ingest/jobs/{job_id}.json").json()
+        while status["status"] not in {"done", "failed"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = web.client.get(f"/ui/ingest/jobs/{job_id}.json").json()
+        assert status["status"] == "done", status
+        assert (status["done"], status["total"]) == (3, 3)
+        assert status["summary"]["images_added"] == 3
+        missing = web.client.post(
+            "/ui/ingest", data={"path": str(tmp_path / "nowhere"), "source": "test"}
+        )
+        assert "no file or folder" in missing.text
+
+
+def test_without_a_job_queue_the_ingest_page_says_so(empty_engine: Engine) -> None:
+    web = _web(empty_engine)
+    del web.client.app.state.jobs  # type: ignore[attr-defined]
+    web.sign_in("operator")
+    response = web.client.get("/ui/ingest")
+    assert response.status_code == 200 and "Background jobs are unavailable" in response.text
