@@ -413,7 +413,8 @@ def test_cli_verify_list_export(cli: typer.Typer, tmp_path: Path) -> None:
 
     code, out = run("verify")
     assert code == 0, out
-    assert "intact" in out and "3 entries" in out
+    # The engine's first open logs its settings (a configuration entry), then the three.
+    assert "intact" in out and "4 entries" in out
 
     code, out = run("list", "--actor", "key:user1")
     assert code == 0, out
@@ -422,7 +423,8 @@ def test_cli_verify_list_export(cli: typer.Typer, tmp_path: Path) -> None:
     code, out = run("export", "--format", "jsonl")
     assert code == 0, out
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert [r["seq"] for r in lines] == [1, 2, 3]
+    assert [r["seq"] for r in lines] == [1, 2, 3, 4]
+    assert [r["action"] for r in lines][0] == "config"
 
     future = (datetime.now() + timedelta(days=2)).strftime("%Y-%m-%d")
     code, out = run(
@@ -437,7 +439,7 @@ def test_cli_verify_list_export(cli: typer.Typer, tmp_path: Path) -> None:
     code, out = run("export", "--format", "xml")
     assert code == 2 and "jsonl" in out
 
-    raw(data / "catalog.db", "UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = 2")
+    raw(data / "catalog.db", "UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = 3")
     code, out = run("verify")
     assert code == 1, out
     assert "edited" in out and "seq 2" in out
