@@ -442,4 +442,4 @@ def test_cli_verify_list_export(cli: typer.Typer, tmp_path: Path) -> None:
     raw(data / "catalog.db", "UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = 3")
     code, out = run("verify")
     assert code == 1, out
-    assert "edited" in out and "seq 2" in out
+    assert "edited" in out and "seq 3" in out
