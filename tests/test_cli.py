@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import PURPOSE
 from vultus.cli import app
+from vultus.engine import Engine
 
 runner = CliRunner()
 
@@ -113,3 +114,15 @@ def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Pa
     assert code == 0 and "deleted 1" in out
     code, out = vultus(data_dir, "search", str(gallery[0]), "-p", PURPOSE, "--json", "--top", "3")
     assert face_id not in [m["face_id"] for m in json.loads(out)["matches"]]
+
+
+def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Path) -> None:
+    folder = faces_dir / "dev" / "images"
+    vultus(data_dir, "add", str(folder), "--source", "press", "--workers", "1")
+    code, out = vultus(data_dir, "people", "discover", "--min-faces", "1")
+    assert code == 0, out
+    assert "Proposed people" in out
+    # The 17 dev people each have two or more photos: each becomes a proposal.
+    assert "17 proposal(s)" in out
+    with Engine.open(data_dir, workers=1) as engine:
+        assert engine.subjects() == []  # proposals only: nothing was linked

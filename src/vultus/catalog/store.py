@@ -455,6 +455,11 @@ class Catalog:
             ).all()
         return {fid: self.open_template(blob) for fid, blob in rows if blob is not None}
 
+    def linked_face_ids(self) -> set[int]:
+        """Faces already tied to a named subject."""
+        with self.session() as s:
+            return set(s.scalars(select(Face.id).where(Face.subject_id.is_not(None))))
+
     def suppression_templates(self) -> list[bytes]:
         with self.session() as s:
             return list(s.scalars(select(Suppression.template).order_by(Suppression.id)))

@@ -9,7 +9,19 @@ import typer
 from typer.core import TyperGroup
 
 from vultus import __version__
-from vultus.cli import accuracy, audit, faces, index, ingest, keys, rights, search, serve, sources
+from vultus.cli import (
+    accuracy,
+    audit,
+    faces,
+    index,
+    ingest,
+    keys,
+    people,
+    rights,
+    search,
+    serve,
+    sources,
+)
 from vultus.cli.common import err_console, state
 from vultus.errors import VultusError
 
@@ -79,6 +91,7 @@ app.add_typer(rights.retention_app, name="retention")
 app.add_typer(rights.consent_app, name="consent")
 app.add_typer(rights.report_app, name="report")
 app.add_typer(keys.app, name="keys")
+app.add_typer(people.app, name="people")
 
 
 def main() -> None:
