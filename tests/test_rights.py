@@ -319,6 +319,31 @@ def test_key_rotation_preserves_every_search_result_and_a_wrong_key_changes_noth
     assert state() == fingerprint
 
 
+def test_keys_from_the_environment_rotate_when_both_are_given(
+    own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vultus.rights.crypto import KeyRing
+
+    data_dir = own_key.settings.data_dir
+    before = [(m.face_id, m.distance) for m in own_key.search(selfie, purpose=PURPOSE).matches]
+    old = read_key_file(Path(os.environ["VULTUS_KEY_FILE"])).to_env()
+    own_key.close()
+    monkeypatch.setenv("VULTUS_KEY", old)
+    with Engine.open(data_dir, workers=1) as engine, pytest.raises(VultusError, match="NEW,OLD"):
+        engine.rotate_keys()
+    new = KeyRing.generate().to_env()
+    monkeypatch.setenv("VULTUS_KEY", f"{new},{old}")
+    with Engine.open(data_dir, workers=1) as engine:
+        engine.rotate_keys()
+    monkeypatch.setenv("VULTUS_KEY", new)
+    with Engine.open(data_dir, workers=1) as engine:
+        after = [(m.face_id, m.distance) for m in engine.search(selfie, purpose=PURPOSE).matches]
+    assert after == before
+    monkeypatch.setenv("VULTUS_KEY", old)
+    with pytest.raises(WrongKeyError):
+        Engine.open(data_dir, workers=1)
+
+
 def test_a_killed_key_rotation_finishes_on_the_next_run(
     own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

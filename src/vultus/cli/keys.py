@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.table import Table
 
 from vultus.auth import ROLES
 from vultus.cli.common import console, open_engine
-from vultus.rights.crypto import KeyRing
+from vultus.rights.crypto import KEY_ENV, KeyRing
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -78,6 +80,8 @@ def rotate() -> None:
     for key, value in counts.items():
         table.add_row(key, str(value))
     console.print(table)
+    if os.environ.get(KEY_ENV):
+        console.print(f"Now set ${KEY_ENV} to the new key alone (the first of the two).")
 
 
 @app.command("generate")

@@ -11,7 +11,7 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from vultus.rights.crypto import (
     default_key_file,
     finish_rotation,
     make_canary,
+    read_key_file,
     reencrypt_file,
     reencrypt_table,
     rotated,
@@ -641,17 +642,18 @@ class RightsFacade:
         """Re-encrypt everything under a new key. The new key file (new key first, old kept)
         is written before any data changes, so a killed rotation loses nothing and running
         the command again finishes it."""
-        if os.environ.get(KEY_ENV):
+        from_env = bool(os.environ.get(KEY_ENV))
+        if from_env and not self.keyring.retired_ids:
             raise ConfigError(
-                f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (see `vultus keys generate`) "
-                "and run `vultus keys rotate` again, then drop OLD"
+                f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
+                "generate`), run `vultus keys rotate` again, then set it to NEW alone"
             )
-        path = self.settings.key_file or default_key_file()
-        old_id = self.keyring.active_id
-        if not self.keyring.retired_ids:  # a fresh rotation; otherwise resume the last one
+        # With a key file, the new ring is written BEFORE any data changes; with the
+        # environment, the operator already put both keys there.
+        path = None if from_env else (self.settings.key_file or default_key_file())
+        old_id = self.keyring.retired_ids[0] if self.keyring.retired_ids else self.keyring.active_id
+        if path is not None and not self.keyring.retired_ids:
             write_key_file(path, rotated(self.keyring))
-            from vultus.rights.crypto import read_key_file
-
             self.keyring = read_key_file(path)
         ring = self.keyring
         self.catalog.keyring = ring
@@ -678,11 +680,12 @@ class RightsFacade:
         }
         self.catalog.set_meta("key_check", base64.b64encode(make_canary(ring)).decode())
         if self.settings.index_path.exists():
-            from vultus.engine import INDEX_AAD
+            from vultus.engine import INDEX_AAD  # the engine owns the index file's label
 
             counts["index"] = int(reencrypt_file(self.settings.index_path, ring, aad=INDEX_AAD))
         final = finish_rotation(ring)
-        write_key_file(path, final)
+        if path is not None:
+            write_key_file(path, final)
         self.keyring = final
         self.catalog.keyring = final
         self.audit.append(
@@ -824,6 +827,3 @@ def _access_match(
         restricted=record.restricted,
         template=template.tolist() if template is not None else None,
     )
-
-
-_ = timedelta  # retention tests move time with explicit datetimes
