@@ -38,7 +38,15 @@ from vultus.errors import (
 )
 from vultus.files import atomic_write
 from vultus.index import FaissIndex, resolve_factory
-from vultus.ingest import Analyser, IngestSummary, Progress, collect_files, file_sha256
+from vultus.ingest import (
+    Analyser,
+    DryRunTotals,
+    IngestSummary,
+    Progress,
+    collect_files,
+    drop_suppressed,
+    file_sha256,
+)
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.decode import decode_image
 from vultus.rights import audit as actions
@@ -265,7 +273,7 @@ class Engine(RightsFacade):
             self.catalog.check_model(self.pipeline.model_id)
             self.index  # noqa: B018 - open (and reconcile) the index before writing to it
         run_id = None if dry_run else self.catalog.start_run(src.id)
-        totals = _DryRunTotals()
+        totals = DryRunTotals()
         # Worker processes cost seconds to start: not worth it for one file (an upload).
         one_file = len(files) <= 1
         settings = dataclasses.replace(self.settings, workers=1) if one_file else self.settings
@@ -352,11 +360,11 @@ class Engine(RightsFacade):
         errors: list[tuple[str, str, str]],
         duplicates: int,
         *,
-        totals: _DryRunTotals,
+        totals: DryRunTotals,
         suppression: tuple[npt.NDArray[np.float32], float] | None,
         consent: int | None,
     ) -> None:
-        batch, suppressed = _drop_suppressed(batch, suppression)
+        batch, suppressed = drop_suppressed(batch, suppression)
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return
@@ -885,85 +893,12 @@ class Engine(RightsFacade):
         return counts
 
 
-class _DryRunTotals:
-    """What a dry run would have written, counted without touching the catalog."""
-
-    def __init__(self) -> None:
-        self.images = self.no_face = self.indexed = self.skipped = self.duplicates = 0
-        self.suppressed = 0
-        self.reasons: dict[str, int] = {}
-        self.errors: list[tuple[str, str, str]] = []
-
-    def add(
-        self,
-        batch: list[NewImage],
-        errors: list[tuple[str, str, str]],
-        dups: int,
-        suppressed: int,
-    ) -> None:
-        self.duplicates += dups
-        self.suppressed += suppressed
-        self.errors.extend(errors)
-        for image in batch:
-            self.images += 1
-            faces = [f for f in image.faces if f.template is not None]
-            self.no_face += 0 if faces else 1
-            self.indexed += len(faces)
-            for f in image.faces:
-                if f.skip_reason:
-                    self.skipped += 1
-                    key = f.skip_reason.split(":")[0]
-                    self.reasons[key] = self.reasons.get(key, 0) + 1
-
-    def summary(self, source: str, files: int, seconds: float) -> IngestSummary:
-        return IngestSummary(
-            run_id=None,
-            source=source,
-            files_seen=files,
-            images_added=self.images,
-            images_duplicate=self.duplicates,
-            images_no_face=self.no_face,
-            faces_indexed=self.indexed,
-            faces_skipped=self.skipped,
-            faces_suppressed=self.suppressed,
-            skip_reasons=self.reasons,
-            errors=self.errors,
-            seconds=seconds,
-            dry_run=True,
-        )
-
-
 def _thumbnail_jpeg(photo: Path, max_side: int, *, max_pixels: int) -> bytes:
     image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
     image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)
     return out.getvalue()
-
-
-def _drop_suppressed(
-    batch: list[NewImage], suppression: tuple[npt.NDArray[np.float32], float] | None
-) -> tuple[list[NewImage], int]:
-    if suppression is None or not batch:
-        return batch, 0
-    matrix, threshold = suppression
-    kept: list[NewImage] = []
-    dropped = 0
-    for image in batch:
-        faces = []
-        for face in image.faces:
-            if face.template is not None:
-                sims = matrix @ normalise(face.template[None, :])[0]
-                if np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))) <= threshold:
-                    dropped += 1
-                    continue
-            faces.append(face)
-        # A photo whose every face was suppressed is not kept at all: nothing about an
-        # erased person re-enters, not even the record that a photo of them was seen.
-        if image.faces and not faces:
-            continue
-        kept.append(dataclasses.replace(image, faces=faces))
-    return kept, dropped
 
 
 def _pick_face(analysed: AnalysedImage, number: int, photo: Path | bytes) -> AnalysedFace:

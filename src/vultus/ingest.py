@@ -8,6 +8,7 @@ work is done. A run killed at any moment is finished by running it again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing as mp
 import os
@@ -15,6 +16,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from vultus.catalog import NewFace, NewImage
 from vultus.config import Settings
@@ -188,3 +192,82 @@ class Analyser:
             pipeline = self._pipeline()
             return (r for chunk in chunks for r in _analyse(pipeline, chunk))
         return (r for results in self._pool.imap(_worker_analyse, chunks) for r in results)
+
+
+class DryRunTotals:
+    """What a dry run would have written, counted without touching the catalog."""
+
+    def __init__(self) -> None:
+        self.images = self.no_face = self.indexed = self.skipped = self.duplicates = 0
+        self.suppressed = 0
+        self.reasons: dict[str, int] = {}
+        self.errors: list[tuple[str, str, str]] = []
+
+    def add(
+        self,
+        batch: list[NewImage],
+        errors: list[tuple[str, str, str]],
+        dups: int,
+        suppressed: int,
+    ) -> None:
+        self.duplicates += dups
+        self.suppressed += suppressed
+        self.errors.extend(errors)
+        for image in batch:
+            self.images += 1
+            faces = [f for f in image.faces if f.template is not None]
+            self.no_face += 0 if faces else 1
+            self.indexed += len(faces)
+            for f in image.faces:
+                if f.skip_reason:
+                    self.skipped += 1
+                    key = f.skip_reason.split(":")[0]
+                    self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def summary(self, source: str, files: int, seconds: float) -> IngestSummary:
+        return IngestSummary(
+            run_id=None,
+            source=source,
+            files_seen=files,
+            images_added=self.images,
+            images_duplicate=self.duplicates,
+            images_no_face=self.no_face,
+            faces_indexed=self.indexed,
+            faces_skipped=self.skipped,
+            faces_suppressed=self.suppressed,
+            skip_reasons=self.reasons,
+            errors=self.errors,
+            seconds=seconds,
+            dry_run=True,
+        )
+
+
+def drop_suppressed(
+    batch: list[NewImage], suppression: tuple[npt.NDArray[np.float32], float] | None
+) -> tuple[list[NewImage], int]:
+    """Drop faces within `threshold` of a suppressed (erased) person, and photos left with
+    none; returns what stays and how many faces were dropped."""
+    if suppression is None or not batch:
+        return batch, 0
+    matrix, threshold = suppression
+    kept: list[NewImage] = []
+    dropped = 0
+    for image in batch:
+        faces = []
+        for face in image.faces:
+            if face.template is not None:
+                sims = matrix @ _unit(face.template)
+                if np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))) <= threshold:
+                    dropped += 1
+                    continue
+            faces.append(face)
+        # A photo whose every face was suppressed is not kept at all: nothing about an
+        # erased person re-enters, not even the record that a photo of them was seen.
+        if image.faces and not faces:
+            continue
+        kept.append(dataclasses.replace(image, faces=faces))
+    return kept, dropped
+
+
+def _unit(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return (v / np.linalg.norm(v)).astype(np.float32)
