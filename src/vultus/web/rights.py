@@ -4,15 +4,12 @@ confirmation, the suppression list, and restrictions."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, Response
-from starlette.background import BackgroundTask
+from fastapi.responses import Response
 
+from vultus.api.downloads import temporary_download
 from vultus.auth import Principal
 from vultus.catalog.models import RightsRequest
 from vultus.engine import Engine
@@ -167,22 +164,15 @@ def erasure_execute(
 @router.post("/requests/{ref}/access")
 def access_package(request: Request, ref: str, engine: EngineDep, principal: Dpo) -> Response:
     _open_request(engine, ref, "access")
-    folder = Path(tempfile.mkdtemp(prefix="vultus-access-"))
-    try:
-        path, _ = engine.access(
+    return temporary_download(
+        lambda folder: engine.access(
             engine.request_selfie(ref),
             folder / f"{ref}.zip",
             request_ref=ref,
             actor=principal.actor,
-        )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return FileResponse(
-        path,
-        media_type="application/zip",
+        )[0],
         filename=f"access-{ref}.zip",
-        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        media_type="application/zip",
     )
 
 

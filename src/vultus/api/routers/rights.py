@@ -4,16 +4,13 @@ and the suppression list. For the DPO."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 
 from vultus.api.deps import EngineDep, PathId, read_upload, require
+from vultus.api.downloads import temporary_download
 from vultus.api.errors import responses
 from vultus.api.schemas import (
     Count,
@@ -179,24 +176,17 @@ def access_package(
     _open_request(engine, ref, "access")
     limit = request.app.state.settings.max_upload_bytes
     id_photo = read_upload(verify_with, limit) if verify_with else None
-    folder = Path(tempfile.mkdtemp(prefix="vultus-access-"))
-    try:
-        path, _ = engine.access(
+    return temporary_download(
+        lambda folder: engine.access(
             engine.request_selfie(ref),
             folder / f"{ref}.zip",
             include_templates=include_templates,
             verify_with=id_photo or None,
             request_ref=ref,
             actor=principal.actor,
-        )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return FileResponse(
-        path,
-        media_type="application/zip",
+        )[0],
         filename=f"access-{ref}.zip",
-        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        media_type="application/zip",
     )
 
 
