@@ -20,8 +20,9 @@ from PIL import Image as PILImage
 
 from conftest import PURPOSE, add_test_source
 from vultus.catalog.store import now
-from vultus.engine import INDEX_AAD, Engine
+from vultus.engine import Engine
 from vultus.errors import PurposeError, VultusError
+from vultus.index.backends import INDEX_AAD
 from vultus.rights.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.rights.facade import RightsError
 

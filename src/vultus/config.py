@@ -54,7 +54,10 @@ class Settings:
     # Embedding engine: "onnx" (fast, default) or "dlib" (the reference).
     engine: str = "onnx"
 
-    # Vector index: a FAISS factory string, or "auto" (exact when small, IVF when large).
+    # Vector index: where it lives ("faiss": an encrypted file in the data directory) and its
+    # configuration, a FAISS factory string or "auto" (exact when small, IVF when large).
+    index_backend: str = "faiss"
+    index_uri: str | None = None
     index_factory: str = "auto"
     index_nprobe: int = 64
 
@@ -112,7 +115,7 @@ class Settings:
         config_path = root / CONFIG_FILE
         if config_path.exists():
             try:
-                values.update(tomllib.loads(config_path.read_text()))
+                values.update(_flatten(tomllib.loads(config_path.read_text())))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
         hints = get_type_hints(cls)
@@ -127,6 +130,20 @@ class Settings:
         values["data_dir"] = root
         typed = {name: _coerce(name, hints[name], value) for name, value in values.items()}
         return cls(**typed)
+
+
+# Tables in vultus.toml that group settings: `[index] backend = "milvus"` is `index_backend`.
+SECTIONS = {"index"}
+
+
+def _flatten(document: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update({f"{key}_{name}": item for name, item in value.items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:

@@ -21,7 +21,6 @@ from PIL import Image as PILImage
 
 from vultus.auth import KeyStore
 from vultus.calibration import Calibration
-from vultus.calibration import normalise as _normalise
 from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
 from vultus.catalog.models import RightsRequest, Source, Subject
 from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
@@ -33,11 +32,12 @@ from vultus.errors import (
     NotFoundError,
     PurposeError,
     SourceError,
-    VectorIndexError,
-    VultusError,
 )
 from vultus.files import atomic_write
-from vultus.index import FaissIndex, resolve_factory
+from vultus.index import VectorIndex
+from vultus.index.backends import open_backend
+from vultus.index.base import normalise
+from vultus.index.keeper import IndexKeeper
 from vultus.ingest import (
     Analyser,
     DryRunTotals,
@@ -56,8 +56,6 @@ from vultus.rights.crypto import (
     check_canary,
     load_keyring,
     make_canary,
-    read_encrypted_file,
-    write_encrypted_file,
 )
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
@@ -66,7 +64,6 @@ log = logging.getLogger(__name__)
 
 # Files hashed and checked against the catalog together, before any analysis work.
 DEDUPE_CHUNK = 256
-INDEX_AAD = b"vultus-index"
 CONFIG_KEY = "settings"
 # Settings that say how this process runs, not what is processed: not audited as changes.
 RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file"}
@@ -122,11 +119,6 @@ def _each_locked(items: Iterable[T], lock: threading.RLock) -> Iterator[T]:
         yield item
 
 
-def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Unit-length rows, in the float32 the index stores."""
-    return _normalise(templates).astype(np.float32)
-
-
 class Engine(RightsFacade):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -146,13 +138,20 @@ class Engine(RightsFacade):
         )
         self.keys = KeyStore(self.catalog, self.audit)
         self._pipeline: FacePipeline | None = None
-        self._index: FaissIndex | None = None
         self._calibration: Calibration | None = None
         # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are
         # not thread-safe) and in the in-memory index (a FAISS add racing a search corrupts
         # results). A server calls the engine from many threads; the CLI from one, for free.
         # Reentrant: locked methods call each other (access -> find_person -> index).
         self.lock = threading.RLock()
+        self.indexes = IndexKeeper(
+            self.catalog,
+            open_backend(settings, lambda: self.keyring),
+            spec=settings.index_factory,
+            model_id=lambda: self.model_id,
+            dim=lambda: self.pipeline.embedder.dim,
+            lock=self.lock,
+        )
         # An erasure killed after its commit left file work to do: finish it before anything.
         self.finish_pending_erasure()
         self._audit_config_change()
@@ -223,11 +222,8 @@ class Engine(RightsFacade):
         return self._calibration
 
     @property
-    def index(self) -> FaissIndex:
-        with self.lock:
-            if self._index is None:
-                self._index = self._open_index()
-            return self._index
+    def index(self) -> VectorIndex:
+        return self.indexes.index
 
     # -- sources -----------------------------------------------------------------------------
     def add_source(self, name: str, *, actor: str | None = None, **fields: Any) -> Source:
@@ -321,7 +317,7 @@ class Engine(RightsFacade):
             return totals.summary(src.name, len(files), progress.elapsed)
         self.catalog.finish_run(run_id)
         with self.lock:
-            self._maybe_upgrade_index()
+            self.indexes.maybe_upgrade()
             self.save_index()
         run, errs = self.catalog.get_run(run_id)
         self.audit.append(
@@ -400,96 +396,14 @@ class Engine(RightsFacade):
         return matrix, float(threshold)
 
     # -- the vector index, derived from the catalog -----------------------------------------
-    def _open_index(self) -> FaissIndex:
-        """Load the saved index and bring it in line with the catalog: a missing, corrupt or
-        foreign-model index is rebuilt; one that merely lags (a killed ingest, a crash between
-        a catalog delete and an index save) is reconciled id by id."""
-        model_id = self.model_id
-        expected = self.catalog.fingerprint(model_id)
-        try:
-            index = self._read_index()
-        except VectorIndexError as exc:
-            if exc.code != "index_missing":
-                log.warning("%s; rebuilding the index from the catalog", exc.message)
-            return self.rebuild_index()
-        if index.model_id != model_id:
-            log.warning("index holds model %s, catalog %s: rebuilding", index.model_id, model_id)
-            return self.rebuild_index()
-        if index.fingerprint() != expected:
-            self._reconcile(index)
-            self._write_index(index)
-        return index
-
-    def _read_index(self) -> FaissIndex:
-        """The index file is encrypted at rest and decrypted into memory here."""
-        path = self.settings.index_path
-        if not path.exists():
-            raise VectorIndexError(f"no vector index at {path}", code="index_missing")
-        try:
-            data = read_encrypted_file(path, self.keyring, aad=INDEX_AAD)
-        except VultusError as exc:
-            raise VectorIndexError(
-                f"the index file {path} cannot be decrypted ({exc.message})", code="index_corrupt"
-            ) from exc
-        return FaissIndex.from_bytes(data, source=str(path))
-
-    def _write_index(self, index: FaissIndex) -> None:
-        write_encrypted_file(
-            self.settings.index_path, index.to_bytes(), self.keyring, aad=INDEX_AAD
-        )
-
-    def _reconcile(self, index: FaissIndex) -> None:
-        in_catalog = self.catalog.indexed_ids()
-        in_index = index.ids()
-        extra = np.setdiff1d(in_index, in_catalog)
-        missing = np.setdiff1d(in_catalog, in_index)
-        if extra.size:
-            index.remove(extra)
-        for ids, templates in self.catalog.iter_templates(missing):
-            index.add(ids, normalise(templates))
-        log.info("index reconciled: %d added, %d removed", missing.size, extra.size)
-
     @_locked
-    def rebuild_index(self, factory: str | None = None) -> FaissIndex:
+    def rebuild_index(self, factory: str | None = None) -> VectorIndex:
         """Recreate the index from the catalog's templates, with `factory` or the setting."""
-        model_id = self.model_id
-        count = self.catalog.fingerprint(model_id).count
-        spec = factory or self.settings.index_factory
-        resolved = resolve_factory(spec, count)
-        dim = self.pipeline.embedder.dim if self._pipeline or count == 0 else self._stored_dim()
-        index = FaissIndex.create(resolved, dim, model_id, nprobe=self.settings.index_nprobe)
-        if count:
-            ids = np.empty(count, dtype=np.int64)
-            vectors = np.empty((count, dim), dtype=np.float32)
-            filled = 0
-            for chunk_ids, templates in self.catalog.iter_templates():
-                n = len(chunk_ids)
-                ids[filled : filled + n] = chunk_ids
-                vectors[filled : filled + n] = normalise(templates)
-                filled += n
-            index.train_and_add(ids[:filled], vectors[:filled])
-        self._write_index(index)
-        self._index = index
-        return index
-
-    def _stored_dim(self) -> int:
-        for _, templates in self.catalog.iter_templates(chunk=1):
-            return int(templates.shape[1])
-        return self.pipeline.embedder.dim
-
-    def _maybe_upgrade_index(self) -> None:
-        """With the "auto" setting, switch from exact search to IVF once the gallery is large."""
-        if self.settings.index_factory != "auto" or self._index is None:
-            return
-        wanted = resolve_factory("auto", len(self._index))
-        if wanted != self._index.factory:
-            log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
-            self.rebuild_index(wanted)
+        return self.indexes.rebuild(factory)
 
     @_locked
     def save_index(self) -> None:
-        if self._index is not None:
-            self._write_index(self._index)
+        self.indexes.save()
 
     # -- search and verify -------------------------------------------------------------------
     @_locked

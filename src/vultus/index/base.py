@@ -13,8 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from vultus.calibration import normalise as _normalise
+
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
+
+
+def normalise(templates: npt.ArrayLike) -> Vectors:
+    """Unit-length rows, in the float32 every index stores."""
+    return _normalise(templates).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,37 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def fingerprint(self) -> IndexFingerprint: ...
+
+    @abstractmethod
+    def ids(self) -> Ids:
+        """Every id held, ascending."""
+
+    def train_and_add(self, ids: Ids, vectors: Vectors) -> None:
+        """Fill an empty index in one go; backends that learn a coarse structure (IVF) train
+        on these vectors first."""
+        self.add(ids, vectors)
+
+
+class IndexBackend(ABC):
+    """Where an index lives and how one is made: an encrypted file in the data directory
+    (FAISS) or a server (Milvus). The `IndexKeeper` drives it; nothing else does."""
+
+    name: str
+
+    @abstractmethod
+    def resolve(self, spec: str, size: int) -> str:
+        """The concrete index configuration for `spec` (e.g. "auto") at `size` vectors."""
+
+    @abstractmethod
+    def load(self) -> VectorIndex:
+        """The persisted index. Raises VectorIndexError with code "index_missing" when there
+        is none, "index_corrupt" when it cannot be read."""
+
+    @abstractmethod
+    def create(self, config: str, dim: int, model_id: str) -> VectorIndex:
+        """A new, empty index for a concrete configuration from `resolve`; what was persisted
+        before stays until `save` replaces it."""
+
+    @abstractmethod
+    def save(self, index: VectorIndex) -> None:
+        """Persist the index, replacing what was persisted before, atomically."""

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from vultus.catalog import Catalog
     from vultus.catalog.models import Source as SourceRow
     from vultus.config import Settings
-    from vultus.index import FaissIndex
+    from vultus.index import VectorIndex
     from vultus.pipeline.analyse import FacePipeline
     from vultus.rights.audit import AuditLog
     from vultus.rights.crypto import KeyRing
@@ -104,7 +104,7 @@ class RightsFacade:
         keys: KeyStore
 
         @property
-        def index(self) -> FaissIndex: ...
+        def index(self) -> VectorIndex: ...
         @property
         def pipeline(self) -> FacePipeline: ...
         @property
@@ -680,7 +680,7 @@ class RightsFacade:
         }
         self.catalog.set_meta("key_check", base64.b64encode(make_canary(ring)).decode())
         if self.settings.index_path.exists():
-            from vultus.engine import INDEX_AAD  # the engine owns the index file's label
+            from vultus.index.backends import INDEX_AAD
 
             counts["index"] = int(reencrypt_file(self.settings.index_path, ring, aad=INDEX_AAD))
         final = finish_rotation(ring)
