@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from vultus.auth import KeyStore
 from vultus.calibration import Calibration
 from vultus.calibration import normalise as _normalise
-from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
+from vultus.catalog import Catalog, FaceRecord, NewImage, catalog_exists, open_catalog
 from vultus.catalog.models import RightsRequest, Source, Subject
 from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
 from vultus.clustering import Proposal, default_max_distance, discover
@@ -68,8 +68,9 @@ log = logging.getLogger(__name__)
 DEDUPE_CHUNK = 256
 INDEX_AAD = b"vultus-index"
 CONFIG_KEY = "settings"
-# Settings that say how this process runs, not what is processed: not audited as changes.
-RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file"}
+# Settings that say how this process runs, not what is processed: not audited as changes
+# (and catalog_url may hold a password).
+RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_url"}
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
 DELETE = "delete"
 SUBJECT = "subject"
@@ -130,7 +131,7 @@ def normalise(templates: npt.ArrayLike) -> npt.NDArray[np.float32]:
 class Engine(RightsFacade):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        new = not (settings.data_dir / "catalog.db").exists()
+        new = not catalog_exists(settings.catalog_url)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # A new data directory may create the master key; an existing one must be given its own.
         self.keyring: KeyRing = load_keyring(
