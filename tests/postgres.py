@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,14 +70,9 @@ def _as_server_user(root: Path) -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip(
-            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin: install Debian's "
-            "`postgresql` package (`make test` does so when run as root)"
-        )
+@contextmanager
+def private_server(bin_dir: Path) -> Iterator[PostgresServer]:
+    """Start a throwaway server from `bin_dir` (initdb, pg_ctl); stop and delete it after."""
     # Not under pytest's tmp_path: its parents are private to the current user, and the server
     # may have to run as `postgres`.
     root = Path(tempfile.mkdtemp(prefix="vultus-pg-"))
@@ -98,17 +94,31 @@ def postgres_server() -> Iterator[PostgresServer]:
             check=True,
             capture_output=True,
         )
-        yield PostgresServer(root, port)
     except subprocess.CalledProcessError as exc:
         log = root / "server.log"
         detail = log.read_text() if log.exists() else exc.stderr.decode(errors="replace")
-        raise RuntimeError(f"the test PostgreSQL server did not start: {detail}") from exc
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"the private PostgreSQL server did not start: {detail}") from exc
+    try:
+        yield PostgresServer(root, port)
     finally:
         subprocess.run(
             [*sudo, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin: install Debian's "
+            "`postgresql` package (`make test` does so when run as root)"
+        )
+    with private_server(bin_dir) as server:
+        yield server
 
 
 @pytest.fixture

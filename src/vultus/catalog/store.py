@@ -930,8 +930,9 @@ def _record(face: Face) -> FaceRecord:
     )
 
 
-def _create_engine(url: str, **options: Any) -> Engine:
-    """An engine for one of the two catalogs Vultus supports: SQLite or PostgreSQL."""
+def _create_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine for one of the two catalogs Vultus supports: SQLite or PostgreSQL. Unpooled:
+    for one look, closed at once."""
     url = postgresql.normalise_url(url)
     if not url.startswith(("sqlite:///", "postgresql+")):
         raise ConfigError(
@@ -940,9 +941,11 @@ def _create_engine(url: str, **options: Any) -> Engine:
             code="catalog_url",
         )
     try:
+        if not pooled:
+            return create_engine(url, poolclass=NullPool)
         if url.startswith("sqlite:///"):
-            return create_engine(url, **options)
-        return create_engine(url, **{**postgresql.POOL_OPTIONS, **options})
+            return create_engine(url)
+        return create_engine(url, **postgresql.POOL_OPTIONS)
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"the catalog's database driver is not installed ({exc.name}): "
@@ -962,7 +965,7 @@ def catalog_exists(url: str) -> bool:
     """Whether a catalog was ever created at this URL (opening it creates it)."""
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///")).exists()
-    engine = _create_engine(url, poolclass=NullPool)
+    engine = _create_engine(url, pooled=False)
     try:
         return inspect(engine).has_table("alembic_version")
     except OperationalError as exc:
