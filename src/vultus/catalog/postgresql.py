@@ -57,11 +57,13 @@ def scrub(engine: Engine) -> None:
     """After an erasure: VACUUM the tables it touched, so the deleted rows' dead tuples (and
     older versions of rewritten rows) are reclaimed instead of lingering until autovacuum.
 
-    What this does not do, measured on PostgreSQL 15: VACUUM compacts pages but does not zero
-    the space it frees, so part of a deleted row's bytes stays in the table file until a new
-    row overwrites it; the WAL keeps them until it is recycled, and so do base backups and
-    replicas. VACUUM FULL would rewrite the table, but it holds an exclusive lock for the whole
-    rewrite, which no erasure should impose on a large catalog. What is left behind is
+    What this does not guarantee (measured on PostgreSQL 15, 2,000 faces): VACUUM compacts the
+    pages that keep live rows, which overwrote every erased template when one face in ten was
+    erased; but it does not zero a page it empties, so erasing a run of consecutive rows (a
+    consent withdrawal, a retention purge) left all 300 templates in the table file until new
+    rows reused the pages. The WAL keeps them until it is recycled, and so do base backups and
+    replicas. VACUUM FULL removes them, but it holds an exclusive lock for the whole rewrite of
+    the table, which no erasure should impose on a large catalog. What may be left is
     ciphertext: templates and selfies are sealed with AES-256-GCM under the master key, so a
     key rotation (`vultus keys rotate`), once the old key is destroyed, makes every such copy
     unreadable.
