@@ -7,7 +7,7 @@ SHARED_FACES ?= $(firstword $(VULTUS_TEST_FACES) ../shared/faces)
 PHOTOS ?=
 DEMO_DIR ?= .vultus-demo
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/python -m vultus.demo --data-dir $(DEMO_DIR) $(if $(PHOTOS),--photos $(PHOTOS),--shared-faces $(SHARED_FACES))
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
 # The browser tests drive Debian's Chromium (never a downloaded browser).
@@ -33,6 +33,19 @@ browser:
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "note: /usr/bin/chromium is missing and apt needs root: the browser tests will skip"; \
+	  fi; \
+	fi
+
+# The catalog tests also run on PostgreSQL: a private server started from Debian's binaries.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's postgresql for the catalog tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "note: PostgreSQL is missing and apt needs root: the PostgreSQL catalog tests will skip"; \
 	  fi; \
 	fi
 

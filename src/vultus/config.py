@@ -95,9 +95,14 @@ class Settings:
     # Who the controller is, for reports and access packages.
     controller: str = "the controller (set `controller` in vultus.toml)"
 
-    @property
-    def catalog_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'catalog.db'}"
+    # The catalog, as a SQLAlchemy URL: empty for SQLite in the data directory, or e.g.
+    # postgresql+psycopg://vultus@db.example/vultus (keep the password in ~/.pgpass or
+    # $PGPASSWORD rather than here). The key and index files stay in the data directory.
+    catalog_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.catalog_url:
+            self.catalog_url = f"sqlite:///{self.data_dir / 'catalog.db'}"
 
     @property
     def index_path(self) -> Path:

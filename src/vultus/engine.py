@@ -21,7 +21,7 @@ from PIL import Image as PILImage
 
 from vultus.auth import KeyStore
 from vultus.calibration import Calibration
-from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
+from vultus.catalog import Catalog, FaceRecord, NewImage, catalog_exists, open_catalog
 from vultus.catalog.models import RightsRequest, Source, Subject
 from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
 from vultus.clustering import Proposal, default_max_distance, discover
@@ -65,8 +65,9 @@ log = logging.getLogger(__name__)
 # Files hashed and checked against the catalog together, before any analysis work.
 DEDUPE_CHUNK = 256
 CONFIG_KEY = "settings"
-# Settings that say how this process runs, not what is processed: not audited as changes.
-RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file"}
+# Settings that say how this process runs, not what is processed: not audited as changes
+# (and catalog_url may hold a password).
+RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_url"}
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
 DELETE = "delete"
 SUBJECT = "subject"
@@ -122,7 +123,7 @@ def _each_locked(items: Iterable[T], lock: threading.RLock) -> Iterator[T]:
 class Engine(RightsFacade):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        new = not (settings.data_dir / "catalog.db").exists()
+        new = not catalog_exists(settings.catalog_url)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # A new data directory may create the master key; an existing one must be given its own.
         self.keyring: KeyRing = load_keyring(

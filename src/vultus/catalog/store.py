@@ -12,10 +12,13 @@ import numpy as np
 import numpy.typing as npt
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from vultus import lawful_basis
+from vultus.catalog import postgresql
 from vultus.catalog.models import (
     Face,
     Image,
@@ -380,7 +383,11 @@ class Catalog:
             run = s.get(IngestRun, run_id)
             if run is None:
                 raise NotFoundError(f"no ingest run {run_id}")
-            errs = list(s.scalars(select(IngestError).where(IngestError.run_id == run_id)))
+            errs = list(
+                s.scalars(
+                    select(IngestError).where(IngestError.run_id == run_id).order_by(IngestError.id)
+                )
+            )
         return run, errs
 
     def skip_reasons(self, run_id: int) -> dict[str, int]:
@@ -554,9 +561,9 @@ class Catalog:
         """Restricted faces are out of the index but still held: rights requests must see them."""
         with self.session() as s:
             rows = s.execute(
-                select(Face.id, Face.template).where(
-                    Face.status == "indexed", Face.restricted.is_(True)
-                )
+                select(Face.id, Face.template)
+                .where(Face.status == "indexed", Face.restricted.is_(True))
+                .order_by(Face.id)
             ).all()
         return [(fid, self.open_template(blob)) for fid, blob in rows if blob is not None]
 
@@ -565,9 +572,9 @@ class Catalog:
         with self.session() as s, s.begin():
             changed = list(
                 s.scalars(
-                    select(Face.id).where(
-                        Face.id.in_(list(face_ids)), Face.restricted.is_(not restricted)
-                    )
+                    select(Face.id)
+                    .where(Face.id.in_(list(face_ids)), Face.restricted.is_(not restricted))
+                    .order_by(Face.id)
                 )
             )
             s.execute(update(Face).where(Face.id.in_(changed)).values(restricted=restricted))
@@ -577,7 +584,9 @@ class Catalog:
         subject = self.get_subject(name)
         with self.session() as s, s.begin():
             s.execute(update(Subject).where(Subject.id == subject.id).values(restricted=restricted))
-            ids = list(s.scalars(select(Face.id).where(Face.subject_id == subject.id)))
+            ids = list(
+                s.scalars(select(Face.id).where(Face.subject_id == subject.id).order_by(Face.id))
+            )
         return self.set_restricted(ids, restricted)
 
     def expired_images(self, at: datetime) -> list[tuple[int, str, datetime, list[int]]]:
@@ -590,14 +599,18 @@ class Catalog:
             ).all()
             out = []
             for image_id, path, until in images:
-                ids = list(s.scalars(select(Face.id).where(Face.image_id == image_id)))
+                ids = list(
+                    s.scalars(select(Face.id).where(Face.image_id == image_id).order_by(Face.id))
+                )
                 out.append((image_id, path, until, ids))
         return out
 
     def image_faces(self, image_ids: Sequence[int]) -> dict[int, list[int]]:
         with self.session() as s:
             rows = s.execute(
-                select(Face.image_id, Face.id).where(Face.image_id.in_(list(image_ids)))
+                select(Face.image_id, Face.id)
+                .where(Face.image_id.in_(list(image_ids)))
+                .order_by(Face.id)
             ).all()
         out: dict[int, list[int]] = {i: [] for i in image_ids}
         for image_id, face_id in rows:
@@ -619,9 +632,9 @@ class Catalog:
         ids = list(face_ids)
         with self.session() as s, s.begin():
             rows = s.execute(
-                select(Face.id, Face.image_id, Face.left, Face.top, Face.right, Face.bottom).where(
-                    Face.id.in_(ids)
-                )
+                select(Face.id, Face.image_id, Face.left, Face.top, Face.right, Face.bottom)
+                .where(Face.id.in_(ids))
+                .order_by(Face.id)
             ).all()
             boxes: dict[int, list[list[int]]] = {}
             for _, image_id, left, top, right, bottom in rows:
@@ -655,8 +668,10 @@ class Catalog:
     def scrub(self) -> None:
         """After an erasure: fold the WAL back into the database and truncate it, then rebuild
         the file, so no page anywhere still holds the erased rows (secure_delete zeroes the
-        freed space; the WAL would otherwise keep old page images until it is recycled)."""
-        if self.engine.dialect.name != "sqlite":
+        freed space; the WAL would otherwise keep old page images until it is recycled).
+        PostgreSQL has no such guarantee: see `postgresql.scrub`."""
+        if self.engine.dialect.name == "postgresql":
+            postgresql.scrub(self.engine)
             return
         with self.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -682,7 +697,9 @@ class Catalog:
         with self.session() as s, s.begin():
             if s.get(Image, image_id) is None:
                 raise NotFoundError(f"no image with id {image_id}")
-            ids = list(s.scalars(select(Face.id).where(Face.image_id == image_id)))
+            ids = list(
+                s.scalars(select(Face.id).where(Face.image_id == image_id).order_by(Face.id))
+            )
             s.execute(delete(Face).where(Face.image_id == image_id))
             s.execute(delete(Image).where(Image.id == image_id))
         return ids
@@ -720,7 +737,9 @@ class Catalog:
         with self.session() as s:
             return list(
                 s.scalars(
-                    select(Face.id).where(Face.subject_id == subject.id, Face.status == "indexed")
+                    select(Face.id)
+                    .where(Face.subject_id == subject.id, Face.status == "indexed")
+                    .order_by(Face.id)
                 )
             )
 
@@ -843,7 +862,9 @@ class Catalog:
         started `max_attempts` times (a job that kills its process must not loop forever).
         Returns (requeued ids, failed ids)."""
         with self.session() as s, s.begin():
-            stale = s.execute(select(Job.id, Job.attempts).where(Job.status == "running")).all()
+            stale = s.execute(
+                select(Job.id, Job.attempts).where(Job.status == "running").order_by(Job.id)
+            ).all()
             again = [i for i, n in stale if n < max_attempts]
             given_up = [i for i, n in stale if n >= max_attempts]
             if again:
@@ -909,13 +930,63 @@ def _record(face: Face) -> FaceRecord:
     )
 
 
+def _create_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine for one of the two catalogs Vultus supports: SQLite or PostgreSQL. Unpooled:
+    for one look, closed at once."""
+    url = postgresql.normalise_url(url)
+    if not url.startswith(("sqlite:///", "postgresql+")):
+        raise ConfigError(
+            f"catalog_url {url.split(':', 1)[0]}:... is not supported: use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DATABASE",
+            code="catalog_url",
+        )
+    try:
+        if not pooled:
+            return create_engine(url, poolclass=NullPool)
+        if url.startswith("sqlite:///"):
+            return create_engine(url)
+        return create_engine(url, **postgresql.POOL_OPTIONS)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the catalog's database driver is not installed ({exc.name}): "
+            "pip install 'vultus[postgres]'",
+            code="catalog_driver",
+        ) from exc
+
+
+def _unavailable(engine: Engine, exc: OperationalError) -> ConfigError:
+    where = engine.url.render_as_string(hide_password=True)
+    return ConfigError(
+        f"cannot open the catalog at {where}: {exc.orig}", code="catalog_unavailable"
+    )
+
+
+def catalog_exists(url: str) -> bool:
+    """Whether a catalog was ever created at this URL (opening it creates it)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).exists()
+    engine = _create_engine(url, pooled=False)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    except OperationalError as exc:
+        raise _unavailable(engine, exc) from exc
+    finally:
+        engine.dispose()
+
+
 def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
     """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL. The key ring
     seals templates; without one the catalog can be read and audited but holds no templates."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = _create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    _migrate(engine)
+    else:
+        postgresql.prepare(engine)
+    try:
+        _migrate(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise _unavailable(engine, exc) from exc
     return Catalog(engine, keyring)

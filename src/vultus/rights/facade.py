@@ -474,7 +474,9 @@ class RightsFacade:
         """Whole images out, with their faces, in one transaction with the audit entry; then
         the index, Vultus's own stored copies, and the scrub. Returns the face ids removed."""
         with self.catalog.session() as s, s.begin():
-            face_ids = list(s.scalars(select(Face.id).where(Face.image_id.in_(image_ids))))
+            face_ids = list(
+                s.scalars(select(Face.id).where(Face.image_id.in_(image_ids)).order_by(Face.id))
+            )
             paths = list(s.scalars(select(Image.path).where(Image.id.in_(image_ids))))
             s.execute(delete(Face).where(Face.image_id.in_(image_ids)))
             s.execute(delete(Image).where(Image.id.in_(image_ids)))
@@ -535,7 +537,9 @@ class RightsFacade:
             if consent is None:
                 raise NotFoundError(f"no consent record {consent_id}")
             consent.withdrawn_at = now()
-            image_ids = list(s.scalars(select(Image.id).where(Image.consent_id == consent_id)))
+            image_ids = list(
+                s.scalars(select(Image.id).where(Image.consent_id == consent_id).order_by(Image.id))
+            )
         face_ids = self._purge_images(
             image_ids, actions.CONSENT, {"consent": consent_id, "withdrawn": True}, actor
         )
