@@ -173,16 +173,18 @@ class Manifest:
 
     # -- one row -------------------------------------------------------------------------------
     def _row(self, line: int, fields: dict[str, Any]) -> Item | BadItem:
+        named = str(fields.get("path") or fields.get("uri") or "")
         try:
-            path, uri, source = (_text(fields.get(k), k) for k in ("path", "uri", "source"))
-            named = path or uri or ""
-            source = source or self.default_source
-            if source is None:
-                return BadItem(named, None, "no_source", "no source", line)
+            source = _text(fields.get("source"), "source") or self.default_source
+        except ValueError as exc:
+            return BadItem(named, None, "bad_value", str(exc), line)
+        if source is None:
+            return BadItem(named, None, "no_source", "no source", line)
+        try:
+            path, uri = _text(fields.get("path"), "path"), _text(fields.get("uri"), "uri")
             consent = _consent(fields.get("consent"), self.default_consent)
         except ValueError as exc:
-            named = str(fields.get("path") or fields.get("uri") or "")
-            return BadItem(named, None, "bad_value", str(exc), line)
+            return BadItem(named, source, "bad_value", str(exc), line)
         if bool(path) == bool(uri):
             what = "both `path` and `uri`" if path else "neither `path` nor `uri`"
             return BadItem(named, source, "bad_row", f"the row has {what}; give one", line)
