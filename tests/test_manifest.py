@@ -166,7 +166,8 @@ def _nothing_written(engine: Engine) -> bool:
 def test_unregistered_sources_are_refused_before_any_work(
     engine: Engine, photos: list[Path], tmp_path: Path
 ) -> None:
-    rows = [[str(p), s] for p, s in zip(photos, ["test", "press", "scans", "archive"])]
+    names = ["test", "press", "scans", "archive"]
+    rows = [[str(p), s] for p, s in zip(photos[:4], names, strict=True)]
     manifest = write_csv(tmp_path / "list.csv", ["path", "source"], rows)
     with pytest.raises(SourceError) as caught:
         engine.add_manifest(manifest)
