@@ -70,6 +70,7 @@ from vultus.rights.crypto import (
 )
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
+from vultus.storage import local_path, read_location
 
 log = logging.getLogger(__name__)
 
@@ -922,26 +923,51 @@ class Engine(RightsFacade):
         return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
 
     def image_file(self, image_id: int, *, actor: str | None = None) -> tuple[Path, str]:
-        """The image's file and media type, to show it. Showing a photo discloses the faces in
-        it, so it is audited as a view naming them (an access package lists who viewed)."""
+        """The image's local file and media type. Showing a photo discloses the faces in it,
+        so it is audited as a view naming them (an access package lists who viewed). Images
+        in a bucket have no local file: show those, and any other, with `image_data`."""
         summary, faces = self.image(image_id)
-        path = Path(summary.path)
+        path = local_path(summary.path)
+        if path is None:
+            raise SourceError(
+                f"image {image_id} lies in object storage at {summary.path}, not in a local file",
+                code="not_a_local_file",
+            )
         if not path.is_file():
             raise NotFoundError(
                 f"the file of image {image_id} is no longer at {path}", code="file_missing"
             )
+        self._audit_view(image_id, faces, actor)
+        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def image_data(self, image_id: int, *, actor: str | None = None) -> tuple[bytes, str]:
+        """The image's bytes and media type, wherever it lies (a local file or an object in a
+        bucket), to show it; audited as a view like `image_file`."""
+        summary, faces = self.image(image_id)
+        try:
+            data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
+        except SourceError as exc:
+            if exc.code in ("file_not_found", "object_not_found"):
+                raise NotFoundError(
+                    f"the file of image {image_id} is no longer at {summary.path}",
+                    code="file_missing",
+                ) from None
+            raise
+        self._audit_view(image_id, faces, actor)
+        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def _audit_view(self, image_id: int, faces: list[FaceRecord], actor: str | None) -> None:
         self.audit.append(
             actions.VIEW,
             actor=actor,
             result_ids=[f.face_id for f in faces],
             details={"image": image_id},
         )
-        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
     def thumbnail(self, image_id: int, *, max_side: int = 256, actor: str | None = None) -> bytes:
         """A JPEG no larger than `max_side`, upright; audited as a view like `image_file`."""
-        path, _ = self.image_file(image_id, actor=actor)
-        return _thumbnail_jpeg(path, max_side, max_pixels=self.settings.max_pixels)
+        data, _ = self.image_data(image_id, actor=actor)
+        return _thumbnail_jpeg(data, max_side, max_pixels=self.settings.max_pixels)
 
     def upload(
         self, data: bytes, filename: str, *, source: str, actor: str | None = None
@@ -1017,7 +1043,7 @@ class Engine(RightsFacade):
         return counts
 
 
-def _thumbnail_jpeg(photo: Path, max_side: int, *, max_pixels: int) -> bytes:
+def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:
     image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
     image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
