@@ -18,6 +18,7 @@ from vultus.catalog.models import Image, IngestRun
 from vultus.cli import app
 from vultus.engine import Engine
 from vultus.errors import ManifestError, SourceError
+from vultus.rights.facade import RightsError
 
 
 @pytest.fixture
@@ -239,3 +240,34 @@ def test_cli_add_manifest(photos: list[Path], tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["--data-dir", str(data_dir), "add", "--help"])
     assert "--manifest" in result.output and "s3://" in result.output
+
+
+def test_rows_carry_their_consent_and_a_consent_of_another_source_is_refused(
+    engine: Engine, photos: list[Path], tmp_path: Path
+) -> None:
+    engine.add_source(
+        "event",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=30,
+    )
+    consent = engine.add_consent("event", "guest 0042", notice_version="v3")
+    wrong = write_csv(
+        tmp_path / "wrong.csv",
+        ["path", "source", "consent"],
+        [[str(photos[0]), "event", str(consent)], [str(photos[1]), "test", str(consent)]],
+    )
+    with pytest.raises(RightsError, match="not given for source 'test'"):
+        engine.add_manifest(wrong)
+    assert _nothing_written(engine)
+
+    manifest = write_csv(
+        tmp_path / "list.csv",
+        ["path", "source", "consent"],
+        [[str(photos[0]), "event", str(consent)], [str(photos[1]), "test", ""]],
+    )
+    engine.add_manifest(manifest)
+    # Withdrawing the consent erases the photo that rested on it, and only that one.
+    assert engine.withdraw_consent(consent) == 1
+    assert images_by_source(engine) == {"test": {str(photos[1].resolve())}}
