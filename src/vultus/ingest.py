@@ -169,14 +169,16 @@ def fetch(
 
     def one(item: Item) -> Fetched:
         if not is_s3(item.location):
-            return item, file_sha256(Path(item.location)), None, None
+            return item, file_sha256(item.location), None, None
         try:
             data = read_location(item.location, endpoint_url=endpoint_url)
         except SourceError as exc:
             return item, None, None, exc
         return item, hashlib.sha256(data).hexdigest(), data, None
 
-    return list(pool.map(one, items))
+    # Local files inline: a thread per small file costs more than hashing it.
+    remote = iter(pool.map(one, [i for i in items if is_s3(i.location)]))
+    return [next(remote) if is_s3(i.location) else one(i) for i in items]
 
 
 def item_error(
@@ -248,10 +250,10 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
     return unique, errors
 
 
-def file_sha256(path: Path) -> str | None:
+def file_sha256(path: Path | str) -> str | None:
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
