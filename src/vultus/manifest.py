@@ -137,7 +137,8 @@ class Manifest:
     def _csv(self) -> Iterator[tuple[int, dict[str, Any] | BadItem]]:
         with self.path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
             reader = csv.reader(fh)
-            names = [h.strip().lower() for h in next(reader)]
+            header = next(cells for cells in reader if any(c.strip() for c in cells))
+            names = [h.strip().lower() for h in header]
             for cells in reader:
                 line = reader.line_num
                 if not any(c.strip() for c in cells):

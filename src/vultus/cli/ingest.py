@@ -47,9 +47,9 @@ def add(
 
       vultus add --manifest scans.csv   (CSV header: path,source  or  uri,source)
 
-    Objects in S3-compatible storage are read with boto3 (pip install 'vultus[s3]'), with the
-    standard AWS credentials; set s3_endpoint_url (vultus.toml or VULTUS_S3_ENDPOINT_URL) for
-    MinIO and other S3-compatible stores.
+    Objects in S3-compatible storage are read with boto3 (the s3 extra: pip install boto3),
+    with the standard AWS credentials; set s3_endpoint_url (vultus.toml or
+    VULTUS_S3_ENDPOINT_URL) for MinIO and other S3-compatible stores.
     """
     if bool(paths) == bool(manifest):
         raise typer.BadParameter("give paths to add, or --manifest FILE (not both)")
