@@ -64,6 +64,9 @@ class Settings:
     # Ingest.
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     batch_size: int = 64
+    # An S3-compatible store (MinIO, Ceph...) for s3:// locations; None: AWS, or the standard
+    # AWS_ENDPOINT_URL. Credentials always come from the standard AWS variables and files.
+    s3_endpoint_url: str | None = None
 
     # Search: the per-search false-alarm rate that decides "match" / "no match".
     search_fmr: float = 1e-3

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from vultus.config import Settings
 from vultus.errors import ConfigError
-from vultus.ingest import Analyser
+from vultus.ingest import Analyser, Work
 from vultus.pipeline.analyse import FacePipeline
 
 
@@ -90,7 +90,7 @@ def embed_labelled(
     model_id = ""
     with Analyser(settings, lambda: FacePipeline(settings)) as analyser:
         for done, ((rel, identity), (_, image, error)) in enumerate(
-            zip(rows, analyser.map(paths), strict=True), start=1
+            zip(rows, analyser.map([Work(str(p)) for p in paths]), strict=True), start=1
         ):
             usable = [f for f in image.faces if f.template is not None] if image else []
             if usable:

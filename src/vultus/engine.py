@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -28,6 +29,7 @@ from vultus.clustering import Proposal, default_max_distance, discover
 from vultus.config import Settings
 from vultus.errors import (
     DecodeError,
+    ManifestError,
     NoFaceError,
     NotFoundError,
     PurposeError,
@@ -40,13 +42,20 @@ from vultus.index.base import normalise
 from vultus.index.keeper import IndexKeeper
 from vultus.ingest import (
     Analyser,
+    BadItem,
     DryRunTotals,
     IngestSummary,
+    Item,
+    PendingBatches,
     Progress,
-    collect_files,
+    Work,
+    chunked,
+    collect_items,
     drop_suppressed,
-    file_sha256,
+    fetch,
+    item_error,
 )
+from vultus.manifest import Manifest
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.decode import decode_image
 from vultus.rights import audit as actions
@@ -59,11 +68,12 @@ from vultus.rights.crypto import (
 )
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
+from vultus.storage import local_path, read_location
 
 log = logging.getLogger(__name__)
 
-# Files hashed and checked against the catalog together, before any analysis work.
-DEDUPE_CHUNK = 256
+# Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
+FETCH_THREADS = 8
 CONFIG_KEY = "settings"
 # Settings that say how this process runs, not what is processed: not audited as changes
 # (and catalog_url may hold a password).
@@ -254,8 +264,9 @@ class Engine(RightsFacade):
         consent: int | None = None,
         actor: str | None = None,
     ) -> IngestSummary:
-        """Ingest files and folders under a named source. Idempotent and resumable. Faces of
-        people on the suppression list are dropped before anything is written.
+        """Ingest files, folders and `s3://bucket/prefix/` listings under a named source.
+        Idempotent and resumable. Faces of people on the suppression list are dropped before
+        anything is written.
 
         Safe beside searches in other threads: analysis runs in worker processes (or, with one
         worker, in this process one image at a time under the lock), and the lock is held only
@@ -263,63 +274,177 @@ class Engine(RightsFacade):
         src = self.catalog.get_source(source)
         if consent is not None:
             self.consent_source_check(consent, source)
+        items, total = collect_items(
+            paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
+        )
+        return self._ingest(
+            items, [src], total=total, dry_run=dry_run, on_progress=on_progress, actor=actor
+        )[0]
+
+    def add_manifest(
+        self,
+        manifest: Path | str,
+        *,
+        source: str | None = None,
+        dry_run: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        consent: int | None = None,
+        actor: str | None = None,
+    ) -> list[IngestSummary]:
+        """Ingest the images a manifest lists (see `vultus.manifest`), each under its row's
+        source (`source` and `consent` fill empty cells): one ingest run, and one summary, per
+        source. The whole manifest is checked first: one that cannot be read, or that names
+        an unregistered source, is refused before any work. Bad rows are recorded as errors
+        with their line numbers; the other rows go on."""
+        reader = Manifest(manifest, default_source=source, default_consent=consent)
+        scan = reader.scan()
+        names = sorted(scan.sources | ({source} if source else set()))
+        if not names:
+            raise ManifestError(f"{reader.path}: no row of it could be read")
+        sources, unknown = [], []
+        for name in names:
+            try:
+                sources.append(self.catalog.get_source(name))
+            except SourceError:
+                unknown.append(name)
+        if unknown:
+            raise SourceError(
+                f"{reader.path} names source(s) not registered: {', '.join(unknown)}. Register "
+                "them first with `vultus sources add NAME --basis ... --purpose ...`",
+                code="source_unknown",
+            )
+        for name, consent_id in sorted(scan.consents):
+            self.consent_source_check(consent_id, name)
+        if source:  # errors that name no source are recorded in the default source's run
+            sources.sort(key=lambda s: s.name != source)
+        return self._ingest(
+            iter(reader),
+            sources,
+            total=scan.rows,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            actor=actor,
+            origin=str(reader.path),
+        )
+
+    def _ingest(
+        self,
+        items: Iterable[Item | BadItem],
+        sources: list[Source],
+        *,
+        total: int | None,
+        dry_run: bool,
+        on_progress: Callable[[Progress], None] | None,
+        actor: str | None,
+        origin: str | None = None,
+    ) -> list[IngestSummary]:
+        """The one ingest loop: one run per source; items hashed and checked against the
+        catalog in chunks before any work; new ones analysed; each batch written per source
+        (and consent) in one transaction. Errors that name no source go to the first's run."""
         suppression = self._load_suppression()
-        files, errors = collect_files(paths)
-        progress = Progress(files_total=len(files))
+        progress = Progress(files_total=total)
         if not dry_run:
             self.catalog.check_model(self.pipeline.model_id)
             self.index  # noqa: B018 - open (and reconcile) the index before writing to it
-        run_id = None if dry_run else self.catalog.start_run(src.id)
-        totals = DryRunTotals()
+        by_name = {s.name: s for s in sources}
+        runs = {s.name: None if dry_run else self.catalog.start_run(s.id) for s in sources}
+        totals = {s.name: DryRunTotals() for s in sources}
+        seen = dict.fromkeys(by_name, 0)
+        pending = PendingBatches()
         # Worker processes cost seconds to start: not worth it for one file (an upload).
-        one_file = len(files) <= 1
+        one_file = total is not None and total <= 1
         settings = dataclasses.replace(self.settings, workers=1) if one_file else self.settings
-        flush = functools.partial(
-            self._flush, run_id, src, totals=totals, suppression=suppression, consent=consent
-        )
+
+        def flush() -> None:
+            for (name, consent), group in pending.take():
+                self._flush(
+                    runs[name],
+                    by_name[name],
+                    group.images,
+                    group.errors,
+                    group.duplicates,
+                    totals=totals[name],
+                    suppression=suppression,
+                    consent=consent,
+                )
+
+        def report() -> None:
+            if on_progress:
+                on_progress(progress)
+
         try:
-            with Analyser(settings, lambda: self.pipeline) as analyser:
-                for start in range(0, len(files), DEDUPE_CHUNK):
-                    chunk = files[start : start + DEDUPE_CHUNK]
-                    hashes = {p: file_sha256(p) for p in chunk}
-                    known = self.catalog.known_hashes(h for h in hashes.values() if h)
-                    todo = [p for p in chunk if hashes[p] not in known]
-                    duplicates = len(chunk) - len(todo)
-                    progress.files_done += duplicates
-                    batch: list[NewImage] = []
-                    results = analyser.map(todo)
+            with (
+                Analyser(settings, lambda: self.pipeline) as analyser,
+                ThreadPoolExecutor(FETCH_THREADS) as fetcher,
+            ):
+                for chunk in chunked(items):
+                    good: list[Item] = []
+                    for item in chunk:
+                        name = item.source if item.source in by_name else sources[0].name
+                        seen[name] += 1
+                        if isinstance(item, BadItem):
+                            progress.files_done += 1
+                            pending.group(name, None).errors.append(item_error(item, origin))
+                        else:
+                            good.append(item)
+                    fetched = fetch(good, pool=fetcher, endpoint_url=self.settings.s3_endpoint_url)
+                    known = self.catalog.known_hashes(sha for _, sha, _, _ in fetched if sha)
+                    todo: list[tuple[Item, Work]] = []
+                    for item, sha, data, exc in fetched:
+                        group = pending.group(item.source, item.consent)
+                        if exc is not None:
+                            progress.files_done += 1
+                            failure = (item.location, exc.code, exc.message)
+                            group.errors.append(item_error(item, origin, failure))
+                        elif sha is not None and sha in known:
+                            progress.files_done += 1
+                            group.duplicates += 1
+                        else:
+                            todo.append((item, Work(item.location, data)))
+                    results = analyser.map([work for _, work in todo])
                     if settings.workers <= 1:
                         results = _each_locked(results, self.lock)
-                    for _path, image, error in results:
+                    for (item, _), (_, image, error) in zip(todo, results, strict=True):
                         progress.files_done += 1
+                        group = pending.group(item.source, item.consent)
                         if error is not None:
-                            errors.append(error)
+                            group.errors.append(item_error(item, origin, error))
                         elif image is not None:
-                            batch.append(image)
+                            group.images.append(image)
                             progress.faces_indexed += sum(
                                 f.template is not None for f in image.faces
                             )
                             progress.images_added += 1
-                        if len(batch) >= self.settings.batch_size:
-                            flush(batch, errors, duplicates)
-                            batch, errors, duplicates = [], [], 0
-                        if on_progress:
-                            on_progress(progress)
-                    flush(batch, errors, duplicates)
-                    errors = []
-                    if on_progress:
-                        on_progress(progress)
+                        if pending.images >= self.settings.batch_size:
+                            flush()
+                        report()
+                    flush()
+                    report()
         except BaseException:
-            if run_id is not None:
-                self.catalog.finish_run(run_id, status="interrupted")
+            if not dry_run:
+                for run_id in runs.values():
+                    if run_id is not None:
+                        self.catalog.finish_run(run_id, status="interrupted")
                 self.save_index()
             raise
-        if run_id is None:
-            return totals.summary(src.name, len(files), progress.elapsed)
-        self.catalog.finish_run(run_id)
+        if dry_run:
+            return [totals[s.name].summary(s.name, seen[s.name], progress.elapsed) for s in sources]
+        for run_id in runs.values():
+            if run_id is not None:
+                self.catalog.finish_run(run_id)
         with self.lock:
             self.indexes.maybe_upgrade()
             self.save_index()
+        return [
+            self._run_summary(runs[s.name], s, seen[s.name], progress.elapsed, actor)
+            for s in sources
+        ]
+
+    def _run_summary(
+        self, run_id: int | None, src: Source, files: int, seconds: float, actor: str | None
+    ) -> IngestSummary:
+        """An ingest run's summary, from the catalog's counters; audited."""
+        assert run_id is not None
         run, errs = self.catalog.get_run(run_id)
         self.audit.append(
             actions.INGEST,
@@ -336,7 +461,7 @@ class Engine(RightsFacade):
         return IngestSummary(
             run_id=run_id,
             source=src.name,
-            files_seen=len(files),
+            files_seen=files,
             images_added=run.images_added,
             images_duplicate=run.images_duplicate,
             images_no_face=run.images_no_face,
@@ -345,7 +470,7 @@ class Engine(RightsFacade):
             faces_suppressed=run.faces_suppressed,
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
-            seconds=progress.elapsed,
+            seconds=seconds,
         )
 
     @_locked
@@ -713,26 +838,51 @@ class Engine(RightsFacade):
         return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
 
     def image_file(self, image_id: int, *, actor: str | None = None) -> tuple[Path, str]:
-        """The image's file and media type, to show it. Showing a photo discloses the faces in
-        it, so it is audited as a view naming them (an access package lists who viewed)."""
+        """The image's local file and media type. Showing a photo discloses the faces in it,
+        so it is audited as a view naming them (an access package lists who viewed). Images
+        in a bucket have no local file: show those, and any other, with `image_data`."""
         summary, faces = self.image(image_id)
-        path = Path(summary.path)
+        path = local_path(summary.path)
+        if path is None:
+            raise SourceError(
+                f"image {image_id} lies in object storage at {summary.path}, not in a local file",
+                code="not_a_local_file",
+            )
         if not path.is_file():
             raise NotFoundError(
                 f"the file of image {image_id} is no longer at {path}", code="file_missing"
             )
+        self._audit_view(image_id, faces, actor)
+        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def image_data(self, image_id: int, *, actor: str | None = None) -> tuple[bytes, str]:
+        """The image's bytes and media type, wherever it lies (a local file or an object in a
+        bucket), to show it; audited as a view like `image_file`."""
+        summary, faces = self.image(image_id)
+        try:
+            data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
+        except SourceError as exc:
+            if exc.code in ("file_not_found", "object_not_found"):
+                raise NotFoundError(
+                    f"the file of image {image_id} is no longer at {summary.path}",
+                    code="file_missing",
+                ) from None
+            raise
+        self._audit_view(image_id, faces, actor)
+        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def _audit_view(self, image_id: int, faces: list[FaceRecord], actor: str | None) -> None:
         self.audit.append(
             actions.VIEW,
             actor=actor,
             result_ids=[f.face_id for f in faces],
             details={"image": image_id},
         )
-        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
     def thumbnail(self, image_id: int, *, max_side: int = 256, actor: str | None = None) -> bytes:
         """A JPEG no larger than `max_side`, upright; audited as a view like `image_file`."""
-        path, _ = self.image_file(image_id, actor=actor)
-        return _thumbnail_jpeg(path, max_side, max_pixels=self.settings.max_pixels)
+        data, _ = self.image_data(image_id, actor=actor)
+        return _thumbnail_jpeg(data, max_side, max_pixels=self.settings.max_pixels)
 
     def upload(
         self, data: bytes, filename: str, *, source: str, actor: str | None = None
@@ -808,7 +958,7 @@ class Engine(RightsFacade):
         return counts
 
 
-def _thumbnail_jpeg(photo: Path, max_side: int, *, max_pixels: int) -> bytes:
+def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:
     image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
     image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()

@@ -44,6 +44,13 @@ class SourceError(VultusError):
     code = "source_error"
 
 
+class ManifestError(VultusError):
+    """A manifest that cannot be read at all: neither CSV with a header nor JSONL, or with
+    columns Vultus does not know. Bad rows in a good manifest are per-row ingest errors."""
+
+    code = "manifest_invalid"
+
+
 class ModelMismatchError(VultusError):
     """Templates of different face models would be mixed in one index."""
 

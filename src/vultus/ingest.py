@@ -13,7 +13,8 @@ import hashlib
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import numpy.typing as npt
 
 from vultus.catalog import NewFace, NewImage
 from vultus.config import Settings
-from vultus.errors import VultusError
+from vultus.errors import SourceError, VultusError
 from vultus.pipeline.analyse import AnalysedImage, FacePipeline
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
+from vultus.storage import is_s3, is_uri, list_objects, local_path, read_location
 
 # Per-process pipeline for pool workers: dlib and ONNX Runtime objects cannot cross processes.
 _worker_pipeline: FacePipeline | None = None
@@ -32,7 +34,7 @@ _worker_pipeline: FacePipeline | None = None
 
 @dataclass
 class Progress:
-    files_total: int
+    files_total: int | None  # None while a bucket listing is still being read
     files_done: int = 0
     images_added: int = 0
     faces_indexed: int = 0
@@ -64,6 +66,161 @@ class IngestSummary:
         return self.files_seen / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class Item:
+    """One image to ingest: where it lies (an absolute local path or an `s3://` URI, recorded
+    as the image's location), the source it comes under, and its manifest line if any."""
+
+    location: str
+    source: str
+    consent: int | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class BadItem:
+    """A named image that cannot be ingested, found before any work: recorded as an error."""
+
+    location: str
+    source: str | None
+    code: str
+    message: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker analyses: a local file it reads itself, or bytes already fetched."""
+
+    location: str
+    data: bytes | None = None
+
+
+def collect_items(
+    paths: Sequence[Path | str],
+    *,
+    source: str,
+    consent: int | None = None,
+    endpoint_url: str | None = None,
+) -> tuple[Iterator[Item | BadItem], int | None]:
+    """The images named by files, folders, `file://` URIs and `s3://` prefixes, and how many
+    there are (None when a bucket is listed: its listing is streamed, page by page)."""
+    local: list[Path | str] = []
+    prefixes: list[str] = []
+    bad: list[BadItem] = []
+    for raw in paths:
+        text = str(raw)
+        if is_s3(text):
+            prefixes.append(text)
+        elif is_uri(text):
+            try:
+                local.append(local_path(text) or text)
+            except SourceError as exc:
+                bad.append(BadItem(text, source, exc.code, exc.message))
+        else:
+            local.append(raw)
+    files, errors = collect_files(local)
+    bad.extend(BadItem(path, source, code, message) for path, code, message in errors)
+
+    def stream() -> Iterator[Item | BadItem]:
+        yield from bad
+        yield from (Item(str(f), source, consent) for f in files)
+        for prefix in prefixes:
+            try:
+                for uri in list_objects(
+                    prefix, suffixes=SUPPORTED_SUFFIXES, endpoint_url=endpoint_url
+                ):
+                    yield Item(uri, source, consent)
+            except SourceError as exc:
+                yield BadItem(prefix, source, exc.code, exc.message)
+
+    return stream(), None if prefixes else len(files) + len(bad)
+
+
+# Items hashed and checked against the catalog together, before any analysis work. Fewer for
+# objects in a bucket: their bytes are held from the fetch to the analysis.
+DEDUPE_CHUNK = 256
+REMOTE_CHUNK = 32
+
+
+def chunked(items: Iterable[Item | BadItem]) -> Iterator[list[Item | BadItem]]:
+    chunk: list[Item | BadItem] = []
+    remote = 0
+    for item in items:
+        chunk.append(item)
+        remote += isinstance(item, Item) and is_s3(item.location)
+        if len(chunk) >= DEDUPE_CHUNK or remote >= REMOTE_CHUNK:
+            yield chunk
+            chunk, remote = [], 0
+    if chunk:
+        yield chunk
+
+
+Fetched = tuple[Item, str | None, bytes | None, SourceError | None]
+
+
+def fetch(
+    items: Sequence[Item], *, pool: Executor, endpoint_url: str | None = None
+) -> list[Fetched]:
+    """Each item's content hash, for the dedupe check before any work. Objects in a bucket are
+    downloaded here, once, several at a time, and their bytes go on to the workers, which so
+    need neither credentials nor a second download. Local files are only hashed: the worker
+    reads them itself."""
+
+    def one(item: Item) -> Fetched:
+        if not is_s3(item.location):
+            return item, file_sha256(item.location), None, None
+        try:
+            data = read_location(item.location, endpoint_url=endpoint_url)
+        except SourceError as exc:
+            return item, None, None, exc
+        return item, hashlib.sha256(data).hexdigest(), data, None
+
+    # Local files inline: a thread per small file costs more than hashing it.
+    remote = iter(pool.map(one, [i for i in items if is_s3(i.location)]))
+    return [next(remote) if is_s3(i.location) else one(i) for i in items]
+
+
+def item_error(
+    item: Item | BadItem, origin: str | None, error: tuple[str, str, str] | None = None
+) -> tuple[str, str, str]:
+    """The (location, code, message) recorded for an item that failed; a manifest's rows are
+    named by their line, so that a person can find and fix them."""
+    if error is None:
+        assert isinstance(item, BadItem)
+        error = (item.location, item.code, item.message)
+    where, code, message = error
+    if item.line is None:
+        return error
+    return (where or f"{origin} line {item.line}", code, f"{origin} line {item.line}: {message}")
+
+
+@dataclass
+class Pending:
+    images: list[NewImage] = field(default_factory=list)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class PendingBatches:
+    """What waits to be written, per (source, consent): a manifest's rows may name several,
+    and each image is written under its own."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, int | None], Pending] = {}
+
+    def group(self, source: str, consent: int | None) -> Pending:
+        return self._groups.setdefault((source, consent), Pending())
+
+    @property
+    def images(self) -> int:
+        return sum(len(g.images) for g in self._groups.values())
+
+    def take(self) -> list[tuple[tuple[str, int | None], Pending]]:
+        groups, self._groups = list(self._groups.items()), {}
+        return groups
+
+
 def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[str, str, str]]]:
     """Files named directly are taken whatever their suffix (the decoder judges them); folders
     are walked recursively for image suffixes. Sorted, so reruns process files in the same order."""
@@ -93,10 +250,10 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
     return unique, errors
 
 
-def file_sha256(path: Path) -> str | None:
+def file_sha256(path: Path | str) -> str | None:
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
@@ -104,9 +261,9 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def to_new_image(path: Path, analysed: AnalysedImage) -> NewImage:
+def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
     return NewImage(
-        path=str(path),
+        path=location,
         sha256=analysed.sha256,
         size_bytes=analysed.size_bytes,
         width=analysed.width,
@@ -130,26 +287,30 @@ def to_new_image(path: Path, analysed: AnalysedImage) -> NewImage:
     )
 
 
-AnalyseResult = tuple[Path, NewImage | None, tuple[str, str, str] | None]
+AnalyseResult = tuple[str, NewImage | None, tuple[str, str, str] | None]
 
 # Images a worker analyses together, so that their faces are embedded in one batch.
 WORKER_CHUNK = 8
 
 
-def _analyse(pipeline: FacePipeline, paths: Sequence[Path]) -> list[AnalyseResult]:
+def _analyse(pipeline: FacePipeline, works: Sequence[Work]) -> list[AnalyseResult]:
     try:
-        results = pipeline.analyse_many(list(paths))
+        results = pipeline.analyse_many(
+            [w.data if w.data is not None else Path(w.location) for w in works]
+        )
     except Exception:  # one bad file must never stop a run: retry one by one to isolate it
-        if len(paths) > 1:
-            return [r for p in paths for r in _analyse(pipeline, [p])]
-        path = paths[0]
-        return [(path, None, (str(path), "internal_error", f"{path}: unexpected failure"))]
+        if len(works) > 1:
+            return [r for w in works for r in _analyse(pipeline, [w])]
+        where = works[0].location
+        return [(where, None, (where, "internal_error", f"{where}: unexpected failure"))]
     out: list[AnalyseResult] = []
-    for path, result in zip(paths, results, strict=True):
+    for work, result in zip(works, results, strict=True):
         if isinstance(result, VultusError):
-            out.append((path, None, (str(path), result.code, result.message)))
+            # Fetched bytes have no name of their own: the decoder calls them "the image data".
+            message = result.message.replace("the image data", work.location, 1)
+            out.append((work.location, None, (work.location, result.code, message)))
         else:
-            out.append((path, to_new_image(path, result), None))
+            out.append((work.location, to_new_image(work.location, result), None))
     return out
 
 
@@ -158,9 +319,9 @@ def _init_worker(settings: Settings) -> None:
     _worker_pipeline = FacePipeline(settings, embed_threads=1)
 
 
-def _worker_analyse(paths: list[Path]) -> list[AnalyseResult]:
+def _worker_analyse(works: list[Work]) -> list[AnalyseResult]:
     assert _worker_pipeline is not None
-    return _analyse(_worker_pipeline, paths)
+    return _analyse(_worker_pipeline, works)
 
 
 class Analyser:
@@ -186,8 +347,8 @@ class Analyser:
             self._pool.terminate()
             self._pool.join()
 
-    def map(self, paths: Sequence[Path]) -> Iterator[AnalyseResult]:
-        chunks = [list(paths[i : i + WORKER_CHUNK]) for i in range(0, len(paths), WORKER_CHUNK)]
+    def map(self, works: Sequence[Work]) -> Iterator[AnalyseResult]:
+        chunks = [list(works[i : i + WORKER_CHUNK]) for i in range(0, len(works), WORKER_CHUNK)]
         if self._pool is None:
             pipeline = self._pipeline()
             return (r for chunk in chunks for r in _analyse(pipeline, chunk))

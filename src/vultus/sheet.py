@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vultus.errors import VultusError
 from vultus.pipeline.decode import decode_image
 from vultus.search import SearchResult
+from vultus.storage import read_location
 
 TILE = 200
 LABEL = 38
@@ -46,8 +47,22 @@ def _tile(
     return tile
 
 
-def render_sheet(result: SearchResult, query_photo: Path | bytes | None, out: Path) -> Path:
-    """Write a JPEG or PNG contact sheet of `result` to `out`."""
+def _read(location: str, endpoint_url: str | None) -> bytes:
+    try:
+        return read_location(location, endpoint_url=endpoint_url)
+    except VultusError:
+        return b""  # drawn as "image unavailable", like any photo that cannot be decoded
+
+
+def render_sheet(
+    result: SearchResult,
+    query_photo: Path | bytes | None,
+    out: Path,
+    *,
+    endpoint_url: str | None = None,
+) -> Path:
+    """Write a JPEG or PNG contact sheet of `result` to `out`. Matches held in a bucket are
+    read from it (`endpoint_url`: an S3-compatible store)."""
     tiles: list[tuple[Image.Image, str, tuple[int, int, int]]] = []
     if query_photo is not None and result.query is not None:
         label = f"query: face {result.query.number} of {result.faces_seen}"
@@ -55,7 +70,7 @@ def render_sheet(result: SearchResult, query_photo: Path | bytes | None, out: Pa
     for i, m in enumerate(result.matches, start=1):
         colour = MATCH if m.is_match else NO_MATCH
         label = f"#{i} d={m.distance:.3f}\nFMR {m.fmr:.1e} {'match' if m.is_match else ''}"
-        tiles.append((_tile(Path(m.image_path), m.box, colour), label, colour))
+        tiles.append((_tile(_read(m.image_path, endpoint_url), m.box, colour), label, colour))
     rows = max(1, -(-len(tiles) // COLUMNS))
     sheet = Image.new("RGB", (COLUMNS * (TILE + 8) + 8, rows * (TILE + LABEL + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)

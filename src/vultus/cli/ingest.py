@@ -1,4 +1,4 @@
-"""`vultus add`: ingest folders and files under a named source."""
+"""`vultus add`: ingest folders, files, bucket prefixes or a manifest under named sources."""
 
 from __future__ import annotations
 
@@ -14,8 +14,23 @@ from vultus.ingest import Progress as IngestProgress
 
 
 def add(
-    paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
-    source: str = typer.Option(..., "--source", "-s", help="The source these images come from."),
+    paths: list[str] = typer.Argument(
+        None,
+        help="Image files, folders (walked recursively) and s3://bucket/prefix/ listings.",
+        show_default=False,
+    ),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        "-s",
+        help="The source these images come from; with --manifest, for rows that name none.",
+    ),
+    manifest: Path | None = typer.Option(
+        None,
+        "--manifest",
+        "-m",
+        help="A CSV (with a header) or JSONL file of path or uri, and source, one image a row.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Analyse and count; write nothing."),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes."),
     consent: int | None = typer.Option(
@@ -24,8 +39,22 @@ def add(
 ) -> None:
     """Add photos to the catalog and the index. Idempotent and resumable.
 
-    Example: vultus add ~/archive/2024 --source press-archive
+    Examples:
+
+      vultus add ~/archive/2024 --source press-archive
+
+      vultus add s3://press-photos/1998/ --source press-archive
+
+      vultus add --manifest scans.csv   (CSV header: path,source  or  uri,source)
+
+    Objects in S3-compatible storage are read with boto3 (the s3 extra: pip install boto3),
+    with the standard AWS credentials; set s3_endpoint_url (vultus.toml or
+    VULTUS_S3_ENDPOINT_URL) for MinIO and other S3-compatible stores.
     """
+    if bool(paths) == bool(manifest):
+        raise typer.BadParameter("give paths to add, or --manifest FILE (not both)")
+    if manifest is None and source is None:
+        raise typer.BadParameter("--source is required when adding paths", param_hint="--source")
     with (
         open_engine(workers=workers) as engine,
         Progress(
@@ -46,10 +75,23 @@ def add(
             )
             bar.update(task, total=p.files_total, completed=p.files_done, rate=rate)
 
-        summary = engine.add(
-            paths, source=source, dry_run=dry_run, on_progress=update, consent=consent
-        )
-    print_summary(summary)
+        if manifest is not None:
+            summaries = engine.add_manifest(
+                manifest,
+                source=source,
+                dry_run=dry_run,
+                on_progress=update,
+                consent=consent,
+            )
+        else:
+            assert source is not None
+            summaries = [
+                engine.add(
+                    paths, source=source, dry_run=dry_run, on_progress=update, consent=consent
+                )
+            ]
+    for summary in summaries:
+        print_summary(summary)
 
 
 def print_summary(s: IngestSummary) -> None:

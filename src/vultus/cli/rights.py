@@ -76,7 +76,10 @@ def erase(
     exclude: list[int] = typer.Option([], "--exclude", help="Face ids judged not the person."),
     request: str | None = typer.Option(None, "--request", help="The request reference."),
     blur_originals: bool = typer.Option(
-        False, "--blur-originals", help="Also blur the face in the operator's original files."
+        False,
+        "--blur-originals",
+        help="Also blur the face in the operator's original files, and in objects in S3 "
+        "buckets (refused for a bucket that keeps versions: the unblurred one would remain).",
     ),
 ) -> None:
     """Art. 17: preview, then erase every face of the person and keep them erased.

@@ -68,7 +68,7 @@ def search(
                 subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr
             )
     if sheet is not None:
-        render_sheet(result, photo, sheet)
+        render_sheet(result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url)
     if as_json:
         typer.echo(json.dumps(result.to_json(), default=str, indent=2))
         return

@@ -4,7 +4,9 @@ receipt. The catalog and index halves live in the catalog and the Engine."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,8 +14,12 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from vultus.errors import SourceError
 from vultus.files import atomic_file, atomic_write
 from vultus.rights.crypto import KeyRing
+from vultus.storage import is_s3, read_location, write_object
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,39 @@ def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
     in place and atomically. Returns False when the file is gone."""
     try:
         with Image.open(path) as opened:
-            fmt = opened.format or "PNG"
-            image = ImageOps.exif_transpose(opened).convert("RGB")
+            image, fmt = _blurred(opened, boxes)
     except (FileNotFoundError, OSError):
         return False
+    with atomic_file(path, mode=0o644) as fh:
+        image.save(fh, format=fmt)
+    return True
+
+
+def blur_object(uri: str, boxes: list[list[int]], *, endpoint_url: str | None = None) -> bool:
+    """`blur_faces` for an object in a bucket: read, blur, write back under the same key.
+    Returns False when the object is gone or cannot be read or written (logged): the erasure
+    itself, in the catalog and the index, is done by then and must not be undone by this."""
+    try:
+        with Image.open(io.BytesIO(read_location(uri, endpoint_url=endpoint_url))) as opened:
+            image, fmt = _blurred(opened, boxes)
+        out = io.BytesIO()
+        image.save(out, format=fmt)
+        write_object(uri, out.getvalue(), endpoint_url=endpoint_url)
+    except (SourceError, OSError) as exc:
+        log.error("could not blur the erased faces in %s: %s", uri, exc)
+        return False
+    return True
+
+
+def blur_location(location: str, boxes: list[list[int]], *, endpoint_url: str | None) -> bool:
+    if is_s3(location):
+        return blur_object(location, boxes, endpoint_url=endpoint_url)
+    return blur_faces(Path(location), boxes)
+
+
+def _blurred(opened: Image.Image, boxes: list[list[int]]) -> tuple[Image.Image, str]:
+    fmt = opened.format or "PNG"
+    image = ImageOps.exif_transpose(opened).convert("RGB")
     for left, top, right, bottom in boxes:
         # Grow the box: hair and jawline identify a person too.
         grow_x, grow_y = (right - left) // 4, (bottom - top) // 4
@@ -118,6 +153,4 @@ def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
         patch = image.crop(region)
         radius = max(8, (region[2] - region[0]) // 6)
         image.paste(patch.filter(ImageFilter.GaussianBlur(radius)), region[:2])
-    with atomic_file(path, mode=0o644) as fh:
-        image.save(fh, format=fmt if fmt in {"JPEG", "PNG", "WEBP", "BMP", "TIFF"} else "PNG")
-    return True
+    return image, fmt if fmt in {"JPEG", "PNG", "WEBP", "BMP", "TIFF"} else "PNG"

@@ -56,12 +56,13 @@ from vultus.rights.erasure import (
     ErasurePlan,
     ErasureReceipt,
     PersonMatch,
-    blur_faces,
+    blur_location,
     receipt_id,
     write_receipt,
 )
 from vultus.rights.package import AccessMatch, AccessPackage, Recipient, write_access_package
 from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
+from vultus.storage import bucket_keeps_versions, is_s3, split_s3
 
 if TYPE_CHECKING:
     from vultus.auth import KeyStore
@@ -258,7 +259,12 @@ class RightsFacade:
             include_templates=include_templates,
             verification=verification,
         )
-        path = write_access_package(package, out, max_pixels=self.settings.max_pixels)
+        path = write_access_package(
+            package,
+            out,
+            max_pixels=self.settings.max_pixels,
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
         self.audit.append(
             actions.ACCESS,
             actor=actor,
@@ -294,6 +300,8 @@ class RightsFacade:
         person joins the suppression list, and a signed receipt is written."""
         if not plan.matches:
             raise RightsError("nothing to erase: the plan holds no faces", code="empty_plan")
+        if blur_originals:
+            self._check_blurrable({m.image_path for m in plan.matches})
         stamp = now()
         rid = receipt_id(plan.face_ids, stamp)
         sealed = (
@@ -354,12 +362,40 @@ class RightsFacade:
         if not raw:
             return 0
         work = json.loads(raw)
-        blurred = sum(blur_faces(Path(path), boxes) for path, boxes in work["blur"])
+        endpoint = self.settings.s3_endpoint_url
+        blurred = sum(
+            blur_location(path, boxes, endpoint_url=endpoint) for path, boxes in work["blur"]
+        )
         for path in work["delete"]:
             Path(path).unlink(missing_ok=True)
         with self.catalog.session() as s, s.begin():
             s.merge(_meta(PENDING_ERASURE, ""))
         return blurred
+
+    def _check_blurrable(self, locations: set[str]) -> None:
+        """Refuse, before anything is erased, to blur originals in a bucket that keeps object
+        versions: the blurred copy would become the current version and the unblurred photo
+        would stay behind as an older one, a copy of the face the receipt says is gone."""
+        buckets = sorted({split_s3(loc)[0] for loc in locations if is_s3(loc)})
+        for bucket in buckets:
+            try:
+                versioned = bucket_keeps_versions(
+                    f"s3://{bucket}/", endpoint_url=self.settings.s3_endpoint_url
+                )
+            except VultusError as exc:
+                raise RightsError(
+                    f"cannot check whether bucket {bucket!r} keeps object versions ({exc}); "
+                    "erase without --blur-originals, or blur the photos there yourself",
+                    code="cannot_blur_original",
+                ) from None
+            if versioned:
+                raise RightsError(
+                    f"bucket {bucket!r} keeps object versions: a blurred copy would leave the "
+                    "unblurred original behind as an older version. Erase without "
+                    "--blur-originals (the catalog and index forget the face either way) and "
+                    "remove the photo's versions in the bucket yourself",
+                    code="cannot_blur_original",
+                )
 
     def _is_stored_copy(self, path: str) -> bool:
         """Copies Vultus itself keeps (uploads) live under the data directory; originals in the

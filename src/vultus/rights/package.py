@@ -25,6 +25,7 @@ from vultus.errors import VultusError
 from vultus.files import atomic_file
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 from vultus.pipeline.decode import decode_image
+from vultus.storage import read_location
 
 PACKAGE_FORMAT = "vultus-access-package"
 PACKAGE_VERSION = 1
@@ -114,18 +115,23 @@ class _Crop:
 
 
 def write_access_package(
-    package: AccessPackage, out: Path, *, max_pixels: int = 50_000_000
+    package: AccessPackage,
+    out: Path,
+    *,
+    max_pixels: int = 50_000_000,
+    endpoint_url: str | None = None,
 ) -> Path:
     """Write the access package zip to `out` and return `out`.
 
     The zip is built in a temporary file beside `out` and moved into place, so a reader never
     sees half a package and a failure leaves any previous file untouched. `max_pixels` is the
     decoder's limit; pass the same value ingest used so every catalogued photo can be cropped.
+    `endpoint_url` is the S3-compatible store that photos held in a bucket are read from.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     matches = _unique(package.matches)
-    crops, jpegs = _cut_crops(matches, max_pixels)
+    crops, jpegs = _cut_crops(matches, max_pixels, endpoint_url)
     data = _data_json(package, matches, crops)
     report = _report_html(package, matches, crops)
     readme = _readme(package)
@@ -194,7 +200,7 @@ def _by_image(matches: list[AccessMatch]) -> dict[int, list[AccessMatch]]:
 
 
 def _cut_crops(
-    matches: list[AccessMatch], max_pixels: int
+    matches: list[AccessMatch], max_pixels: int, endpoint_url: str | None
 ) -> tuple[dict[int, _Crop], dict[str, bytes]]:
     crops: dict[int, _Crop] = {}
     jpegs: dict[str, bytes] = {}
@@ -202,9 +208,8 @@ def _cut_crops(
         try:
             # decode_image is what ingest used: it applies the EXIF orientation with
             # ImageOps.exif_transpose, so the boxes (stored in upright pixels) land on the face.
-            image = Image.fromarray(
-                decode_image(Path(faces[0].image_path), max_pixels=max_pixels).rgb
-            )
+            data = read_location(faces[0].image_path, endpoint_url=endpoint_url)
+            image = Image.fromarray(decode_image(data, max_pixels=max_pixels).rgb)
         except (VultusError, OSError, ValueError):
             # A photo moved or deleted since ingest must not block the person's access request:
             # say so in the package and go on with what is still there.

@@ -1,5 +1,5 @@
 """Face crops and photo thumbnails, drawn per request from the stored photo through
-`engine.image_file`, which audits each view (a picture of a face discloses it).
+`engine.image_data`, which audits each view (a picture of a face discloses it).
 
 Who sees what: operators and the DPO any face (the DPO restricted ones too: rights requests
 need them); an investigator only the faces their own searches returned, by the signed link the
@@ -53,10 +53,10 @@ def face_picture(
     record = engine.face(face_id)
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
-    path, _ = engine.image_file(record.image_id, actor=principal.actor)
+    data, _ = engine.image_data(record.image_id, actor=principal.actor)
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels
-    return _jpeg(media.face_tile(path, record.box, size=size, colour=colour, max_pixels=max_pixels))
+    return _jpeg(media.face_tile(data, record.box, size=size, colour=colour, max_pixels=max_pixels))
 
 
 @router.get("/images/{image_id}.jpg")
@@ -65,11 +65,11 @@ def image_picture(
 ) -> Response:
     """The photo with every face outlined and numbered by its face id."""
     _, faces = engine.image(image_id)
-    path, _ = engine.image_file(image_id, actor=principal.actor)
+    data, _ = engine.image_data(image_id, actor=principal.actor)
     boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
     return _jpeg(
         media.photo_with_boxes(
-            path,
+            data,
             boxes if side > THUMB_SIDES[0] else [(b, "", c) for b, _, c in boxes],
             max_side=_pick(side, THUMB_SIDES),
             max_pixels=settings_of(request).max_pixels,

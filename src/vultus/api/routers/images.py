@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from vultus.api.deps import EngineDep, Offset, PathId, read_upload, require
 from vultus.api.errors import responses
@@ -96,12 +96,12 @@ def get_image(image_id: PathId, engine: EngineDep, _: Operator) -> ImageDetailOu
 @router.get(
     "/{image_id}/file",
     summary="The photo as stored (audited as a view)",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: IMAGE_CONTENT, **responses(404)},
 )
-def image_file(image_id: PathId, engine: EngineDep, principal: Viewer) -> FileResponse:
-    path, media_type = engine.image_file(image_id, actor=principal.actor)
-    return FileResponse(path, media_type=media_type)
+def image_file(image_id: PathId, engine: EngineDep, principal: Viewer) -> Response:
+    data, media_type = engine.image_data(image_id, actor=principal.actor)
+    return Response(data, media_type=media_type)
 
 
 @router.get(
