@@ -20,13 +20,14 @@ import numpy.typing as npt
 from PIL import Image as PILImage
 
 from vultus.auth import KeyStore
-from vultus.calibration import Calibration
+from vultus.calibration import Calibration, calibration_for
 from vultus.catalog import Catalog, FaceRecord, NewImage, open_catalog
 from vultus.catalog.models import RightsRequest, Source, Subject
 from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
 from vultus.clustering import Proposal, default_max_distance, discover
 from vultus.config import Settings
 from vultus.errors import (
+    ConfigError,
     DecodeError,
     NoFaceError,
     NotFoundError,
@@ -218,7 +219,7 @@ class Engine(RightsFacade):
     @property
     def calibration(self) -> Calibration:
         if self._calibration is None:
-            self._calibration = Calibration.default(self.model_id)
+            self._calibration = calibration_for(self.model_id, self.settings.data_dir)
         return self._calibration
 
     @property
@@ -438,6 +439,7 @@ class Engine(RightsFacade):
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
         largest first). Refused without a purpose; written to the audit log."""
         self.check_purpose(purpose)
+        self.catalog.check_model(self.pipeline.model_id)
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
@@ -504,11 +506,19 @@ class Engine(RightsFacade):
         index = self.index
         scores, ids = index.search(query, top_k + len(exclude))
         records = self.catalog.face_records([i for i in ids[0].tolist() if i >= 0])
+        try:
+            calibration: Calibration | None = self.calibration
+            uncalibrated = None
+        except ConfigError as exc:
+            if exc.code != "uncalibrated":
+                raise
+            calibration, uncalibrated = None, exc.message  # rank all the same: no decision
         return rank(
             scores[0],
             ids[0],
             records,
-            self.calibration,
+            calibration,
+            uncalibrated=uncalibrated,
             gallery_size=len(index),
             fmr_target=fmr or self.settings.search_fmr,
             exclude=exclude,
