@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -50,6 +51,7 @@ from vultus.ingest import (
 )
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.decode import decode_image
+from vultus.reembed import Reembedder, ReembedProgress, ReembedSummary
 from vultus.rights import audit as actions
 from vultus.rights.audit import AuditLog, face_hash
 from vultus.rights.crypto import (
@@ -60,6 +62,7 @@ from vultus.rights.crypto import (
 )
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
+from vultus.suppression import EarlierModels, entries_by_model
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +267,7 @@ class Engine(RightsFacade):
         if consent is not None:
             self.consent_source_check(consent, source)
         suppression = self._load_suppression()
+        earlier = self._earlier_suppression()
         files, errors = collect_files(paths)
         progress = Progress(files_total=len(files))
         if not dry_run:
@@ -275,7 +279,13 @@ class Engine(RightsFacade):
         one_file = len(files) <= 1
         settings = dataclasses.replace(self.settings, workers=1) if one_file else self.settings
         flush = functools.partial(
-            self._flush, run_id, src, totals=totals, suppression=suppression, consent=consent
+            self._flush,
+            run_id,
+            src,
+            totals=totals,
+            suppression=suppression,
+            earlier=earlier,
+            consent=consent,
         )
         try:
             with Analyser(settings, lambda: self.pipeline) as analyser:
@@ -359,9 +369,12 @@ class Engine(RightsFacade):
         *,
         totals: DryRunTotals,
         suppression: tuple[npt.NDArray[np.float32], float] | None,
+        earlier: EarlierModels,
         consent: int | None,
     ) -> None:
         batch, suppressed = drop_suppressed(batch, suppression)
+        batch, more = earlier.drop(batch)
+        suppressed += more
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return
@@ -383,7 +396,7 @@ class Engine(RightsFacade):
     def _load_suppression(self) -> tuple[npt.NDArray[np.float32], float] | None:
         """The suppression list, decrypted into memory for one ingest run, with the distance
         under which a new face counts as one of those people."""
-        blobs = self.catalog.suppression_templates()
+        blobs = entries_by_model(self.catalog).get(self.model_id, [])
         if not blobs:
             return None
         matrix = normalise(
@@ -395,6 +408,44 @@ class Engine(RightsFacade):
             self.settings.suppression_fmr, gallery_size=len(blobs)
         )
         return matrix, float(threshold)
+
+    def _earlier_suppression(self) -> EarlierModels:
+        """Suppression entries of models used before a `reembed`: see vultus.suppression."""
+        return EarlierModels(
+            self.catalog,
+            self.model_id,
+            pipeline_for=lambda model: FacePipeline(
+                dataclasses.replace(self.settings, model=model)
+            ),
+            calibration_for=lambda model_id: calibration_for(model_id, self.settings.data_dir),
+            fmr=self.settings.suppression_fmr,
+        )
+
+    # -- migrating to another face model ----------------------------------------------------
+    def reembed(
+        self,
+        model: str,
+        *,
+        on_progress: Callable[[ReembedProgress], None] | None = None,
+        actor: str | None = None,
+    ) -> ReembedSummary:
+        """Migrate the catalog to another face model (see vultus.reembed): resumable, and
+        searches use the old model until the swap; then the index is rebuilt for the new one."""
+        started = time.monotonic()
+        worker = Reembedder(
+            self.catalog, self.settings, model, current_model_id=self.model_id, lock=self.lock
+        )
+        worker.stage(on_progress)
+        summary = worker.swap(started)
+        with self.lock:
+            self.settings = dataclasses.replace(self.settings, model=model)
+            self._pipeline = worker.pipeline
+            self._calibration = None
+            self.indexes.rebuild()
+        self.audit.append(
+            "reembed", actor=actor, details={"model": model, **dataclasses.asdict(summary)}
+        )
+        return summary
 
     # -- the vector index, derived from the catalog -----------------------------------------
     @_locked
