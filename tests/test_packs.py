@@ -20,6 +20,7 @@ from onnx_packs import (
     plausible_face,
     scrfd_graph,
 )
+from vultus.calibration import calibration_path, fit_calibration
 from vultus.engine import Engine
 from vultus.errors import ConfigError, ModelError, ModelMismatchError
 from vultus.pipeline import runtime
@@ -189,6 +190,33 @@ def test_an_engine_with_a_pack_ingests_and_searches_end_to_end(
         with pytest.raises(ConfigError) as err:
             engine.verify(photos[0], photos[1], purpose=PURPOSE)
         assert err.value.code == "uncalibrated"
+        assert "vultus calibrate" in err.value.message
+
+
+def test_a_calibration_fitted_in_the_data_directory_brings_decisions_back(
+    pack: Path, pack_engine: Engine, dev_photos: list[tuple[Path, str]]
+) -> None:
+    with pack_engine as engine:
+        data = embed_labelled_photos(engine, dev_photos)
+        fit_calibration(data[0], data[1], model_id=engine.pipeline.model_id, source="dev").save(
+            calibration_path(engine.settings.data_dir, engine.pipeline.model_id)
+        )
+        engine.add([dev_photos[0][0]], source="test")
+        result = engine.search(dev_photos[0][0], purpose=PURPOSE)
+        assert result.uncalibrated is None
+        assert result.found  # the photo itself, at distance 0, is a match at any rate
+        assert result.matches[0].fmr < 1.0
+
+
+def embed_labelled_photos(
+    engine: Engine, photos: list[tuple[Path, str]]
+) -> tuple[np.ndarray, list[str]]:
+    templates, labels = [], []
+    for path, who in photos:
+        for face in engine.pipeline.analyse(path).indexable[:1]:
+            templates.append(face.template)
+            labels.append(who)
+    return np.stack(templates), labels
 
 
 def test_a_dlib_catalog_refuses_a_pack_and_names_reembed(

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from conftest import PURPOSE
 from onnx_packs import make_pack, plausible_face
 from vultus.catalog.models import Face, StagedFace
+from vultus.cli import app
 from vultus.engine import Engine
 from vultus.jobs import JobQueue
 from vultus.reembed import FILE_MISSING, ReembedProgress, cancel, pending
@@ -137,3 +139,18 @@ def _die_at(n: int):  # noqa: ANN202
             raise RuntimeError("killed")
 
     return die
+
+
+def test_the_command_line_migrates_in_the_foreground_or_queues_a_job(data_dir: Path) -> None:
+    def vultus(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "reembed", *args])
+        return result.exit_code, result.output
+
+    code, out = vultus("--model", "tiny", "--background")
+    assert code == 0 and "queued as job" in out
+    code, out = vultus("--model", "nopack")
+    assert code == 2 and "no model pack folder" in out
+    code, out = vultus("--model", "tiny")
+    assert code == 0 and "now pack-" in out and "was dlib-resnet-v1" in out
+    code, out = vultus("--model", "tiny")
+    assert code == 2 and "nothing to do" in out

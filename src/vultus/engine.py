@@ -60,6 +60,7 @@ from vultus.rights.crypto import (
     load_keyring,
     make_canary,
 )
+from vultus.rights.erasure import ErasurePlan
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
 from vultus.suppression import EarlierModels, entries_by_model
@@ -421,6 +422,12 @@ class Engine(RightsFacade):
             fmr=self.settings.suppression_fmr,
         )
 
+    def _check_query_model(self) -> None:
+        """A query photo must be embedded by the catalog's model: another model's template,
+        compared with the index or the catalog's calibration, would mean nothing."""
+        if self.catalog.get_meta("model_id") is not None:
+            self.catalog.check_model(self.pipeline.model_id)
+
     # -- migrating to another face model ----------------------------------------------------
     def reembed(
         self,
@@ -490,7 +497,7 @@ class Engine(RightsFacade):
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
         largest first). Refused without a purpose; written to the audit log."""
         self.check_purpose(purpose)
-        self.catalog.check_model(self.pipeline.model_id)
+        self._check_query_model()
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
@@ -608,6 +615,7 @@ class Engine(RightsFacade):
     ) -> Verification:
         """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
         self.check_purpose(purpose)
+        self._check_query_model()
         ta = _pick_face(self.pipeline.analyse(a), 1, a).template
         tb = _pick_face(self.pipeline.analyse(b), 1, b).template
         assert ta is not None and tb is not None
@@ -847,7 +855,11 @@ class Engine(RightsFacade):
         raise NotFoundError(f"no request {ref}")
 
     # The rights methods run the pipeline and change the index too: the same lock guards them.
-    find_person = _locked(RightsFacade.find_person)
+    @_locked
+    def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
+        self._check_query_model()
+        return RightsFacade.find_person(self, selfie, fmr=fmr)
+
     access = _locked(RightsFacade.access)
     erase = _locked(RightsFacade.erase)
     restrict = _locked(RightsFacade.restrict)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from vultus.calibration import calibration_for
 from vultus.catalog import Catalog
@@ -41,6 +42,7 @@ from vultus.suppression import SUPPRESS_IOU, EarlierModels, iou, remember_model_
 
 STATE_KEY = "reembed"
 MATCH_IOU = 0.3
+CHUNK = 5_000  # images per query: SQLite bounds the variables of one statement
 NOT_FOUND = "not_found_by_new_model"
 FILE_MISSING = "file_missing_at_reembed"
 
@@ -153,14 +155,14 @@ class Reembedder:
 
     def images_total(self) -> int:
         with self.catalog.session() as s:
-            return len(s.scalars(select(Image.id)).all())
+            return int(s.scalar(select(func.count(Image.id))) or 0)
 
     def stage(self, on_progress: Callable[[ReembedProgress], None] | None = None) -> None:
         """Stage every image after the last one done. Each batch commits with its progress."""
         progress = ReembedProgress(self.images_total())
         with self.catalog.session() as s:
-            progress.images_done = len(
-                s.scalars(select(Image.id).where(Image.id <= self.state.last_image)).all()
+            progress.images_done = int(
+                s.scalar(select(func.count(Image.id)).where(Image.id <= self.state.last_image)) or 0
             )
         if on_progress:
             on_progress(progress)
@@ -224,27 +226,54 @@ class Reembedder:
             image_id=iid, expect_faces=expect, kind=kind, model_id=self.state.model_id
         )
 
+    def _staged_images(self) -> Iterator[list[int]]:
+        """Ids of the staged images, in chunks: SQLite bounds the variables of one query."""
+        last = 0
+        while True:
+            with self.catalog.session() as s:
+                ids = list(
+                    s.scalars(
+                        select(StagedFace.image_id)
+                        .where(StagedFace.image_id > last)
+                        .group_by(StagedFace.image_id)
+                        .order_by(StagedFace.image_id)
+                        .limit(CHUNK)
+                    )
+                )
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
+
     def _restage_changed(self) -> int:
         """Images whose faces changed since they were staged (an erasure, a deletion) are
         staged again, so the swap never revives what was removed meanwhile."""
-        with self.catalog.session() as s:
-            staged = dict(s.execute(select(StagedFace.image_id, StagedFace.expect_faces)).all())
-            current: dict[int, list[int]] = {iid: [] for iid in staged}
-            for fid, iid in s.execute(
-                select(Face.id, Face.image_id).where(Face.image_id.in_(list(staged)))
-            ):
-                current[iid].append(fid)
-            alive = set(s.scalars(select(Image.id).where(Image.id.in_(list(staged)))))
-        changed = [iid for iid in staged if iid in alive and sorted(current[iid]) != staged[iid]]
-        gone = [iid for iid in staged if iid not in alive]
-        if not changed and not gone:
-            return 0
-        with self.catalog.session() as s, s.begin():
-            s.execute(delete(StagedFace).where(StagedFace.image_id.in_(changed + gone)))
+        changed: list[int] = []
+        for ids in self._staged_images():
+            with self.catalog.session() as s:
+                staged = dict(
+                    s.execute(
+                        select(StagedFace.image_id, StagedFace.expect_faces).where(
+                            StagedFace.image_id.in_(ids)
+                        )
+                    ).all()
+                )
+                current: dict[int, list[int]] = {iid: [] for iid in ids}
+                for fid, iid in s.execute(
+                    select(Face.id, Face.image_id).where(Face.image_id.in_(ids))
+                ):
+                    current[iid].append(fid)
+                alive = set(s.scalars(select(Image.id).where(Image.id.in_(ids))))
+            gone = [iid for iid in ids if iid not in alive]
+            if gone:
+                with self.catalog.session() as s, s.begin():
+                    s.execute(delete(StagedFace).where(StagedFace.image_id.in_(gone)))
+            changed += [i for i in ids if i in alive and sorted(current[i]) != sorted(staged[i])]
         for iid in changed:
-            batch = self._images_after(iid - 1, 1)
-            rows = [row for image in self._analyse(batch) for row in image]
+            rows = [row for image in self._analyse(self._images_after(iid - 1, 1)) for row in image]
+            # One transaction: an image is never left without staged faces.
             with self.lock, self.catalog.session() as s, s.begin():
+                s.execute(delete(StagedFace).where(StagedFace.image_id == iid))
                 s.add_all(rows)
         return len(changed)
 
@@ -254,60 +283,41 @@ class Reembedder:
         transaction. Holds the engine's lock, so no ingest writes in between."""
         self.stage()
         self._restage_changed()
+        # The data directory names the new model first: should the process die before the
+        # swap commits, the next open refuses the mismatch, and `reembed` finishes the swap.
+        write_model_setting(self.settings.data_dir, self.state.model)
+        counts = {"kept": 0, "new": 0, "not_found": 0, "missing": 0, "suppressed": 0}
+        missing: list[tuple[int, str]] = []
+        images = 0
         with self.lock:
             # Again under the lock, for what an ingest or an erasure changed in between.
             self.stage()
             self._restage_changed()
-            counts = {"kept": 0, "new": 0, "not_found": 0, "missing": 0, "suppressed": 0}
-            missing: list[tuple[int, str]] = []
             with self.catalog.session() as s, s.begin():
-                staged = s.scalars(select(StagedFace).order_by(StagedFace.id)).all()
-                by_image: dict[int, list[StagedFace]] = {}
-                for row in staged:
-                    by_image.setdefault(row.image_id, []).append(row)
-                images = s.scalars(select(Image).where(Image.id.in_(list(by_image)))).all()
-                for image in images:
-                    rows = by_image[image.id]
-                    faces = {
-                        f.id: f for f in s.scalars(select(Face).where(Face.image_id == image.id))
-                    }
-                    if rows[0].kind == "file_missing":
-                        missing.append((image.id, image.path))
-                    taken: set[int] = set()
-                    for row in rows:
-                        if row.kind == "suppressed":
-                            counts["suppressed"] += 1
-                        if row.kind != "face" or row.face is None:
-                            continue
-                        face = faces.get(row.face_id) if row.face_id is not None else None
-                        if row.face_id is not None and face is None:
-                            continue  # removed since staging (the lock makes this moot)
-                        if face is None:
-                            face = Face(image_id=image.id, restricted=False)
-                            s.add(face)
-                            counts["new"] += 1
-                        else:
-                            taken.add(face.id)
-                            counts["kept"] += 1
-                        _apply(face, row)
-                    lost = "missing" if rows[0].kind == "file_missing" else "not_found"
-                    for fid, face in faces.items():
-                        if fid not in taken:
-                            counts[lost] += 1
-                            face.status = "skipped"
-                            face.skip_reason = FILE_MISSING if lost == "missing" else NOT_FOUND
-                            face.template, face.model_id = None, None
-                    indexable = any(r.kind == "face" and r.template for r in rows)
-                    image.status = "indexed" if indexable else "no_faces"
+                for ids in self._staged_images():
+                    images += len(ids)
+                    self._swap_chunk(s, ids, counts, missing)
+                    s.flush()
+                    s.expunge_all()  # bounded memory: the chunk is written, not yet committed
+                mixed = s.scalar(
+                    select(func.count(Face.id)).where(
+                        Face.status == "indexed", Face.model_id != self.state.model_id
+                    )
+                )
+                if mixed:  # a guard: committing this would mix models in one index
+                    raise VultusError(
+                        f"{mixed} indexed faces were not re-embedded; nothing was changed. "
+                        "Run `vultus reembed` again to stage them.",
+                        code="reembed_incomplete",
+                    )
                 s.execute(delete(StagedFace))
                 s.merge(Meta(key="model_id", value=self.state.model_id))
                 s.execute(delete(Meta).where(Meta.key == STATE_KEY))
             remember_model_setting(self.catalog, self.state.model_id, self.state.model)
-        write_model_setting(self.settings.data_dir, self.state.model)
         return ReembedSummary(
             model_id=self.state.model_id,
             previous_model_id=self.state.previous_model_id,
-            images=len(by_image),
+            images=images,
             faces_kept=counts["kept"],
             faces_new=counts["new"],
             faces_not_found=counts["not_found"],
@@ -317,11 +327,57 @@ class Reembedder:
             seconds=round(time.monotonic() - started, 3),
         )
 
+    def _swap_chunk(
+        self,
+        s: Session,
+        ids: list[int],
+        counts: dict[str, int],
+        missing: list[tuple[int, str]],
+    ) -> None:
+        by_image: dict[int, list[StagedFace]] = {}
+        staged = s.scalars(
+            select(StagedFace).where(StagedFace.image_id.in_(ids)).order_by(StagedFace.id)
+        )
+        for row in staged:
+            by_image.setdefault(row.image_id, []).append(row)
+        faces_of: dict[int, dict[int, Face]] = {iid: {} for iid in ids}
+        for face in s.scalars(select(Face).where(Face.image_id.in_(ids))):
+            faces_of[face.image_id][face.id] = face
+        for image in s.scalars(select(Image).where(Image.id.in_(ids))):
+            rows, faces = by_image[image.id], faces_of[image.id]
+            lost = "missing" if rows[0].kind == "file_missing" else "not_found"
+            if lost == "missing":
+                missing.append((image.id, image.path))
+            taken: set[int] = set()
+            for row in rows:
+                counts["suppressed"] += row.kind == "suppressed"
+                if row.kind != "face" or row.face is None:
+                    continue
+                if row.face_id is None:
+                    face = Face(image_id=image.id, restricted=False)
+                    s.add(face)
+                    counts["new"] += 1
+                elif row.face_id in faces:
+                    face = faces[row.face_id]
+                    taken.add(face.id)
+                    counts["kept"] += 1
+                else:
+                    continue  # removed since staging; restaging under the lock prevents it
+                _apply(face, row)
+            for fid, face in faces.items():
+                if fid not in taken:
+                    counts[lost] += 1
+                    face.status = "skipped"
+                    face.skip_reason = FILE_MISSING if lost == "missing" else NOT_FOUND
+                    face.template, face.model_id = None, None
+            indexable = any(r.kind == "face" and r.template is not None for r in rows)
+            image.status = "indexed" if indexable else "no_faces"
+
 
 def cancel(catalog: Catalog) -> int:
     """Drop a migration in progress: its staged faces go, the catalog is untouched."""
     with catalog.session() as s, s.begin():
-        n = len(s.scalars(select(StagedFace.id)).all())
+        n = int(s.scalar(select(func.count(StagedFace.id))) or 0)
         s.execute(delete(StagedFace))
         s.execute(delete(Meta).where(Meta.key == STATE_KEY))
     return n
