@@ -57,6 +57,7 @@ def scrfd_graph(
     size: tuple[int, int] = (640, 640),
     keypoints: bool = True,
     batched: bool = True,
+    shapes: bool = True,
 ) -> Path:
     rows = {s: (size[0] // s) * (size[1] // s) * ANCHORS for s in STRIDES}
     scores = {s: np.zeros((rows[s], 1), np.float32) for s in STRIDES}
@@ -86,7 +87,9 @@ def scrfd_graph(
             name = f"{label}_{s}"
             inits.append(numpy_helper.from_array(data, f"{name}_const"))
             nodes.append(helper.make_node("Add", [f"{name}_const", "nothing"], [name]))
-            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, data.shape))
+            # Some exporters leave every output dimension symbolic.
+            shape = data.shape if shapes else [f"{name}_{i}" for i in range(data.ndim)]
+            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
     image = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, *size])
     return _save(helper.make_graph(nodes, "scrfd", [image], outputs, inits), path)
 

@@ -136,6 +136,17 @@ def test_scrfd_decoding_returns_the_engineered_faces_in_image_pixels(tmp_path: P
         assert det.detector == "scrfd"
 
 
+def test_a_detector_without_output_shapes_is_read_in_insightface_order(tmp_path: Path) -> None:
+    face = plausible_face((100.0, 80.0, 260.0, 280.0))
+    scrfd_graph(tmp_path / "det.onnx", [face], shapes=False, batched=False)
+    arcface_graph(tmp_path / "rec.onnx")
+    spec = load_pack(tmp_path).detector
+    assert spec.scores == ("score_8", "score_16", "score_32")
+    assert spec.keypoints == ("kps_8", "kps_16", "kps_32")
+    found = ScrfdDetector(spec).detect(np.zeros((640, 640, 3), np.uint8))
+    assert [d.box for d in found] == [Box(100, 80, 260, 280)]
+
+
 # -- ArcFace alignment ----------------------------------------------------------------------------
 def test_the_chip_puts_known_landmarks_on_the_arcface_template() -> None:
     angle, scale, shift = np.deg2rad(17.0), 2.6, np.array([140.0, 95.0])

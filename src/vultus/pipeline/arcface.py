@@ -94,8 +94,8 @@ class ArcFaceAligner:
 
 
 class ArcFaceEmbedder:
-    """An ArcFace recognizer from a model pack: (x - 127.5) / 127.5, RGB, NCHW, batched;
-    the 512-d output comes back L2-normalised."""
+    """An ArcFace recognizer from a model pack: (x - 127.5) / 127.5 (unless the graph
+    normalises inside), RGB, NCHW, batched; the 512-d output comes back L2-normalised."""
 
     dim = REC_DIM
     chip_size = REC_SIZE
@@ -118,7 +118,8 @@ class ArcFaceEmbedder:
         parts = []
         for start in range(0, len(chips), self._batch):
             batch = chips[start : start + self._batch].astype(np.float32)
-            blob = np.ascontiguousarray(((batch - 127.5) / 127.5).transpose(0, 3, 1, 2))
+            scaled = (batch - self.spec.mean) / self.spec.std
+            blob = np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
             out = self._session.run([self.spec.output_name], {self.spec.input_name: blob})[0]
             parts.append(np.asarray(out, np.float32).reshape(len(batch), REC_DIM))
         templates = np.concatenate(parts)

@@ -60,6 +60,10 @@ class RecognizerSpec:
     input_name: str
     output_name: str
     dynamic_batch: bool
+    # Input scaling: (x - mean) / std. Graphs that open with their own Sub and Mul nodes
+    # normalise inside and take raw pixels, as InsightFace's ArcFaceONNX checks.
+    mean: float = 127.5
+    std: float = 127.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ class ModelPack:
 def _dims(value_info: onnx.ValueInfoProto) -> list[Dim]:
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in shape.dim]
+
+
+def _last(value_info: onnx.ValueInfoProto) -> Dim:
+    dims = _dims(value_info)
+    return dims[-1] if dims else None
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -116,7 +125,16 @@ def _recognizer(path: Path, model: onnx.ModelProto) -> RecognizerSpec:
             f"{_show(outs)}",
             code="model_output",
         )
-    return RecognizerSpec(path, value.name, model.graph.output[0].name, ins[0] != 1)
+    first = {node.op_type for node in model.graph.node[:8]}
+    inside = {"Sub", "Mul"} <= first
+    return RecognizerSpec(
+        path,
+        value.name,
+        model.graph.output[0].name,
+        ins[0] != 1,
+        mean=0.0 if inside else 127.5,
+        std=1.0 if inside else 127.5,
+    )
 
 
 def _detector(path: Path, model: onnx.ModelProto) -> DetectorSpec:
@@ -135,7 +153,12 @@ def _detector(path: Path, model: onnx.ModelProto) -> DetectorSpec:
             code="model_input",
         )
     groups: dict[int, list[tuple[str, list[Dim]]]] = {SCORE: [], BOX: [], KPS: []}
-    for out in model.graph.output:
+    outputs = list(model.graph.output)
+    if len(outputs) == 3 * len(STRIDES) and all(_last(o) is None for o in outputs):
+        # No output sizes recorded: InsightFace's convention, scores, then boxes, then keypoints.
+        for i, out in enumerate(outputs):
+            groups[(SCORE, BOX, KPS)[i // len(STRIDES)]].append((out.name, [None, None]))
+    for out in outputs:
         dims = _dims(out)
         if dims and dims[-1] in groups:
             groups[dims[-1]].append((out.name, dims))
