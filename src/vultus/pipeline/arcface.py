@@ -55,7 +55,7 @@ def umeyama(src: npt.NDArray[np.float64], dst: npt.NDArray[np.float64]) -> npt.N
     return matrix
 
 
-def warp(image: RGBImage, matrix: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.uint8]:
+def warp(image: Image.Image, matrix: npt.NDArray[np.float64], size: int) -> npt.NDArray[np.uint8]:
     """Apply a 2x3 transform (image pixels -> chip pixels) with Pillow, like OpenCV's
     warpAffine. Pillow wants the inverse (chip -> image) and samples pixel centres at +0.5,
     where landmarks put them at integer coordinates: hence the half-pixel shifts."""
@@ -65,7 +65,7 @@ def warp(image: RGBImage, matrix: npt.NDArray[np.float64], size: int) -> npt.NDA
     unshift = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
     pillow = unshift @ inverse @ shift
     coefficients = tuple(float(v) for v in pillow[:2].reshape(-1))
-    chip = Image.fromarray(image).transform(
+    chip = image.transform(
         (size, size), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR
     )
     return np.asarray(chip, dtype=np.uint8)
@@ -81,6 +81,9 @@ class ArcFaceAligner:
     ) -> tuple[list[Landmarks], npt.NDArray[np.uint8]]:
         chips = np.empty((len(detections), REC_SIZE, REC_SIZE, 3), np.uint8)
         points: list[Landmarks] = []
+        if not detections:
+            return points, chips
+        picture = Image.fromarray(image)  # once per image, not per face
         for i, det in enumerate(detections):
             if det.landmarks is None or len(det.landmarks) != len(TEMPLATE):
                 raise ModelError(
@@ -88,7 +91,7 @@ class ArcFaceAligner:
                     "needs them"
                 )
             src = np.asarray(det.landmarks, dtype=np.float64)
-            chips[i] = warp(image, umeyama(src, TEMPLATE), REC_SIZE)
+            chips[i] = warp(picture, umeyama(src, TEMPLATE), REC_SIZE)
             points.append(src.astype(np.float32))
         return points, chips
 

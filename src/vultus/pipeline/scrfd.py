@@ -30,13 +30,11 @@ def letterbox(image: RGBImage, size: tuple[int, int]) -> tuple[FloatArray, float
     height, width = image.shape[:2]
     scale = min(size[0] / height, size[1] / width)
     new_h, new_w = max(1, int(height * scale)), max(1, int(width * scale))
-    resized = np.asarray(
-        Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR), np.float32
-    )
-    canvas = np.zeros((size[0], size[1], 3), np.float32)
-    canvas[:new_h, :new_w] = resized
-    blob = ((canvas - MEAN) / STD).transpose(2, 0, 1)[None]
-    return np.ascontiguousarray(blob), new_h / height
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    # The black border, already normalised; only the image part is computed.
+    blob = np.full((1, 3, size[0], size[1]), -MEAN / STD, np.float32)
+    blob[0, :, :new_h, :new_w] = (resized.transpose(2, 0, 1).astype(np.float32) - MEAN) / STD
+    return blob, new_h / height
 
 
 def anchor_centres(size: tuple[int, int], stride: int) -> FloatArray:
