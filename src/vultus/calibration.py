@@ -463,6 +463,32 @@ class Calibration:
         return calibration
 
 
+def calibration_path(data_dir: Path, model_id: str) -> Path:
+    """Where a data directory keeps its own calibration of a model (`vultus calibrate --out`)."""
+    return data_dir / f"calibration_{model_id}.json"
+
+
+def calibration_for(model_id: str, data_dir: Path) -> Calibration:
+    """The data directory's own calibration of the model, else the one shipped with Vultus.
+    Model packs ship none: until one is fitted, this raises `ConfigError` with the code
+    "uncalibrated" and the command that fits it."""
+    own = calibration_path(data_dir, model_id)
+    if own.is_file():
+        calibration = Calibration.load(own)
+        if calibration.model_id != model_id:
+            raise ConfigError(f"{own} was fitted for model {calibration.model_id!r}")
+        return calibration
+    if _MODEL_ID_RE.match(model_id) and _calibration_resource(model_id).is_file():
+        return Calibration.default(model_id)
+    raise ConfigError(
+        f"face model {model_id!r} has no calibration, so no distance can be tied to a "
+        "false-match rate: searches rank faces but decide no match, and verification, rights "
+        "requests and ingest beside a suppression list are refused. Fit one on labelled photos "
+        f"with `vultus calibrate LABELS.csv --out {own}`.",
+        code="uncalibrated",
+    )
+
+
 def _calibration_resource(model_id: str) -> Traversable:
     """Where the shipped calibration for ``model_id`` lives (a seam for tests)."""
     return resources.files("vultus.data").joinpath(f"calibration_{model_id}.json")

@@ -53,6 +53,9 @@ class Settings:
 
     # Embedding engine: "onnx" (fast, default) or "dlib" (the reference).
     engine: str = "onnx"
+    # Face model: "dlib" (built in), or an InsightFace-format pack (SCRFD + ArcFace .onnx): a
+    # folder path, or a name under DATA_DIR/packs/. See vultus.pipeline.packs.
+    model: str = "dlib"
 
     # Vector index: where it lives ("faiss": an encrypted file in the data directory) and its
     # configuration, a FAISS factory string or "auto" (exact when small, IVF when large).

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +22,14 @@ import numpy.typing as npt
 from PIL import Image as PILImage
 
 from vultus.auth import KeyStore
-from vultus.calibration import Calibration
+from vultus.calibration import Calibration, calibration_for
 from vultus.catalog import Catalog, FaceRecord, NewImage, catalog_exists, open_catalog
 from vultus.catalog.models import RightsRequest, Source, Subject
 from vultus.catalog.store import SUPPRESSION_AAD, ImageSummary
 from vultus.clustering import Proposal, default_max_distance, discover
 from vultus.config import Settings
 from vultus.errors import (
+    ConfigError,
     DecodeError,
     ManifestError,
     NoFaceError,
@@ -58,6 +60,7 @@ from vultus.ingest import (
 from vultus.manifest import Manifest
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.decode import decode_image
+from vultus.reembed import Reembedder, ReembedProgress, ReembedSummary
 from vultus.rights import audit as actions
 from vultus.rights.audit import AuditLog, face_hash
 from vultus.rights.crypto import (
@@ -66,9 +69,11 @@ from vultus.rights.crypto import (
     load_keyring,
     make_canary,
 )
+from vultus.rights.erasure import ErasurePlan
 from vultus.rights.facade import RightsFacade
 from vultus.search import QueryFace, SearchResult, Verification, rank
 from vultus.storage import local_path, read_location
+from vultus.suppression import EarlierModels, entries_by_model
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +234,7 @@ class Engine(RightsFacade):
     @property
     def calibration(self) -> Calibration:
         if self._calibration is None:
-            self._calibration = Calibration.default(self.model_id)
+            self._calibration = calibration_for(self.model_id, self.settings.data_dir)
         return self._calibration
 
     @property
@@ -342,6 +347,7 @@ class Engine(RightsFacade):
         catalog in chunks before any work; new ones analysed; each batch written per source
         (and consent) in one transaction. Errors that name no source go to the first's run."""
         suppression = self._load_suppression()
+        earlier = self._earlier_suppression()
         progress = Progress(files_total=total)
         if not dry_run:
             self.catalog.check_model(self.pipeline.model_id)
@@ -365,6 +371,7 @@ class Engine(RightsFacade):
                     group.duplicates,
                     totals=totals[name],
                     suppression=suppression,
+                    earlier=earlier,
                     consent=consent,
                 )
 
@@ -484,9 +491,12 @@ class Engine(RightsFacade):
         *,
         totals: DryRunTotals,
         suppression: tuple[npt.NDArray[np.float32], float] | None,
+        earlier: EarlierModels,
         consent: int | None,
     ) -> None:
         batch, suppressed = drop_suppressed(batch, suppression)
+        batch, more = earlier.drop(batch)
+        suppressed += more
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return
@@ -508,7 +518,7 @@ class Engine(RightsFacade):
     def _load_suppression(self) -> tuple[npt.NDArray[np.float32], float] | None:
         """The suppression list, decrypted into memory for one ingest run, with the distance
         under which a new face counts as one of those people."""
-        blobs = self.catalog.suppression_templates()
+        blobs = entries_by_model(self.catalog).get(self.model_id, [])
         if not blobs:
             return None
         matrix = normalise(
@@ -520,6 +530,51 @@ class Engine(RightsFacade):
             self.settings.suppression_fmr, gallery_size=len(blobs)
         )
         return matrix, float(threshold)
+
+    def _earlier_suppression(self) -> EarlierModels:
+        """Suppression entries of models used before a `reembed`: see vultus.suppression."""
+        return EarlierModels(
+            self.catalog,
+            self.model_id,
+            pipeline_for=lambda model: FacePipeline(
+                dataclasses.replace(self.settings, model=model)
+            ),
+            calibration_for=lambda model_id: calibration_for(model_id, self.settings.data_dir),
+            fmr=self.settings.suppression_fmr,
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+
+    def _check_query_model(self) -> None:
+        """A query photo must be embedded by the catalog's model: another model's template,
+        compared with the index or the catalog's calibration, would mean nothing."""
+        if self.catalog.get_meta("model_id") is not None:
+            self.catalog.check_model(self.pipeline.model_id)
+
+    # -- migrating to another face model ----------------------------------------------------
+    def reembed(
+        self,
+        model: str,
+        *,
+        on_progress: Callable[[ReembedProgress], None] | None = None,
+        actor: str | None = None,
+    ) -> ReembedSummary:
+        """Migrate the catalog to another face model (see vultus.reembed): resumable, and
+        searches use the old model until the swap; then the index is rebuilt for the new one."""
+        started = time.monotonic()
+        worker = Reembedder(
+            self.catalog, self.settings, model, current_model_id=self.model_id, lock=self.lock
+        )
+        worker.stage(on_progress)
+        summary = worker.swap(started)
+        with self.lock:
+            self.settings = dataclasses.replace(self.settings, model=model)
+            self._pipeline = worker.pipeline
+            self._calibration = None
+            self.indexes.rebuild()
+        self.audit.append(
+            "reembed", actor=actor, details={"model": model, **dataclasses.asdict(summary)}
+        )
+        return summary
 
     # -- the vector index, derived from the catalog -----------------------------------------
     @_locked
@@ -564,6 +619,7 @@ class Engine(RightsFacade):
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
         largest first). Refused without a purpose; written to the audit log."""
         self.check_purpose(purpose)
+        self._check_query_model()
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
@@ -630,11 +686,19 @@ class Engine(RightsFacade):
         index = self.index
         scores, ids = index.search(query, top_k + len(exclude))
         records = self.catalog.face_records([i for i in ids[0].tolist() if i >= 0])
+        try:
+            calibration: Calibration | None = self.calibration
+            uncalibrated = None
+        except ConfigError as exc:
+            if exc.code != "uncalibrated":
+                raise
+            calibration, uncalibrated = None, exc.message  # rank all the same: no decision
         return rank(
             scores[0],
             ids[0],
             records,
-            self.calibration,
+            calibration,
+            uncalibrated=uncalibrated,
             gallery_size=len(index),
             fmr_target=fmr or self.settings.search_fmr,
             exclude=exclude,
@@ -673,6 +737,7 @@ class Engine(RightsFacade):
     ) -> Verification:
         """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
         self.check_purpose(purpose)
+        self._check_query_model()
         ta = _pick_face(self.pipeline.analyse(a), 1, a).template
         tb = _pick_face(self.pipeline.analyse(b), 1, b).template
         assert ta is not None and tb is not None
@@ -937,7 +1002,11 @@ class Engine(RightsFacade):
         raise NotFoundError(f"no request {ref}")
 
     # The rights methods run the pipeline and change the index too: the same lock guards them.
-    find_person = _locked(RightsFacade.find_person)
+    @_locked
+    def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
+        self._check_query_model()
+        return RightsFacade.find_person(self, selfie, fmr=fmr)
+
     access = _locked(RightsFacade.access)
     erase = _locked(RightsFacade.erase)
     restrict = _locked(RightsFacade.restrict)

@@ -1,9 +1,10 @@
-"""Long work in the background: folder ingest, index rebuild, key rotation.
+"""Long work in the background: folder ingest, index rebuild, key rotation, re-embedding.
 
 Jobs live in the catalog's `jobs` table, so a server restart neither loses nor duplicates them.
 A job that a dead process left "running" is queued again, and running it again is safe because
 every kind is resumable in the engine: ingest skips what the catalog already holds, a rebuild
-starts from the catalog, a key rotation finishes the one it finds half done.
+starts from the catalog, a key rotation finishes the one it finds half done, a re-embedding
+resumes after the last image it staged.
 
 One process at a time runs jobs: its worker holds an exclusive lock on `DATA_DIR/jobs.lock`,
 which the kernel releases when that process dies. So a "running" job found by the process that
@@ -27,10 +28,11 @@ from vultus.catalog.models import Job
 from vultus.catalog.store import now
 from vultus.engine import Engine
 from vultus.errors import ConfigError, NotFoundError, VultusError
+from vultus.pipeline.packs import load_pack, pack_folder
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("ingest", "rebuild_index", "rotate_keys")
+KINDS: tuple[str, ...] = ("ingest", "rebuild_index", "rotate_keys", "reembed")
 # A job started this many times without finishing is failed, not retried: it may be what
 # kills the process, and a server must not crash-loop on it.
 MAX_ATTEMPTS = 3
@@ -203,6 +205,12 @@ def _checked(engine: Engine, kind: str, params: Mapping[str, Any]) -> dict[str, 
     if kind == "rebuild_index":
         factory = params.get("factory")
         return {"factory": str(factory) if factory else None}
+    if kind == "reembed":
+        model = str(params.get("model") or "")
+        folder = pack_folder(model, engine.settings.data_dir)
+        if folder is not None:
+            load_pack(folder)  # a missing or invalid pack fails now, not minutes later
+        return {"model": str(folder.resolve()) if folder is not None else model}
     return {}
 
 
@@ -230,8 +238,18 @@ def _rotate_keys(engine: Engine, job: Job, progress: Progress) -> dict[str, Any]
     return {"key": engine.keyring.active_id, **counts}
 
 
+def _reembed(engine: Engine, job: Job, progress: Progress) -> dict[str, Any]:
+    summary = engine.reembed(
+        str(job.params["model"]),
+        actor=job.actor,
+        on_progress=lambda p: progress(p.images_done, p.images_total),
+    )
+    return dataclasses.asdict(summary)
+
+
 HANDLERS: dict[str, Callable[[Engine, Job, Progress], dict[str, Any]]] = {
     "ingest": _ingest,
     "rebuild_index": _rebuild_index,
     "rotate_keys": _rotate_keys,
+    "reembed": _reembed,
 }

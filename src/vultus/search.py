@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import Calibration, similarity_to_distance
+from vultus.calibration import Calibration, Threshold, similarity_to_distance
 from vultus.catalog import FaceRecord
 
 
@@ -46,6 +46,9 @@ class SearchResult:
     # True when fmr_target is below what the calibration data can resolve: the threshold is then
     # the edge of the measured range, and its true false-match rate may exceed the target.
     beyond_calibration: bool = False
+    # Why no match was decided: the model has no calibration yet (the message says how to fit
+    # one). The matches are still ranked by distance.
+    uncalibrated: str | None = None
     query: QueryFace | None = None
     faces_seen: int = 0
     other_faces: list[QueryFace] = field(default_factory=list)
@@ -56,6 +59,8 @@ class SearchResult:
 
     @property
     def decision(self) -> str:
+        if self.uncalibrated:
+            return f"no decision: {self.uncalibrated}"
         if self.found:
             n = sum(m.is_match for m in self.matches)
             text = f"match: {n} face(s) at or under the threshold for FMR {self.fmr_target:g}"
@@ -91,16 +96,29 @@ def rank(
     scores: npt.NDArray[np.float32],
     ids: npt.NDArray[np.int64],
     records: dict[int, FaceRecord],
-    calibration: Calibration,
+    calibration: Calibration | None,
     *,
     gallery_size: int,
     fmr_target: float,
     exclude: set[int] | frozenset[int] = frozenset(),
     top_k: int,
+    uncalibrated: str | None = None,
 ) -> SearchResult:
-    threshold = calibration.threshold_for(fmr_target, gallery_size=max(1, gallery_size))
+    """Matches best first. Without a calibration nothing is a match and every false-match
+    rate reads 1.0: a distance alone says nothing about how likely a stranger is that close."""
     distances = similarity_to_distance(scores)
-    fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, max(1, gallery_size)))
+    if calibration is None:
+        threshold = Threshold(
+            0.0,
+            fmr_target=fmr_target,
+            gallery_size=max(1, gallery_size),
+            floor_reached=False,
+            expected_fmr=1.0,
+        )
+        fmrs = np.ones(len(distances))
+    else:
+        threshold = calibration.threshold_for(fmr_target, gallery_size=max(1, gallery_size))
+        fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, max(1, gallery_size)))
     matches: list[Match] = []
     for fid, score, dist, fmr in zip(ids.tolist(), scores.tolist(), distances, fmrs, strict=True):
         record = records.get(fid)
@@ -115,7 +133,7 @@ def rank(
                 distance=round(float(dist), 4),
                 similarity=round(float(score), 4),
                 fmr=float(fmr),
-                is_match=bool(dist <= threshold),
+                is_match=calibration is not None and bool(dist <= threshold),
                 source=record.source,
                 lawful_basis=f"{record.lawful_basis} / {record.special_condition}",
                 subject=record.subject,
@@ -129,4 +147,5 @@ def rank(
         threshold=float(threshold),
         matches=matches,
         beyond_calibration=threshold.floor_reached,
+        uncalibrated=uncalibrated,
     )

@@ -235,3 +235,20 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StagedFace(Base):
+    """A face as the model that `vultus reembed` migrates to sees it, waiting for the swap.
+    Never searched: the catalog's model and the index change only when every image is staged.
+    `kind` is "face", or "no_face" / "file_missing" for an image that gave none."""
+
+    __tablename__ = "reembed_staging"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # No foreign keys: an image or face deleted meanwhile is skipped at the swap, not cascaded.
+    image_id: Mapped[int] = mapped_column(Integer, index=True)
+    face_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # matched by IoU
+    expect_faces: Mapped[list[int]] = mapped_column(JSON)  # the image's faces when staged
+    kind: Mapped[str] = mapped_column(String(16))
+    face: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    template: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+    model_id: Mapped[str] = mapped_column(String(64))

@@ -183,8 +183,8 @@ class Catalog:
         elif current != model_id:
             raise ModelMismatchError(
                 f"this catalog holds templates of model {current!r}, but the pipeline uses "
-                f"{model_id!r}. Use the same engine/model as before, or start a new data "
-                "directory and re-ingest the sources with the new model.",
+                f"{model_id!r}. Use the same model as before (the `model` setting), or migrate "
+                f"the catalog to the new one with `vultus reembed --model MODEL`.",
             )
 
     # -- sources -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from vultus.cli import (
     ingest,
     keys,
     people,
+    reembed,
     rights,
     search,
     serve,
@@ -80,6 +81,7 @@ def root(
 ingest.register(app)
 search.register(app)
 accuracy.register(app)
+reembed.register(app)
 serve.register(app)
 app.add_typer(sources.app, name="sources")
 app.add_typer(index.app, name="index")

@@ -3,20 +3,22 @@ what the ResNet descriptor was trained on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dlib
 import numpy as np
 import numpy.typing as npt
 
-from vultus.pipeline.base import Box, RGBImage
+from vultus.pipeline.base import Box, Detection, Landmarks, RGBImage
 from vultus.pipeline.models import landmarks_5_model
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 
-Landmarks = npt.NDArray[np.float32]  # (5, 2) x, y in original image pixels
-
 
 class FivePointAligner:
+    layout = "dlib5"
+
     def __init__(self) -> None:
         self._predictor = dlib.shape_predictor(str(landmarks_5_model()))
 
@@ -25,9 +27,10 @@ class FivePointAligner:
         return self._predictor(image, rect)
 
     def align(
-        self, image: RGBImage, boxes: list[Box]
+        self, image: RGBImage, detections: Sequence[Detection]
     ) -> tuple[list[Landmarks], npt.NDArray[np.uint8]]:
         """Landmarks per box and the chips as one (n, 150, 150, 3) array, ready to batch."""
+        boxes = [d.box for d in detections]
         if not boxes:
             return [], np.empty((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
         shapes = dlib.full_object_detections()

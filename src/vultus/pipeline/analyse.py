@@ -16,11 +16,14 @@ import numpy.typing as npt
 from vultus.config import Settings
 from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
-from vultus.pipeline.base import Box, Detection, Embedder
+from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
+from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
 from vultus.pipeline.detect import HogDetector
 from vultus.pipeline.embed import make_embedder
+from vultus.pipeline.packs import load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
+from vultus.pipeline.scrfd import ScrfdDetector
 
 
 @dataclass
@@ -53,14 +56,22 @@ class AnalysedImage:
 class FacePipeline:
     def __init__(self, settings: Settings, *, embed_threads: int = 1) -> None:
         self.settings = settings
+        self.detector: Detector
+        self.aligner: Aligner
+        self.embedder: Embedder
+        folder = pack_folder(settings.model, settings.data_dir)
+        if folder is not None:
+            pack = load_pack(folder)
+            self.detector = ScrfdDetector(pack.detector)
+            self.aligner = ArcFaceAligner()
+            self.embedder = ArcFaceEmbedder(pack.recognizer, pack.model_id, threads=embed_threads)
+            return
         self.detector = HogDetector(
             upsample_retry=settings.detect_upsample_retry,
             cnn_fallback=settings.detect_cnn_fallback,
         )
         self.aligner = FivePointAligner()
-        self.embedder: Embedder = make_embedder(
-            settings.engine, settings.models_dir, threads=embed_threads
-        )
+        self.embedder = make_embedder(settings.engine, settings.models_dir, threads=embed_threads)
 
     @property
     def model_id(self) -> str:
@@ -72,7 +83,7 @@ class FacePipeline:
         found = self.detector.detect(small)
         if scale == 1.0:
             return found
-        return [Detection(d.box.scaled(scale), d.score, d.detector) for d in found]
+        return [d.scaled(scale) for d in found]
 
     def analyse(self, source: Path | bytes, *, keep_chips: bool = False) -> AnalysedImage:
         result = self.analyse_many([source], keep_chips=keep_chips)[0]
@@ -111,10 +122,10 @@ class FacePipeline:
         detections = self.detect(image)
         # Largest face first: that is the one a search uses by default.
         detections.sort(key=lambda d: d.box.width * d.box.height, reverse=True)
-        points, chips = self.aligner.align(image.rgb, [d.box for d in detections])
+        points, chips = self.aligner.align(image.rgb, detections)
         faces: list[AnalysedFace] = []
         for det, pts, chip in zip(detections, points, chips, strict=True):
-            quality = measure(det.box, det.score, chip, pts)
+            quality = measure(det.box, det.score, chip, pts, layout=self.aligner.layout)
             faces.append(
                 AnalysedFace(
                     box=det.box,

@@ -7,6 +7,7 @@ of each implementation, never of the code that calls it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,13 +56,38 @@ class Box:
 class Detection:
     box: Box
     score: float
-    detector: str  # which pass found it: "hog", "hog-upsampled", "mmod"
+    detector: str  # which pass found it: "hog", "hog-upsampled", "mmod", "scrfd"
+    # Five (x, y) keypoints from detectors that give them (SCRFD); None for dlib's detectors,
+    # whose faces are landmarked by the aligner.
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    def scaled(self, factor: float) -> Detection:
+        points = (
+            tuple((x * factor, y * factor) for x, y in self.landmarks)
+            if self.landmarks is not None
+            else None
+        )
+        return Detection(self.box.scaled(factor), self.score, self.detector, points)
 
 
 class Detector(Protocol):
     name: str
 
     def detect(self, image: RGBImage) -> list[Detection]: ...
+
+
+Landmarks = npt.NDArray[np.float32]  # (5, 2) x, y in original image pixels
+
+
+class Aligner(Protocol):
+    """Turns detections into landmarks and chips. `layout` names the landmarks' order:
+    "dlib5" (two corners per eye, nose base) or "arcface5" (eyes, nose tip, mouth corners)."""
+
+    layout: str
+
+    def align(
+        self, image: RGBImage, detections: Sequence[Detection]
+    ) -> tuple[list[Landmarks], npt.NDArray[np.uint8]]: ...
 
 
 class Embedder(Protocol):

@@ -30,27 +30,35 @@ def sharpness(chip: npt.NDArray[np.uint8]) -> float:
     return float(lap.var())
 
 
-def yaw_proxy(landmarks: npt.NDArray[np.float32]) -> float:
-    """dlib's 5-point model gives two corners per eye (points 0-1 and 2-3) and the nose base (4).
+def yaw_proxy(landmarks: npt.NDArray[np.float32], layout: str = "dlib5") -> float:
+    """dlib's 5-point model gives two corners per eye (points 0-1 and 2-3) and the nose base (4);
+    ArcFace's ("arcface5") the eye centres (0, 1), the nose tip (2) and the mouth corners.
     A turned head moves the nose towards one eye; the ratio is a cheap, model-free pose cue."""
-    eye_a = landmarks[0:2].mean(axis=0)
-    eye_b = landmarks[2:4].mean(axis=0)
+    if layout == "arcface5":
+        eye_a, eye_b, nose = landmarks[0], landmarks[1], landmarks[2]
+    else:
+        eye_a, eye_b, nose = landmarks[0:2].mean(axis=0), landmarks[2:4].mean(axis=0), landmarks[4]
     span = float(np.linalg.norm(eye_a - eye_b))
     if span < 1e-6:
         return 0.0
     axis = (eye_b - eye_a) / span
-    offset = float(np.dot(landmarks[4] - (eye_a + eye_b) / 2, axis))
+    offset = float(np.dot(nose - (eye_a + eye_b) / 2, axis))
     return offset / span
 
 
 def measure(
-    box: Box, det_score: float, chip: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32]
+    box: Box,
+    det_score: float,
+    chip: npt.NDArray[np.uint8],
+    landmarks: npt.NDArray[np.float32],
+    *,
+    layout: str = "dlib5",
 ) -> Quality:
     return Quality(
         box_size=box.size,
         det_score=round(det_score, 4),
         sharpness=round(sharpness(chip), 2),
-        yaw=round(yaw_proxy(landmarks), 4),
+        yaw=round(yaw_proxy(landmarks, layout), 4),
     )
 
 

@@ -1,0 +1,74 @@
+"""`vultus reembed`: migrate the catalog to another face model."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import Progress
+
+from vultus.cli.common import console, open_engine
+from vultus.jobs import JobQueue
+from vultus.reembed import cancel as cancel_migration
+from vultus.reembed import pending
+
+
+def reembed(
+    model: str = typer.Option(
+        None, "--model", help='"dlib", a model pack folder, or a pack name under DATA_DIR/packs/.'
+    ),
+    background: bool = typer.Option(
+        False, "--background", help="Queue it as a job for `vultus serve` to run."
+    ),
+    cancel: bool = typer.Option(False, "--cancel", help="Drop a migration in progress."),
+) -> None:
+    """Re-embed every image with another face model, then swap the catalog and the index to it.
+
+    Resumable: run it again after an interruption and it goes on after the last image done.
+    Searches use the old model until the swap. Needs the images' files.
+
+    Example: vultus reembed --model buffalo_l
+    """
+    with open_engine() as engine:
+        if cancel:
+            n = cancel_migration(engine.catalog)
+            console.print(f"[green]✓[/] migration cancelled; {n:,} staged faces dropped")
+            return
+        if not model:
+            state = pending(engine.catalog)
+            raise typer.BadParameter(
+                "--model is required"
+                + (f" (a migration to {state['model']!r} is in progress)" if state else "")
+            )
+        if background:
+            job = JobQueue(engine).submit("reembed", {"model": model}, "cli")
+            console.print(
+                f"[green]✓[/] queued as job {job.id}; `vultus serve` on this data directory "
+                "runs it (the API's /jobs shows its progress)"
+            )
+            return
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("re-embedding images", total=None)
+            summary = engine.reembed(
+                model,
+                actor="cli",
+                on_progress=lambda p: bar.update(
+                    task, completed=p.images_done, total=p.images_total
+                ),
+            )
+    console.print(
+        f"[green]✓[/] now {summary.model_id} (was {summary.previous_model_id}): "
+        f"{summary.images:,} images, {summary.faces_kept:,} faces kept, "
+        f"{summary.faces_new:,} new, {summary.faces_not_found:,} not found by the new model "
+        f"(kept, unsearchable), {summary.faces_suppressed:,} suppressed, "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.images_missing:
+        console.print(
+            f"[yellow]{len(summary.images_missing)} image(s) could not be read; their "
+            f"{summary.faces_file_missing:,} face(s) stay in the catalog, unsearchable:[/]"
+        )
+        for image_id, path in summary.images_missing:
+            console.print(f"  image {image_id}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reembed")(reembed)
