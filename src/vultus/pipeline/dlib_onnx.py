@@ -32,6 +32,8 @@ from onnx import TensorProto, helper, numpy_helper
 from vultus.errors import ModelError
 from vultus.files import atomic_write
 from vultus.pipeline.dlib_serial import (
+    GRAPH_HASH_KEY,
+    SOURCE_HASH_KEY,
     Affine,
     Conv,
     DlibReader,
@@ -47,8 +49,6 @@ from vultus.pipeline.dlib_serial import (
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"
-SOURCE_HASH_KEY = "source_sha256"
-GRAPH_HASH_KEY = "graph_sha256"
 OPSET = 17
 IR_VERSION = 8  # the lowest IR that carries opset 17, so older ONNX Runtimes load the file too
 

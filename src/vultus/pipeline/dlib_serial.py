@@ -28,6 +28,10 @@ from vultus.errors import ModelError
 
 FloatArray = npt.NDArray[np.float32]
 
+# Metadata keys of every converted graph: the .dat file's sha256 and the graph's own digest.
+SOURCE_HASH_KEY = "source_sha256"
+GRAPH_HASH_KEY = "graph_sha256"
+
 
 @dataclass(frozen=True, eq=False)
 class Conv:
@@ -184,6 +188,30 @@ def read_affine(r: DlibReader) -> Affine:
     ):
         r.fail("an affine_ layer whose parameter shapes do not agree")
     return Affine(gamma=params[:channels].copy(), beta=params[channels:].copy())
+
+
+def read_bn_as_affine(r: DlibReader) -> Affine:
+    """A `bn_con2` layer (batch norm as trained, name already read), frozen into an affine
+    layer the way dlib's affine_(const bn_&) does when it loads such a file for inference:
+    gamma / sqrt(running_variance + eps), beta - that * running_mean."""
+    params = r.tensor("bn_ parameters").reshape(-1)
+    gamma_shape = r.alias_tensor("bn_ gamma")
+    r.alias_tensor("bn_ beta")
+    r.tensor("bn_ means")  # the last training batch's statistics: training only
+    r.tensor("bn_ invstds")
+    running_means = r.tensor("bn_ running_means").reshape(-1)
+    running_variances = r.tensor("bn_ running_variances").reshape(-1)
+    r.integer(), r.integer()  # num_updates, running_stats_window_size
+    for _ in range(4):  # learning rate and weight decay multipliers
+        r.real()
+    eps = np.float32(r.real())
+    channels = gamma_shape[1]
+    sizes = (running_means.size, running_variances.size)
+    if params.size != 2 * channels or sizes != (channels, channels):
+        r.fail("a bn_ layer whose parameter shapes do not agree")
+    gamma = params[:channels] / np.sqrt(running_variances + eps)
+    beta = params[channels:] - gamma * running_means
+    return Affine(gamma=gamma.astype(np.float32), beta=beta.astype(np.float32))
 
 
 def skip_training_state(r: DlibReader) -> None:
