@@ -18,7 +18,7 @@ from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.base import Box, Detection, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
-from vultus.pipeline.detect import HogDetector
+from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.quality import Quality, measure, skip_reason
 
@@ -53,7 +53,9 @@ class AnalysedImage:
 class FacePipeline:
     def __init__(self, settings: Settings, *, embed_threads: int = 1) -> None:
         self.settings = settings
-        self.detector = HogDetector(
+        self.detector = make_detector(
+            settings.detector,
+            settings.models_dir,
             upsample_retry=settings.detect_upsample_retry,
             cnn_fallback=settings.detect_cnn_fallback,
         )
