@@ -1,0 +1,225 @@
+"""Face detection: speed and found faces for HOG, dlib's MMOD CNN and the same CNN in ONNX Runtime.
+
+Speed: ms per image at 250 px (LFW photos), 800 px and 1 MP (the extra photos, resized), for
+Vultus's HOG detector (dlib HOG, with the upsampled retry where it finds nothing), dlib's own
+CNN (a few images only: seconds each) and the ONNX MMOD with 1 and 2 threads.
+Found faces: on a fixed sample of lfw-a (every k-th photo; a photo counts as found when a box
+covers its centre, where LFW puts the labelled face) and the faces found per extra photo.
+
+    python benchmarks/detect.py [--lfw-every 4] [--out benchmarks/results/detect.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import dlib
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from vultus.pipeline.base import Detection, RGBImage
+from vultus.pipeline.decode import downscale
+from vultus.pipeline.detect import HogDetector
+from vultus.pipeline.mmod import MmodOnnxDetector
+from vultus.pipeline.models import mmod_detector_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPEED_IMAGES = 12  # per size, for HOG and ONNX
+ONE_MP = 1_000_000
+
+Detect = Callable[[RGBImage], list[Detection]]
+
+
+def faces_dir() -> Path:
+    env = os.environ.get("VULTUS_TEST_FACES")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "faces"
+    if not (path / "lfw-a" / "labels.csv").is_file():
+        sys.exit(f"shared face photos not found at {path}: set VULTUS_TEST_FACES")
+    return path
+
+
+def load(path: Path) -> RGBImage:
+    with Image.open(path) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+def resize_to_pixels(image: RGBImage, pixels: int) -> RGBImage:
+    h, w = image.shape[:2]
+    f = math.sqrt(pixels / (h * w))
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def lfw_paths(root: Path) -> list[Path]:
+    with open(root / "lfw-a" / "labels.csv", newline="") as f:
+        return [root / "lfw-a" / row["path"] for row in csv.DictReader(f)]
+
+
+def speed_sets(root: Path) -> dict[str, list[RGBImage]]:
+    lfw = lfw_paths(root)
+    step = max(1, len(lfw) // SPEED_IMAGES)
+    extra = [load(p) for p in sorted((root / "dev" / "extra").glob("*.jpg"))]
+    return {
+        "250 px": [load(p) for p in lfw[::step][:SPEED_IMAGES]],
+        "800 px": [np.ascontiguousarray(downscale(im, 800)[0]) for im in extra],
+        "1 MP": [resize_to_pixels(im, ONE_MP) for im in extra],
+    }
+
+
+def ms_per_image(detect: Detect, images: list[RGBImage], min_seconds: float) -> tuple[float, int]:
+    detect(images[0])  # warm-up: first-call allocations
+    calls, start = 0, time.perf_counter()
+    while calls < len(images) or time.perf_counter() - start < min_seconds:
+        detect(images[calls % len(images)])
+        calls += 1
+    return 1000 * (time.perf_counter() - start) / calls, calls
+
+
+def covers_centre(found: list[Detection], image: RGBImage) -> bool:
+    cy, cx = image.shape[0] / 2, image.shape[1] / 2
+    return any(d.box.left <= cx < d.box.right and d.box.top <= cy < d.box.bottom for d in found)
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for dist in ("onnxruntime", "onnx", "dlib-bin", "numpy"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "detect.json"
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per speed measurement")
+    parser.add_argument("--dlib-images", type=int, default=2, help="images per dlib CNN size")
+    parser.add_argument("--lfw-every", type=int, default=4, help="lfw-a sample: every k-th photo")
+    args = parser.parse_args(argv)
+    root = faces_dir()
+    console = Console()
+
+    with tempfile.TemporaryDirectory() as models_dir:
+        hog = HogDetector()
+        mmod = {t: MmodOnnxDetector(Path(models_dir), threads=t) for t in (1, 2)}
+        cnn = dlib.cnn_face_detection_model_v1(str(mmod_detector_model()))
+        detectors: dict[str, Detect] = {
+            "hog": hog.detect,
+            "mmod onnx, 1 thread": mmod[1].detect,
+            "mmod onnx, 2 threads": mmod[2].detect,
+        }
+
+        speed: list[dict[str, object]] = []
+        for size, images in speed_sets(root).items():
+            shape = f"{images[0].shape[1]}x{images[0].shape[0]}"
+            for name, detect in detectors.items():
+                ms, calls = ms_per_image(detect, images, args.seconds)
+                speed.append(
+                    {"size": size, "example": shape, "detector": name, "ms": ms, "calls": calls}
+                )
+            few = images[: args.dlib_images]
+            ms, calls = ms_per_image(lambda im: cnn(im, 0), few, 0.0)
+            speed.append(
+                {"size": size, "example": shape, "detector": "dlib cnn", "ms": ms, "calls": calls}
+            )
+
+        sample = lfw_paths(root)[:: args.lfw_every]
+        counts = {"hog": 0, "mmod": 0, "both": 0, "hog_only": 0, "mmod_only": 0, "neither": 0}
+        seconds = {"hog": 0.0, "mmod": 0.0}
+        only_mmod: list[str] = []
+        for path in sample:
+            image = load(path)
+            t0 = time.perf_counter()
+            by_hog = covers_centre(hog.detect(image), image)
+            t1 = time.perf_counter()
+            by_mmod = covers_centre(mmod[1].detect(image), image)
+            seconds["hog"] += t1 - t0
+            seconds["mmod"] += time.perf_counter() - t1
+            counts["hog"] += by_hog
+            counts["mmod"] += by_mmod
+            counts["both"] += by_hog and by_mmod
+            counts["hog_only"] += by_hog and not by_mmod
+            counts["mmod_only"] += by_mmod and not by_hog
+            counts["neither"] += not (by_hog or by_mmod)
+            if by_mmod and not by_hog:
+                only_mmod.append(str(path.relative_to(root / "lfw-a")))
+
+        extra = []
+        for path in sorted((root / "dev" / "extra").glob("*.jpg")):
+            image = np.ascontiguousarray(downscale(load(path), 800)[0])
+            extra.append(
+                {
+                    "photo": path.name,
+                    "hog": len(hog.detect(image)),
+                    "mmod": len(mmod[1].detect(image)),
+                }
+            )
+
+    report = {
+        "benchmark": "detect",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        },
+        "versions": versions(),
+        "speed": speed,
+        "lfw_a": {
+            "photos": len(sample),
+            "sample": f"every {args.lfw_every}th photo of labels.csv",
+            "found": counts,
+            "ms_per_photo": {k: 1000 * v / len(sample) for k, v in seconds.items()},
+            "found_only_by_mmod": only_mmod,
+        },
+        "extra_800px_faces": extra,
+    }
+
+    table = Table(title="Detection speed, ms per image (one process)")
+    for column in ("size", "example", "detector", "ms/image", "calls"):
+        table.add_column(column, justify="left" if column in ("size", "detector") else "right")
+    for r in speed:
+        table.add_row(
+            str(r["size"]), str(r["example"]), str(r["detector"]), f"{r['ms']:.0f}", str(r["calls"])
+        )
+    console.print(table)
+    n = len(sample)
+    rate = Table(title=f"lfw-a, {n} photos (every {args.lfw_every}th): face at the centre found")
+    for column in ("hog", "mmod", "both", "hog only", "mmod only", "neither"):
+        rate.add_column(column, justify="right")
+    rate.add_row(*(f"{v} ({100 * v / n:.2f}%)" for v in counts.values()))
+    console.print(rate)
+    faces = Table(title="extra photos at 800 px: faces found")
+    for column in ("photo", "hog", "mmod"):
+        faces.add_column(column, justify="left" if column == "photo" else "right")
+    for row in extra:
+        faces.add_row(str(row["photo"]), str(row["hog"]), str(row["mmod"]))
+    console.print(faces)
+    print(f"load average during the run: {os.getloadavg()} on {os.cpu_count()} cores")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
