@@ -5,8 +5,10 @@ Vultus's HOG detector (dlib HOG, with the upsampled retry where it finds nothing
 CNN (a few images only: seconds each) and the ONNX MMOD with 1 and 2 threads.
 Found faces: on a fixed sample of lfw-a (every k-th photo; a photo counts as found when a box
 covers its centre, where LFW puts the labelled face) and the faces found per extra photo.
+Identification (optional, --pair-folds N): pair accuracy on the first N folds of lfw-a's pairs
+with the full pipeline (largest face, 5-point alignment, ONNX embedding) under each detector.
 
-    python benchmarks/detect.py [--lfw-every 4] [--out benchmarks/results/detect.json]
+    python benchmarks/detect.py [--lfw-every 4] [--pair-folds 2] [--out results/detect.json]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import dlib
 import numpy as np
@@ -31,6 +34,10 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from vultus.config import Settings
+from vultus.errors import VultusError
+from vultus.evaluation import pair_accuracy
+from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.base import Detection, RGBImage
 from vultus.pipeline.decode import downscale
 from vultus.pipeline.detect import HogDetector
@@ -94,6 +101,43 @@ def covers_centre(found: list[Detection], image: RGBImage) -> bool:
     return any(d.box.left <= cx < d.box.right and d.box.top <= cy < d.box.bottom for d in found)
 
 
+def pair_effect(root: Path, folds: int, data_dir: Path) -> dict[str, object]:
+    """Pair accuracy with HOG and with MMOD on lfw-a pairs of folds < `folds`."""
+    with open(root / "lfw-a" / "pairs.csv", newline="") as f:
+        pairs = [r for r in csv.DictReader(f) if int(r["fold"]) < folds]
+    photos = sorted({r[k] for r in pairs for k in ("path1", "path2")})
+    result: dict[str, object] = {"pairs": len(pairs), "photos": len(photos), "folds": folds}
+    for name in ("hog", "mmod"):
+        pipeline = FacePipeline(Settings(data_dir=data_dir, detector=name))
+        templates: dict[str, np.ndarray] = {}
+        for rel in photos:
+            try:
+                usable = pipeline.analyse(root / "lfw-a" / rel).indexable
+            except VultusError:
+                continue
+            if usable:
+                t = usable[0].template
+                assert t is not None
+                templates[rel] = t / np.linalg.norm(t)
+        kept = [r for r in pairs if r["path1"] in templates and r["path2"] in templates]
+        index = {rel: i for i, rel in enumerate(templates)}
+        x = np.stack(list(templates.values())).astype(np.float32)
+        acc = pair_accuracy(
+            x,
+            [
+                (index[r["path1"]], index[r["path2"]], r["same"] == "1", int(r["fold"]))
+                for r in kept
+            ],
+        )
+        result[name] = {
+            "photos_without_face": len(photos) - len(templates),
+            "pairs_scored": len(kept),
+            "accuracy": acc.accuracy_mean,
+            "accuracy_std": acc.accuracy_std,
+        }
+    return result
+
+
 def versions() -> dict[str, str]:
     found = {}
     for dist in ("onnxruntime", "onnx", "dlib-bin", "numpy"):
@@ -104,6 +148,109 @@ def versions() -> dict[str, str]:
     return found
 
 
+def speed_section(
+    root: Path, hog: HogDetector, mmod: dict[int, MmodOnnxDetector], args: argparse.Namespace
+) -> list[dict[str, object]]:
+    cnn = dlib.cnn_face_detection_model_v1(str(mmod_detector_model()))
+    detectors: dict[str, Detect] = {
+        "hog": hog.detect,
+        "mmod onnx, 1 thread": mmod[1].detect,
+        "mmod onnx, 2 threads": mmod[2].detect,
+    }
+    speed: list[dict[str, object]] = []
+    for size, images in speed_sets(root).items():
+        shape = f"{images[0].shape[1]}x{images[0].shape[0]}"
+        timed = [(name, *ms_per_image(d, images, args.seconds)) for name, d in detectors.items()]
+        few = images[: args.dlib_images]
+        timed.append(("dlib cnn", *ms_per_image(lambda im: cnn(im, 0), few, 0.0)))
+        for name, ms, calls in timed:
+            speed.append(
+                {"size": size, "example": shape, "detector": name, "ms": ms, "calls": calls}
+            )
+    return speed
+
+
+def lfw_section(
+    root: Path, hog: HogDetector, mmod: MmodOnnxDetector, every: int
+) -> dict[str, object]:
+    sample = lfw_paths(root)[::every]
+    counts = {"hog": 0, "mmod": 0, "both": 0, "hog_only": 0, "mmod_only": 0, "neither": 0}
+    seconds = {"hog": 0.0, "mmod": 0.0}
+    only_mmod: list[str] = []
+    for path in sample:
+        image = load(path)
+        t0 = time.perf_counter()
+        by_hog = covers_centre(hog.detect(image), image)
+        t1 = time.perf_counter()
+        by_mmod = covers_centre(mmod.detect(image), image)
+        seconds["hog"] += t1 - t0
+        seconds["mmod"] += time.perf_counter() - t1
+        counts["hog"] += by_hog
+        counts["mmod"] += by_mmod
+        counts["both"] += by_hog and by_mmod
+        counts["hog_only"] += by_hog and not by_mmod
+        counts["mmod_only"] += by_mmod and not by_hog
+        counts["neither"] += not (by_hog or by_mmod)
+        if by_mmod and not by_hog:
+            only_mmod.append(str(path.relative_to(root / "lfw-a")))
+    return {
+        "photos": len(sample),
+        "sample": f"every {every}th photo of labels.csv",
+        "found": counts,
+        "ms_per_photo": {k: 1000 * v / len(sample) for k, v in seconds.items()},
+        "found_only_by_mmod": only_mmod,
+    }
+
+
+def extra_section(root: Path, hog: HogDetector, mmod: MmodOnnxDetector) -> list[dict[str, object]]:
+    extra: list[dict[str, object]] = []
+    for path in sorted((root / "dev" / "extra").glob("*.jpg")):
+        image = np.ascontiguousarray(downscale(load(path), 800)[0])
+        extra.append(
+            {"photo": path.name, "hog": len(hog.detect(image)), "mmod": len(mmod.detect(image))}
+        )
+    return extra
+
+
+def print_tables(report: dict[str, Any], console: Console) -> None:
+    if "speed" in report:
+        table = Table(title="Detection speed, ms per image (one process)")
+        for column in ("size", "example", "detector", "ms/image", "calls"):
+            table.add_column(column, justify="left" if column in ("size", "detector") else "right")
+        for r in report["speed"]:
+            table.add_row(r["size"], r["example"], r["detector"], f"{r['ms']:.0f}", str(r["calls"]))
+        console.print(table)
+    if "lfw_a" in report:
+        lfw = report["lfw_a"]
+        n = lfw["photos"]
+        rate = Table(title=f"lfw-a, {n} photos ({lfw['sample']}): face at the centre found")
+        for column in ("hog", "mmod", "both", "hog only", "mmod only", "neither"):
+            rate.add_column(column, justify="right")
+        rate.add_row(*(f"{v} ({100 * v / n:.2f}%)" for v in lfw["found"].values()))
+        console.print(rate)
+    if "extra_800px_faces" in report:
+        faces = Table(title="extra photos at 800 px: faces found")
+        for column in ("photo", "hog", "mmod"):
+            faces.add_column(column, justify="left" if column == "photo" else "right")
+        for row in report["extra_800px_faces"]:
+            faces.add_row(row["photo"], str(row["hog"]), str(row["mmod"]))
+        console.print(faces)
+    if "pairs" in report:
+        pairs = report["pairs"]
+        table = Table(title=f"lfw-a pairs, folds 0-{pairs['folds'] - 1}: {pairs['pairs']} pairs")
+        for column in ("detector", "photos without face", "pairs scored", "accuracy"):
+            table.add_column(column, justify="left" if column == "detector" else "right")
+        for name in ("hog", "mmod"):
+            r = pairs[name]
+            table.add_row(
+                name,
+                str(r["photos_without_face"]),
+                str(r["pairs_scored"]),
+                f"{100 * r['accuracy']:.2f}% ± {100 * r['accuracy_std']:.2f}",
+            )
+        console.print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -111,110 +258,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="time per speed measurement")
     parser.add_argument("--dlib-images", type=int, default=2, help="images per dlib CNN size")
-    parser.add_argument("--lfw-every", type=int, default=4, help="lfw-a sample: every k-th photo")
+    parser.add_argument(
+        "--lfw-every", type=int, default=4, help="lfw-a sample: every k-th photo (0: skip)"
+    )
+    parser.add_argument("--pair-folds", type=int, default=0, help="pair accuracy on N folds")
+    parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
     args = parser.parse_args(argv)
     root = faces_dir()
-    console = Console()
 
-    with tempfile.TemporaryDirectory() as models_dir:
-        hog = HogDetector()
-        mmod = {t: MmodOnnxDetector(Path(models_dir), threads=t) for t in (1, 2)}
-        cnn = dlib.cnn_face_detection_model_v1(str(mmod_detector_model()))
-        detectors: dict[str, Detect] = {
-            "hog": hog.detect,
-            "mmod onnx, 1 thread": mmod[1].detect,
-            "mmod onnx, 2 threads": mmod[2].detect,
-        }
-
-        speed: list[dict[str, object]] = []
-        for size, images in speed_sets(root).items():
-            shape = f"{images[0].shape[1]}x{images[0].shape[0]}"
-            for name, detect in detectors.items():
-                ms, calls = ms_per_image(detect, images, args.seconds)
-                speed.append(
-                    {"size": size, "example": shape, "detector": name, "ms": ms, "calls": calls}
-                )
-            few = images[: args.dlib_images]
-            ms, calls = ms_per_image(lambda im: cnn(im, 0), few, 0.0)
-            speed.append(
-                {"size": size, "example": shape, "detector": "dlib cnn", "ms": ms, "calls": calls}
-            )
-
-        sample = lfw_paths(root)[:: args.lfw_every]
-        counts = {"hog": 0, "mmod": 0, "both": 0, "hog_only": 0, "mmod_only": 0, "neither": 0}
-        seconds = {"hog": 0.0, "mmod": 0.0}
-        only_mmod: list[str] = []
-        for path in sample:
-            image = load(path)
-            t0 = time.perf_counter()
-            by_hog = covers_centre(hog.detect(image), image)
-            t1 = time.perf_counter()
-            by_mmod = covers_centre(mmod[1].detect(image), image)
-            seconds["hog"] += t1 - t0
-            seconds["mmod"] += time.perf_counter() - t1
-            counts["hog"] += by_hog
-            counts["mmod"] += by_mmod
-            counts["both"] += by_hog and by_mmod
-            counts["hog_only"] += by_hog and not by_mmod
-            counts["mmod_only"] += by_mmod and not by_hog
-            counts["neither"] += not (by_hog or by_mmod)
-            if by_mmod and not by_hog:
-                only_mmod.append(str(path.relative_to(root / "lfw-a")))
-
-        extra = []
-        for path in sorted((root / "dev" / "extra").glob("*.jpg")):
-            image = np.ascontiguousarray(downscale(load(path), 800)[0])
-            extra.append(
-                {
-                    "photo": path.name,
-                    "hog": len(hog.detect(image)),
-                    "mmod": len(mmod[1].detect(image)),
-                }
-            )
-
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "detect",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
         },
         "versions": versions(),
-        "speed": speed,
-        "lfw_a": {
-            "photos": len(sample),
-            "sample": f"every {args.lfw_every}th photo of labels.csv",
-            "found": counts,
-            "ms_per_photo": {k: 1000 * v / len(sample) for k, v in seconds.items()},
-            "found_only_by_mmod": only_mmod,
-        },
-        "extra_800px_faces": extra,
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        hog = HogDetector()
+        mmod = {t: MmodOnnxDetector(Path(tmp), threads=t) for t in (1, 2)}
+        if not args.skip_speed:
+            report["speed"] = speed_section(root, hog, mmod, args)
+        if args.lfw_every > 0:
+            report["lfw_a"] = lfw_section(root, hog, mmod[1], args.lfw_every)
+            report["extra_800px_faces"] = extra_section(root, hog, mmod[1])
+        if args.pair_folds > 0:
+            report["pairs"] = pair_effect(root, args.pair_folds, Path(tmp))
+    # The machine is shared: the load says how far to trust the timings.
+    report["machine"]["load_average_after"] = os.getloadavg()
 
-    table = Table(title="Detection speed, ms per image (one process)")
-    for column in ("size", "example", "detector", "ms/image", "calls"):
-        table.add_column(column, justify="left" if column in ("size", "detector") else "right")
-    for r in speed:
-        table.add_row(
-            str(r["size"]), str(r["example"]), str(r["detector"]), f"{r['ms']:.0f}", str(r["calls"])
-        )
-    console.print(table)
-    n = len(sample)
-    rate = Table(title=f"lfw-a, {n} photos (every {args.lfw_every}th): face at the centre found")
-    for column in ("hog", "mmod", "both", "hog only", "mmod only", "neither"):
-        rate.add_column(column, justify="right")
-    rate.add_row(*(f"{v} ({100 * v / n:.2f}%)" for v in counts.values()))
-    console.print(rate)
-    faces = Table(title="extra photos at 800 px: faces found")
-    for column in ("photo", "hog", "mmod"):
-        faces.add_column(column, justify="left" if column == "photo" else "right")
-    for row in extra:
-        faces.add_row(str(row["photo"]), str(row["hog"]), str(row["mmod"]))
-    console.print(faces)
-    print(f"load average during the run: {os.getloadavg()} on {os.cpu_count()} cores")
-
+    print_tables(report, Console())
+    print(f"load average after the run: {os.getloadavg()} on {os.cpu_count()} cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
