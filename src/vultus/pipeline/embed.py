@@ -9,7 +9,6 @@ dlib's within 1e-5 per component. Both engines produce the same templates, so th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,6 @@ from vultus.pipeline.base import Embedder, Templates
 from vultus.pipeline.dlib_onnx import INPUT_NAME, OUTPUT_NAME, convert
 from vultus.pipeline.models import recognition_model
 from vultus.pipeline.onnx_cache import cpu_session, load_or_convert
-
-log = logging.getLogger(__name__)
 
 MODEL_ID = "dlib-resnet-v1"
 DIM = 128
