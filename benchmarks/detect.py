@@ -107,6 +107,7 @@ def pair_effect(root: Path, folds: int, data_dir: Path) -> dict[str, object]:
         pairs = [r for r in csv.DictReader(f) if int(r["fold"]) < folds]
     photos = sorted({r[k] for r in pairs for k in ("path1", "path2")})
     result: dict[str, object] = {"pairs": len(pairs), "photos": len(photos), "folds": folds}
+    chosen: dict[str, dict[str, np.ndarray]] = {}
     for name in ("hog", "mmod"):
         pipeline = FacePipeline(Settings(data_dir=data_dir, detector=name))
         templates: dict[str, np.ndarray] = {}
@@ -119,9 +120,10 @@ def pair_effect(root: Path, folds: int, data_dir: Path) -> dict[str, object]:
                 t = usable[0].template
                 assert t is not None
                 templates[rel] = t / np.linalg.norm(t)
+        chosen[name] = templates
         kept = [r for r in pairs if r["path1"] in templates and r["path2"] in templates]
         index = {rel: i for i, rel in enumerate(templates)}
-        x = np.stack(list(templates.values())).astype(np.float32)
+        x = np.stack(list(templates.values())).astype(np.float64)
         acc = pair_accuracy(
             x,
             [
@@ -135,6 +137,16 @@ def pair_effect(root: Path, folds: int, data_dir: Path) -> dict[str, object]:
             "accuracy": acc.accuracy_mean,
             "accuracy_std": acc.accuracy_std,
         }
+    # The same photo under both detectors: a small distance means the same face, aligned a
+    # little differently; a large one means "largest face first" picked another face.
+    both = [p for p in chosen["hog"] if p in chosen["mmod"]]
+    moved = np.array([np.linalg.norm(chosen["hog"][p] - chosen["mmod"][p]) for p in both])
+    result["hog_vs_mmod_template_distance"] = {
+        "photos": len(both),
+        "median": float(np.median(moved)),
+        "p90": float(np.percentile(moved, 90)),
+        "another_face_chosen": int(np.sum(moved > 0.25)),
+    }
     return result
 
 

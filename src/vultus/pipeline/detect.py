@@ -68,7 +68,8 @@ def make_detector(
     name: str, models_dir: Path, *, upsample_retry: bool = True, cnn_fallback: bool = False
 ) -> Detector:
     """The configured detector. "mmod" runs the CNN alone, at dlib's scale (no upsampling):
-    it finds faces from about 80 px; "hog" may fall back to it where HOG finds nothing."""
+    it finds faces from about 80 px, including faces cut by the image edge that HOG misses;
+    "hog" may fall back to it where HOG finds nothing."""
     if name == "hog":
         fallback = MmodOnnxDetector(models_dir) if cnn_fallback else None
         return HogDetector(upsample_retry=upsample_retry, fallback=fallback)
