@@ -261,6 +261,12 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                 f"{100 * r['accuracy']:.2f}% ± {100 * r['accuracy_std']:.2f}",
             )
         console.print(table)
+        moved = pairs["hog_vs_mmod_template_distance"]
+        console.print(
+            f"same photo, HOG vs MMOD template distance over {moved['photos']} photos: median "
+            f"{moved['median']:.3f}, p90 {moved['p90']:.3f}; another face chosen in "
+            f"{moved['another_face_chosen']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
