@@ -44,7 +44,10 @@ class Settings:
     max_pixels: int = 50_000_000
     detect_max_side: int = 800
 
-    # Detection: HOG first; optional retries where HOG finds nothing.
+    # Detection: "hog" (default) or "mmod" (dlib's CNN in ONNX Runtime: finds harder faces, is
+    # several times slower; see benchmarks/detect.py). The detector does not change model_id:
+    # templates from either are comparable. With HOG, optional retries where it finds nothing.
+    detector: str = "hog"
     detect_upsample_retry: bool = True
     detect_cnn_fallback: bool = False
 

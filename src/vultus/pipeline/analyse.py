@@ -19,7 +19,7 @@ from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
-from vultus.pipeline.detect import HogDetector
+from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.packs import load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
@@ -66,7 +66,9 @@ class FacePipeline:
             self.aligner = ArcFaceAligner()
             self.embedder = ArcFaceEmbedder(pack.recognizer, pack.model_id, threads=embed_threads)
             return
-        self.detector = HogDetector(
+        self.detector = make_detector(
+            settings.detector,
+            settings.models_dir,
             upsample_retry=settings.detect_upsample_retry,
             cnn_fallback=settings.detect_cnn_fallback,
         )

@@ -1,16 +1,22 @@
-"""Face detection with dlib: HOG first, slower passes only where HOG finds nothing.
+"""Face detection: dlib's HOG first, slower passes only where HOG finds nothing.
 
-HOG takes ~13 ms on a 250 px image; upsampling once finds small faces at ~4x the cost; the MMOD
-CNN takes 0.6 s at 250 px and over 5 s at 800 px on two cores, so it is a fallback, off by
-default. On LFW, HOG alone finds 99.55% of faces.
+HOG takes ~13 ms on a 250 px image; upsampling once finds small faces at ~4x the cost. The MMOD
+CNN (mmod.py, in ONNX Runtime; dlib's own CPU code is ten times slower) is an optional fallback,
+off by default, or the only detector with `detector = "mmod"`. On LFW, HOG alone finds 99.55%
+of faces.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dlib
 
-from vultus.pipeline.base import Box, Detection, RGBImage
-from vultus.pipeline.models import mmod_detector_model
+from vultus.errors import ConfigError
+from vultus.pipeline.base import Box, Detection, Detector, RGBImage
+from vultus.pipeline.mmod import MmodOnnxDetector
+
+DETECTORS = ("hog", "mmod")
 
 # Upsampling doubles each side, so it costs ~4x a plain pass: worth it on small images, where
 # faces near HOG's 80 px window are common (LFW-sized photos), not on large ones that already
@@ -32,12 +38,12 @@ class HogDetector:
 
     name = "hog"
 
-    def __init__(self, *, upsample_retry: bool = True, cnn_fallback: bool = False) -> None:
+    def __init__(
+        self, *, upsample_retry: bool = True, fallback: MmodOnnxDetector | None = None
+    ) -> None:
         self._hog = dlib.get_frontal_face_detector()
         self._upsample_retry = upsample_retry
-        self._cnn = (
-            dlib.cnn_face_detection_model_v1(str(mmod_detector_model())) if cnn_fallback else None
-        )
+        self._fallback = fallback
 
     def detect(self, image: RGBImage) -> list[Detection]:
         height, width = image.shape[:2]
@@ -53,9 +59,20 @@ class HogDetector:
             found = [d for d in found if d.box.width > 0 and d.box.height > 0]
             if found:
                 return found
-        if self._cnn is not None:
-            hits = self._cnn(image, 0)
-            return [
-                Detection(_clip(h.rect, width, height), float(h.confidence), "mmod") for h in hits
-            ]
+        if self._fallback is not None:
+            return self._fallback.detect(image)
         return []
+
+
+def make_detector(
+    name: str, models_dir: Path, *, upsample_retry: bool = True, cnn_fallback: bool = False
+) -> Detector:
+    """The configured detector. "mmod" runs the CNN alone, at dlib's scale (no upsampling):
+    it finds faces from about 80 px, including faces cut by the image edge that HOG misses;
+    "hog" may fall back to it where HOG finds nothing."""
+    if name == "hog":
+        fallback = MmodOnnxDetector(models_dir) if cnn_fallback else None
+        return HogDetector(upsample_retry=upsample_retry, fallback=fallback)
+    if name == "mmod":
+        return MmodOnnxDetector(models_dir)
+    raise ConfigError(f"unknown face detector {name!r}; choose one of: {', '.join(DETECTORS)}")

@@ -4,12 +4,7 @@ graph, by reading dlib's own serialisation of the network. No dlib, no torch: on
 
 How dlib writes a network (dlib/dnn/core.h, layers.h, tensor.h, serialize.h):
 
-- Integers use dlib's compact encoding: a control byte (0x80 = negative, low nibble = byte
-  count) followed by that many little-endian bytes. Strings are a length then raw bytes. Bools
-  are the ASCII characters '1' and '0'. Floats and doubles are a `float_details`: an integer
-  mantissa and an integer exponent, value = mantissa * 2**exponent.
-- Tensors are a version (2), their four dimensions, then raw little-endian float32 values.
-  `alias_tensor`s (the views a layer cuts out of its parameter tensor) store only their shape.
+- Integers, floats, strings and tensors: see dlib_serial.py, shared with the MMOD detector.
 - `add_loss_layer` writes its version, the loss, then the network under it. Every wrapper
   (`add_layer`, `add_tag_layer`, `add_skip_layer`) writes its version and then the wrapper
   below it *before* its own details. So the file holds every wrapper's version from the output
@@ -23,9 +18,7 @@ How dlib writes a network (dlib/dnn/core.h, layers.h, tensor.h, serialize.h):
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +31,26 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vultus.errors import ModelError
 from vultus.files import atomic_write
+from vultus.pipeline.dlib_serial import (
+    GRAPH_HASH_KEY,
+    SOURCE_HASH_KEY,
+    Affine,
+    Conv,
+    DlibReader,
+    FloatArray,
+    default_padding,
+    file_sha256,
+    graph_sha256,
+    read_affine,
+    read_conv,
+    read_file,
+    skip_training_state,
+)
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"
-SOURCE_HASH_KEY = "source_sha256"
-GRAPH_HASH_KEY = "graph_sha256"
 OPSET = 17
 IR_VERSION = 8  # the lowest IR that carries opset 17, so older ONNX Runtimes load the file too
-
-FloatArray = npt.NDArray[np.float32]
 
 
 # ----------------------------------------------------------------------------------------
@@ -60,22 +64,6 @@ class InputRGB:
     mean_rgb: tuple[float, float, float]
     rows: int
     cols: int
-
-
-@dataclass(frozen=True, eq=False)
-class Conv:
-    filters: FloatArray  # (out, in, rows, cols)
-    bias: FloatArray  # (out,)
-    stride: tuple[int, int]  # (y, x)
-    padding: tuple[int, int]  # (y, x), both sides
-
-
-@dataclass(frozen=True, eq=False)
-class Affine:
-    """A frozen batch norm, per channel: x * gamma + beta."""
-
-    gamma: FloatArray
-    beta: FloatArray
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,102 +105,12 @@ Layer = InputRGB | Conv | Affine | Relu | Pool | AddPrev | TagOrSkip | FullyConn
 
 
 # ----------------------------------------------------------------------------------------
-# Reading dlib's serialisation.
+# Reading the file (the primitives are in dlib_serial.py).
 
-_MAX_STRING = 256  # layer names are short; a long "string" means this is not a dlib network
-_FLOAT_SPECIALS = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
-
-
-class _Reader:
-    def __init__(self, data: bytes, name: str) -> None:
-        self._data = data
-        self._pos = 0
-        self._name = name
-
-    def fail(self, why: str) -> NoReturn:
-        raise ModelError(
-            f"{self._name} is not dlib's face recognition ResNet "
-            f"(dlib_face_recognition_resnet_model_v1): {why} (at byte {self._pos})"
-        )
-
-    @property
-    def at_end(self) -> bool:
-        return self._pos == len(self._data)
-
-    def _take(self, count: int) -> bytes:
-        if count < 0 or self._pos + count > len(self._data):
-            self.fail("the file ends too early")
-        chunk = self._data[self._pos : self._pos + count]
-        self._pos += count
-        return chunk
-
-    def integer(self) -> int:
-        control = self._take(1)[0]
-        # dlib keeps bits 0x70 of the control byte zero; anything else is not its format.
-        size = control & 0x0F
-        if control & 0x70 or size > 8:
-            self.fail(f"invalid integer control byte 0x{control:02x}")
-        value = int.from_bytes(self._take(size), "little")
-        return -value if control & 0x80 else value
-
-    def real(self) -> float:
-        mantissa = self.integer()
-        exponent = self.integer()
-        if exponent in _FLOAT_SPECIALS:
-            return _FLOAT_SPECIALS[exponent]
-        try:
-            return math.ldexp(float(mantissa), exponent)
-        except OverflowError:
-            self.fail("a floating point value out of range")
-
-    def boolean(self) -> bool:
-        char = self._take(1)
-        if char not in (b"0", b"1"):
-            self.fail("an invalid boolean")
-        return char == b"1"
-
-    def text(self) -> str:
-        length = self.integer()
-        if not 0 <= length <= _MAX_STRING:
-            self.fail(f"a string of implausible length {length}")
-        raw = self._take(length)
-        if not all(32 <= b < 127 for b in raw):
-            self.fail("a layer name that is not printable text")
-        return raw.decode("ascii")
-
-    def peek_text(self) -> str | None:
-        """The string at the cursor if there is a plausible one, without consuming it."""
-        start = self._pos
-        try:
-            return self.text()
-        except ModelError:
-            return None
-        finally:
-            self._pos = start
-
-    def dims(self, what: str) -> tuple[int, int, int, int]:
-        n, k, nr, nc = (self.integer() for _ in range(4))
-        if min(n, k, nr, nc) < 0:
-            self.fail(f"negative dimensions in {what}")
-        return n, k, nr, nc
-
-    def tensor(self, what: str) -> FloatArray:
-        version = self.integer()
-        if version != 2:
-            self.fail(f"{what}: unexpected tensor version {version}")
-        shape = self.dims(what)
-        count = math.prod(shape)
-        raw = self._take(4 * count)
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
-
-    def alias_tensor(self, what: str) -> tuple[int, int, int, int]:
-        version = self.integer()
-        if version != 1:
-            self.fail(f"{what}: unexpected alias_tensor version {version}")
-        return self.dims(what)
+_EXPECTED = "dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1)"
 
 
-def _read_input(r: _Reader) -> InputRGB:
+def _read_input(r: DlibReader) -> InputRGB:
     name = r.text()
     if name != "input_rgb_image_sized":
         r.fail(f"the input layer is {name!r}, not input_rgb_image_sized")
@@ -220,61 +118,14 @@ def _read_input(r: _Reader) -> InputRGB:
     return InputRGB(mean_rgb=mean, rows=r.integer(), cols=r.integer())
 
 
-def _default_padding(size: int, stride: int) -> int:
-    # dlib's default for con_, max_pool_ and avg_pool_: `stride != 1 ? 0 : size/2`.
-    return 0 if stride != 1 else size // 2
-
-
-def _read_conv(r: _Reader) -> Conv:
-    params = r.tensor("con_ parameters").reshape(-1)
-    num_filters, rows, cols = r.integer(), r.integer(), r.integer()
-    stride = (r.integer(), r.integer())
-    padding = (r.integer(), r.integer())
-    filters_shape = r.alias_tensor("con_ filters")
-    biases_shape = r.alias_tensor("con_ biases")
-    for _ in range(4):  # learning rate and weight decay multipliers: training only
-        r.real()
-    n_weights = math.prod(filters_shape)
-    if (
-        filters_shape[0] != num_filters
-        or filters_shape[2:] != (rows, cols)
-        or math.prod(biases_shape) != num_filters
-        or params.size != n_weights + num_filters
-    ):
-        r.fail("a con_ layer whose parameter shapes do not agree")
-    return Conv(
-        filters=params[:n_weights].reshape(filters_shape),
-        bias=params[n_weights:].copy(),
-        stride=stride,
-        padding=padding,
-    )
-
-
-def _read_affine(r: _Reader) -> Affine:
-    params = r.tensor("affine_ parameters").reshape(-1)
-    gamma_shape = r.alias_tensor("affine_ gamma")
-    beta_shape = r.alias_tensor("affine_ beta")
-    mode = r.integer()
-    if mode != 0:  # CONV_MODE: one gamma and beta per channel
-        r.fail("an affine_ layer in FC mode")
-    channels = gamma_shape[1]
-    if (
-        gamma_shape != (1, channels, 1, 1)
-        or beta_shape != gamma_shape
-        or params.size != 2 * channels
-    ):
-        r.fail("an affine_ layer whose parameter shapes do not agree")
-    return Affine(gamma=params[:channels].copy(), beta=params[channels:].copy())
-
-
-def _read_pool(r: _Reader, kind: str) -> Pool:
+def _read_pool(r: DlibReader, kind: str) -> Pool:
     size = (r.integer(), r.integer())
     stride = (r.integer(), r.integer())
     padding = (r.integer(), r.integer())
     return Pool(kind=kind, size=size, stride=stride, padding=padding)
 
 
-def _read_fc(r: _Reader) -> FullyConnected:
+def _read_fc(r: DlibReader) -> FullyConnected:
     outputs, inputs = r.integer(), r.integer()
     params = r.tensor("fc_ parameters").reshape(-1)
     weights_shape = r.alias_tensor("fc_ weights")
@@ -290,12 +141,12 @@ def _read_fc(r: _Reader) -> FullyConnected:
     return FullyConnected(weights=weights, bias=bias)
 
 
-def _read_details(r: _Reader) -> Layer:
+def _read_details(r: DlibReader) -> Layer:
     name = r.text()
     if name == "con_4":
-        return _read_conv(r)
+        return read_conv(r)
     if name == "affine_":
-        return _read_affine(r)
+        return read_affine(r)
     if name == "relu_":
         return Relu()
     if name == "max_pool_2":
@@ -309,27 +160,13 @@ def _read_details(r: _Reader) -> Layer:
     r.fail(f"unsupported layer {name!r}")
 
 
-def _skip_training_state(r: _Reader) -> None:
-    # this_layer_setup_called, gradient_input_is_stale, get_output_and_gradient_input_disabled,
-    # x_grad, cached_output, and params_grad (grad_final in the first add_layer): training
-    # state that inference does not need.
-    for _ in range(3):
-        r.boolean()
-    for what in ("x_grad", "cached_output", "params_grad"):
-        r.tensor(what)
-
-
 def read_dlib_resnet(dat_path: Path) -> list[Layer]:
     """Parse a dlib DNN file into its layers, ordered from the input to the loss.
 
     Wrappers come out as they are stored: residual wiring appears as `TagOrSkip` and `AddPrev`
     entries whose ids dlib does not record. Raises ModelError on anything else.
     """
-    try:
-        data = Path(dat_path).read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read the face model {dat_path}: {exc.strerror}") from exc
-    r = _Reader(data, Path(dat_path).name)
+    r = DlibReader(read_file(dat_path), Path(dat_path).name, _EXPECTED)
 
     loss_name = r.peek_text() if r.integer() == 1 else None
     if loss_name is None:
@@ -360,7 +197,7 @@ def read_dlib_resnet(dat_path: Path) -> list[Layer]:
             r.fail(f"unexpected layer wrapper version {version}")
 
     layers: list[Layer] = [_read_input(r), _read_details(r)]
-    _skip_training_state(r)
+    skip_training_state(r)
     if input_version == 3:  # the first add_layer's sample expansion factor
         r.integer()
     for wrapper in reversed(wrappers):
@@ -368,7 +205,7 @@ def read_dlib_resnet(dat_path: Path) -> list[Layer]:
             layers.append(TagOrSkip())
         else:
             layers.append(_read_details(r))
-            _skip_training_state(r)
+            skip_training_state(r)
     if not r.at_end:
         r.fail("unexpected bytes after the last layer")
     layers.append(loss)
@@ -467,7 +304,7 @@ def _describe(layer: Layer) -> str:
 
 
 def _matches(layer: Layer, spec: _Spec) -> bool:
-    pad = _default_padding(spec.size, spec.stride)
+    pad = default_padding(spec.size, spec.stride)
     if spec.kind == "con":
         return (
             isinstance(layer, Conv)
@@ -635,20 +472,6 @@ def _iter_params(layers: list[Layer]) -> Iterator[FloatArray]:
             yield layer.weights
             if layer.bias is not None:
                 yield layer.bias
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def graph_sha256(model: onnx.ModelProto) -> str:
-    """A digest of the graph (weights included), to tell an intact cached file from a damaged
-    one: damage inside raw tensor data still parses as valid protobuf."""
-    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
 def build_onnx_model(dat_path: Path) -> onnx.ModelProto:

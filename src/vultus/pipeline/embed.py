@@ -9,28 +9,16 @@ dlib's within 1e-5 per component. Both engines produce the same templates, so th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-import onnxruntime as ort
 
 from vultus.errors import ConfigError, ModelError
 from vultus.pipeline.base import Embedder, Templates
-from vultus.pipeline.dlib_onnx import (
-    GRAPH_HASH_KEY,
-    INPUT_NAME,
-    OUTPUT_NAME,
-    SOURCE_HASH_KEY,
-    convert,
-    file_sha256,
-    graph_sha256,
-)
+from vultus.pipeline.dlib_onnx import INPUT_NAME, OUTPUT_NAME, convert
 from vultus.pipeline.models import recognition_model
-
-log = logging.getLogger(__name__)
+from vultus.pipeline.onnx_cache import cpu_session, load_or_convert
 
 MODEL_ID = "dlib-resnet-v1"
 DIM = 128
@@ -50,22 +38,6 @@ def _check_chips(chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(chips)
 
 
-def _load_cached(path: Path, source_sha256: str) -> bytes | None:
-    """The cached model's bytes if it was built from this .dat and is intact, else None."""
-    try:
-        data = path.read_bytes()
-        model = onnx.load_from_string(data)
-    except Exception:  # missing, unreadable or not an ONNX file: all mean "rebuild"
-        return None
-    props = {p.key: p.value for p in model.metadata_props}
-    if props.get(SOURCE_HASH_KEY) != source_sha256:
-        return None
-    # Damage inside the weights still parses as protobuf; the graph hash catches it.
-    if props.get(GRAPH_HASH_KEY) != graph_sha256(model):
-        return None
-    return data
-
-
 class OnnxDlibEmbedder:
     """dlib's ResNet in ONNX Runtime. The converted graph is cached in `models_dir` and
     rebuilt whenever it is missing, damaged, or was made from a different .dat file."""
@@ -79,25 +51,8 @@ class OnnxDlibEmbedder:
             raise ConfigError(f"embedder threads must be at least 1, got {threads}")
         source = Path(dat_path) if dat_path is not None else recognition_model()
         self.model_path = Path(models_dir) / ONNX_FILENAME
-        source_sha256 = file_sha256(source)
-        data = _load_cached(self.model_path, source_sha256)
-        if data is None:
-            log.info("converting %s to %s", source.name, self.model_path)
-            convert(source, self.model_path)
-            data = _load_cached(self.model_path, source_sha256)
-            if data is None:
-                raise ModelError(f"the converted model {self.model_path} could not be read back")
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        try:
-            self._session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from exc
+        data = load_or_convert(source, self.model_path, convert)
+        self._session = cpu_session(data, threads, self.model_path)
 
     def embed(self, chips: npt.NDArray[np.uint8]) -> Templates:
         chips = _check_chips(chips)
