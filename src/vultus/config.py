@@ -53,6 +53,10 @@ class Settings:
 
     # Embedding engine: "onnx" (fast, default) or "dlib" (the reference).
     engine: str = "onnx"
+    # Test-time augmentation: average each face's descriptor with its mirror image's. Better
+    # templates for twice the embedding time; a different model id, so changing it means
+    # re-ingesting into a new data directory.
+    embed_flip: bool = True
 
     # Vector index: a FAISS factory string, or "auto" (exact when small, IVF when large).
     index_factory: str = "auto"
@@ -64,6 +68,9 @@ class Settings:
 
     # Search: the per-search false-alarm rate that decides "match" / "no match".
     search_fmr: float = 1e-3
+    # A match whose nearest subject beats the next subject by less than this distance is
+    # flagged ambiguous (0 = never). Subject-level, because one person has many faces.
+    search_margin: float = 0.0
     # Every search states one of these purposes (GDPR Art. 5(1)(b): purpose limitation).
     purposes: list[str] = field(
         default_factory=lambda: [

@@ -519,15 +519,18 @@ class Engine(RightsFacade):
         top_k: int = 10,
         face: int = 1,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
         largest first). Refused without a purpose; written to the audit log."""
         self.check_purpose(purpose)
+        # A query embedded by another model than the catalog's would be compared meaninglessly.
+        self.catalog.check_model(self.pipeline.model_id)
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
-        result = self._search(chosen.template, top_k=top_k, fmr=fmr)
+        result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
         faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
         result.query = faces[face - 1]
         result.faces_seen = len(faces)
@@ -544,6 +547,7 @@ class Engine(RightsFacade):
         case_ref: str | None = None,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Where else does the person of this catalogued face appear?"""
@@ -551,7 +555,7 @@ class Engine(RightsFacade):
         template = self.catalog.templates_of([face_id]).get(face_id)
         if template is None:
             raise NotFoundError(f"no indexed face with id {face_id}")
-        result = self._search(template, top_k=top_k, fmr=fmr, exclude={face_id})
+        result = self._search(template, top_k=top_k, fmr=fmr, margin=margin, exclude={face_id})
         self._audit_search(result, template, f"face:{face_id}", purpose, case_ref, actor)
         return result
 
@@ -564,6 +568,7 @@ class Engine(RightsFacade):
         case_ref: str | None = None,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Search with the fused template of all the faces linked to a subject."""
@@ -573,7 +578,7 @@ class Engine(RightsFacade):
             raise NotFoundError(f"subject {name!r} has no indexed faces linked to it")
         templates = normalise(np.stack(list(self.catalog.templates_of(face_ids).values())))
         fused = templates.mean(axis=0)
-        result = self._search(fused, top_k=top_k, fmr=fmr)
+        result = self._search(fused, top_k=top_k, fmr=fmr, margin=margin)
         self._audit_search(result, fused, f"subject:{name}", purpose, case_ref, actor)
         return result
 
@@ -583,6 +588,7 @@ class Engine(RightsFacade):
         *,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         exclude: set[int] | None = None,
     ) -> SearchResult:
         exclude = exclude or set()
@@ -599,6 +605,7 @@ class Engine(RightsFacade):
             fmr_target=fmr or self.settings.search_fmr,
             exclude=exclude,
             top_k=top_k,
+            margin=self.settings.search_margin if margin is None else margin,
         )
 
     def _audit_search(

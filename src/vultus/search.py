@@ -49,16 +49,37 @@ class SearchResult:
     query: QueryFace | None = None
     faces_seen: int = 0
     other_faces: list[QueryFace] = field(default_factory=list)
+    # Open-set answer by subject: the nearest named subject, and how much nearer it is than the
+    # nearest *other* subject among the matches returned (a distance; None when fewer than two
+    # subjects came back). Below `margin_required`, a match is flagged ambiguous.
+    best_subject: str | None = None
+    subject_margin: float | None = None
+    margin_required: float = 0.0
 
     @property
     def found(self) -> bool:
         return any(m.is_match for m in self.matches)
 
     @property
+    def ambiguous(self) -> bool:
+        """A match whose best subject barely beats another subject: a reviewer must decide."""
+        return (
+            self.found
+            and self.subject_margin is not None
+            and self.subject_margin < self.margin_required
+        )
+
+    @property
     def decision(self) -> str:
         if self.found:
             n = sum(m.is_match for m in self.matches)
             text = f"match: {n} face(s) at or under the threshold for FMR {self.fmr_target:g}"
+            if self.ambiguous:
+                assert self.subject_margin is not None
+                text += (
+                    f"; ambiguous: {self.best_subject!r} is only {self.subject_margin:.3f} nearer "
+                    f"than another subject (margin required {self.margin_required:.3f})"
+                )
         else:
             text = (
                 f"no match at FMR {self.fmr_target:g} in a gallery of {self.gallery_size:,} faces"
@@ -70,6 +91,7 @@ class SearchResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["found"] = self.found
+        data["ambiguous"] = self.ambiguous
         data["decision"] = self.decision
         return data
 
@@ -97,6 +119,7 @@ def rank(
     fmr_target: float,
     exclude: set[int] | frozenset[int] = frozenset(),
     top_k: int,
+    margin: float = 0.0,
 ) -> SearchResult:
     threshold = calibration.threshold_for(fmr_target, gallery_size=max(1, gallery_size))
     distances = similarity_to_distance(scores)
@@ -123,10 +146,32 @@ def rank(
         )
         if len(matches) == top_k:
             break
+    best_subject, subject_gap = subject_margin(matches)
     return SearchResult(
         gallery_size=gallery_size,
         fmr_target=fmr_target,
         threshold=float(threshold),
         matches=matches,
         beyond_calibration=threshold.floor_reached,
+        best_subject=best_subject,
+        subject_margin=subject_gap,
+        margin_required=margin,
     )
+
+
+def subject_margin(matches: list[Match]) -> tuple[str | None, float | None]:
+    """The nearest subject and its distance margin over the nearest different subject.
+
+    Faces with no subject are left out: who they show is unknown, so they can neither confirm
+    nor contradict a subject. Matches are ordered by distance, so each subject's first face is
+    its nearest."""
+    nearest: dict[str, float] = {}
+    for m in matches:
+        if m.subject is not None and m.subject not in nearest:
+            nearest[m.subject] = m.distance
+    ranked = sorted(nearest.items(), key=lambda item: item[1])
+    if not ranked:
+        return None, None
+    if len(ranked) == 1:
+        return ranked[0][0], None
+    return ranked[0][0], round(ranked[1][1] - ranked[0][1], 4)

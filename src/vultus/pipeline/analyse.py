@@ -16,6 +16,7 @@ import numpy.typing as npt
 from vultus.config import Settings
 from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
+from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Box, Detection, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
 from vultus.pipeline.detect import HogDetector
@@ -61,6 +62,8 @@ class FacePipeline:
         self.embedder: Embedder = make_embedder(
             settings.engine, settings.models_dir, threads=embed_threads
         )
+        if settings.embed_flip:
+            self.embedder = MirrorAveraged(self.embedder)
 
     @property
     def model_id(self) -> str:
