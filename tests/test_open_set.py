@@ -89,3 +89,19 @@ def test_a_stranger_is_no_match_and_no_subject_is_named(gallery: Engine, faces_d
     assert not result.found and not result.ambiguous
     assert "no match" in result.decision
     assert all(m.fmr > 0 for m in result.matches)
+
+
+def test_a_low_quality_query_is_flagged_and_its_no_match_is_called_weak(
+    gallery: Engine, faces_dir: Path
+) -> None:
+    # The HOG detector is unsure of this face (margin under 1): such faces are missed
+    # four times as often on lfw-a.
+    unsure = faces_dir / "dev" / "images" / "Barack_Obama" / "Barack_Obama_4.jpg"
+    sure = faces_dir / "dev" / "images" / "Katy_Perry" / "img43.jpg"
+    assert not gallery.search(sure, purpose=PURPOSE, top_k=1).low_quality_query
+    obama = [f.face_id for f in gallery.list_faces(limit=1000) if "Barack_Obama" in f.image_path]
+    gallery.delete_faces(obama)
+    result = gallery.search(unsure, purpose=PURPOSE, top_k=3)
+    assert result.low_quality_query and result.to_json()["low_quality_query"]
+    assert not result.found
+    assert "weak evidence" in result.decision
