@@ -87,6 +87,7 @@ def test_a_stranger_is_no_match_and_no_subject_is_named(gallery: Engine, faces_d
             gallery.delete_faces([m.face_id])
     result = gallery.search(kit, purpose=PURPOSE, top_k=3, margin=0.05)
     assert not result.found and not result.ambiguous
+    assert result.best_subject is None  # the nearest subject is someone else, not an answer
     assert "no match" in result.decision
     assert all(m.fmr > 0 for m in result.matches)
 

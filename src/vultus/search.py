@@ -56,9 +56,9 @@ class SearchResult:
     query: QueryFace | None = None
     faces_seen: int = 0
     other_faces: list[QueryFace] = field(default_factory=list)
-    # Open-set answer by subject: the nearest named subject, and how much nearer it is than the
-    # nearest *other* subject among the matches returned (a distance; None when fewer than two
-    # subjects came back). Below `margin_required`, a match is flagged ambiguous.
+    # Open-set answer by subject: the nearest named subject among the accepted matches, and how
+    # much nearer it is than the nearest *other* subject among the results (a distance; None
+    # when no other subject came back). Below `margin_required`, a match is flagged ambiguous.
     best_subject: str | None = None
     subject_margin: float | None = None
     margin_required: float = 0.0
@@ -177,18 +177,19 @@ def rank(
 
 
 def subject_margin(matches: list[Match]) -> tuple[str | None, float | None]:
-    """The nearest subject and its distance margin over the nearest different subject.
+    """The nearest subject among the accepted matches, and its distance margin over the
+    nearest different subject among all the results (accepted or not).
 
     Faces with no subject are left out: who they show is unknown, so they can neither confirm
     nor contradict a subject. Matches are ordered by distance, so each subject's first face is
     its nearest."""
-    nearest: dict[str, float] = {}
+    nearest: dict[str, Match] = {}
     for m in matches:
         if m.subject is not None and m.subject not in nearest:
-            nearest[m.subject] = m.distance
-    ranked = sorted(nearest.items(), key=lambda item: item[1])
-    if not ranked:
+            nearest[m.subject] = m
+    ranked = sorted(nearest.values(), key=lambda m: m.distance)
+    if not ranked or not ranked[0].is_match:
         return None, None
     if len(ranked) == 1:
-        return ranked[0][0], None
-    return ranked[0][0], round(ranked[1][1] - ranked[0][1], 4)
+        return ranked[0].subject, None
+    return ranked[0].subject, round(ranked[1].distance - ranked[0].distance, 4)

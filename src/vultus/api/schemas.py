@@ -355,7 +355,9 @@ class SearchOut(BaseModel):
     found: bool
     decision: str
     beyond_calibration: bool
-    best_subject: str | None = Field(description="The nearest named subject among the matches.")
+    best_subject: str | None = Field(
+        description="The nearest named subject among the accepted matches."
+    )
     subject_margin: float | None = Field(
         description="How much nearer (distance) the best subject is than the next subject."
     )
