@@ -1,6 +1,7 @@
 """Embedding throughput: faces per second for the ONNX and dlib engines of dlib's ResNet.
 
-ONNX Runtime is measured at batch sizes 1, 16 and 64 with 1 and 2 threads; dlib (single-threaded)
+ONNX Runtime is measured at batch sizes 1, 16 and 64 with 1 and 2 threads, plain and with the
+mirror test-time augmentation (`onnx+flip`: each face and its mirror image); dlib (single-threaded)
 at the same batch sizes, over a few batches only, since it is about 25 times slower. Chips are
 the already-aligned 150x150 crops among the shared dev photos when present, else random pixels
 (the network's cost does not depend on the pixels).
@@ -30,6 +31,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.embed import DlibEmbedder, OnnxDlibEmbedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                     onnx.embed, fill(chips, batch), min_seconds=args.seconds, min_batches=3
                 )
                 results.append(record("onnx", threads, batch, batches, seconds))
+                # Mirror test-time augmentation (model = "dlib", the default): two views per face.
+                batches, seconds = measure(
+                    MirrorAveraged(onnx).embed,
+                    fill(chips, batch),
+                    min_seconds=args.seconds,
+                    min_batches=3,
+                )
+                results.append(record("onnx+flip", threads, batch, batches, seconds))
     dlib = DlibEmbedder()
     for batch in BATCH_SIZES:
         min_batches = max(1, math.ceil(args.dlib_faces / batch))

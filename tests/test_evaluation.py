@@ -307,3 +307,54 @@ def test_six_thousand_templates_evaluate_quickly():
     assert time.perf_counter() - start < 30
     assert report.verification.n_impostor > 15_000_000
     assert all(p.measurable for p in report.verification.points)
+
+
+# ---- fused gallery templates and errors by quality ------------------------------------------
+
+
+def test_fusing_more_gallery_photos_finds_more_probes():
+    x, labels = noisy(300, 6, noise=1.0, seed=3)
+    report = evaluate(x, labels, fusion_photos=3)
+    fusion = report.fusion
+    assert fusion is not None
+    assert fusion.n_enrolled == 300 and fusion.gallery_size == 300
+    assert fusion.n_probes == 300 * 3  # the photos after the first three, for every count
+    r1 = [p.rank1 for p in fusion.points]
+    assert [p.photos for p in fusion.points] == [1, 2, 3]
+    assert r1[0] < r1[1] < r1[2]
+    assert 0 < r1[0] < 1
+    assert report.to_json()["fusion"]["points"][2]["photos"] == 3
+
+
+def test_no_identity_with_enough_photos_means_no_fusion_measure():
+    x, labels = separated([1, 2, 3, 3])
+    assert evaluate(x, labels, fusion_photos=3).fusion is None
+
+
+def test_errors_are_broken_down_by_face_quality():
+    rng = np.random.default_rng(5)
+    x, labels = noisy(400, 4, noise=0.6, seed=5)
+    quality = rng.uniform(1.0, 3.0, size=len(labels))
+    poor = rng.random(len(labels)) < 0.15
+    quality[poor] = rng.uniform(0.0, 0.5, size=int(poor.sum()))
+    x[poor] += 1.2 * rng.normal(size=(int(poor.sum()), x.shape[1])).astype(np.float32)
+
+    report = evaluate(x, labels, quality=quality.tolist())
+    q = report.quality
+    assert q is not None and q.measure == "det_score" and q.far == 1e-3
+    v = report.verification
+    point = next(p for p in v.points if p.far == 1e-3)
+    assert q.threshold == point.threshold
+    # Every pair lands in exactly one bin.
+    assert q.low.n_genuine + q.rest.n_genuine == v.n_genuine
+    assert q.low.n_impostor + q.rest.n_impostor == v.n_impostor
+    assert 0.0 < q.low_below <= 0.5
+    # Blurred faces are missed far more often.
+    assert q.low.fnmr is not None and q.rest.fnmr is not None
+    assert q.low.fnmr > 2 * q.rest.fnmr
+    console = Console(record=True, width=120)
+    print_report(report, console=console)
+    text = console.export_text()
+    assert "Fused gallery templates" in text and "Errors by quality" in text
+    with pytest.raises(ValueError, match="quality scores"):
+        evaluate(x, labels, quality=[1.0])

@@ -56,9 +56,13 @@ class Settings:
 
     # Embedding engine: "onnx" (fast, default) or "dlib" (the reference).
     engine: str = "onnx"
-    # Face model: "dlib" (built in), or an InsightFace-format pack (SCRFD + ArcFace .onnx): a
-    # folder path, or a name under DATA_DIR/packs/. See vultus.pipeline.packs.
+    # Face model: "dlib" (built in; each face averaged with its mirror image, which measurably
+    # helps at low false-match rates for twice the embedding time), "dlib-plain" (without the
+    # mirror), or an InsightFace-format pack (SCRFD + ArcFace .onnx): a folder path, or a name
+    # under DATA_DIR/packs/. See vultus.pipeline.packs. Another model is another catalog:
+    # change it with `vultus reembed --model NAME`.
     model: str = "dlib"
+
 
     # Vector index: where it lives ("faiss": an encrypted file in the data directory) and its
     # configuration, a FAISS factory string or "auto" (exact when small, IVF when large).
@@ -76,6 +80,9 @@ class Settings:
 
     # Search: the per-search false-alarm rate that decides "match" / "no match".
     search_fmr: float = 1e-3
+    # A match whose nearest subject beats the next subject by less than this distance is
+    # flagged ambiguous (0 = never). Subject-level, because one person has many faces.
+    search_margin: float = 0.0
     # Every search states one of these purposes (GDPR Art. 5(1)(b): purpose limitation).
     purposes: list[str] = field(
         default_factory=lambda: [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ class LabelledTemplates:
     templates: npt.NDArray[np.float32]  # (n, dim) raw descriptors of the largest face
     failures: list[tuple[str, str]]  # (path, reason) for photos with no usable face
     model_id: str
+    # The detector's confidence for each face (higher is better): the quality the evaluation
+    # breaks error rates down by. Empty for templates saved before it was recorded.
+    det_scores: list[float] = field(default_factory=list)
 
     def save(self, prefix: Path) -> None:
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +37,7 @@ class LabelledTemplates:
             "labels": self.labels,
             "failures": self.failures,
             "model_id": self.model_id,
+            "det_scores": self.det_scores,
         }
         prefix.with_suffix(".json").write_text(json.dumps(meta))
 
@@ -46,6 +50,7 @@ class LabelledTemplates:
             templates=np.load(prefix.with_suffix(".npy")),
             failures=[tuple(f) for f in meta["failures"]],
             model_id=meta["model_id"],
+            det_scores=meta.get("det_scores", []),
         )
 
 
@@ -86,6 +91,7 @@ def embed_labelled(
     kept_paths: list[str] = []
     labels: list[str] = []
     templates: list[npt.NDArray[np.float32]] = []
+    det_scores: list[float] = []
     failures: list[tuple[str, str]] = []
     model_id = ""
     with Analyser(settings, lambda: FacePipeline(settings)) as analyser:
@@ -97,10 +103,11 @@ def embed_labelled(
                 kept_paths.append(rel)
                 labels.append(identity)
                 templates.append(usable[0].template)  # type: ignore[arg-type]
+                det_scores.append(usable[0].det_score)
                 model_id = usable[0].model_id
             else:
                 failures.append((rel, error[2] if error else "no usable face"))
             if on_progress:
                 on_progress(done, len(rows))
     stacked = np.stack(templates) if templates else np.empty((0, 0), np.float32)
-    return LabelledTemplates(kept_paths, labels, stacked, failures, model_id)
+    return LabelledTemplates(kept_paths, labels, stacked, failures, model_id, det_scores)

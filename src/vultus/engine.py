@@ -614,6 +614,7 @@ class Engine(RightsFacade):
         top_k: int = 10,
         face: int = 1,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
@@ -623,7 +624,7 @@ class Engine(RightsFacade):
         analysed = self.pipeline.analyse(photo)
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
-        result = self._search(chosen.template, top_k=top_k, fmr=fmr)
+        result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
         faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
         result.query = faces[face - 1]
         result.faces_seen = len(faces)
@@ -640,6 +641,7 @@ class Engine(RightsFacade):
         case_ref: str | None = None,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Where else does the person of this catalogued face appear?"""
@@ -647,7 +649,7 @@ class Engine(RightsFacade):
         template = self.catalog.templates_of([face_id]).get(face_id)
         if template is None:
             raise NotFoundError(f"no indexed face with id {face_id}")
-        result = self._search(template, top_k=top_k, fmr=fmr, exclude={face_id})
+        result = self._search(template, top_k=top_k, fmr=fmr, margin=margin, exclude={face_id})
         self._audit_search(result, template, f"face:{face_id}", purpose, case_ref, actor)
         return result
 
@@ -660,6 +662,7 @@ class Engine(RightsFacade):
         case_ref: str | None = None,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Search with the fused template of all the faces linked to a subject."""
@@ -669,7 +672,7 @@ class Engine(RightsFacade):
             raise NotFoundError(f"subject {name!r} has no indexed faces linked to it")
         templates = normalise(np.stack(list(self.catalog.templates_of(face_ids).values())))
         fused = templates.mean(axis=0)
-        result = self._search(fused, top_k=top_k, fmr=fmr)
+        result = self._search(fused, top_k=top_k, fmr=fmr, margin=margin)
         self._audit_search(result, fused, f"subject:{name}", purpose, case_ref, actor)
         return result
 
@@ -679,6 +682,7 @@ class Engine(RightsFacade):
         *,
         top_k: int = 10,
         fmr: float | None = None,
+        margin: float | None = None,
         exclude: set[int] | None = None,
     ) -> SearchResult:
         exclude = exclude or set()
@@ -703,6 +707,7 @@ class Engine(RightsFacade):
             fmr_target=fmr or self.settings.search_fmr,
             exclude=exclude,
             top_k=top_k,
+            margin=self.settings.search_margin if margin is None else margin,
         )
 
     def _audit_search(

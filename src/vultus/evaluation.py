@@ -14,6 +14,13 @@
   identities with a single template are distractors (in the gallery only). Ties count against the
   probe. Also the open-set detection-and-identification rate (DIR) at FPIR 1e-2, where each
   probe's non-mated search is the same search with its own gallery mate left out.
+* **Fused gallery templates**: the same rank-1 / rank-5, where identities with more than
+  ``fusion_photos`` templates are enrolled with the fused template (mean direction, as
+  ``Engine.search_subject`` uses) of their first 1, 2, ... ``fusion_photos`` photos and probed
+  with the rest; every other identity is a one-photo distractor. Same probes for every count.
+* **Error rates by face quality** (when a quality score per template is given, e.g. the HOG
+  detector's margin): FNMR and FMR at the all-pairs FAR 1e-3 threshold, for pairs with a face
+  in the lowest tenth of the score against the rest.
 
 Every decision uses the Vultus distance (see :mod:`vultus.calibration`): a pair "matches" when
 its distance is at most the threshold. All pair computations are blocked; about 6,000 templates
@@ -36,6 +43,7 @@ from vultus.calibration import (
     encode_labels,
     iter_pair_distances,
     normalise,
+    pairwise_distances,
     select_per_identity,
     similarity_to_distance,
 )
@@ -44,6 +52,8 @@ FloatArray = npt.NDArray[np.float64]
 
 FARS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
 FPIR: float = 1e-2
+QUALITY_FAR: float = 1e-3
+LOW_QUALITY_FRACTION: float = 0.1
 
 Pair = tuple[int, int, bool, int]
 
@@ -103,12 +113,47 @@ class Identification:
 
 
 @dataclass(frozen=True)
+class FusionPoint:
+    photos: int  # gallery photos fused per enrolled identity
+    rank1: float
+    rank5: float
+
+
+@dataclass(frozen=True)
+class FusedIdentification:
+    n_enrolled: int  # identities with more than `max(photos)` templates
+    gallery_size: int
+    n_probes: int
+    points: tuple[FusionPoint, ...]
+
+
+@dataclass(frozen=True)
+class QualityBin:
+    n_genuine: int
+    n_impostor: int
+    fnmr: float | None  # genuine pairs over the threshold
+    fmr: float | None  # impostor pairs at or under it
+
+
+@dataclass(frozen=True)
+class QualityBreakdown:
+    measure: str
+    low_below: float  # the score under which a face counts as low quality
+    far: float
+    threshold: float
+    low: QualityBin  # pairs with at least one low-quality face
+    rest: QualityBin
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
     n_templates: int
     n_identities: int
     pair_accuracy: PairAccuracy | None
     verification: AllPairsVerification
     identification: Identification | None
+    fusion: FusedIdentification | None = None
+    quality: QualityBreakdown | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (nested dicts, lists, numbers, ``None``)."""
@@ -137,11 +182,15 @@ def evaluate(
     *,
     pairs: Sequence[Pair] | None = None,
     max_per_identity: int = 10,
+    fusion_photos: int = 3,
+    quality: Sequence[float] | None = None,
+    quality_measure: str = "det_score",
 ) -> EvaluationReport:
     """Evaluate templates (n, d) with identity ``labels`` (n strings); see the module docstring.
 
     ``pairs`` are ``(i, j, same, fold)`` with indices into ``templates``; given, pair accuracy is
-    computed with leave-one-fold-out over the distinct folds (at least two).
+    computed with leave-one-fold-out over the distinct folds (at least two). ``quality`` holds
+    one score per template (higher is better) for the error rates by quality.
     """
     x = normalise(templates)
     if x.ndim != 2:
@@ -152,12 +201,30 @@ def evaluate(
     codes = encode_labels(labels)
     n_identities = int(codes.max()) + 1 if n else 0
 
+    verification = tar_at_far(x, codes, max_per_identity=max_per_identity)
+    by_quality = None
+    if quality is not None:
+        if len(quality) != n:
+            raise ValueError(f"{len(quality)} quality scores for {n} templates")
+        point = next((p for p in verification.points if p.far == QUALITY_FAR), None)
+        if point is not None and point.threshold is not None:
+            by_quality = quality_breakdown(
+                x,
+                codes,
+                np.asarray(quality, dtype=np.float64),
+                threshold=point.threshold,
+                far=QUALITY_FAR,
+                measure=quality_measure,
+                max_per_identity=max_per_identity,
+            )
     return EvaluationReport(
         n_templates=n,
         n_identities=n_identities,
         pair_accuracy=None if pairs is None else pair_accuracy(x, pairs),
-        verification=tar_at_far(x, codes, max_per_identity=max_per_identity),
+        verification=verification,
         identification=identification(x, codes),
+        fusion=fused_identification(x, codes, max_photos=fusion_photos),
+        quality=by_quality,
     )
 
 
@@ -368,6 +435,96 @@ def identification(
     )
 
 
+def _ranks(probes: FloatArray, gallery: FloatArray, mate_col: npt.NDArray[np.int64]) -> Any:
+    """Rank of each probe's mate among the gallery columns, ties counted against the probe."""
+    ranks = np.empty(len(probes), dtype=np.int64)
+    step = max(1, _PROBE_BLOCK_ENTRIES // max(len(gallery), 1))
+    for start in range(0, len(probes), step):
+        s = probes[start : start + step] @ gallery.T
+        mate = s[np.arange(len(s)), mate_col[start : start + step]]
+        ranks[start : start + step] = np.sum(s >= mate[:, None], axis=1)
+    return ranks
+
+
+def fused_identification(
+    x: FloatArray, label_codes: npt.ArrayLike, *, max_photos: int = 3
+) -> FusedIdentification | None:
+    """Rank-1/5 with gallery templates fused from 1..``max_photos`` photos; see the module
+    docstring. ``None`` when no identity has more than ``max_photos`` templates."""
+    if max_photos < 1:
+        raise ValueError("max_photos must be at least 1")
+    codes = np.asarray(label_codes)
+    rows_of: dict[int, list[int]] = {}
+    for i, c in enumerate(codes.tolist()):
+        rows_of.setdefault(c, []).append(i)
+    enrolled = [c for c, rows in rows_of.items() if len(rows) > max_photos]
+    if not enrolled:
+        return None
+    column = {c: k for k, c in enumerate(rows_of)}
+    probe_rows = np.asarray([r for c in enrolled for r in rows_of[c][max_photos:]])
+    mate_col = np.asarray([column[int(codes[r])] for r in probe_rows], dtype=np.int64)
+    single = np.stack([x[rows[0]] for rows in rows_of.values()])
+    points = []
+    for k in range(1, max_photos + 1):
+        gallery = single.copy()
+        for c in enrolled:
+            fused = x[rows_of[c][:k]].mean(axis=0)
+            gallery[column[c]] = fused / np.linalg.norm(fused)
+        ranks = _ranks(x[probe_rows], gallery, mate_col)
+        points.append(FusionPoint(k, float(np.mean(ranks <= 1)), float(np.mean(ranks <= 5))))
+    return FusedIdentification(
+        n_enrolled=len(enrolled),
+        gallery_size=len(single),
+        n_probes=len(probe_rows),
+        points=tuple(points),
+    )
+
+
+def quality_breakdown(
+    x: FloatArray,
+    label_codes: npt.ArrayLike,
+    quality: FloatArray,
+    *,
+    threshold: float,
+    far: float,
+    measure: str,
+    max_per_identity: int = 10,
+    low_fraction: float = LOW_QUALITY_FRACTION,
+) -> QualityBreakdown:
+    """FNMR and FMR at ``threshold`` for pairs with a low-quality face (score in the lowest
+    ``low_fraction``) against the rest, over the pairs :func:`tar_at_far` uses."""
+    codes = np.asarray(label_codes)
+    keep = select_per_identity(codes, max_per_identity)
+    xs, cs, qs = x[keep], codes[keep], quality[keep]
+    cut = float(np.quantile(qs, low_fraction))
+    low = qs < cut
+    counts = np.zeros((2, 2, 2), dtype=np.int64)  # [low pair][same][accepted]
+    n = len(xs)
+    step = max(1, _PROBE_BLOCK_ENTRIES // max(n, 1))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        accepted = pairwise_distances(xs[start:stop], xs) <= threshold
+        upper = np.arange(n)[None, :] > np.arange(start, stop)[:, None]
+        same = cs[start:stop, None] == cs[None, :]
+        low_pair = low[start:stop, None] | low[None, :]
+        for lp in (0, 1):
+            for sm in (0, 1):
+                sel = upper & (low_pair == lp) & (same == sm)
+                counts[lp, sm, 1] += int(np.sum(sel & accepted))
+                counts[lp, sm, 0] += int(np.sum(sel & ~accepted))
+
+    def _bin(lp: int) -> QualityBin:
+        gen, imp = int(counts[lp, 1].sum()), int(counts[lp, 0].sum())
+        return QualityBin(
+            n_genuine=gen,
+            n_impostor=imp,
+            fnmr=counts[lp, 1, 0] / gen if gen else None,
+            fmr=counts[lp, 0, 1] / imp if imp else None,
+        )
+
+    return QualityBreakdown(measure, cut, far, threshold, low=_bin(1), rest=_bin(0))
+
+
 # --------------------------------------------------------------------------------------------
 # Printing
 
@@ -443,3 +600,41 @@ def print_report(report: EvaluationReport, console: Console | None = None) -> No
         "—" if ident.dir_threshold is None else f"{ident.dir_threshold:.4f}",
     )
     console.print(t)
+
+    fusion = report.fusion
+    if fusion is not None:
+        t = Table(
+            title=(
+                f"Fused gallery templates ({fusion.n_enrolled:,} people enrolled, gallery "
+                f"{fusion.gallery_size:,}, {fusion.n_probes:,} probes)"
+            )
+        )
+        t.add_column("photos fused", justify="right")
+        t.add_column("rank-1", justify="right")
+        t.add_column("rank-5", justify="right")
+        for fp in fusion.points:
+            t.add_row(str(fp.photos), _pct(fp.rank1), _pct(fp.rank5))
+        console.print(t)
+
+    q = report.quality
+    if q is not None:
+        t = Table(
+            title=(
+                f"Errors by quality ({q.measure} < {q.low_below:.3g} is low) at the FAR {q.far:g} "
+                f"threshold {q.threshold:.4f}"
+            )
+        )
+        t.add_column("pairs", justify="left")
+        t.add_column("genuine", justify="right")
+        t.add_column("FNMR", justify="right")
+        t.add_column("impostor", justify="right")
+        t.add_column("FMR", justify="right")
+        for name, b in (("with a low-quality face", q.low), ("both faces better", q.rest)):
+            t.add_row(
+                name,
+                f"{b.n_genuine:,}",
+                _pct(b.fnmr),
+                f"{b.n_impostor:,}",
+                "—" if b.fmr is None else f"{b.fmr:.2e}",
+            )
+        console.print(t)

@@ -38,6 +38,7 @@ from vultus.config import CONFIG_FILE, Settings
 from vultus.errors import ConfigError, SourceError, VultusError
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.base import Box
+from vultus.pipeline.packs import BUILT_IN_IDS
 from vultus.storage import local_path, read_location
 from vultus.suppression import SUPPRESS_IOU, EarlierModels, iou, remember_model_setting
 
@@ -119,8 +120,11 @@ class Reembedder:
                 code="reembed_nothing_to_do",
             )
         if state is None:
-            self.state = _State(model, self.pipeline.model_id, current_model_id, settings.model)
-            remember_model_setting(catalog, current_model_id, settings.model)
+            # The setting that made the catalog's templates: the built-in models are known by
+            # their ids; otherwise it is the setting in force now (the catalog refuses any other).
+            before = BUILT_IN_IDS.get(current_model_id, settings.model)
+            self.state = _State(model, self.pipeline.model_id, current_model_id, before)
+            remember_model_setting(catalog, current_model_id, before)
             self.state.save(catalog.set_meta)
         else:
             self.state = _State(**state)

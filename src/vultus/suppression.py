@@ -28,6 +28,7 @@ from vultus.errors import VultusError
 from vultus.index.base import normalise
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.base import Box
+from vultus.pipeline.packs import BUILT_IN_IDS
 from vultus.storage import local_path, read_location
 
 # Meta key: which `model` setting built each model id the catalog has used, so that an earlier
@@ -89,7 +90,7 @@ class EarlierModels:
     ) -> None:
         self._entries: dict[str, _Entries] = {}
         self._endpoint_url = endpoint_url
-        settings = model_settings(catalog)
+        settings = {**BUILT_IN_IDS, **model_settings(catalog)}
         for model_id, blobs in entries_by_model(catalog).items():
             if model_id == current:
                 continue

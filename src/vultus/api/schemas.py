@@ -278,6 +278,12 @@ class SubjectDetailOut(BaseModel):
 
 
 # -- search and verify ----------------------------------------------------------------------------
+MARGIN_HELP = (
+    "Flag a match as ambiguous when its subject is not this much nearer (distance) than the "
+    "next subject. Default: the search_margin setting."
+)
+
+
 class SearchBy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -289,6 +295,7 @@ class SearchBy(BaseModel):
     fmr: float | None = Field(
         None, gt=0, lt=1, description="False-match rate of the match decision."
     )
+    margin: float | None = Field(None, ge=0, le=2, description=MARGIN_HELP)
 
 
 class SearchByFace(SearchBy):
@@ -348,6 +355,16 @@ class SearchOut(BaseModel):
     found: bool
     decision: str
     beyond_calibration: bool
+    best_subject: str | None = Field(
+        description="The nearest named subject among the accepted matches."
+    )
+    subject_margin: float | None = Field(
+        description="How much nearer (distance) the best subject is than the next subject."
+    )
+    ambiguous: bool = Field(description="A match whose subject margin is under the required one.")
+    low_quality_query: bool = Field(
+        description="The query face is of low quality: a 'no match' is weak evidence."
+    )
     matches: list[MatchOut]
     query_face: QueryFaceOut | None = Field(description="The face searched with (photo search).")
     faces: list[QueryFaceOut] = Field(description="Every face seen in the query photo.")
@@ -362,6 +379,10 @@ class SearchOut(BaseModel):
             found=r.found,
             decision=r.decision,
             beyond_calibration=r.beyond_calibration,
+            best_subject=r.best_subject,
+            subject_margin=r.subject_margin,
+            ambiguous=r.ambiguous,
+            low_quality_query=r.low_quality_query,
             matches=[MatchOut.of(m) for m in r.matches],
             query_face=QueryFaceOut.of(r.query) if r.query else None,
             faces=[QueryFaceOut.of(f) for f in seen],

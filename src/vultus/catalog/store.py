@@ -183,8 +183,9 @@ class Catalog:
         elif current != model_id:
             raise ModelMismatchError(
                 f"this catalog holds templates of model {current!r}, but the pipeline uses "
-                f"{model_id!r}. Use the same model as before (the `model` setting), or migrate "
-                f"the catalog to the new one with `vultus reembed --model MODEL`.",
+                f"{model_id!r}. Use the same model as before (the `model` setting: \"dlib\" makes "
+                "dlib-resnet-v1-flip templates, \"dlib-plain\" dlib-resnet-v1), or migrate the "
+                "catalog to the new one with `vultus reembed --model MODEL`.",
             )
 
     # -- sources -----------------------------------------------------------------------------

@@ -14,11 +14,18 @@ from vultus.config import Settings
 from vultus.datasets import LabelledTemplates, embed_labelled, read_pairs
 from vultus.evaluation import evaluate, print_report
 
+MODEL_HELP = (
+    'The face model to measure: "dlib" (mirror-averaged), "dlib-plain", or a model pack '
+    "(default: the model setting)."
+)
 
-def _templates(labels: Path, embeddings: Path | None, save: Path | None) -> LabelledTemplates:
+
+def _templates(
+    labels: Path, embeddings: Path | None, save: Path | None, model: str | None
+) -> LabelledTemplates:
     if embeddings is not None:
         return LabelledTemplates.load(embeddings)
-    settings = Settings.load(state["data_dir"], engine=state.get("engine"))
+    settings = Settings.load(state["data_dir"], engine=state.get("engine"), model=model)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("embedding photos", total=None)
         data = embed_labelled(
@@ -38,12 +45,13 @@ def calibrate(
         None, "--embeddings", help="Reuse templates saved by --save-embeddings (a prefix)."
     ),
     save_embeddings: Path | None = typer.Option(None, "--save-embeddings"),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """Fit a distance → false-match-rate table on labelled photos.
 
     Example: vultus calibrate ../shared/faces/lfw-a/labels.csv --out calibration.json
     """
-    data = _templates(labels, embeddings, save_embeddings)
+    data = _templates(labels, embeddings, save_embeddings, model)
     if len(set(data.labels)) < 2:
         raise fail("calibration needs photos of at least two people")
     cal = fit_calibration(data.templates, data.labels, model_id=data.model_id, source=str(labels))
@@ -63,12 +71,14 @@ def eval_(
     save_embeddings: Path | None = typer.Option(
         None, "--save-embeddings", help="Save templates under this prefix (.npy + .json)."
     ),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
-    """Measure accuracy: 10-fold pair accuracy, TAR at FAR 1e-2..1e-4, rank-1 and rank-5.
+    """Measure accuracy: 10-fold pair accuracy, TAR at FAR 1e-2..1e-4, rank-1 and rank-5, rank-1
+    with fused multi-photo gallery templates, and error rates by detector confidence.
 
-    Example: vultus eval lfw-a/labels.csv --pairs lfw-a/pairs.csv --json eval.json
+    Example: vultus eval lfw-a/labels.csv --pairs lfw-a/pairs.csv --model dlib-plain --json e.json
     """
-    data = _templates(labels, embeddings, save_embeddings)
+    data = _templates(labels, embeddings, save_embeddings, model)
     pair_idx = None
     if pairs is not None:
         where = {p: i for i, p in enumerate(data.paths)}
@@ -80,7 +90,12 @@ def eval_(
         ]
         if len(pair_idx) < len(rows):
             console.print(f"[yellow]{len(rows) - len(pair_idx)} pair(s) lack a usable face[/]")
-    report = evaluate(data.templates, data.labels, pairs=pair_idx)
+    report = evaluate(
+        data.templates,
+        data.labels,
+        pairs=pair_idx,
+        quality=data.det_scores if len(data.det_scores) == len(data.labels) else None,
+    )
     print_report(report, console=console)
     if json_out is not None:
         payload = report.to_json()

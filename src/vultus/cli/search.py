@@ -35,6 +35,13 @@ def search(
     fmr: float | None = typer.Option(
         None, "--fmr", help="False-match rate for the match decision (default: setting)."
     ),
+    margin: float | None = typer.Option(
+        None,
+        "--margin",
+        min=0.0,
+        help="Flag a match as ambiguous when its subject is not this much nearer (distance) "
+        "than the next subject (default: the search_margin setting).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     sheet: Path | None = typer.Option(
         None, "--sheet", help="Also draw the results as a contact sheet (.jpg or .png)."
@@ -56,16 +63,22 @@ def search(
     with open_engine() as engine:
         if photo is not None:
             result = engine.search(
-                photo, purpose=purpose or "", case_ref=case_ref, top_k=top, face=face, fmr=fmr
+                photo,
+                purpose=purpose or "",
+                case_ref=case_ref,
+                top_k=top,
+                face=face,
+                fmr=fmr,
+                margin=margin,
             )
         elif face_id is not None:
             result = engine.search_face(
-                face_id, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr
+                face_id, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr, margin=margin
             )
         else:
             assert subject is not None
             result = engine.search_subject(
-                subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr
+                subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr, margin=margin
             )
     if sheet is not None:
         render_sheet(result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url)
@@ -103,7 +116,7 @@ def print_result(result: SearchResult) -> None:
         ]
         table.add_row(*row, *([m.subject or ""] if with_subjects else []))
     console.print(table)
-    colour = "green" if result.found else "yellow"
+    colour = "yellow" if result.ambiguous or not result.found else "green"
     console.print(
         f"[{colour}]{result.decision}[/] (threshold distance {result.threshold:.3f} at this "
         "gallery size)"

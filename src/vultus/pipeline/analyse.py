@@ -17,11 +17,12 @@ from vultus.config import Settings
 from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
+from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
 from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
-from vultus.pipeline.packs import load_pack, pack_folder
+from vultus.pipeline.packs import DLIB_PLAIN, load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
 from vultus.pipeline.scrfd import ScrfdDetector
 
@@ -73,7 +74,11 @@ class FacePipeline:
             cnn_fallback=settings.detect_cnn_fallback,
         )
         self.aligner = FivePointAligner()
-        self.embedder = make_embedder(settings.engine, settings.models_dir, threads=embed_threads)
+        self.embedder = make_embedder(
+            settings.engine, settings.models_dir, threads=embed_threads
+        )
+        if settings.model != DLIB_PLAIN:
+            self.embedder = MirrorAveraged(self.embedder)
 
     @property
     def model_id(self) -> str:

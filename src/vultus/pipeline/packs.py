@@ -8,8 +8,9 @@ recognizer takes Nx3x112x112 and gives Nx512. Graphs that are neither (InsightFa
 and gender/age models) are ignored. Anything that looks like one but is wrong is refused with a
 `ModelError` that names the file and what is wrong with it.
 
-The `model` setting is "dlib" (the default), a path to a pack folder, or the name of a folder
-under `DATA_DIR/packs/`.
+The `model` setting is "dlib" (the default: dlib's ResNet, each face averaged with its mirror
+image), "dlib-plain" (without the mirror: half the embedding time, slightly weaker), a path to a
+pack folder, or the name of a folder under `DATA_DIR/packs/`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from vultus.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 DLIB = "dlib"
+DLIB_PLAIN = "dlib-plain"
+BUILT_IN = (DLIB, DLIB_PLAIN)
+# The `model` setting that makes each built-in model id: what a suppression entry of an earlier
+# model is checked with after a `reembed`.
+BUILT_IN_IDS = {"dlib-resnet-v1-flip": DLIB, "dlib-resnet-v1": DLIB_PLAIN}
 PACKS_DIR = "packs"
 REC_SIZE = 112
 REC_DIM = 512
@@ -243,8 +249,8 @@ def load_pack(folder: Path) -> ModelPack:
 
 
 def pack_folder(model: str, data_dir: Path) -> Path | None:
-    """Where the `model` setting's pack lives; None for the built-in dlib model."""
-    if model == DLIB:
+    """Where the `model` setting's pack lives; None for the built-in dlib models."""
+    if model in BUILT_IN:
         return None
     if not model.strip():
         raise ConfigError('the model setting is empty; use "dlib" or a model pack folder')

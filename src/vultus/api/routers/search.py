@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from vultus.api.deps import EngineDep, read_upload, require
 from vultus.api.errors import responses
-from vultus.api.schemas import SearchByFace, SearchBySubject, SearchOut, VerifyOut
+from vultus.api.schemas import MARGIN_HELP, SearchByFace, SearchBySubject, SearchOut, VerifyOut
 from vultus.auth import Principal
 
 router = APIRouter(tags=["search"], responses=responses(401, 403, 429, 503))
@@ -43,6 +43,7 @@ def search_photo(
     top_k: Annotated[int, Form(ge=1, le=1000)] = 10,
     face: Annotated[int, Form(ge=1, le=1000, description="Which face (1 = largest).")] = 1,
     fmr: Fmr = None,
+    margin: Annotated[float | None, Form(ge=0, le=2, description=MARGIN_HELP)] = None,
 ) -> SearchOut:
     data = read_upload(photo, request.app.state.settings.max_upload_bytes)
     result = engine.search(
@@ -52,6 +53,7 @@ def search_photo(
         top_k=top_k,
         face=face,
         fmr=fmr,
+        margin=margin,
         actor=principal.actor,
     )
     return SearchOut.of(result)
@@ -70,6 +72,7 @@ def search_face(body: SearchByFace, engine: EngineDep, principal: Searcher) -> S
         case_ref=body.case_ref,
         top_k=body.top_k,
         fmr=body.fmr,
+        margin=body.margin,
         actor=principal.actor,
     )
     return SearchOut.of(result)
@@ -88,6 +91,7 @@ def search_subject(body: SearchBySubject, engine: EngineDep, principal: Searcher
         case_ref=body.case_ref,
         top_k=body.top_k,
         fmr=body.fmr,
+        margin=body.margin,
         actor=principal.actor,
     )
     return SearchOut.of(result)
