@@ -13,6 +13,8 @@ import pytest
 
 from vultus.engine import Engine
 
+pytest_plugins = ["milvus_server"]
+
 REPO = Path(__file__).resolve().parent.parent
 PURPOSE = "archive research"
 
