@@ -315,4 +315,3 @@ def test_restricted_faces_never_reach_the_index(setup: Setup) -> None:
     assert len(index) == 0
     assert index.ids().size == 0
     assert (nearest(index, unit_vectors(2, seed=11)) == -1).all()
-

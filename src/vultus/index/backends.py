@@ -59,6 +59,6 @@ def open_backend(settings: Settings, keyring: Callable[[], KeyRing]) -> IndexBac
 
         return MilvusBackend(settings)
     raise ConfigError(
-        f"unknown index backend {settings.index_backend!r}: use \"faiss\" or \"milvus\"",
+        f'unknown index backend {settings.index_backend!r}: use "faiss" or "milvus"',
         code="index_backend_unknown",
     )

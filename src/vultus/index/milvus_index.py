@@ -193,10 +193,22 @@ class MilvusIndex(VectorIndex):
         # Deleted vectors stay in their segment until a compaction rewrites it: save() asks
         # for one after deletes (see MilvusBackend.save).
         self.deleted_since_save = False
+        # Milvus advises against frequent flushes (each seals small segments): save() flushes
+        # only what changed. Writes are durable before that, in the server's log.
+        self.changed_since_save = False
+
+    @property
+    def collection(self) -> Collection:
+        """The pymilvus collection, for operations and benchmarks."""
+        return self._collection
 
     @property
     def collection_name(self) -> str:
         return str(self._collection.name)
+
+    @property
+    def config(self) -> MilvusConfig:
+        return self._config
 
     def __len__(self) -> int:
         try:
@@ -254,6 +266,7 @@ class MilvusIndex(VectorIndex):
                 )
         except MilvusException as exc:
             raise _unavailable("insert", exc) from exc
+        self.changed_since_save = bool(ids.size) or self.changed_since_save
 
     def remove(self, ids: Ids) -> int:
         """Delete these ids (unknown ones are ignored); returns how many were held. Under Strong
@@ -266,7 +279,7 @@ class MilvusIndex(VectorIndex):
         except MilvusException as exc:
             raise _unavailable("delete", exc) from exc
         if held.size:
-            self.deleted_since_save = True
+            self.deleted_since_save = self.changed_since_save = True
         return int(held.size)
 
     def _held(self, ids: Ids) -> Ids:
@@ -285,8 +298,10 @@ class MilvusIndex(VectorIndex):
         return np.array(sorted(found), dtype=np.int64)
 
     def flush(self) -> None:
+        """Seal what was written into segments in object storage, where they get indexed."""
         try:
             self._collection.flush()
+            self.changed_since_save = False
         except MilvusException as exc:
             raise VectorIndexError(
                 f"could not flush the Milvus collection {self.collection_name}: {exc}",
@@ -303,6 +318,16 @@ class MilvusIndex(VectorIndex):
         except MilvusException as exc:
             raise _unavailable("compaction", exc) from exc
         self.deleted_since_save = False
+
+    def wait_for_index(self) -> None:
+        """Block until the server has built the index on every sealed segment (until then it
+        searches those segments by brute force)."""
+        try:
+            utility.wait_for_index_building_complete(
+                self.collection_name, using=self._collection._using
+            )
+        except MilvusException as exc:
+            raise _unavailable("index build", exc) from exc
 
     # ----------------------------------------------------------------- searching
 
@@ -489,9 +514,7 @@ class MilvusBackend(IndexBackend):
             description=json.dumps(meta, sort_keys=True),
         )
         try:
-            collection = Collection(
-                name, schema, using=self._connect(), consistency_level=STRONG
-            )
+            collection = Collection(name, schema, using=self._connect(), consistency_level=STRONG)
             collection.create_index(VECTOR_FIELD, parsed.build_params())
             collection.load()
         except MilvusException as exc:
@@ -499,11 +522,12 @@ class MilvusBackend(IndexBackend):
         return MilvusIndex(collection, parsed, dim, model_id, self.nprobe)
 
     def save(self, index: VectorIndex) -> None:
-        """Flush, and make `index` the live one if it is new: the alias moves in one step, then
-        the collection it named is dropped. Asks for a compaction after deletes."""
+        """Flush what changed, and make `index` the live one if it is new: the alias moves in one
+        step, then the collection it named is dropped. Asks for a compaction after deletes."""
         if not isinstance(index, MilvusIndex):
             raise VectorIndexError(f"the Milvus backend cannot save a {type(index).__name__}")
-        index.flush()
+        if index.changed_since_save:
+            index.flush()
         using = self._connect()
         live = self._live_name()
         try:
