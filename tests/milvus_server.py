@@ -23,7 +23,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(base_dir: Path) -> Any:
+def start_server(base_dir: Path, time_tick_ms: int = 50) -> Any:
     """Start an embedded Milvus server in base_dir on free ports; returns the MilvusServer."""
     import milvus
 
@@ -32,7 +32,7 @@ def start_server(base_dir: Path) -> Any:
     # A Strong read waits for the server's clock to pass the request's timestamp, which
     # advances every time tick (200 ms by default): a 50 ms tick makes the tests' many reads
     # quicker without changing what they observe.
-    server.config.set("proxy.timeTickInterval", 50)
+    server.config.set("proxy.timeTickInterval", time_tick_ms)
     # The package finds free ports for Milvus's own services, but its embedded etcd always
     # takes peer port 2380, so a second server on the machine (another engineer's, another
     # test run's) would fail to start: give etcd a config file with free ports of its own.

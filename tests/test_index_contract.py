@@ -111,9 +111,7 @@ class Setup:
 
     def close(self) -> None:
         for backend in self.backends:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
         self.catalog.close()
 
 

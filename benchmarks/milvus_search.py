@@ -1,7 +1,9 @@
 """Milvus backend benchmark: MilvusIndex configurations on synthetic face templates.
 
-    python benchmarks/milvus.py                      # embedded server, 100k vectors
-    python benchmarks/milvus.py --n 1000000 --uri http://milvus:19530
+    python benchmarks/milvus_search.py                      # embedded server, 100k vectors
+    python benchmarks/milvus_search.py --n 1000000 --uri http://milvus:19530
+
+(Not named milvus.py: run as a script, that name would hide the `milvus` package.)
 
 Data: the clustered 128-d identities of benchmarks/search.py. Without --uri a real Milvus
 standalone server is started from the `milvus` package in a temporary directory.
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="';'-separated, e.g. 'FLAT;HNSW'")
     ap.add_argument("--uri", help="an existing Milvus server; default: start an embedded one")
     ap.add_argument("--nprobe", type=int, default=64)
+    ap.add_argument(
+        "--time-tick-ms", type=int, default=200, help="embedded server's proxy.timeTickInterval"
+    )
     args = ap.parse_args(argv)
     console = Console()
 
@@ -184,13 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     base_dir: Path | None = None
     uri = args.uri
     if uri is None:
-        from milvus import MilvusServer
+        # The tests' launcher: free ports for everything, etcd's included.
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from milvus_server import start_server
 
         base_dir = Path(tempfile.mkdtemp(prefix="vultus-milvus-bench-"))
-        server = MilvusServer()
-        server.set_base_dir(str(base_dir))
         t = time.perf_counter()
-        server.start()
+        server = start_server(base_dir, time_tick_ms=args.time_tick_ms)
         console.print(f"embedded Milvus started in {time.perf_counter() - t:.1f} s")
         uri = f"http://127.0.0.1:{server.listen_port}"
     try:
@@ -219,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
             server.stop()
 
     table = Table(title=f"Milvus 2.3 (embedded standalone), {args.n:,} x {DIM}-d, k={K}")
+    if server is None:
+        table.title = f"Milvus at {uri}, {args.n:,} x {DIM}-d, k={K}"
     for col in [
         "config",
         "insert/s",
