@@ -82,7 +82,7 @@ def bytes_left(base_dir: Path, needles: list[bytes]) -> tuple[int, list[str]]:
             for i, needle in enumerate(needles):
                 if needle in data:
                     found.add(i)
-                    where.add(str(path.relative_to(base_dir)).split("/")[0])
+                    where.add("/".join(path.relative_to(base_dir).parts[:3]))
     return len(found), sorted(where)
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ WRITE_BATCH = 10_000
 EXPR_BATCH = 16_384
 # Milvus refuses a top-k above this.
 MAX_TOPK = 16_384
+# The engine reads the gallery size on every search (for its thresholds, which move little
+# with it): a count this fresh saves a second Strong round trip per search. This index's own
+# writes reset it; another process's show within this many seconds.
+COUNT_TTL_S = 10.0
 
 # Parameters each index type accepts, with the defaults `resolve` fills in. nlist defaults to
 # the same rule as FAISS IVF (4*sqrt(n)); HNSW's are Milvus's usual starting point.
@@ -177,9 +182,9 @@ def _check_ids(ids: Ids) -> Ids:
 
 
 class MilvusIndex(VectorIndex):
-    """One collection on the server. Thread-safe as far as Milvus is; every call is a round
-    trip, so `__len__`, `ids()` and `fingerprint()` ask the server rather than a local copy
-    that another process sharing the server could have made stale."""
+    """One collection on the server. Every call is a round trip: `ids()` and `fingerprint()`
+    scan the server's ids rather than keep a local copy that another process sharing the
+    server could have made stale (`__len__` alone is cached, for COUNT_TTL_S)."""
 
     def __init__(
         self, collection: Collection, config: MilvusConfig, dim: int, model_id: str, nprobe: int
@@ -196,6 +201,7 @@ class MilvusIndex(VectorIndex):
         # Milvus advises against frequent flushes (each seals small segments): save() flushes
         # only what changed. Writes are durable before that, in the server's log.
         self.changed_since_save = False
+        self._count: tuple[float, int] | None = None  # (monotonic time read, count)
 
     @property
     def collection(self) -> Collection:
@@ -211,13 +217,16 @@ class MilvusIndex(VectorIndex):
         return self._config
 
     def __len__(self) -> int:
+        if self._count is not None and time.monotonic() - self._count[0] < COUNT_TTL_S:
+            return self._count[1]
         try:
             rows = self._collection.query(
                 f"{ID_FIELD} >= 0", output_fields=["count(*)"], consistency_level=STRONG
             )
         except MilvusException as exc:
             raise _unavailable("count", exc) from exc
-        return int(rows[0]["count(*)"])
+        self._count = (time.monotonic(), int(rows[0]["count(*)"]))
+        return self._count[1]
 
     def ids(self) -> Ids:
         """Every id held, ascending: one pass of a query iterator over the whole collection
@@ -257,6 +266,7 @@ class MilvusIndex(VectorIndex):
         vectors = self._check_vectors(vectors)
         if ids.shape[0] != vectors.shape[0]:
             raise VectorIndexError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
+        self._count = None
         if np.unique(ids).size != ids.size:
             raise VectorIndexError("the same id appears more than once in one add")
         try:
@@ -272,6 +282,7 @@ class MilvusIndex(VectorIndex):
         """Delete these ids (unknown ones are ignored); returns how many were held. Under Strong
         consistency they are gone from the next search."""
         ids = np.unique(_check_ids(ids))
+        self._count = None
         held = self._held(ids)
         try:
             for i in range(0, held.size, EXPR_BATCH):
