@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         "--time-tick-ms", type=int, default=200, help="embedded server's proxy.timeTickInterval"
     )
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=200)
 
     server = None
     base_dir: Path | None = None
