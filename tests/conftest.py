@@ -13,7 +13,8 @@ import pytest
 
 from vultus.engine import Engine
 
-pytest_plugins = ["postgres"]  # the private PostgreSQL server: tests/postgres.py
+# Real servers for the tests, started once per session: tests/postgres.py, tests/milvus_server.py
+pytest_plugins = ["postgres", "milvus_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 PURPOSE = "archive research"

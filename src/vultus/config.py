@@ -65,9 +65,13 @@ class Settings:
 
 
     # Vector index: where it lives ("faiss": an encrypted file in the data directory) and its
-    # configuration, a FAISS factory string or "auto" (exact when small, IVF when large).
+    # configuration, a FAISS factory string, a Milvus one ("HNSW,M=16,efConstruction=200") or
+    # "auto" (exact when small, IVF when large).
     index_backend: str = "faiss"
     index_uri: str | None = None
+    # Milvus: the alias naming this data directory's index; give each directory sharing a
+    # server its own.
+    index_prefix: str = "vultus"
     index_factory: str = "auto"
     index_nprobe: int = 64
 

@@ -200,6 +200,7 @@ class Engine(RightsFacade):
         return cls(Settings.load(data_dir, **overrides))
 
     def close(self) -> None:
+        self.indexes.close()
         self.catalog.close()
 
     def __enter__(self) -> Engine:

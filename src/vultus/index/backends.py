@@ -53,7 +53,12 @@ def open_backend(settings: Settings, keyring: Callable[[], KeyRing]) -> IndexBac
     """The backend the settings name."""
     if settings.index_backend == "faiss":
         return FaissFileBackend(settings, keyring)
+    if settings.index_backend == "milvus":
+        # Imported here: pymilvus is an optional extra, and slow to import.
+        from vultus.index.milvus_index import MilvusBackend
+
+        return MilvusBackend(settings)
     raise ConfigError(
-        f"unknown index backend {settings.index_backend!r}: use \"faiss\"",
+        f'unknown index backend {settings.index_backend!r}: use "faiss" or "milvus"',
         code="index_backend_unknown",
     )

@@ -92,3 +92,6 @@ class IndexBackend(ABC):
     @abstractmethod
     def save(self, index: VectorIndex) -> None:
         """Persist the index, replacing what was persisted before, atomically."""
+
+    def close(self) -> None:  # noqa: B027 - optional: only server backends hold anything
+        """Release what the backend holds open (a server connection); the index stays."""

@@ -121,3 +121,8 @@ class IndexKeeper:
         with self._lock:
             if self._index is not None:
                 self.backend.save(self._index)
+
+    def close(self) -> None:
+        with self._lock:
+            self._index = None
+            self.backend.close()

@@ -787,7 +787,11 @@ class RightsFacade:
                 security_measures=[
                     "face templates encrypted at rest with AES-256-GCM; the key is kept "
                     "outside the data directory",
-                    "the vector index file is encrypted at rest and decrypted only in memory",
+                    "the vector index file is encrypted at rest and decrypted only in memory"
+                    if self.settings.index_backend == "faiss"
+                    else "the vector index is held by a Milvus server, whose storage the "
+                    "operator encrypts at rest; erased faces leave it at once and their bytes "
+                    "at its next compaction and garbage collection",
                     "append-only, hash-chained audit log of every search, view, export, "
                     "erasure, ingest, configuration and key change",
                     "every search states a purpose from a configured list",
