@@ -446,3 +446,13 @@ def test_configuration_changes_are_audited(tmp_path: Path) -> None:
         entry = engine.audit.entries(action="config")[-1]
         assert entry.details["settings"] == {"search_fmr": {"from": "0.001", "to": "0.0001"}}
         assert engine.audit.verify().ok
+
+
+def test_credentials_in_a_server_address_never_reach_the_audit_log(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", workers=1) as engine:
+        pass
+    uri = "https://vultus:s3cret-token@milvus.example:19530"
+    with Engine.open(tmp_path / "d", workers=1, index_uri=uri) as engine:
+        entry = engine.audit.entries(action="config")[-1]
+        assert entry.details["settings"]["index_uri"]["to"] == "https://***@milvus.example:19530"
+        assert "s3cret" not in json.dumps([e.details for e in engine.audit.entries()])

@@ -10,6 +10,7 @@ import functools
 import io
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +83,7 @@ FETCH_THREADS = 8
 CONFIG_KEY = "settings"
 # Settings that say how this process runs, not what is processed: not audited as changes
 # (and catalog_url may hold a password).
+CREDENTIALS = re.compile(r"//[^/@\s]+@")
 RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_url"}
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
 DELETE = "delete"
@@ -176,7 +178,8 @@ class Engine(RightsFacade):
         """Configuration changes are audited: the settings that decide what is processed and
         how (purposes, thresholds, retention rules...) are compared with those last seen."""
         current = {
-            k: str(v)
+            # A server address may carry credentials (https://user:secret@host): never logged.
+            k: CREDENTIALS.sub("//***@", str(v))
             for k, v in dataclasses.asdict(self.settings).items()
             if k not in RUNTIME_SETTINGS
         }
