@@ -50,7 +50,8 @@ def fill(engine: Engine, n: int, console: Console) -> None:
         purpose="benchmark",
         retention_days=30,
     )
-    engine.catalog.check_model("dlib-resnet-v1")
+    model_id = engine.pipeline.model_id
+    engine.catalog.check_model(model_id)
     stamp = now()
     start = time.perf_counter()
     for base in range(0, n, CHUNK):
@@ -88,7 +89,7 @@ def fill(engine: Engine, n: int, console: Console) -> None:
                 "yaw": 0.0,
                 "status": "indexed",
                 "skip_reason": None,
-                "model_id": "dlib-resnet-v1",
+                "model_id": model_id,
                 "template": engine.catalog.seal(vecs[i]),
                 "restricted": False,
             }

@@ -75,10 +75,10 @@ def test_a_killed_migration_resumes_swaps_and_keeps_erased_people_out(
         state = pending(engine.catalog)
         assert state is not None and state["last_image"] > 0
         # Until the swap, the catalog, the index and searches stay on the old model.
-        assert engine.catalog.get_meta("model_id") == "dlib-resnet-v1"
+        assert engine.catalog.get_meta("model_id") == "dlib-resnet-v1-flip"
         result = engine.search(simm_photo, purpose=PURPOSE)
         assert result.matches[0].face_id == simm and result.found
-        assert engine.index.model_id == "dlib-resnet-v1"
+        assert engine.index.model_id == "dlib-resnet-v1-flip"
 
     with Engine.open(data_dir, workers=1, batch_size=4) as engine:  # a new process
         seen: list[int] = []
@@ -86,7 +86,7 @@ def test_a_killed_migration_resumes_swaps_and_keeps_erased_people_out(
         assert 8 <= seen[0] < images  # it went on where it stopped, not from the start
         assert seen[-1] == images
         assert summary.model_id.startswith("pack-")
-        assert summary.previous_model_id == "dlib-resnet-v1"
+        assert summary.previous_model_id == "dlib-resnet-v1-flip"
         assert summary.images_missing == [(engine.face(gone_face).image_id, str(gone))]
         assert summary.faces_file_missing == 1
         assert summary.faces_kept >= 4  # the 150x150 photos' faces matched by IoU
