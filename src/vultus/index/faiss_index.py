@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ MIN_TRAIN_POINTS_PER_LIST = 39
 # while nprobe 64 reaches 0.998 either way.
 TRAIN_POINTS_PER_LIST = 64
 TRAIN_SEED = 0
+# Product quantizers learn 256 centroids per sub-vector and FAISS wants 39 points for each, which
+# a small nlist's sample would not give.
+MIN_CODEBOOK_TRAIN = 256 * MIN_TRAIN_POINTS_PER_LIST
 # HNSW's beam width at search time; FAISS's default of 16 is below k for many searches.
 DEFAULT_EF_SEARCH = 64
 MAX_EF_SEARCH = 4096
@@ -91,7 +95,20 @@ def resolve_factory(factory: str, n: int) -> str:
     factory = factory.strip()
     if factory.lower() == "auto":
         return "IDMap2,Flat" if n < AUTO_FLAT_BELOW else f"IVF{nlist_for(n)},Flat"
-    return factory.replace("{auto}", str(nlist_for(n)))
+    factory = factory.replace("{auto}", str(nlist_for(n)))
+    # A configuration that learns from the data (IVF lists, PQ codebooks) cannot start empty:
+    # stay exact until there are enough faces to train it; the keeper then upgrades.
+    return factory if n >= train_minimum(factory) else "IDMap2,Flat"
+
+
+def train_minimum(factory: str) -> int:
+    """Vectors needed to train a factory: 39 per IVF list, and at least one per PQ centroid."""
+    lists = re.search(r"IVF(\d+)", factory)
+    pq = re.search(r"PQ\d+(?:x(\d+))?", factory)
+    needed = MIN_TRAIN_POINTS_PER_LIST * int(lists.group(1)) if lists else 0
+    if pq:
+        needed = max(needed, 2 ** int(pq.group(1) or 8))
+    return needed
 
 
 def _exact_sum(ids: Ids) -> int:
@@ -303,7 +320,7 @@ class FaissIndex(VectorIndex):
                 f"({MIN_TRAIN_POINTS_PER_LIST} per list), got {vectors.shape[0]}; use fewer lists "
                 "or the exact index (factory 'auto' picks one that fits)"
             )
-        size = min(vectors.shape[0], TRAIN_POINTS_PER_LIST * nlist)
+        size = min(vectors.shape[0], max(TRAIN_POINTS_PER_LIST * nlist, MIN_CODEBOOK_TRAIN))
         if size < vectors.shape[0]:
             rng = np.random.default_rng(TRAIN_SEED)
             # Sorted rows read memory in order; the sample itself is uniform.

@@ -154,13 +154,13 @@ class IndexKeeper:
             return result
 
     def maybe_upgrade(self) -> None:
-        """With the "auto" setting, move to the configuration the gallery has grown into:
-        exact search while small, IVF once large."""
+        """Move to the configuration the gallery has grown into: exact search while small,
+        then IVF ("auto") or the configured index once there is enough to train it."""
         with self._lock:
-            if self.spec != "auto" or self._index is None:
+            if self._index is None:
                 return
             wanted = self.backend.resolve(self.spec, len(self._index))
-            if wanted != self._index.factory:
+            if wanted not in (self._index.factory, self._index.factory.removeprefix("IDMap2,")):
                 log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
                 self.rebuild()
 
