@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from typer.testing import CliRunner
 
 from conftest import PURPOSE, add_test_source
 from test_index import DIM, clustered, random_vectors
+from vultus.cli import app
 from vultus.engine import Engine
 from vultus.index import FaissIndex
 from vultus.index.base import normalise
@@ -161,16 +163,26 @@ def test_tune_through_the_engine_is_persisted_and_audited(
     tmp_path: Path, dev_photos: list[tuple[Path, str]]
 ) -> None:
     data_dir = tmp_path / "data"
-    with Engine.open(data_dir, workers=1, index_factory="HNSW32") as engine:
+    data_dir.mkdir()
+    (data_dir / "vultus.toml").write_text('[index]\nfactory = "HNSW32"\n')
+    with Engine.open(data_dir, workers=1) as engine:
         add_test_source(engine)
         engine.add([p for p, _ in dev_photos], source="test")
         result = engine.tune_index(1.0, sample=20)
         assert result.knob == "efSearch" and result.reached and result.points[-1].recall == 1.0
         entry = engine.audit.entries(action=actions.CONFIG)[-1]
         assert entry.details["change"] == "index_tune" and entry.details["chosen"] == result.chosen
-    with Engine.open(data_dir, workers=1, index_factory="HNSW32") as engine:
+    with Engine.open(data_dir, workers=1) as engine:
         knob = engine.index.search_knob()
         assert knob is not None and knob.value == result.chosen
+
+    # The same from the command line.
+    tune_args = ["index", "tune", "--target-recall", "1", "--sample", "20"]
+    out = CliRunner().invoke(app, ["--data-dir", str(data_dir), *tune_args])
+    assert out.exit_code == 0, out.output
+    assert "efSearch" in out.output and f"efSearch = {result.chosen}" in out.output
+    out = CliRunner().invoke(app, ["--data-dir", str(data_dir), "index", "compact"])
+    assert out.exit_code == 0 and "compacted IDMap2,HNSW32" in out.output, out.output
 
 
 def test_hnsw_is_compacted_once_erased_faces_pile_up(
