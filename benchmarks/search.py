@@ -298,7 +298,7 @@ def bytes_check(
 def run_config(
     factory: str,
     values: list[int],
-    rerank: int,
+    reranks: list[int],
     store: TemplateFile,
     queries: F32,
     truth: I64,
@@ -316,13 +316,15 @@ def run_config(
     gc.collect()
     rss = rss_mb() - rss0
     console.log(f"{index.factory} n={n:,}: built in {build_s:.0f} s, RSS +{rss:.0f} MB")
-    searcher: Any = index
-    depth = None
-    if index.is_compressed() and rerank > 0:
-        searcher, depth = RerankedIndex(index, store.lookup, rerank), rerank
     knob = index.search_knob()
     rows = []
-    for value in values if knob is not None else [None]:
+    searchers: list[tuple[Any, int | None]] = [(index, None)]
+    if index.is_compressed():
+        searchers = [
+            (RerankedIndex(index, store.lookup, d), d) if d else (index, None) for d in reranks
+        ]
+    settings = [(s, d, v) for s, d in searchers for v in (values if knob else [None])]
+    for searcher, depth, value in settings:
         if value is not None:
             if value > (knob.maximum if knob else 0):
                 continue
@@ -374,7 +376,7 @@ def run_config(
         row.index_bytes_per_face = round(disk_mb * 2**20 / n + 8, 1)  # + FaissIndex._ids
         row.deleted_bytes_gone, row.control_bytes_found = gone, control
     console.log(f"  delete 1000: {delete_ms:.0f} ms; bytes gone {gone} (control found {control})")
-    del index, searcher
+    del index, searchers
     gc.collect()
     return rows
 
@@ -466,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--nprobes", default="16,32,64,128", help="nprobe values for IVF")
     parser.add_argument("--efs", default="32,64,128", help="efSearch values for HNSW")
-    parser.add_argument("--rerank", type=int, default=4, help="re-rank depth for compressed")
+    parser.add_argument("--rerank", default="4", help="re-rank depths for compressed indexes")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-budget", type=float, default=5.0, help="s of single queries")
@@ -475,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     factories = [f.strip() for f in args.factories.split(";") if f.strip()]
     nprobes = [int(p) for p in args.nprobes.split(",")]
     efs = [int(p) for p in args.efs.split(",")]
+    reranks = [int(p) for p in args.rerank.split(",")]
     console = Console(width=None if sys.stdout.isatty() else 220)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
@@ -498,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
             for factory in factories:
                 knob_values = efs if "HNSW" in factory and "IVF" not in factory else nprobes
                 rows += run_config(
-                    factory, knob_values, args.rerank, store, queries, truth, own, args, console
+                    factory, knob_values, reranks, store, queries, truth, own, args, console
                 )
                 write_json(rows, vars(args))
     print_table(rows, console)
