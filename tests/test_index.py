@@ -56,7 +56,13 @@ def ivf(vectors: F32, ids: I64 | None = None, nlist: int = 64) -> FaissIndex:
     return index
 
 
-BUILDERS = {"flat": flat, "ivf": ivf}
+def hnsw(vectors: F32, ids: I64 | None = None) -> FaissIndex:
+    index = FaissIndex.create("HNSW32", DIM, "dlib-test")
+    index.add(np.arange(len(vectors), dtype=np.int64) if ids is None else ids, vectors)
+    return index
+
+
+BUILDERS = {"flat": flat, "ivf": ivf, "hnsw": hnsw}
 
 
 @pytest.fixture(params=sorted(BUILDERS))
@@ -87,7 +93,7 @@ def test_create_wraps_in_idmap_only_where_needed() -> None:
 
 @pytest.mark.parametrize(
     "factory",
-    ["HNSW32", "IDMap2,IVF16,Flat", "auto", "IVF{auto},Flat", "not a factory"],
+    ["IDMap2,IVF16,Flat", "auto", "IVF{auto},Flat", "not a factory"],
 )
 def test_unusable_factories_are_config_errors(factory: str) -> None:
     with pytest.raises(ConfigError):

@@ -74,6 +74,9 @@ class Settings:
     index_prefix: str = "vultus"
     index_factory: str = "auto"
     index_nprobe: int = 64
+    # Compressed indexes (e.g. "IVF4096,PQ32") fetch rerank * k candidates and re-score them
+    # exactly with the catalog's templates.
+    index_rerank: int = 4
 
     # Ingest.
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -43,6 +43,7 @@ from vultus.index import VectorIndex
 from vultus.index.backends import open_backend
 from vultus.index.base import normalise
 from vultus.index.keeper import IndexKeeper
+from vultus.index.tune import TuneResult
 from vultus.ingest import (
     Analyser,
     BadItem,
@@ -166,6 +167,7 @@ class Engine(RightsFacade):
             self.catalog,
             open_backend(settings, lambda: self.keyring),
             spec=settings.index_factory,
+            rerank=settings.index_rerank,
             model_id=lambda: self.model_id,
             dim=lambda: self.pipeline.embedder.dim,
             lock=self.lock,
@@ -585,6 +587,25 @@ class Engine(RightsFacade):
     def rebuild_index(self, factory: str | None = None) -> VectorIndex:
         """Recreate the index from the catalog's templates, with `factory` or the setting."""
         return self.indexes.rebuild(factory)
+
+    @_locked
+    def tune_index(
+        self, target_recall: float = 0.95, *, sample: int = 1000, actor: str | None = None
+    ) -> TuneResult:
+        """Pick nprobe/efSearch for `target_recall` (recall@10 against exact search on a sample
+        of catalog templates); the choice is stored in the index and audited."""
+        result = self.indexes.tune(target_recall, sample)
+        self.audit.append(
+            actions.CONFIG,
+            actor=actor,
+            details={"change": "index_tune", **dataclasses.asdict(result)},
+        )
+        return result
+
+    @_locked
+    def compact_index(self) -> VectorIndex:
+        """Rebuild the index without the entries of erased faces (HNSW's tombstones)."""
+        return self.indexes.compact()
 
     @_locked
     def save_index(self) -> None:

@@ -36,3 +36,40 @@ def status() -> None:
     for key, value in info.items():
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
+
+
+@app.command("tune")
+def tune(
+    target_recall: float = typer.Option(0.95, "--target-recall", help="Recall@10 to reach."),
+    sample: int = typer.Option(1000, "--sample", help="Catalog templates used as queries."),
+) -> None:
+    """Pick nprobe (IVF) or efSearch (HNSW) for a target recall, measured against exact search.
+
+    Example: vultus index tune --target-recall 0.95 --sample 1000
+    """
+    with open_engine() as engine:
+        result = engine.tune_index(target_recall, sample=sample)
+    table = Table(title=f"{result.knob} for recall@{result.k} >= {result.target_recall:g}")
+    for col in (result.knob, f"recall@{result.k}", "p50 ms"):
+        table.add_column(col, justify="right")
+    for p in result.points:
+        table.add_row(str(p.value), f"{p.recall:.3f}", f"{p.p50_ms:.2f}")
+    console.print(table)
+    if result.reached:
+        console.print(f"[green]✓[/] {result.knob} = {result.chosen} (was {result.previous})")
+    else:
+        console.print(
+            f"[yellow]![/] no {result.knob} reached the target; set to {result.chosen}, "
+            f"the largest tried (was {result.previous})"
+        )
+
+
+@app.command("compact")
+def compact() -> None:
+    """Rebuild the index without erased faces' entries (HNSW keeps wiped tombstones until then).
+
+    Example: vultus index compact
+    """
+    with open_engine() as engine:
+        index = engine.compact_index()
+        console.print(f"[green]✓[/] compacted {index.factory}: {len(index):,} faces")

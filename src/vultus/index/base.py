@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.calibration import normalise as _normalise
+from vultus.errors import VectorIndexError
 
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
@@ -32,6 +33,15 @@ class IndexFingerprint:
     count: int
     id_sum: int
     id_max: int
+
+
+@dataclass(frozen=True)
+class SearchKnob:
+    """The one setting that trades speed for recall: IVF's `nprobe` or HNSW's `efSearch`."""
+
+    name: str
+    value: int
+    maximum: int
 
 
 class VectorIndex(ABC):
@@ -67,6 +77,22 @@ class VectorIndex(ABC):
         """Fill an empty index in one go; backends that learn a coarse structure (IVF) train
         on these vectors first."""
         self.add(ids, vectors)
+
+    def search_knob(self) -> SearchKnob | None:
+        """The speed/recall setting, or None for an exact index (nothing to tune)."""
+        return None
+
+    def set_search_knob(self, value: int) -> None:
+        raise VectorIndexError(f"the {self.factory} index has no search setting to tune")
+
+    def is_compressed(self) -> bool:
+        """True when the index holds lossy codes, whose scores need exact re-ranking."""
+        return False
+
+    def dead(self) -> int:
+        """Erased entries still taking room until a compaction (HNSW cannot delete; their
+        vectors are already wiped). 0 for indexes that really delete."""
+        return 0
 
 
 class IndexBackend(ABC):

@@ -1,14 +1,20 @@
 """The FAISS backend of `VectorIndex`.
 
-Two index shapes are supported, because both can really delete (data protection: a removed face's
-template must not survive the next save):
+Three index shapes are supported, because each can make a removed face's template unreadable
+(data protection: it must not survive the next save):
 
 * exact: `IDMap2,Flat` (any flat-codes index under an `IDMap`/`IDMap2`), used for small catalogs;
-* IVF: `IVF{nlist},Flat`, optionally with an HNSW coarse quantizer (`IVF{nlist}_HNSW32,Flat`).
+* IVF: `IVF{nlist},Flat` or compressed `IVF{nlist},PQ32` (optionally `OPQ32,...` or an HNSW coarse
+  quantizer, `IVF{nlist}_HNSW32,Flat`); FAISS really removes their vectors;
+* HNSW: `HNSW32` (wrapped in `IDMap2`). FAISS cannot remove from an HNSW graph, so a removal
+  overwrites the vector's stored bytes with zeros in place and sets its id to -1 in the id map:
+  the node stays in the graph as a tombstone that every search filters out
+  (`IDSelectorRange(0, ...)` never admits -1), and no erased template is left in RAM or in the
+  saved file. `dead()` counts tombstones; the keeper rebuilds (compacts) the index past a fraction.
 
 IVF indexes keep the catalog's ids natively and are never wrapped in an IDMap: `IndexIVF.remove_ids`
 does not renumber its internal ids, so an `IDMap` on top of it maps results to the wrong faces after
-the first removal. HNSW indexes (`HNSW32`) are rejected since they cannot remove vectors at all.
+the first removal.
 
 The object keeps a sorted copy of the ids it holds (8 bytes per face). That is what makes the
 fingerprint exact and cheap (the sum is updated per batch, the maximum read off the end), what
@@ -23,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -33,7 +40,7 @@ import numpy.typing as npt
 
 from vultus.errors import ConfigError, VectorIndexError
 from vultus.files import atomic_write
-from vultus.index.base import Ids, IndexFingerprint, VectorIndex, Vectors
+from vultus.index.base import Ids, IndexFingerprint, SearchKnob, VectorIndex, Vectors
 
 # Below this many vectors exact search is fast enough (~13 ms at 100k, 128-d) and needs no
 # training, so "auto" stays exact; above it IVF is worth its approximation.
@@ -50,6 +57,14 @@ MIN_TRAIN_POINTS_PER_LIST = 39
 # while nprobe 64 reaches 0.998 either way.
 TRAIN_POINTS_PER_LIST = 64
 TRAIN_SEED = 0
+# Product quantizers learn 256 centroids per sub-vector and FAISS wants 39 points for each, which
+# a small nlist's sample would not give.
+MIN_CODEBOOK_TRAIN = 256 * MIN_TRAIN_POINTS_PER_LIST
+# HNSW's beam width at search time; FAISS's default of 16 is below k for many searches.
+DEFAULT_EF_SEARCH = 64
+MAX_EF_SEARCH = 4096
+# Every id but -1, the id a removed HNSW node is given.
+_LIVE_IDS = (0, 2**63 - 1)
 
 # faiss-cpu 1.15 ships with distance_compute_blas_threshold = 128000, so a batch of up to 128k
 # queries against a flat index (and IVF's flat quantizer) takes the one-query-at-a-time path:
@@ -80,7 +95,20 @@ def resolve_factory(factory: str, n: int) -> str:
     factory = factory.strip()
     if factory.lower() == "auto":
         return "IDMap2,Flat" if n < AUTO_FLAT_BELOW else f"IVF{nlist_for(n)},Flat"
-    return factory.replace("{auto}", str(nlist_for(n)))
+    factory = factory.replace("{auto}", str(nlist_for(n)))
+    # A configuration that learns from the data (IVF lists, PQ codebooks) cannot start empty:
+    # stay exact until there are enough faces to train it; the keeper then upgrades.
+    return factory if n >= train_minimum(factory) else "IDMap2,Flat"
+
+
+def train_minimum(factory: str) -> int:
+    """Vectors needed to train a factory: 39 per IVF list, and at least one per PQ centroid."""
+    lists = re.search(r"IVF(\d+)", factory)
+    pq = re.search(r"PQ\d+(?:x(\d+))?", factory)
+    needed = MIN_TRAIN_POINTS_PER_LIST * int(lists.group(1)) if lists else 0
+    if pq:
+        needed = max(needed, 2 ** int(pq.group(1) or 8))
+    return needed
 
 
 def _exact_sum(ids: Ids) -> int:
@@ -111,12 +139,37 @@ def _shape_problem(index: Any) -> str | None:
         inner = _core(top.index)
         if isinstance(inner, faiss.IndexIVF):
             return "an IDMap over IVF returns wrong ids after a removal; drop the IDMap prefix"
+        if isinstance(inner, faiss.IndexHNSW):
+            if not isinstance(faiss.downcast_index(inner.storage), faiss.IndexFlatCodes):
+                return "its HNSW storage cannot be wiped in place"
+            return None
         if not isinstance(inner, faiss.IndexFlatCodes):
             return f"{type(inner).__name__} cannot remove vectors"
         return None
     if isinstance(_core(top), faiss.IndexIVF):
         return None
     return f"{type(_core(top)).__name__} has no id map and cannot remove vectors"
+
+
+def _hnsw_of(index: Any) -> Any:
+    top = faiss.downcast_index(index)
+    if isinstance(top, faiss.IndexIDMap | faiss.IndexIDMap2):
+        inner = faiss.downcast_index(top.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            return inner
+    return None
+
+
+def _lossy(index: Any) -> bool:
+    """Whether the index stores compressed codes rather than the float32 vectors."""
+    top = faiss.downcast_index(index)
+    if isinstance(top, faiss.IndexIDMap | faiss.IndexIDMap2):
+        top = faiss.downcast_index(top.index)
+    if isinstance(top, faiss.IndexPreTransform):
+        return True
+    if isinstance(top, faiss.IndexHNSW):
+        top = faiss.downcast_index(top.storage)
+    return not isinstance(top, faiss.IndexFlat | faiss.IndexIVFFlat)
 
 
 def _corrupt(source: str, reason: str) -> VectorIndexError:
@@ -136,10 +189,13 @@ class FaissIndex(VectorIndex):
         self.model_id = model_id
         core = _core(self._index)
         self._ivf: Any = core if isinstance(core, faiss.IndexIVF) else None
+        self._hnsw: Any = _hnsw_of(self._index)
         self._ids: Ids = np.empty(0, dtype=np.int64)
         self._id_sum = 0
+        self._dead = 0
         self._nprobe = 1
         self.nprobe = nprobe
+        self._ef_search = DEFAULT_EF_SEARCH
 
     # ----------------------------------------------------------------- construction
 
@@ -166,6 +222,11 @@ class FaissIndex(VectorIndex):
         problem = _shape_problem(index)
         if problem is not None:
             raise ConfigError(f"index factory {requested!r} is not usable: {problem}")
+        core: Any = _core(index)
+        if isinstance(core, faiss.IndexIVFPQ):
+            # Polysemous training (on by default) only serves Hamming-filtered search, which
+            # Vultus does not use, and took minutes on 10k vectors on our 2-core machine.
+            core.do_polysemous_training = False  # type: ignore[attr-defined]
         return cls(index, factory, dim, model_id, nprobe)
 
     # ----------------------------------------------------------------- properties
@@ -188,6 +249,37 @@ class FaissIndex(VectorIndex):
                 quantizer.hnsw.efSearch = max(64, 2 * self._nprobe)
 
     @property
+    def ef_search(self) -> int:
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if value <= 0:
+            raise ConfigError(f"index efSearch must be positive, not {value}")
+        self._ef_search = int(value)
+
+    def search_knob(self) -> SearchKnob | None:
+        if self._ivf is not None:
+            return SearchKnob("nprobe", self._nprobe, int(self._ivf.nlist))
+        if self._hnsw is not None:
+            return SearchKnob("efSearch", self._ef_search, MAX_EF_SEARCH)
+        return None
+
+    def set_search_knob(self, value: int) -> None:
+        if self._ivf is not None:
+            self.nprobe = value
+        elif self._hnsw is not None:
+            self.ef_search = value
+        else:
+            super().set_search_knob(value)
+
+    def is_compressed(self) -> bool:
+        return _lossy(self._index)
+
+    def dead(self) -> int:
+        return self._dead
+
+    @property
     def nlist(self) -> int | None:
         return None if self._ivf is None else int(self._ivf.nlist)
 
@@ -196,7 +288,7 @@ class FaissIndex(VectorIndex):
         return bool(self._index.is_trained)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._ids.size)
 
     def fingerprint(self) -> IndexFingerprint:
         id_max = int(self._ids[-1]) if self._ids.size else -1
@@ -228,7 +320,7 @@ class FaissIndex(VectorIndex):
                 f"({MIN_TRAIN_POINTS_PER_LIST} per list), got {vectors.shape[0]}; use fewer lists "
                 "or the exact index (factory 'auto' picks one that fits)"
             )
-        size = min(vectors.shape[0], TRAIN_POINTS_PER_LIST * nlist)
+        size = min(vectors.shape[0], max(TRAIN_POINTS_PER_LIST * nlist, MIN_CODEBOOK_TRAIN))
         if size < vectors.shape[0]:
             rng = np.random.default_rng(TRAIN_SEED)
             # Sorted rows read memory in order; the sample itself is uniform.
@@ -281,7 +373,10 @@ class FaissIndex(VectorIndex):
 
     def _remove_held(self, held: Ids) -> None:
         # `held` is sorted, unique and known to be in the index.
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(held)))
+        if self._hnsw is not None:
+            removed = self._wipe(held)
+        else:
+            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(held)))
         positions = np.searchsorted(self._ids, held)
         self._ids = np.delete(self._ids, positions)
         self._id_sum -= _exact_sum(held)
@@ -290,6 +385,22 @@ class FaissIndex(VectorIndex):
                 f"the vector index removed {removed} vectors where {held.size} were expected; "
                 f"it is inconsistent. {_REBUILD_HINT}"
             )
+
+    def _wipe(self, held: Ids) -> int:
+        """HNSW's removal: zero the nodes' stored codes and give them id -1, in place (the
+        numpy views below write straight into FAISS's own buffers)."""
+        top: Any = faiss.downcast_index(self._index)
+        id_map = top.id_map
+        ids = faiss.rev_swig_ptr(id_map.data(), id_map.size())
+        positions = np.flatnonzero(np.isin(ids, held))
+        storage: Any = faiss.downcast_index(self._hnsw.storage)
+        code_size = int(storage.code_size)
+        codes = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+        rows = codes.reshape(-1, code_size)
+        rows[positions] = 0
+        ids[positions] = -1
+        self._dead += int(positions.size)
+        return int(positions.size)
 
     def _present(self, sorted_ids: Ids) -> npt.NDArray[np.bool_]:
         if self._ids.size == 0:
@@ -319,20 +430,30 @@ class FaissIndex(VectorIndex):
         if nq == 0 or len(self) == 0:
             return scores, result
         params: Any = None
+        selector: Any = None
+        n_allowed = len(self)
         if allowed is not None:
             allowed_ids = np.unique(self._check_ids(allowed))
             if allowed_ids.size == 0:
                 return scores, result
+            n_allowed = int(allowed_ids.size)
+            # The locals keep the selector (and its bitmap) alive during the search.
             selector, _keepalive = self._selector(allowed_ids)
-            if self._ivf is not None:
-                params = faiss.SearchParametersIVF()
-                params.nprobe = self._filtered_nprobe(allowed_ids.size)
-            else:
-                params = faiss.SearchParameters()
-            params.sel = selector  # the locals keep it (and its bitmap) alive during the search
-        elif self._ivf is not None:
+        elif self._dead:
+            # Allowed ids hold no -1, so only an unfiltered search must hide the tombstones.
+            selector = faiss.IDSelectorRange(*_LIVE_IDS)
+        if self._ivf is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = min(self._nprobe, self._ivf.nlist)
+            params.nprobe = self._filtered_nprobe(n_allowed)
+        elif self._hnsw is not None:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            # Like nprobe for IVF: a filter keeping a fraction f needs a beam ~1/f as wide.
+            fraction = min(1.0, n_allowed / max(1, len(self)))
+            params.efSearch = int(min(MAX_EF_SEARCH, max(k, math.ceil(self._ef_search / fraction))))
+        elif selector is not None:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
         try:
             found_scores, found_ids = self._index.search(queries, k, params=params)
         except RuntimeError as exc:
@@ -409,6 +530,7 @@ class FaissIndex(VectorIndex):
             "metric": "inner_product",
             "model_id": self.model_id,
             "nprobe": self._nprobe,
+            "ef_search": self._ef_search,
             "fingerprint": {"count": fp.count, "id_sum": fp.id_sum, "id_max": fp.id_max},
             "faiss_version": faiss.__version__,
             "payload_bytes": int(payload.size),
@@ -462,7 +584,10 @@ class FaissIndex(VectorIndex):
         if index.d != dim:
             raise _corrupt(source, f"index dimension {index.d}, header says {dim}")
         loaded = cls(index, factory, dim, model_id, nprobe)
-        held = np.sort(loaded._held_ids())
+        loaded._ef_search = int(header.get("ef_search", DEFAULT_EF_SEARCH))
+        held = loaded._held_ids()
+        loaded._dead = int(np.count_nonzero(held < 0))
+        held = np.sort(held[held >= 0])
         loaded._ids = held
         loaded._id_sum = _exact_sum(held)
         actual = loaded.fingerprint()

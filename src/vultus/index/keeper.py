@@ -17,6 +17,13 @@ import numpy as np
 from vultus.catalog import Catalog
 from vultus.errors import VectorIndexError
 from vultus.index.base import IndexBackend, VectorIndex, normalise
+from vultus.index.rerank import RerankedIndex
+from vultus.index.tune import TuneResult, exact_neighbours, tune
+
+# HNSW keeps an erased face's (wiped) node until a rebuild; past this share of dead nodes the
+# graph is rebuilt. Privacy does not wait on it (the bytes are already gone): it bounds the
+# memory and the search effort spent on tombstones, while sparing a large rebuild per erasure.
+COMPACT_DEAD_FRACTION = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,7 @@ class IndexKeeper:
         backend: IndexBackend,
         *,
         spec: str,
+        rerank: int = 4,
         model_id: Callable[[], str],
         dim: Callable[[], int],
         lock: threading.RLock,
@@ -39,14 +47,24 @@ class IndexKeeper:
         self._model_id = model_id
         self._dim = dim
         self._lock = lock
+        self.rerank = rerank
         self._index: VectorIndex | None = None
+        self._view: VectorIndex | None = None
 
     @property
     def index(self) -> VectorIndex:
+        """The index every search goes through: compressed ones behind exact re-ranking."""
         with self._lock:
             if self._index is None:
-                self._index = self._open()
-            return self._index
+                self._use(self._open())
+            assert self._view is not None
+            return self._view
+
+    def _use(self, index: VectorIndex) -> None:
+        self._index = index
+        self._view = index
+        if index.is_compressed() and self.rerank > 0:
+            self._view = RerankedIndex(index, self.catalog.templates_of, self.rerank)
 
     @property
     def is_open(self) -> bool:
@@ -98,29 +116,64 @@ class IndexKeeper:
                     filled += n
                 index.train_and_add(ids[:filled], vectors[:filled])
             self.backend.save(index)
-            self._index = index
+            self._use(index)
             return index
+
+    def compact(self) -> VectorIndex:
+        """Rebuild the index in its current configuration, dropping erased entries (HNSW's
+        tombstones) for good; the tuned search setting is kept."""
+        with self._lock:
+            old = self.index
+            knob = old.search_knob()
+            index = self.rebuild(old.factory)
+            if knob is not None:
+                index.set_search_knob(knob.value)
+                self.backend.save(index)
+            return self.index
 
     def _stored_dim(self) -> int:
         for _, templates in self.catalog.iter_templates(chunk=1):
             return int(templates.shape[1])
         return self._dim()
 
-    def maybe_upgrade(self) -> None:
-        """With the "auto" setting, move to the configuration the gallery has grown into:
-        exact search while small, IVF once large."""
+    def tune(self, target_recall: float, sample: int = 1000, k: int = 10) -> TuneResult:
+        """Set the search knob to the smallest value whose recall@k, measured with `sample`
+        catalog templates as queries against exact search, reaches the target; persisted."""
         with self._lock:
-            if self.spec != "auto" or self._index is None:
+            index = self.index
+            ids = self.catalog.indexed_ids()
+            if ids.size == 0:
+                raise VectorIndexError("the index is empty: there is nothing to tune on")
+            rng = np.random.default_rng(0)
+            chosen = np.sort(rng.choice(ids, size=min(sample, ids.size), replace=False))
+            found = self.catalog.templates_of(chosen.tolist())
+            queries = normalise(np.stack([found[int(i)] for i in chosen if int(i) in found]))
+            truth = exact_neighbours(queries, self.catalog.iter_templates(), k)
+            result = tune(index, queries, truth, target_recall, k)
+            self.save()
+            return result
+
+    def maybe_upgrade(self) -> None:
+        """Move to the configuration the gallery has grown into: exact search while small,
+        then IVF ("auto") or the configured index once there is enough to train it."""
+        with self._lock:
+            if self._index is None:
                 return
             wanted = self.backend.resolve(self.spec, len(self._index))
-            if wanted != self._index.factory:
+            if wanted not in (self._index.factory, self._index.factory.removeprefix("IDMap2,")):
                 log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
                 self.rebuild()
 
     def save(self) -> None:
         with self._lock:
-            if self._index is not None:
-                self.backend.save(self._index)
+            if self._index is None:
+                return
+            dead = self._index.dead()
+            if dead and dead > COMPACT_DEAD_FRACTION * (dead + len(self._index)):
+                log.info("%d erased entries in the index: compacting", dead)
+                self.compact()
+                return
+            self.backend.save(self._index)
 
     def close(self) -> None:
         with self._lock:

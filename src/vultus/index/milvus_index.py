@@ -92,6 +92,9 @@ def _unavailable(what: str, exc: Exception) -> VectorIndexError:
     return VectorIndexError(f"Milvus {what} failed: {exc}", code="index_unavailable")
 
 
+LOSSY = {"IVF_SQ8", "IVF_PQ"}
+
+
 @dataclass(frozen=True)
 class MilvusConfig:
     """A parsed configuration string: an index type and its build parameters."""
@@ -215,6 +218,10 @@ class MilvusIndex(VectorIndex):
     @property
     def config(self) -> MilvusConfig:
         return self._config
+
+    def is_compressed(self) -> bool:
+        # Quantised vectors score approximately: the keeper re-ranks them from the catalog.
+        return self._config.index_type in LOSSY
 
     def __len__(self) -> int:
         if self._count is not None and time.monotonic() - self._count[0] < COUNT_TTL_S:
