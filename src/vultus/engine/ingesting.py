@@ -1,0 +1,362 @@
+"""Ingest: files, folders, buckets and manifests into the catalog and the index, each image
+checked against the suppression list; and the migration of a catalog to another model."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from vultus.calibration import calibration_for
+from vultus.catalog import NewImage
+from vultus.catalog.models import Source
+from vultus.catalog.store import SUPPRESSION_AAD
+from vultus.engine.locking import each_locked, locked
+from vultus.engine.parts import EngineParts
+from vultus.errors import (
+    ManifestError,
+    SourceError,
+)
+from vultus.index.base import normalise
+from vultus.ingest import (
+    Analyser,
+    BadItem,
+    DryRunTotals,
+    IngestSummary,
+    Item,
+    PendingBatches,
+    Progress,
+    Work,
+    chunked,
+    collect_items,
+    drop_suppressed,
+    fetch,
+    item_error,
+)
+from vultus.manifest import Manifest
+from vultus.pipeline.analyse import FacePipeline
+from vultus.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.rights import audit as actions
+from vultus.suppression import EarlierModels, entries_by_model
+
+# Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
+FETCH_THREADS = 8
+
+
+class Ingesting(EngineParts):
+    # -- ingest ------------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        source: str,
+        dry_run: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        consent: int | None = None,
+        actor: str | None = None,
+    ) -> IngestSummary:
+        """Ingest files, folders and `s3://bucket/prefix/` listings under a named source.
+        Idempotent and resumable. Faces of people on the suppression list are dropped before
+        anything is written.
+
+        Safe beside searches in other threads: analysis runs in worker processes (or, with one
+        worker, in this process one image at a time under the lock), and the lock is held only
+        for each batch's catalog and index writes."""
+        src = self.catalog.get_source(source)
+        if consent is not None:
+            self.consent_source_check(consent, source)
+        items, total = collect_items(
+            paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
+        )
+        return self._ingest(
+            items, [src], total=total, dry_run=dry_run, on_progress=on_progress, actor=actor
+        )[0]
+
+    def add_manifest(
+        self,
+        manifest: Path | str,
+        *,
+        source: str | None = None,
+        dry_run: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        consent: int | None = None,
+        actor: str | None = None,
+    ) -> list[IngestSummary]:
+        """Ingest the images a manifest lists (see `vultus.manifest`), each under its row's
+        source (`source` and `consent` fill empty cells): one ingest run, and one summary, per
+        source. The whole manifest is checked first: one that cannot be read, or that names
+        an unregistered source, is refused before any work. Bad rows are recorded as errors
+        with their line numbers; the other rows go on."""
+        reader = Manifest(manifest, default_source=source, default_consent=consent)
+        scan = reader.scan()
+        names = sorted(scan.sources | ({source} if source else set()))
+        if not names:
+            raise ManifestError(f"{reader.path}: no row of it could be read")
+        sources, unknown = [], []
+        for name in names:
+            try:
+                sources.append(self.catalog.get_source(name))
+            except SourceError:
+                unknown.append(name)
+        if unknown:
+            raise SourceError(
+                f"{reader.path} names source(s) not registered: {', '.join(unknown)}. Register "
+                "them first with `vultus sources add NAME --basis ... --purpose ...`",
+                code="source_unknown",
+            )
+        for name, consent_id in sorted(scan.consents):
+            self.consent_source_check(consent_id, name)
+        if source:  # errors that name no source are recorded in the default source's run
+            sources.sort(key=lambda s: s.name != source)
+        return self._ingest(
+            iter(reader),
+            sources,
+            total=scan.rows,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            actor=actor,
+            origin=str(reader.path),
+        )
+
+    def _ingest(
+        self,
+        items: Iterable[Item | BadItem],
+        sources: list[Source],
+        *,
+        total: int | None,
+        dry_run: bool,
+        on_progress: Callable[[Progress], None] | None,
+        actor: str | None,
+        origin: str | None = None,
+    ) -> list[IngestSummary]:
+        """The one ingest loop: one run per source; items hashed and checked against the
+        catalog in chunks before any work; new ones analysed; each batch written per source
+        (and consent) in one transaction. Errors that name no source go to the first's run."""
+        suppression = self._load_suppression()
+        earlier = self._earlier_suppression()
+        progress = Progress(files_total=total)
+        if not dry_run:
+            self.catalog.check_model(self.pipeline.model_id)
+            self.index  # noqa: B018 - open (and reconcile) the index before writing to it
+        by_name = {s.name: s for s in sources}
+        runs = {s.name: None if dry_run else self.catalog.start_run(s.id) for s in sources}
+        totals = {s.name: DryRunTotals() for s in sources}
+        seen = dict.fromkeys(by_name, 0)
+        pending = PendingBatches()
+        # Worker processes cost seconds to start: not worth it for one file (an upload).
+        one_file = total is not None and total <= 1
+        settings = dataclasses.replace(self.settings, workers=1) if one_file else self.settings
+
+        def flush() -> None:
+            for (name, consent), group in pending.take():
+                self._flush(
+                    runs[name],
+                    by_name[name],
+                    group.images,
+                    group.errors,
+                    group.duplicates,
+                    totals=totals[name],
+                    suppression=suppression,
+                    earlier=earlier,
+                    consent=consent,
+                )
+
+        def report() -> None:
+            if on_progress:
+                on_progress(progress)
+
+        try:
+            with (
+                Analyser(settings, lambda: self.pipeline) as analyser,
+                ThreadPoolExecutor(FETCH_THREADS) as fetcher,
+            ):
+                for chunk in chunked(items):
+                    good: list[Item] = []
+                    for item in chunk:
+                        name = item.source if item.source in by_name else sources[0].name
+                        seen[name] += 1
+                        if isinstance(item, BadItem):
+                            progress.files_done += 1
+                            pending.group(name, None).errors.append(item_error(item, origin))
+                        else:
+                            good.append(item)
+                    fetched = fetch(good, pool=fetcher, endpoint_url=self.settings.s3_endpoint_url)
+                    known = self.catalog.known_hashes(sha for _, sha, _, _ in fetched if sha)
+                    todo: list[tuple[Item, Work]] = []
+                    for item, sha, data, exc in fetched:
+                        group = pending.group(item.source, item.consent)
+                        if exc is not None:
+                            progress.files_done += 1
+                            failure = (item.location, exc.code, exc.message)
+                            group.errors.append(item_error(item, origin, failure))
+                        elif sha is not None and sha in known:
+                            progress.files_done += 1
+                            group.duplicates += 1
+                        else:
+                            todo.append((item, Work(item.location, data)))
+                    results = analyser.map([work for _, work in todo])
+                    if settings.workers <= 1:
+                        results = each_locked(results, self.lock)
+                    for (item, _), (_, image, error) in zip(todo, results, strict=True):
+                        progress.files_done += 1
+                        group = pending.group(item.source, item.consent)
+                        if error is not None:
+                            group.errors.append(item_error(item, origin, error))
+                        elif image is not None:
+                            group.images.append(image)
+                            progress.faces_indexed += sum(
+                                f.template is not None for f in image.faces
+                            )
+                            progress.images_added += 1
+                        if pending.images >= self.settings.batch_size:
+                            flush()
+                        report()
+                    flush()
+                    report()
+        except BaseException:
+            if not dry_run:
+                for run_id in runs.values():
+                    if run_id is not None:
+                        self.catalog.finish_run(run_id, status="interrupted")
+                self.save_index()
+            raise
+        if dry_run:
+            return [totals[s.name].summary(s.name, seen[s.name], progress.elapsed) for s in sources]
+        for run_id in runs.values():
+            if run_id is not None:
+                self.catalog.finish_run(run_id)
+        with self.lock:
+            self.indexes.maybe_upgrade()
+            self.save_index()
+        return [
+            self._run_summary(runs[s.name], s, seen[s.name], progress.elapsed, actor)
+            for s in sources
+        ]
+
+    def _run_summary(
+        self, run_id: int | None, src: Source, files: int, seconds: float, actor: str | None
+    ) -> IngestSummary:
+        """An ingest run's summary, from the catalog's counters; audited."""
+        assert run_id is not None
+        run, errs = self.catalog.get_run(run_id)
+        self.audit.append(
+            actions.INGEST,
+            actor=actor,
+            details={
+                "run": run_id,
+                "source": src.name,
+                "images_added": run.images_added,
+                "faces_indexed": run.faces_indexed,
+                "faces_suppressed": run.faces_suppressed,
+                "errors": run.errors,
+            },
+        )
+        return IngestSummary(
+            run_id=run_id,
+            source=src.name,
+            files_seen=files,
+            images_added=run.images_added,
+            images_duplicate=run.images_duplicate,
+            images_no_face=run.images_no_face,
+            faces_indexed=run.faces_indexed,
+            faces_skipped=run.faces_skipped,
+            faces_suppressed=run.faces_suppressed,
+            skip_reasons=self.catalog.skip_reasons(run_id),
+            errors=[(e.path, e.code, e.message) for e in errs],
+            seconds=seconds,
+        )
+
+    @locked
+    def _flush(
+        self,
+        run_id: int | None,
+        source: Source,
+        batch: list[NewImage],
+        errors: list[tuple[str, str, str]],
+        duplicates: int,
+        *,
+        totals: DryRunTotals,
+        suppression: tuple[npt.NDArray[np.float32], float] | None,
+        earlier: EarlierModels,
+        consent: int | None,
+    ) -> None:
+        batch, suppressed = drop_suppressed(batch, suppression)
+        batch, more = earlier.drop(batch)
+        suppressed += more
+        if run_id is None:
+            totals.add(batch, errors, duplicates, suppressed)
+            return
+        if not (batch or errors or duplicates or suppressed):
+            return
+        added = self.catalog.write_batch(
+            run_id,
+            source,
+            batch,
+            duplicates=duplicates,
+            suppressed=suppressed,
+            errors=errors,
+            consent_id=consent,
+        )
+        if added:
+            ids = np.array([fid for fid, _ in added], dtype=np.int64)
+            self.index.add(ids, normalise(np.stack([t for _, t in added])))
+
+    def _load_suppression(self) -> tuple[npt.NDArray[np.float32], float] | None:
+        """The suppression list, decrypted into memory for one ingest run, with the distance
+        under which a new face counts as one of those people."""
+        blobs = entries_by_model(self.catalog).get(self.model_id, [])
+        if not blobs:
+            return None
+        matrix = normalise(
+            np.stack([self.catalog.open_template(b, SUPPRESSION_AAD) for b in blobs])
+        )
+        # Per new face, the chance of wrongly refusing a stranger stays at suppression_fmr
+        # however long the list grows.
+        threshold = self.calibration.threshold_for(
+            self.settings.suppression_fmr, gallery_size=len(blobs)
+        )
+        return matrix, float(threshold)
+
+    def _earlier_suppression(self) -> EarlierModels:
+        """Suppression entries of models used before a `reembed`: see vultus.suppression."""
+        return EarlierModels(
+            self.catalog,
+            self.model_id,
+            pipeline_for=lambda model: FacePipeline(
+                dataclasses.replace(self.settings, model=model)
+            ),
+            calibration_for=lambda model_id: calibration_for(model_id, self.settings.data_dir),
+            fmr=self.settings.suppression_fmr,
+            endpoint_url=self.settings.s3_endpoint_url,
+        )
+
+    # -- migrating to another face model ----------------------------------------------------
+    def reembed(
+        self,
+        model: str,
+        *,
+        on_progress: Callable[[ReembedProgress], None] | None = None,
+        actor: str | None = None,
+    ) -> ReembedSummary:
+        """Migrate the catalog to another face model (see vultus.reembed): resumable, and
+        searches use the old model until the swap; then the index is rebuilt for the new one."""
+        started = time.monotonic()
+        worker = Reembedder(
+            self.catalog, self.settings, model, current_model_id=self.model_id, lock=self.lock
+        )
+        worker.stage(on_progress)
+        summary = worker.swap(started)
+        with self.lock:
+            self.settings = dataclasses.replace(self.settings, model=model)
+            self._pipeline = worker.pipeline
+            self._calibration = None
+            self.indexes.rebuild()
+        self.audit.append(
+            "reembed", actor=actor, details={"model": model, **dataclasses.asdict(summary)}
+        )
+        return summary

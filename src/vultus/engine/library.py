@@ -1,0 +1,291 @@
+"""The library: faces, images, subjects and the media the interfaces show and upload; every view
+of a photo is audited."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from vultus.catalog import FaceRecord
+from vultus.catalog.models import Subject
+from vultus.catalog.store import ImageSummary
+from vultus.clustering import Proposal, default_max_distance, discover
+from vultus.engine.locking import locked
+from vultus.engine.parts import EngineParts
+from vultus.errors import (
+    DecodeError,
+    NotFoundError,
+    SourceError,
+)
+from vultus.files import atomic_write
+from vultus.ingest import (
+    IngestSummary,
+)
+from vultus.pipeline.decode import decode_image
+from vultus.rights import audit as actions
+from vultus.storage import local_path, read_location
+
+# Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
+DELETE = "delete"
+SUBJECT = "subject"
+DISCOVERY = "discovery"
+# Where uploads are kept: a stored copy that erasure may blur, named by content.
+UPLOADS_DIR = "images"
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+SUFFIXES = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "GIF": ".gif",
+}
+
+
+class Library(EngineParts):
+    # -- faces, images, subjects -------------------------------------------------------------
+    def face(self, face_id: int) -> FaceRecord:
+        record = self.catalog.face_records([face_id]).get(face_id)
+        if record is None:
+            raise NotFoundError(f"no face with id {face_id}")
+        return record
+
+    def view_face(self, face_id: int, *, actor: str | None = None) -> FaceRecord:
+        """A face's record, shown to someone: audited as a view."""
+        record = self.face(face_id)
+        self.audit.append(actions.VIEW, actor=actor, result_ids=[face_id])
+        return record
+
+    @locked
+    def delete_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        """Remove faces from the catalog, then from the index. If the process dies in between,
+        the next open sees the index disagree with the catalog and removes them there too."""
+        ids = [int(i) for i in face_ids]
+        deleted = self.catalog.delete_faces(ids)
+        self.index.remove(np.array(ids, dtype=np.int64))
+        self.save_index()
+        self.audit.append(DELETE, actor=actor, result_ids=ids, details={"faces": deleted})
+        return deleted
+
+    @locked
+    def delete_image(self, image_id: int, *, actor: str | None = None) -> int:
+        ids = self.catalog.delete_image(image_id)
+        if ids:
+            self.index.remove(np.array(ids, dtype=np.int64))
+            self.save_index()
+        self.audit.append(DELETE, actor=actor, result_ids=ids, details={"image": image_id})
+        return len(ids)
+
+    def create_subject(
+        self, name: str, face_ids: Sequence[int] = (), *, actor: str | None = None
+    ) -> Subject:
+        # Check the faces first: a refused request must not leave an empty subject behind.
+        missing = set(face_ids) - set(self.catalog.face_records(list(face_ids)))
+        if missing:
+            raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
+        subject = self.catalog.create_subject(name)
+        if face_ids:
+            self.catalog.link_faces(name, face_ids)
+        self._audit_subject("created", actor, subject=name, faces=list(face_ids))
+        return subject
+
+    def link_faces(self, subject: str, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        n = self.catalog.link_faces(subject, face_ids)
+        self._audit_subject("linked", actor, subject=subject, faces=list(face_ids))
+        return n
+
+    @locked
+    def discover_people(
+        self, *, max_distance: float | None = None, min_faces: int = 3, actor: str | None = None
+    ) -> list[Proposal]:
+        """Propose people among the indexed faces not yet tied to a subject, for a person to
+        review. Nothing is linked: a wrong merge would attach a name to a stranger's face."""
+        linked = self.catalog.linked_face_ids()
+        chunks = [
+            (ids[keep], templates[keep])
+            for ids, templates in self.catalog.iter_templates()
+            if (keep := ~np.isin(ids, list(linked))).any()
+        ]
+        if not chunks:
+            return []
+        ids = np.concatenate([i for i, _ in chunks])
+        templates = np.concatenate([t for _, t in chunks])
+        distance = (
+            max_distance
+            if max_distance is not None
+            else default_max_distance(len(ids), self.calibration)
+        )
+        proposals = discover(ids, templates, max_distance=distance, min_faces=min_faces)
+        self.audit.append(
+            DISCOVERY,
+            actor=actor,
+            details={
+                "max_distance": distance,
+                "min_faces": min_faces,
+                "faces": len(ids),
+                "proposals": len(proposals),
+            },
+        )
+        return proposals
+
+    def _audit_subject(self, event: str, actor: str | None, **details: Any) -> None:
+        # Naming a person, or tying a face to a name, is processing a DPO must be able to trace.
+        self.audit.append(SUBJECT, actor=actor, details={"event": event, **details})
+
+    def subjects(self) -> list[tuple[Subject, int]]:
+        return self.catalog.list_subjects()
+
+    def subject(self, name: str) -> Subject:
+        return self.catalog.get_subject(name)
+
+    def rename_subject(self, old: str, new: str, *, actor: str | None = None) -> Subject:
+        subject = self.catalog.rename_subject(old, new)
+        self._audit_subject("renamed", actor, subject=new, previous=old)
+        return subject
+
+    def merge_subjects(self, into: str, other: str, *, actor: str | None = None) -> int:
+        """Move every face of `other` to `into` and remove `other`; returns faces moved."""
+        moved = self.catalog.merge_subjects(into, other)
+        self._audit_subject("merged", actor, subject=into, merged=other, faces=moved)
+        return moved
+
+    def unlink_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        n = self.catalog.unlink_faces(face_ids)
+        self._audit_subject("unlinked", actor, faces=list(face_ids))
+        return n
+
+    def subject_faces(self, name: str) -> list[FaceRecord]:
+        return self.catalog.subject_faces(name)
+
+    def list_faces(
+        self,
+        *,
+        image_id: int | None = None,
+        subject: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[FaceRecord]:
+        return self.catalog.list_faces(
+            image_id=image_id, subject=subject, offset=offset, limit=limit
+        )
+
+    def list_images(
+        self, *, source: str | None = None, offset: int = 0, limit: int = 50
+    ) -> list[ImageSummary]:
+        return self.catalog.list_images(source=source, offset=offset, limit=limit)
+
+    def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
+        return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
+
+    def image_file(self, image_id: int, *, actor: str | None = None) -> tuple[Path, str]:
+        """The image's local file and media type. Showing a photo discloses the faces in it,
+        so it is audited as a view naming them (an access package lists who viewed). Images
+        in a bucket have no local file: show those, and any other, with `image_data`."""
+        summary, faces = self.image(image_id)
+        path = local_path(summary.path)
+        if path is None:
+            raise SourceError(
+                f"image {image_id} lies in object storage at {summary.path}, not in a local file",
+                code="not_a_local_file",
+            )
+        if not path.is_file():
+            raise NotFoundError(
+                f"the file of image {image_id} is no longer at {path}", code="file_missing"
+            )
+        self._audit_view(image_id, faces, actor)
+        return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def image_data(self, image_id: int, *, actor: str | None = None) -> tuple[bytes, str]:
+        """The image's bytes and media type, wherever it lies (a local file or an object in a
+        bucket), to show it; audited as a view like `image_file`."""
+        summary, faces = self.image(image_id)
+        try:
+            data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
+        except SourceError as exc:
+            if exc.code in ("file_not_found", "object_not_found"):
+                raise NotFoundError(
+                    f"the file of image {image_id} is no longer at {summary.path}",
+                    code="file_missing",
+                ) from None
+            raise
+        self._audit_view(image_id, faces, actor)
+        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def _audit_view(self, image_id: int, faces: list[FaceRecord], actor: str | None) -> None:
+        self.audit.append(
+            actions.VIEW,
+            actor=actor,
+            result_ids=[f.face_id for f in faces],
+            details={"image": image_id},
+        )
+
+    def thumbnail(self, image_id: int, *, max_side: int = 256, actor: str | None = None) -> bytes:
+        """A JPEG no larger than `max_side`, upright; audited as a view like `image_file`."""
+        data, _ = self.image_data(image_id, actor=actor)
+        return _thumbnail_jpeg(data, max_side, max_pixels=self.settings.max_pixels)
+
+    def upload(
+        self, data: bytes, filename: str, *, source: str, actor: str | None = None
+    ) -> tuple[IngestSummary, int | None]:
+        """Keep an uploaded photo as `data_dir/images/<sha256><ext>` (a stored copy, which an
+        erasure blurs) and ingest it. The decoder checks it first, so a bad upload writes
+        nothing. Returns the summary and the image's id (None when every face in it was
+        suppressed)."""
+        self.catalog.get_source(source)
+        try:
+            decoded = decode_image(data, max_pixels=self.settings.max_pixels)
+        except DecodeError as exc:
+            raise DecodeError(f"{filename}: {exc.message}", code=exc.code) from None
+        folder = self.settings.data_dir / UPLOADS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
+        written = not path.exists()
+        if written:
+            atomic_write(path, data)
+        try:
+            summary = self.add([path], source=source, actor=actor)
+        except BaseException:
+            if written:
+                path.unlink(missing_ok=True)
+            raise
+        image = self.catalog.image_by_sha256(decoded.sha256)
+        if written and (image is None or Path(image.path) != path):
+            path.unlink(missing_ok=True)  # held already under another path, or suppressed
+        return summary, image.id if image is not None else None
+
+    def register(
+        self, path: Path | str, *, source: str, actor: str | None = None
+    ) -> tuple[IngestSummary, int | None]:
+        """Ingest one photo where it lies on this machine, checked by the decoder first.
+        Returns the summary and the image's id (None when every face was suppressed)."""
+        self.catalog.get_source(source)
+        file = Path(path).expanduser()
+        if file.is_dir():
+            raise SourceError(
+                f"{file} is a folder: ingest folders with `vultus add` or an ingest job",
+                code="path_is_folder",
+            )
+        decoded = decode_image(file, max_pixels=self.settings.max_pixels)
+        summary = self.add([file], source=source, actor=actor)
+        image = self.catalog.image_by_sha256(decoded.sha256)
+        return summary, image.id if image is not None else None
+
+
+def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:
+    image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
+    image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()

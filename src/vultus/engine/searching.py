@@ -1,0 +1,245 @@
+"""Search and verify: every one states a purpose, is decided at a calibrated false-match rate,
+and is audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from vultus.calibration import Calibration
+from vultus.engine.locking import locked
+from vultus.engine.parts import EngineParts
+from vultus.errors import (
+    ConfigError,
+    NoFaceError,
+    NotFoundError,
+    PurposeError,
+)
+from vultus.index.base import normalise
+from vultus.pipeline.analyse import AnalysedFace, AnalysedImage
+from vultus.rights import audit as actions
+from vultus.rights.audit import face_hash
+from vultus.search import QueryFace, SearchResult, Verification, rank
+
+
+class Searching(EngineParts):
+    def _check_query_model(self) -> None:
+        """A query photo must be embedded by the catalog's model: another model's template,
+        compared with the index or the catalog's calibration, would mean nothing."""
+        if self.catalog.get_meta("model_id") is not None:
+            self.catalog.check_model(self.pipeline.model_id)
+
+    # -- search and verify -------------------------------------------------------------------
+    @locked
+    def analyse(self, photo: Path | bytes) -> AnalysedImage:
+        return self.pipeline.analyse(photo)
+
+    def check_purpose(self, purpose: str | None) -> str:
+        """Every search states a purpose from the configured list (purpose limitation)."""
+        allowed = ", ".join(repr(p) for p in self.settings.purposes)
+        if not purpose or not purpose.strip():
+            raise PurposeError(f"a search must state its purpose, one of: {allowed}")
+        if purpose not in self.settings.purposes:
+            raise PurposeError(
+                f"{purpose!r} is not a configured purpose; use one of: {allowed} "
+                "(the list is the `purposes` setting)",
+                code="purpose_unknown",
+            )
+        return purpose
+
+    @locked
+    def search(
+        self,
+        photo: Path | bytes,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        top_k: int = 10,
+        face: int = 1,
+        fmr: float | None = None,
+        margin: float | None = None,
+        actor: str | None = None,
+    ) -> SearchResult:
+        """Search with one face of a photo: by default the largest (faces are numbered from 1,
+        largest first). Refused without a purpose; written to the audit log."""
+        self.check_purpose(purpose)
+        self._check_query_model()
+        analysed = self.pipeline.analyse(photo)
+        chosen = _pick_face(analysed, face, photo)
+        assert chosen.template is not None
+        result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
+        faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
+        result.query = faces[face - 1]
+        result.faces_seen = len(faces)
+        result.other_faces = [f for f in faces if f.number != face]
+        self._audit_search(result, chosen.template, "photo", purpose, case_ref, actor)
+        return result
+
+    @locked
+    def search_face(
+        self,
+        face_id: int,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        top_k: int = 10,
+        fmr: float | None = None,
+        margin: float | None = None,
+        actor: str | None = None,
+    ) -> SearchResult:
+        """Where else does the person of this catalogued face appear?"""
+        self.check_purpose(purpose)
+        template = self.catalog.templates_of([face_id]).get(face_id)
+        if template is None:
+            raise NotFoundError(f"no indexed face with id {face_id}")
+        result = self._search(template, top_k=top_k, fmr=fmr, margin=margin, exclude={face_id})
+        self._audit_search(result, template, f"face:{face_id}", purpose, case_ref, actor)
+        return result
+
+    @locked
+    def search_subject(
+        self,
+        name: str,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        top_k: int = 10,
+        fmr: float | None = None,
+        margin: float | None = None,
+        actor: str | None = None,
+    ) -> SearchResult:
+        """Search with the fused template of all the faces linked to a subject."""
+        self.check_purpose(purpose)
+        face_ids = self.catalog.subject_face_ids(name)
+        if not face_ids:
+            raise NotFoundError(f"subject {name!r} has no indexed faces linked to it")
+        templates = normalise(np.stack(list(self.catalog.templates_of(face_ids).values())))
+        fused = templates.mean(axis=0)
+        result = self._search(fused, top_k=top_k, fmr=fmr, margin=margin)
+        self._audit_search(result, fused, f"subject:{name}", purpose, case_ref, actor)
+        return result
+
+    def _search(
+        self,
+        template: npt.NDArray[np.float32],
+        *,
+        top_k: int = 10,
+        fmr: float | None = None,
+        margin: float | None = None,
+        exclude: set[int] | None = None,
+    ) -> SearchResult:
+        exclude = exclude or set()
+        query = normalise(np.asarray(template, dtype=np.float32)[None, :])
+        index = self.index
+        scores, ids = index.search(query, top_k + len(exclude))
+        records = self.catalog.face_records([i for i in ids[0].tolist() if i >= 0])
+        try:
+            calibration: Calibration | None = self.calibration
+            uncalibrated = None
+        except ConfigError as exc:
+            if exc.code != "uncalibrated":
+                raise
+            calibration, uncalibrated = None, exc.message  # rank all the same: no decision
+        return rank(
+            scores[0],
+            ids[0],
+            records,
+            calibration,
+            uncalibrated=uncalibrated,
+            gallery_size=len(index),
+            fmr_target=fmr or self.settings.search_fmr,
+            exclude=exclude,
+            top_k=top_k,
+            margin=self.settings.search_margin if margin is None else margin,
+        )
+
+    def _audit_search(
+        self,
+        result: SearchResult,
+        template: npt.NDArray[np.float32],
+        query: str,
+        purpose: str,
+        case_ref: str | None,
+        actor: str | None,
+    ) -> None:
+        self.audit.append(
+            actions.SEARCH,
+            actor=actor,
+            purpose=purpose,
+            case_ref=case_ref,
+            query_hash=face_hash(template),
+            result_ids=[m.face_id for m in result.matches],
+            details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
+        )
+
+    @locked
+    def verify(
+        self,
+        a: Path | bytes,
+        b: Path | bytes,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        fmr: float = 1e-3,
+        actor: str | None = None,
+    ) -> Verification:
+        """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
+        self.check_purpose(purpose)
+        self._check_query_model()
+        ta = _pick_face(self.pipeline.analyse(a), 1, a).template
+        tb = _pick_face(self.pipeline.analyse(b), 1, b).template
+        assert ta is not None and tb is not None
+        result = self.compare(ta, tb, fmr=fmr)
+        self.audit.append(
+            "verify",
+            actor=actor,
+            purpose=purpose,
+            case_ref=case_ref,
+            query_hash=face_hash(ta),
+            details={"other_hash": face_hash(tb), "same_person": result.same_person},
+        )
+        return result
+
+    def compare(
+        self, a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], *, fmr: float
+    ) -> Verification:
+        qa, qb = normalise(np.stack([a, b]))
+        similarity = float(np.dot(qa, qb))
+        dist = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
+        threshold = self.calibration.threshold_for(fmr, gallery_size=1)
+        return Verification(
+            distance=round(dist, 4),
+            similarity=round(similarity, 4),
+            fmr=float(self.calibration.fmr_at(dist)),
+            fmr_target=fmr,
+            threshold=float(threshold),
+            same_person=dist <= threshold,
+        )
+
+
+def _pick_face(analysed: AnalysedImage, number: int, photo: Path | bytes) -> AnalysedFace:
+    name = str(photo) if isinstance(photo, Path | str) else "the uploaded photo"
+    if not analysed.faces:
+        raise NoFaceError(f"no face found in {name}")
+    if not 1 <= number <= len(analysed.faces):
+        raise NoFaceError(
+            f"{name} has {len(analysed.faces)} face(s); face {number} does not exist",
+            code="face_out_of_range",
+        )
+    chosen = analysed.faces[number - 1]
+    if chosen.template is None:
+        raise NoFaceError(
+            f"face {number} in {name} cannot be used: {chosen.skip_reason}", code="face_unusable"
+        )
+    return chosen
+
+
+def _query_face(number: int, face: AnalysedFace) -> QueryFace:
+    return QueryFace(
+        number=number,
+        box=(face.box.left, face.box.top, face.box.right, face.box.bottom),
+        det_score=face.quality.det_score,
+        box_size=face.quality.box_size,
+    )
