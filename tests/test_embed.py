@@ -19,13 +19,13 @@ from vultus.errors import ConfigError, ModelError
 from vultus.pipeline.dlib_onnx import (
     INPUT_NAME,
     OUTPUT_NAME,
-    SOURCE_HASH_KEY,
     Conv,
     InputRGB,
     LossMetric,
     build_onnx_model,
     read_dlib_resnet,
 )
+from vultus.pipeline.dlib_serial import SOURCE_HASH_KEY
 from vultus.pipeline.embed import (
     ONNX_FILENAME,
     DlibEmbedder,

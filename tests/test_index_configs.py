@@ -159,6 +159,21 @@ def test_a_data_directory_on_each_factory_ingests_searches_and_erases(
         assert template[0].tobytes() not in saved.to_bytes()
 
 
+def test_a_configured_index_is_built_once_trainable_and_a_hand_rebuild_stays(
+    tmp_path: Path, dev_photos: list[tuple[Path, str]]
+) -> None:
+    photos = [p for p, _ in dev_photos]
+    with Engine.open(tmp_path / "data", workers=1, index_factory="IVF1,Flat") as engine:
+        add_test_source(engine)
+        engine.add(photos[:20], source="test")  # too few faces to train IVF: exact meanwhile
+        assert engine.index.factory == "IDMap2,Flat"
+        engine.add(photos[20:45], source="test")  # now trainable: the configured index
+        assert engine.index.factory == "IVF1,Flat"
+        engine.rebuild_index("HNSW32")  # the operator's choice...
+        engine.add(photos[45:], source="test")
+        assert engine.index.factory == "IDMap2,HNSW32"  # ...is not undone by the next ingest
+
+
 def test_tune_through_the_engine_is_persisted_and_audited(
     tmp_path: Path, dev_photos: list[tuple[Path, str]]
 ) -> None:

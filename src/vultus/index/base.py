@@ -44,10 +44,40 @@ class SearchKnob:
     maximum: int
 
 
+def check_ids(ids: Ids) -> Ids:
+    """Ids as a contiguous 1-d int64 array; a clear error for anything else."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+        raise VectorIndexError(f"ids must be a 1-d integer array, got {arr.dtype} {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and int(arr.min()) < 0:
+        raise VectorIndexError("ids must be non-negative (-1 means 'no result')")
+    return arr
+
+
 class VectorIndex(ABC):
     dim: int
     factory: str  # e.g. "IDMap2,Flat" or "IVF4096,Flat": readable, stored, printed in benchmarks
     model_id: str
+
+    def check_vectors(self, vectors: Vectors) -> Vectors:
+        """Vectors as a contiguous (n, dim) float32 array; a clear error for anything else."""
+        arr = np.asarray(vectors)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise VectorIndexError(
+                f"vectors of shape {np.shape(vectors)} do not fit this index of dimension "
+                f"{self.dim} (model {self.model_id}); expected shape (n, {self.dim})"
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise VectorIndexError(f"vectors must be floating point, not {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise VectorIndexError("vectors contain NaN or infinite values")
+        return arr
 
     @abstractmethod
     def add(self, ids: Ids, vectors: Vectors) -> None: ...

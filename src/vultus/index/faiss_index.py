@@ -40,7 +40,14 @@ import numpy.typing as npt
 
 from vultus.errors import ConfigError, VectorIndexError
 from vultus.files import atomic_write
-from vultus.index.base import Ids, IndexFingerprint, SearchKnob, VectorIndex, Vectors
+from vultus.index.base import (
+    Ids,
+    IndexFingerprint,
+    SearchKnob,
+    VectorIndex,
+    Vectors,
+    check_ids,
+)
 
 # Below this many vectors exact search is fast enough (~13 ms at 100k, 128-d) and needs no
 # training, so "auto" stays exact; above it IVF is worth its approximation.
@@ -311,7 +318,7 @@ class FaissIndex(VectorIndex):
         TRAIN_POINTS_PER_LIST * nlist of these vectors. A no-op for exact or trained indexes."""
         if self._index.is_trained:
             return
-        vectors = self._check_vectors(vectors)
+        vectors = self.check_vectors(vectors)
         nlist = int(self._ivf.nlist)
         needed = MIN_TRAIN_POINTS_PER_LIST * nlist
         if vectors.shape[0] < needed:
@@ -341,8 +348,8 @@ class FaissIndex(VectorIndex):
         twice within one call is an error: which vector should win is ambiguous.
         An untrained IVF index refuses adds: call train_and_add (or train) with a real sample.
         """
-        ids = self._check_ids(ids)
-        vectors = self._check_vectors(vectors)
+        ids = check_ids(ids)
+        vectors = self.check_vectors(vectors)
         if ids.shape[0] != vectors.shape[0]:
             raise VectorIndexError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
         if ids.size == 0:
@@ -365,7 +372,7 @@ class FaissIndex(VectorIndex):
     def remove(self, ids: Ids) -> int:
         """Remove these ids (unknown ones are ignored); returns how many were held.
         FAISS compacts its storage, so the removed vectors are gone from the next save."""
-        ids = np.unique(self._check_ids(ids))
+        ids = np.unique(check_ids(ids))
         held = ids[self._present(ids)]
         if held.size:
             self._remove_held(held)
@@ -421,7 +428,7 @@ class FaissIndex(VectorIndex):
         Missing results are id -1 with score -inf. FAISS uses its OpenMP threads here: callers
         serving one query at a time get lower latency with `faiss.omp_set_num_threads(1)`.
         """
-        queries = self._check_vectors(queries)
+        queries = self.check_vectors(queries)
         if k <= 0:
             raise VectorIndexError(f"k must be positive, not {k}")
         nq = queries.shape[0]
@@ -433,7 +440,7 @@ class FaissIndex(VectorIndex):
         selector: Any = None
         n_allowed = len(self)
         if allowed is not None:
-            allowed_ids = np.unique(self._check_ids(allowed))
+            allowed_ids = np.unique(check_ids(allowed))
             if allowed_ids.size == 0:
                 return scores, result
             n_allowed = int(allowed_ids.size)
@@ -485,36 +492,6 @@ class FaissIndex(VectorIndex):
             # n is the bitmap's length in bytes, not bits.
             return faiss.IDSelectorBitmap(bitmap.size, faiss.swig_ptr(bitmap)), bitmap
         return faiss.IDSelectorBatch(allowed), None
-
-    # ----------------------------------------------------------------- checks
-
-    def _check_vectors(self, vectors: Vectors) -> Vectors:
-        arr = np.asarray(vectors)
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise VectorIndexError(
-                f"vectors of shape {np.shape(vectors)} do not fit this index of dimension "
-                f"{self.dim} (model {self.model_id}); expected shape (n, {self.dim})"
-            )
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise VectorIndexError(f"vectors must be floating point, not {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise VectorIndexError("vectors contain NaN or infinite values")
-        return arr
-
-    @staticmethod
-    def _check_ids(ids: Ids) -> Ids:
-        arr = np.asarray(ids)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
-            raise VectorIndexError(f"ids must be a 1-d integer array, got {arr.dtype} {arr.shape}")
-        arr = np.ascontiguousarray(arr, dtype=np.int64)
-        if arr.size and int(arr.min()) < 0:
-            raise VectorIndexError("ids must be non-negative (-1 means 'no result')")
-        return arr
 
     # ----------------------------------------------------------------- persistence
 

@@ -155,12 +155,19 @@ class IndexKeeper:
 
     def maybe_upgrade(self) -> None:
         """Move to the configuration the gallery has grown into: exact search while small,
-        then IVF ("auto") or the configured index once there is enough to train it."""
+        then IVF ("auto") or the configured index once there is enough to train it. An index
+        rebuilt by hand with another configuration (`vultus index rebuild --factory`) is the
+        operator's choice and stays."""
         with self._lock:
             if self._index is None:
                 return
+            grew_out = self._index.factory in _with_and_without_idmap(
+                self.backend.resolve(self.spec, 0)
+            )
+            if self.spec != "auto" and not grew_out:
+                return
             wanted = self.backend.resolve(self.spec, len(self._index))
-            if wanted not in (self._index.factory, self._index.factory.removeprefix("IDMap2,")):
+            if self._index.factory not in _with_and_without_idmap(wanted):
                 log.info("gallery reached %d faces: rebuilding as %s", len(self._index), wanted)
                 self.rebuild()
 
@@ -179,3 +186,9 @@ class IndexKeeper:
         with self._lock:
             self._index = None
             self.backend.close()
+
+
+def _with_and_without_idmap(factory: str) -> tuple[str, str]:
+    # FAISS wraps indexes that keep no ids in IDMap2: "Flat" is stored as "IDMap2,Flat".
+    bare = factory.removeprefix("IDMap2,")
+    return bare, f"IDMap2,{bare}"

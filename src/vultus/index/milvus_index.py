@@ -38,7 +38,14 @@ import numpy.typing as npt
 
 from vultus.config import Settings
 from vultus.errors import ConfigError, VectorIndexError
-from vultus.index.base import Ids, IndexBackend, IndexFingerprint, VectorIndex, Vectors
+from vultus.index.base import (
+    Ids,
+    IndexBackend,
+    IndexFingerprint,
+    VectorIndex,
+    Vectors,
+    check_ids,
+)
 from vultus.index.faiss_index import AUTO_FLAT_BELOW, nlist_for
 
 try:
@@ -172,18 +179,6 @@ def _in(ids: Ids) -> str:
     return f"{ID_FIELD} in [{','.join(map(str, ids.tolist()))}]"
 
 
-def _check_ids(ids: Ids) -> Ids:
-    arr = np.asarray(ids)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
-        raise VectorIndexError(f"ids must be a 1-d integer array, got {arr.dtype} {arr.shape}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and int(arr.min()) < 0:
-        raise VectorIndexError("ids must be non-negative (-1 means 'no result')")
-    return arr
-
-
 class MilvusIndex(VectorIndex):
     """One collection on the server. Every call is a round trip: `ids()` and `fingerprint()`
     scan the server's ids rather than keep a local copy that another process sharing the
@@ -269,8 +264,8 @@ class MilvusIndex(VectorIndex):
     def add(self, ids: Ids, vectors: Vectors) -> None:
         """Add vectors under the catalog's ids; an id already held is replaced (an upsert), so
         replaying an add after a crash is harmless."""
-        ids = _check_ids(ids)
-        vectors = self._check_vectors(vectors)
+        ids = check_ids(ids)
+        vectors = self.check_vectors(vectors)
         if ids.shape[0] != vectors.shape[0]:
             raise VectorIndexError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
         self._count = None
@@ -288,7 +283,7 @@ class MilvusIndex(VectorIndex):
     def remove(self, ids: Ids) -> int:
         """Delete these ids (unknown ones are ignored); returns how many were held. Under Strong
         consistency they are gone from the next search."""
-        ids = np.unique(_check_ids(ids))
+        ids = np.unique(check_ids(ids))
         self._count = None
         held = self._held(ids)
         try:
@@ -354,7 +349,7 @@ class MilvusIndex(VectorIndex):
     ) -> tuple[npt.NDArray[np.float32], Ids]:
         """Top-k inner products per query row; missing results are id -1, score -inf.
         `allowed` becomes an `id in [...]` filter evaluated on the server."""
-        queries = self._check_vectors(queries)
+        queries = self.check_vectors(queries)
         if k <= 0:
             raise VectorIndexError(f"k must be positive, not {k}")
         nq = queries.shape[0]
@@ -363,7 +358,7 @@ class MilvusIndex(VectorIndex):
         expr = None
         nprobe = self.nprobe
         if allowed is not None:
-            allowed_ids = np.unique(_check_ids(allowed))
+            allowed_ids = np.unique(check_ids(allowed))
             if allowed_ids.size == 0:
                 return scores, result
             expr = _in(allowed_ids)
@@ -391,22 +386,6 @@ class MilvusIndex(VectorIndex):
             result[row, :n] = hit.ids
             scores[row, :n] = hit.distances
         return scores, result
-
-    def _check_vectors(self, vectors: Vectors) -> Vectors:
-        arr = np.asarray(vectors)
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise VectorIndexError(
-                f"vectors of shape {np.shape(vectors)} do not fit this index of dimension "
-                f"{self.dim} (model {self.model_id}); expected shape (n, {self.dim})"
-            )
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise VectorIndexError(f"vectors must be floating point, not {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise VectorIndexError("vectors contain NaN or infinite values")
-        return arr
 
 
 class MilvusBackend(IndexBackend):

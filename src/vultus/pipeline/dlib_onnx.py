@@ -30,21 +30,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from vultus.errors import ModelError
-from vultus.files import atomic_write
 from vultus.pipeline.dlib_serial import (
-    GRAPH_HASH_KEY,
-    SOURCE_HASH_KEY,
     Affine,
     Conv,
     DlibReader,
     FloatArray,
     default_padding,
-    file_sha256,
-    graph_sha256,
+    finish_model,
     read_affine,
     read_conv,
     read_file,
     skip_training_state,
+    write_model,
 )
 
 INPUT_NAME = "chips"
@@ -513,29 +510,9 @@ def build_onnx_model(dat_path: Path) -> onnx.ModelProto:
     )
     model.ir_version = IR_VERSION
     n_params = sum(p.size for p in _iter_params(layers))
-    helper.set_model_props(
-        model,
-        {
-            SOURCE_HASH_KEY: file_sha256(dat_path),
-            "source_file": dat_path.name,
-            "parameters": str(n_params),
-            GRAPH_HASH_KEY: graph_sha256(model),
-        },
-    )
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the ONNX graph built from {dat_path.name} is invalid: {exc}") from exc
-    return model
+    return finish_model(model, dat_path, parameters=str(n_params))
 
 
 def convert(dat_path: Path, out_path: Path) -> Path:
     """Convert and write the ONNX file atomically, so readers never see half a file."""
-    model = build_onnx_model(dat_path)
-    out_path = Path(out_path)
-    try:
-        # 0644: the model is derived from public weights, not a secret.
-        atomic_write(out_path, model.SerializeToString(), mode=0o644)
-    except OSError as exc:
-        raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
-    return out_path
+    return write_model(build_onnx_model(dat_path), out_path)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import onnx
 
 from vultus.errors import ModelError
+from vultus.files import atomic_write
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -243,3 +244,33 @@ def read_file(path: Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read the model file {path}: {exc.strerror}") from exc
+
+
+def finish_model(model: onnx.ModelProto, dat_path: Path, **props: str) -> onnx.ModelProto:
+    """Stamp a graph converted from `dat_path` with its source's hash and its own (the cache
+    checks both), then check it: a converter bug must fail here, not at inference."""
+    onnx.helper.set_model_props(
+        model,
+        {
+            SOURCE_HASH_KEY: file_sha256(dat_path),
+            "source_file": dat_path.name,
+            **props,
+            GRAPH_HASH_KEY: graph_sha256(model),
+        },
+    )
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"the ONNX graph built from {dat_path.name} is invalid: {exc}") from exc
+    return model
+
+
+def write_model(model: onnx.ModelProto, out_path: Path) -> Path:
+    """Write the ONNX file atomically, so readers never see half a file."""
+    out_path = Path(out_path)
+    try:
+        # 0644: the model is derived from public weights, not a secret.
+        atomic_write(out_path, model.SerializeToString(), mode=0o644)
+    except OSError as exc:
+        raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
+    return out_path

@@ -33,21 +33,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from vultus.errors import ModelError
-from vultus.files import atomic_write
 from vultus.pipeline.dlib_serial import (
-    GRAPH_HASH_KEY,
-    SOURCE_HASH_KEY,
     Affine,
     Conv,
     DlibReader,
     default_padding,
-    file_sha256,
-    graph_sha256,
+    finish_model,
     read_affine,
     read_bn_as_affine,
     read_conv,
     read_file,
     skip_training_state,
+    write_model,
 )
 
 INPUT_NAME = "pyramid"
@@ -268,31 +265,12 @@ def build_onnx_model(dat_path: Path) -> onnx.ModelProto:
         "its .dat file. Input: dlib's tiled image pyramid tensor; output: the detection scores.",
     )
     model.ir_version = IR_VERSION
-    helper.set_model_props(
-        model,
-        {
-            SOURCE_HASH_KEY: file_sha256(dat_path),
-            "source_file": dat_path.name,
-            DECODE_KEY: net.decode.to_json(),
-            GRAPH_HASH_KEY: graph_sha256(model),
-        },
-    )
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the ONNX graph built from {dat_path.name} is invalid: {exc}") from exc
-    return model
+    return finish_model(model, dat_path, **{DECODE_KEY: net.decode.to_json()})
 
 
 def convert(dat_path: Path, out_path: Path) -> Path:
     """Convert and write the ONNX file atomically, so readers never see half a file."""
-    model = build_onnx_model(dat_path)
-    out_path = Path(out_path)
-    try:
-        atomic_write(out_path, model.SerializeToString(), mode=0o644)
-    except OSError as exc:
-        raise ModelError(f"cannot write the converted model to {out_path}: {exc}") from exc
-    return out_path
+    return write_model(build_onnx_model(dat_path), out_path)
 
 
 def decode_values(model: onnx.ModelProto) -> MmodDecode:
