@@ -25,9 +25,12 @@ from vultus.index.base import IndexBackend, VectorIndex, normalise
 from vultus.index.keeper import IndexKeeper
 from vultus.rights.crypto import KeyRing
 
+# (backend, configuration[, catalog]): the catalog is SQLite unless "postgresql" is named.
 BACKENDS = [
     pytest.param(("faiss", "IDMap2,Flat"), id="faiss-flat"),
     pytest.param(("faiss", "IVF8,Flat"), id="faiss-ivf"),
+    pytest.param(("faiss", "HNSW32"), id="faiss-hnsw"),
+    pytest.param(("faiss", "IDMap2,Flat", "postgresql"), id="faiss-flat-postgresql-catalog"),
     pytest.param(("milvus", "FLAT"), id="milvus-flat"),
     pytest.param(("milvus", "IVF_FLAT,nlist=16"), id="milvus-ivf"),
     pytest.param(("milvus", "HNSW,M=16,efConstruction=100"), id="milvus-hnsw"),
@@ -51,14 +54,21 @@ class Setup:
     """A data directory's catalog and index backend, reopened as a new process would."""
 
     def __init__(
-        self, data_dir: Path, keyring: KeyRing, overrides: dict[str, str], spec: str
+        self,
+        data_dir: Path,
+        keyring: KeyRing,
+        overrides: dict[str, str],
+        spec: str,
+        catalog_url: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.keyring = keyring
-        self.catalog: Catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}", keyring)
+        url = catalog_url or f"sqlite:///{data_dir / 'catalog.db'}"
+        self.catalog: Catalog = open_catalog(url, keyring)
         self.overrides = overrides
         self.spec = spec
         self.backends: list[IndexBackend] = []
+        self.ids: I64 = np.empty(0, dtype=np.int64)  # the catalog's face ids, in vector order
 
     def backend(self) -> IndexBackend:
         settings = Settings.load(self.data_dir, index_factory=self.spec, **self.overrides)
@@ -120,6 +130,13 @@ def catalog_of_n(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, KeyRin
     """A catalog holding N faces, written once and copied into each test's data directory."""
     data_dir = tmp_path_factory.mktemp("catalog")
     s = Setup(data_dir, KeyRing.generate(), {}, "auto")
+    vectors = unit_vectors(N, seed=1)
+    ids = fill(s, vectors)
+    s.close()  # checkpoints the WAL into catalog.db
+    return data_dir / "catalog.db", s.keyring, ids, vectors
+
+
+def fill(s: Setup, vectors: F32) -> I64:
     s.catalog.add_source(
         "test",
         lawful_basis_code="legitimate_interests",
@@ -127,10 +144,7 @@ def catalog_of_n(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, KeyRin
         purpose="contract tests",
         retention_days=30,
     )
-    vectors = unit_vectors(N, seed=1)
-    ids = s.ingest(vectors, "first")
-    s.close()  # checkpoints the WAL into catalog.db
-    return data_dir / "catalog.db", s.keyring, ids, vectors
+    return s.ingest(vectors, "first")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -140,15 +154,21 @@ def setup(
     catalog_of_n: tuple[Path, KeyRing, I64, F32],
 ) -> Iterator[Setup]:
     """A data directory with the N faces in its catalog and no index yet."""
-    name, spec = request.param
+    name, spec, *catalog = request.param
     overrides = {"index_backend": name}
     if name == "milvus":
         overrides["index_uri"] = request.getfixturevalue("milvus_uri")
         overrides["index_prefix"] = request.getfixturevalue("milvus_prefix")
-    catalog_db, keyring, _, _ = catalog_of_n
+    catalog_db, keyring, ids, vectors = catalog_of_n
     (tmp_path / "data").mkdir()
-    shutil.copy(catalog_db, tmp_path / "data" / "catalog.db")
-    s = Setup(tmp_path / "data", keyring, overrides, spec)
+    if catalog == ["postgresql"]:
+        url = request.getfixturevalue("postgres_url")
+        s = Setup(tmp_path / "data", keyring, overrides, spec, catalog_url=url)
+        s.ids = fill(s, vectors)
+    else:
+        shutil.copy(catalog_db, tmp_path / "data" / "catalog.db")
+        s = Setup(tmp_path / "data", keyring, overrides, spec)
+        s.ids = ids
     yield s
     s.close()
 
@@ -157,7 +177,7 @@ def setup(
 def built(setup: Setup, catalog_of_n: tuple[Path, KeyRing, I64, F32]) -> tuple[Setup, I64, F32]:
     """N faces in the catalog and an index rebuilt from it."""
     setup.keeper().rebuild()
-    return setup, catalog_of_n[2], catalog_of_n[3]
+    return setup, setup.ids, catalog_of_n[3]
 
 
 def recall(found: I64, truth: I64) -> float:
