@@ -68,9 +68,9 @@ def profile_stages(files: list[Path], sample: int) -> dict[str, float]:
         t1 = time.perf_counter()
         small, scale = downscale(image.rgb, settings.detect_max_side)
         dets = pipe.detector.detect(small)
-        boxes = [d.box.scaled(scale) for d in dets]
+        found = [d.scaled(scale) for d in dets]
         t2 = time.perf_counter()
-        _, chips = pipe.aligner.align(image.rgb, boxes)
+        _, chips = pipe.aligner.align(image.rgb, found)
         t3 = time.perf_counter()
         if len(chips):
             pipe.embedder.embed(chips)
