@@ -63,7 +63,6 @@ class Settings:
     # change it with `vultus reembed --model NAME`.
     model: str = "dlib"
 
-
     # Vector index: where it lives ("faiss": an encrypted file in the data directory) and its
     # configuration, a FAISS factory string, a Milvus one ("HNSW,M=16,efConstruction=200") or
     # "auto" (exact when small, IVF when large).
@@ -74,7 +73,7 @@ class Settings:
     index_prefix: str = "vultus"
     index_factory: str = "auto"
     index_nprobe: int = 64
-    # Compressed indexes (e.g. "IVF4096,PQ32") fetch rerank * k candidates and re-score them
+    # Compressed indexes (e.g. "IVF4096,PQ64") fetch rerank * k candidates and re-score them
     # exactly with the catalog's templates.
     index_rerank: int = 4
 

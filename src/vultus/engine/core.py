@@ -25,9 +25,7 @@ from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
 from vultus.engine.locking import locked
 from vultus.engine.searching import Searching
-from vultus.errors import (
-    NotFoundError,
-)
+from vultus.errors import NotFoundError
 from vultus.index import VectorIndex
 from vultus.index.backends import open_backend
 from vultus.index.keeper import IndexKeeper
