@@ -13,7 +13,9 @@ from vultus.reembed import pending
 
 def reembed(
     model: str = typer.Option(
-        None, "--model", help='"dlib", a model pack folder, or a pack name under DATA_DIR/packs/.'
+        None,
+        "--model",
+        help='"dlib", "dlib-plain", a model pack folder, or a pack name under DATA_DIR/packs/.',
     ),
     background: bool = typer.Option(
         False, "--background", help="Queue it as a job for `vultus serve` to run."
