@@ -21,7 +21,7 @@ from vultus.api import create_app
 from vultus.api.deps import Require
 from vultus.auth import ROLES
 from vultus.catalog.models import ApiKey
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.engine import Engine
 from vultus.rights import audit as actions
 

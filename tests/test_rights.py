@@ -19,7 +19,7 @@ import pytest
 from PIL import Image as PILImage
 
 from conftest import PURPOSE, add_test_source
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.engine import Engine
 from vultus.errors import PurposeError, VultusError
 from vultus.index.backends import INDEX_AAD

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.errors import AuthError, ConfigError, NotFoundError
 from vultus.rights import audit as actions
 from vultus.rights.audit import AuditLog

@@ -23,7 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from vultus.api.errors import UploadTooLargeError
 from vultus.api.schemas import MAX_ID
 from vultus.auth import ROLES, Principal
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.engine import Engine
 from vultus.errors import ForbiddenError, RateLimitError
 from vultus.jobs import JobQueue

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from vultus.auth import ROLES
 from vultus.catalog.models import ApiKey, Job, RightsRequest, Source, Subject
-from vultus.catalog.store import FaceRecord, ImageSummary, now
+from vultus.catalog.records import FaceRecord, ImageSummary, now
 from vultus.ingest import IngestSummary
 from vultus.rights import requests as req
 from vultus.rights.audit import AuditVerification

@@ -1,35 +1,42 @@
-"""The one place that opens the catalog and talks SQL. Everything above it uses these methods."""
+"""The one place that talks SQL: the `Catalog`. Everything above it uses these methods; subjects
+and jobs live in their own modules (mixed in), records in `records`, opening in `connect`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
-from sqlalchemy.pool import NullPool
 
 from vultus import lawful_basis
 from vultus.catalog import postgresql
+from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
     Image,
     IngestError,
     IngestRun,
-    Job,
     Meta,
     Source,
     Subject,
     Suppression,
 )
+from vultus.catalog.records import (
+    ErasedFaces,
+    FaceRecord,
+    ImageSummary,
+    NewFace,
+    NewImage,
+    face_record_of,
+    image_summary_of,
+    now,
+    summaries_query,
+)
+from vultus.catalog.subjects import SubjectQueries
 from vultus.errors import ConfigError, ModelMismatchError, NotFoundError, SourceError
 from vultus.index.base import IndexFingerprint
 from vultus.rights.crypto import KeyRing
@@ -42,106 +49,7 @@ SUPPRESSION_AAD = b"suppression.template"
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
-def now() -> datetime:
-    # Naive UTC throughout: SQLite has no time zones and PostgreSQL columns are WITHOUT TIME ZONE.
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """A face with everything a search result or a report shows about it."""
-
-    face_id: int
-    image_id: int
-    image_path: str
-    box: tuple[int, int, int, int]
-    source: str
-    lawful_basis: str
-    special_condition: str
-    subject: str | None
-    status: str
-    added_at: datetime
-    retain_until: datetime
-    source_kind: str = "folder"
-    legal_reference: str | None = None
-    purpose: str = ""
-    restricted: bool = False
-    image_sha256: str = ""
-
-
-@dataclass(frozen=True)
-class ImageSummary:
-    """An image as a listing shows it: where it is, where it came from, how many faces."""
-
-    id: int
-    path: str
-    source: str
-    width: int
-    height: int
-    added_at: datetime
-    retain_until: datetime
-    status: str
-    faces: int
-    format: str = ""
-    sha256: str = ""
-
-
-@dataclass(frozen=True)
-class ErasedFaces:
-    face_ids: list[int]
-    images_removed: list[tuple[int, str, str]]  # id, path, sha256
-    images_kept: list[tuple[int, str, list[list[int]]]]  # id, path, boxes of the erased faces
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """What ingest hands the catalog for one face: the analysed face, flattened."""
-
-    box: tuple[int, int, int, int]
-    landmarks: list[list[float]]
-    detector: str
-    det_score: float
-    box_size: int
-    sharpness: float
-    yaw: float
-    model_id: str
-    template: npt.NDArray[np.float32] | None
-    skip_reason: str | None
-
-
-@dataclass(frozen=True)
-class NewImage:
-    path: str
-    sha256: str
-    size_bytes: int
-    width: int
-    height: int
-    format: str
-    faces: list[NewFace]
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets readers (a server, a second CLI) work while ingest writes; foreign keys make
-    # deletes cascade; NORMAL sync is durable at every transaction boundary under WAL.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    # Erasure must leave no bytes behind: overwrite deleted content instead of freeing pages.
-    cur.execute("PRAGMA secure_delete=ON")
-    cur.close()
-
-
-def _migrate(engine: Engine) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-class Catalog:
+class Catalog(SubjectQueries, JobQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -482,7 +390,7 @@ class Catalog:
                 .where(Face.id.in_(list(face_ids)))
                 .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
             ).all()
-            return {f.id: _record(f) for f in faces}
+            return {f.id: face_record_of(f) for f in faces}
 
     def faces_of_image(self, image_id: int) -> list[FaceRecord]:
         with self.session() as s:
@@ -492,7 +400,7 @@ class Catalog:
                 .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
                 .order_by(Face.id)
             ).all()
-            return [_record(f) for f in faces]
+            return [face_record_of(f) for f in faces]
 
     # -- reading images ----------------------------------------------------------------------
     def list_images(
@@ -501,23 +409,23 @@ class Catalog:
         """Images in the order they were added, with their source and face counts."""
         source_id = self.get_source(source).id if source is not None else None
         with self.session() as s:
-            q = _summaries().order_by(Image.id).offset(max(0, offset)).limit(max(0, limit))
+            q = summaries_query().order_by(Image.id).offset(max(0, offset)).limit(max(0, limit))
             if source_id is not None:
                 q = q.where(Image.source_id == source_id)
             rows = s.execute(q).all()
-        return [_summary(*row) for row in rows]
+        return [image_summary_of(*row) for row in rows]
 
     def image_summary(self, image_id: int) -> ImageSummary:
         with self.session() as s:
-            row = s.execute(_summaries().where(Image.id == image_id)).first()
+            row = s.execute(summaries_query().where(Image.id == image_id)).first()
         if row is None:
             raise NotFoundError(f"no image with id {image_id}")
-        return _summary(*row)
+        return image_summary_of(*row)
 
     def image_by_sha256(self, sha256: str) -> ImageSummary | None:
         with self.session() as s:
-            row = s.execute(_summaries().where(Image.sha256 == sha256)).first()
-        return _summary(*row) if row is not None else None
+            row = s.execute(summaries_query().where(Image.sha256 == sha256)).first()
+        return image_summary_of(*row) if row is not None else None
 
     def list_faces(
         self,
@@ -540,7 +448,7 @@ class Catalog:
                 q = q.where(Face.image_id == image_id)
             if subject_id is not None:
                 q = q.where(Face.subject_id == subject_id)
-            return [_record(f) for f in s.scalars(q).unique()]
+            return [face_record_of(f) for f in s.scalars(q).unique()]
 
     def counts(self) -> dict[str, int]:
         with self.session() as s:
@@ -704,290 +612,3 @@ class Catalog:
             s.execute(delete(Face).where(Face.image_id == image_id))
             s.execute(delete(Image).where(Image.id == image_id))
         return ids
-
-    # -- subjects ----------------------------------------------------------------------------
-    def create_subject(self, name: str) -> Subject:
-        if not name.strip():
-            raise ConfigError("a subject needs a name", code="subject_name_empty")
-        with self.session() as s, s.begin():
-            if s.scalar(select(Subject).where(Subject.name == name)) is not None:
-                raise ConfigError(f"a subject named {name!r} already exists", code="exists")
-            subject = Subject(name=name, created_at=now())
-            s.add(subject)
-        return subject
-
-    def get_subject(self, name: str) -> Subject:
-        with self.session() as s:
-            subject = s.scalar(select(Subject).where(Subject.name == name))
-        if subject is None:
-            raise NotFoundError(f"no subject named {name!r}")
-        return subject
-
-    def link_faces(self, subject_name: str, face_ids: Sequence[int]) -> int:
-        subject = self.get_subject(subject_name)
-        with self.session() as s, s.begin():
-            found = set(s.scalars(select(Face.id).where(Face.id.in_(list(face_ids)))))
-            missing = set(face_ids) - found
-            if missing:
-                raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
-            s.execute(update(Face).where(Face.id.in_(list(face_ids))).values(subject_id=subject.id))
-        return len(found)
-
-    def subject_face_ids(self, subject_name: str) -> list[int]:
-        subject = self.get_subject(subject_name)
-        with self.session() as s:
-            return list(
-                s.scalars(
-                    select(Face.id)
-                    .where(Face.subject_id == subject.id, Face.status == "indexed")
-                    .order_by(Face.id)
-                )
-            )
-
-    def unlink_faces(self, face_ids: Sequence[int]) -> int:
-        """Faces back to no subject; returns how many were linked to one."""
-        ids = list(face_ids)
-        with self.session() as s, s.begin():
-            found = set(s.scalars(select(Face.id).where(Face.id.in_(ids))))
-            missing = set(ids) - found
-            if missing:
-                raise NotFoundError(f"no face with id {', '.join(map(str, sorted(missing)))}")
-            result = s.execute(
-                update(Face)
-                .where(Face.id.in_(ids), Face.subject_id.is_not(None))
-                .values(subject_id=None)
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    def rename_subject(self, old: str, new: str) -> Subject:
-        if not new.strip():
-            raise ConfigError("a subject needs a name", code="subject_name_empty")
-        subject = self.get_subject(old)
-        with self.session() as s, s.begin():
-            if old != new and s.scalar(select(Subject.id).where(Subject.name == new)) is not None:
-                raise ConfigError(f"a subject named {new!r} already exists", code="exists")
-            s.execute(update(Subject).where(Subject.id == subject.id).values(name=new))
-        return self.get_subject(new)
-
-    def merge_subjects(self, into: str, other: str) -> int:
-        """Move every face of `other` to `into` and remove `other`; returns faces moved."""
-        target, merged = self.get_subject(into), self.get_subject(other)
-        if target.id == merged.id:
-            raise ConfigError("a subject cannot be merged into itself", code="merge_self")
-        with self.session() as s, s.begin():
-            moved = s.execute(
-                update(Face).where(Face.subject_id == merged.id).values(subject_id=target.id)
-            )
-            s.execute(delete(Subject).where(Subject.id == merged.id))
-        return int(moved.rowcount or 0)  # type: ignore[attr-defined]
-
-    def subject_faces(self, name: str) -> list[FaceRecord]:
-        subject = self.get_subject(name)
-        with self.session() as s:
-            faces = s.scalars(
-                select(Face)
-                .where(Face.subject_id == subject.id)
-                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
-                .order_by(Face.id)
-            ).all()
-            return [_record(f) for f in faces]
-
-    def list_subjects(self) -> list[tuple[Subject, int]]:
-        with self.session() as s:
-            rows = s.execute(
-                select(Subject, func.count(Face.id))
-                .outerjoin(Face, Face.subject_id == Subject.id)
-                .group_by(Subject.id)
-                .order_by(Subject.name)
-            ).all()
-        return [(subj, n) for subj, n in rows]
-
-    # -- background jobs ---------------------------------------------------------------------
-    def add_job(self, kind: str, params: dict[str, Any], actor: str) -> Job:
-        with self.session() as s, s.begin():
-            job = Job(
-                kind=kind,
-                params=params,
-                status="queued",
-                actor=actor,
-                done=0,
-                created_at=now(),
-                attempts=0,
-            )
-            s.add(job)
-        return job
-
-    def get_job(self, job_id: int) -> Job:
-        with self.session() as s:
-            job = s.get(Job, job_id)
-        if job is None:
-            raise NotFoundError(f"no job with id {job_id}")
-        return job
-
-    def list_jobs(self, *, status: str | None = None, limit: int = 50) -> list[Job]:
-        with self.session() as s:
-            q = select(Job).order_by(Job.id.desc()).limit(max(0, limit))
-            if status is not None:
-                q = q.where(Job.status == status)
-            return list(s.scalars(q))
-
-    def claim_job(self) -> Job | None:
-        """The oldest queued job, marked running (one more attempt), or None."""
-        with self.session() as s, s.begin():
-            job_id = s.scalar(
-                select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
-            )
-            if job_id is None:
-                return None
-            claimed = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "queued")
-                .values(
-                    status="running",
-                    started_at=now(),
-                    finished_at=None,
-                    error=None,
-                    attempts=Job.attempts + 1,
-                )
-            )
-            if not claimed.rowcount:  # type: ignore[attr-defined]
-                return None
-        return self.get_job(job_id)
-
-    def update_job(self, job_id: int, **values: Any) -> None:
-        with self.session() as s, s.begin():
-            s.execute(update(Job).where(Job.id == job_id).values(**values))
-
-    def requeue_running_jobs(self, max_attempts: int) -> tuple[list[int], list[int]]:
-        """Jobs a dead process left running: queued again, or failed once they have been
-        started `max_attempts` times (a job that kills its process must not loop forever).
-        Returns (requeued ids, failed ids)."""
-        with self.session() as s, s.begin():
-            stale = s.execute(
-                select(Job.id, Job.attempts).where(Job.status == "running").order_by(Job.id)
-            ).all()
-            again = [i for i, n in stale if n < max_attempts]
-            given_up = [i for i, n in stale if n >= max_attempts]
-            if again:
-                s.execute(update(Job).where(Job.id.in_(again)).values(status="queued"))
-            if given_up:
-                s.execute(
-                    update(Job)
-                    .where(Job.id.in_(given_up))
-                    .values(
-                        status="failed",
-                        finished_at=now(),
-                        error=f"the server stopped during this job {max_attempts} times; "
-                        "not retried again",
-                    )
-                )
-        return again, given_up
-
-
-def _summaries() -> Any:
-    faces = select(Face.image_id, func.count(Face.id).label("n")).group_by(Face.image_id).subquery()
-    return (
-        select(Image, Source.name, func.coalesce(faces.c.n, 0))
-        .join(Source, Source.id == Image.source_id)
-        .outerjoin(faces, faces.c.image_id == Image.id)
-    )
-
-
-def _summary(image: Image, source: str, faces: int) -> ImageSummary:
-    return ImageSummary(
-        id=image.id,
-        path=image.path,
-        source=source,
-        width=image.width,
-        height=image.height,
-        added_at=image.added_at,
-        retain_until=image.retain_until,
-        status=image.status,
-        faces=int(faces),
-        format=image.format,
-        sha256=image.sha256,
-    )
-
-
-def _record(face: Face) -> FaceRecord:
-    image = face.image
-    return FaceRecord(
-        face_id=face.id,
-        image_id=image.id,
-        image_path=image.path,
-        box=(face.left, face.top, face.right, face.bottom),
-        source=image.source.name,
-        lawful_basis=image.source.lawful_basis,
-        special_condition=image.source.special_condition,
-        subject=face.subject.name if face.subject else None,
-        status=face.status,
-        added_at=image.added_at,
-        retain_until=image.retain_until,
-        source_kind=image.source.kind,
-        legal_reference=image.source.legal_reference,
-        purpose=image.source.purpose,
-        restricted=face.restricted,
-        image_sha256=image.sha256,
-    )
-
-
-def _create_engine(url: str, *, pooled: bool = True) -> Engine:
-    """An engine for one of the two catalogs Vultus supports: SQLite or PostgreSQL. Unpooled:
-    for one look, closed at once."""
-    url = postgresql.normalise_url(url)
-    if not url.startswith(("sqlite:///", "postgresql+")):
-        raise ConfigError(
-            f"catalog_url {url.split(':', 1)[0]}:... is not supported: use sqlite:///PATH or "
-            "postgresql+psycopg://USER@HOST/DATABASE",
-            code="catalog_url",
-        )
-    try:
-        if not pooled:
-            return create_engine(url, poolclass=NullPool)
-        if url.startswith("sqlite:///"):
-            return create_engine(url)
-        return create_engine(url, **postgresql.POOL_OPTIONS)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"the catalog's database driver is not installed ({exc.name}): "
-            "pip install 'vultus[postgres]'",
-            code="catalog_driver",
-        ) from exc
-
-
-def _unavailable(engine: Engine, exc: OperationalError) -> ConfigError:
-    where = engine.url.render_as_string(hide_password=True)
-    return ConfigError(
-        f"cannot open the catalog at {where}: {exc.orig}", code="catalog_unavailable"
-    )
-
-
-def catalog_exists(url: str) -> bool:
-    """Whether a catalog was ever created at this URL (opening it creates it)."""
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).exists()
-    engine = _create_engine(url, pooled=False)
-    try:
-        return inspect(engine).has_table("alembic_version")
-    except OperationalError as exc:
-        raise _unavailable(engine, exc) from exc
-    finally:
-        engine.dispose()
-
-
-def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
-    """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL. The key ring
-    seals templates; without one the catalog can be read and audited but holds no templates."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = _create_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        postgresql.prepare(engine)
-    try:
-        _migrate(engine)
-    except OperationalError as exc:
-        engine.dispose()
-        raise _unavailable(engine, exc) from exc
-    return Catalog(engine, keyring)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.cli.common import console, open_engine
 from vultus.rights.erasure import ErasurePlan
 

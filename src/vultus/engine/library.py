@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from vultus.catalog import FaceRecord
 from vultus.catalog.models import Subject
-from vultus.catalog.store import ImageSummary
+from vultus.catalog.records import ImageSummary
 from vultus.clustering import Proposal, default_max_distance, discover
 from vultus.engine.locking import locked
 from vultus.engine.parts import EngineParts

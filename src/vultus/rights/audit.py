@@ -34,7 +34,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from vultus.calibration import normalise
 from vultus.catalog.models import AuditEntry, Meta
-from vultus.catalog.store import Catalog, now
+from vultus.catalog.records import now
+from vultus.catalog.store import Catalog
 from vultus.errors import ConfigError, VultusError
 
 # The known actions. Actions are plain strings, so a new kind of event needs no schema change.
@@ -164,7 +165,7 @@ def _head_message(seq: int, hash_: str) -> bytes:
 
 
 def _naive_utc(dt: datetime | None) -> datetime | None:
-    # Stored times are naive UTC (see catalog.store.now); an aware bound is converted to match.
+    # Stored times are naive UTC (see catalog.records.now); an aware bound is converted to match.
     if dt is None or dt.tzinfo is None:
         return dt
     return dt.astimezone(UTC).replace(tzinfo=None)

@@ -30,13 +30,8 @@ from vultus.catalog.models import (
     Subject,
     Suppression,
 )
-from vultus.catalog.store import (
-    SUPPRESSION_AAD,
-    TEMPLATE_AAD,
-    ErasedFaces,
-    FaceRecord,
-    now,
-)
+from vultus.catalog.records import ErasedFaces, FaceRecord, now
+from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD
 from vultus.errors import ConfigError, NotFoundError, VultusError
 from vultus.rights import audit as actions
 from vultus.rights import requests as req

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from vultus.auth import ROLES, Principal
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.errors import VultusError
 from vultus.web.forms import EngineDep
 from vultus.web.render import UI, page, redirect

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 
 HERE = Path(__file__).parent
 UI = "/ui"  # where the operator UI is mounted; the portal lives at /portal

@@ -23,7 +23,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from vultus.auth import ROLES, Principal
-from vultus.catalog.store import now
+from vultus.catalog.records import now
 from vultus.errors import AuthError, RateLimitError
 from vultus.rights import audit as actions
 

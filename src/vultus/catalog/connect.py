@@ -1,0 +1,101 @@
+"""Opening a catalog: the two databases Vultus supports, their connection set-up, and the
+migrations applied on open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from vultus.catalog import postgresql
+from vultus.catalog.store import Catalog
+from vultus.errors import ConfigError
+from vultus.rights.crypto import KeyRing
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (a server, a second CLI) work while ingest writes; foreign keys make
+    # deletes cascade; NORMAL sync is durable at every transaction boundary under WAL.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    # Erasure must leave no bytes behind: overwrite deleted content instead of freeing pages.
+    cur.execute("PRAGMA secure_delete=ON")
+    cur.close()
+
+
+def _migrate(engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _create_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine for one of the two catalogs Vultus supports: SQLite or PostgreSQL. Unpooled:
+    for one look, closed at once."""
+    url = postgresql.normalise_url(url)
+    if not url.startswith(("sqlite:///", "postgresql+")):
+        raise ConfigError(
+            f"catalog_url {url.split(':', 1)[0]}:... is not supported: use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DATABASE",
+            code="catalog_url",
+        )
+    try:
+        if not pooled:
+            return create_engine(url, poolclass=NullPool)
+        if url.startswith("sqlite:///"):
+            return create_engine(url)
+        return create_engine(url, **postgresql.POOL_OPTIONS)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the catalog's database driver is not installed ({exc.name}): "
+            "pip install 'vultus[postgres]'",
+            code="catalog_driver",
+        ) from exc
+
+
+def _unavailable(engine: Engine, exc: OperationalError) -> ConfigError:
+    where = engine.url.render_as_string(hide_password=True)
+    return ConfigError(
+        f"cannot open the catalog at {where}: {exc.orig}", code="catalog_unavailable"
+    )
+
+
+def catalog_exists(url: str) -> bool:
+    """Whether a catalog was ever created at this URL (opening it creates it)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).exists()
+    engine = _create_engine(url, pooled=False)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    except OperationalError as exc:
+        raise _unavailable(engine, exc) from exc
+    finally:
+        engine.dispose()
+
+
+def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
+    """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL. The key ring
+    seals templates; without one the catalog can be read and audited but holds no templates."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = _create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        postgresql.prepare(engine)
+    try:
+        _migrate(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise _unavailable(engine, exc) from exc
+    return Catalog(engine, keyring)
