@@ -75,6 +75,16 @@ class _Entries:
     pipeline: FacePipeline
 
 
+def decrypt_list(
+    catalog: Catalog, blobs: list[bytes], calibration: Calibration, fmr: float
+) -> tuple[npt.NDArray[np.float32], float]:
+    """One model's suppression entries, decrypted, with the distance under which a new face
+    counts as one of those people: per new face, the chance of wrongly refusing a stranger
+    stays at `fmr` however long the list grows."""
+    matrix = normalise(np.stack([catalog.open_template(b, SUPPRESSION_AAD) for b in blobs]))
+    return matrix, float(calibration.threshold_for(fmr, gallery_size=len(blobs)))
+
+
 class EarlierModels:
     """Suppression entries of models other than `current`, each with a pipeline of its model."""
 
@@ -87,11 +97,14 @@ class EarlierModels:
         calibration_for: Callable[[str], Calibration],
         fmr: float,
         endpoint_url: str | None = None,
+        entries: dict[str, list[bytes]] | None = None,
     ) -> None:
         self._entries: dict[str, _Entries] = {}
         self._endpoint_url = endpoint_url
         settings = {**BUILT_IN_IDS, **model_settings(catalog)}
-        for model_id, blobs in entries_by_model(catalog).items():
+        # `entries`: the suppression list by model, when the caller has read it already.
+        by_model = entries_by_model(catalog) if entries is None else entries
+        for model_id, blobs in by_model.items():
             if model_id == current:
                 continue
             setting = settings.get(model_id)
@@ -102,8 +115,7 @@ class EarlierModels:
                     "it, erased people could come back, so nothing is ingested",
                     code="suppression_model_unknown",
                 )
-            matrix = normalise(np.stack([catalog.open_template(b, SUPPRESSION_AAD) for b in blobs]))
-            threshold = float(calibration_for(model_id).threshold_for(fmr, gallery_size=len(blobs)))
+            matrix, threshold = decrypt_list(catalog, blobs, calibration_for(model_id), fmr)
             self._entries[model_id] = _Entries(matrix, threshold, pipeline_for(setting))
 
     def __bool__(self) -> bool:

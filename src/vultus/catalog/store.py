@@ -376,10 +376,6 @@ class Catalog(SubjectQueries, JobQueries):
         with self.session() as s:
             return set(s.scalars(select(Face.id).where(Face.subject_id.is_not(None))))
 
-    def suppression_templates(self) -> list[bytes]:
-        with self.session() as s:
-            return list(s.scalars(select(Suppression.template).order_by(Suppression.id)))
-
     # -- reading faces -----------------------------------------------------------------------
     def face_records(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
         if not face_ids:

@@ -15,7 +15,6 @@ import numpy.typing as npt
 from vultus.calibration import calibration_for
 from vultus.catalog import NewImage
 from vultus.catalog.models import Source
-from vultus.catalog.store import SUPPRESSION_AAD
 from vultus.engine.locking import each_locked, locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
@@ -42,7 +41,7 @@ from vultus.manifest import Manifest
 from vultus.pipeline.analyse import FacePipeline
 from vultus.reembed import Reembedder, ReembedProgress, ReembedSummary
 from vultus.rights import audit as actions
-from vultus.suppression import EarlierModels, entries_by_model
+from vultus.suppression import EarlierModels, decrypt_list, entries_by_model
 
 # Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
 FETCH_THREADS = 8
@@ -137,8 +136,16 @@ class Ingesting(EngineParts):
         """The one ingest loop: one run per source; items hashed and checked against the
         catalog in chunks before any work; new ones analysed; each batch written per source
         (and consent) in one transaction. Errors that name no source go to the first's run."""
-        suppression = self._load_suppression()
-        earlier = self._earlier_suppression()
+        # The suppression list, read once: this model's entries compared directly, earlier
+        # models' through their own pipelines (after a `reembed`).
+        by_model = entries_by_model(self.catalog)
+        blobs = by_model.get(self.model_id)
+        suppression = (
+            decrypt_list(self.catalog, blobs, self.calibration, self.settings.suppression_fmr)
+            if blobs
+            else None
+        )
+        earlier = self._earlier_suppression(by_model)
         progress = Progress(files_total=total)
         if not dry_run:
             self.catalog.check_model(self.pipeline.model_id)
@@ -306,23 +313,7 @@ class Ingesting(EngineParts):
             ids = np.array([fid for fid, _ in added], dtype=np.int64)
             self.index.add(ids, normalise(np.stack([t for _, t in added])))
 
-    def _load_suppression(self) -> tuple[npt.NDArray[np.float32], float] | None:
-        """The suppression list, decrypted into memory for one ingest run, with the distance
-        under which a new face counts as one of those people."""
-        blobs = entries_by_model(self.catalog).get(self.model_id, [])
-        if not blobs:
-            return None
-        matrix = normalise(
-            np.stack([self.catalog.open_template(b, SUPPRESSION_AAD) for b in blobs])
-        )
-        # Per new face, the chance of wrongly refusing a stranger stays at suppression_fmr
-        # however long the list grows.
-        threshold = self.calibration.threshold_for(
-            self.settings.suppression_fmr, gallery_size=len(blobs)
-        )
-        return matrix, float(threshold)
-
-    def _earlier_suppression(self) -> EarlierModels:
+    def _earlier_suppression(self, by_model: dict[str, list[bytes]]) -> EarlierModels:
         """Suppression entries of models used before a `reembed`: see vultus.suppression."""
         return EarlierModels(
             self.catalog,
@@ -333,6 +324,7 @@ class Ingesting(EngineParts):
             calibration_for=lambda model_id: calibration_for(model_id, self.settings.data_dir),
             fmr=self.settings.suppression_fmr,
             endpoint_url=self.settings.s3_endpoint_url,
+            entries=by_model,
         )
 
     # -- migrating to another face model ----------------------------------------------------
