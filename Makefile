@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@$(BIN)/python -m vultus.demo --data-dir $(DEMO_DIR) $(if $(PHOTOS),--photos $(PHOTOS),--shared-faces $(SHARED_FACES))
+	@$(BIN)/python -m vultus.cli.demo --data-dir $(DEMO_DIR) $(if $(PHOTOS),--photos $(PHOTOS),--shared-faces $(SHARED_FACES))
 
 test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q

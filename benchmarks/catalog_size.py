@@ -31,7 +31,7 @@ from rich.table import Table
 
 from vultus import __version__
 from vultus.catalog import Catalog, NewFace, NewImage, open_catalog
-from vultus.rights.crypto import KeyRing
+from vultus.crypto import KeyRing
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 500

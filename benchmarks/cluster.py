@@ -26,10 +26,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from vultus.calibration import Calibration
-from vultus.clustering import default_max_distance, discover, labels_from_proposals, pairwise_scores
+from vultus.accuracy.calibration import Calibration
+from vultus.accuracy.datasets import LabelledTemplates, embed_labelled
 from vultus.config import Settings
-from vultus.datasets import LabelledTemplates, embed_labelled
+from vultus.people.clustering import (
+    default_max_distance,
+    discover,
+    labels_from_proposals,
+    pairwise_scores,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIR_FMRS = (1e-3, 1e-4, 1e-5)

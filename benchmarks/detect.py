@@ -34,9 +34,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from vultus.accuracy.evaluation import pair_accuracy
 from vultus.config import Settings
 from vultus.errors import VultusError
-from vultus.evaluation import pair_accuracy
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.base import Detection, RGBImage
 from vultus.pipeline.decode import downscale

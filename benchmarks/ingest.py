@@ -25,7 +25,7 @@ from rich.table import Table
 from vultus import __version__
 from vultus.config import Settings
 from vultus.engine import Engine
-from vultus.ingest import collect_files
+from vultus.ingest.batches import collect_files
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.decode import decode_image, downscale
 

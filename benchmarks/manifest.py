@@ -31,8 +31,8 @@ from rich.table import Table
 
 from vultus import __version__
 from vultus.engine import Engine
-from vultus.ingest import collect_files
-from vultus.manifest import Manifest
+from vultus.ingest.batches import collect_files
+from vultus.ingest.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDER = REPO.parent / "shared" / "faces" / "lfw-a" / "images"

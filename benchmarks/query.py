@@ -30,7 +30,7 @@ from sqlalchemy import insert
 from vultus import __version__
 from vultus.catalog.models import Face
 from vultus.catalog.models import Image as ImageRow
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent

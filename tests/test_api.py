@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 
 from conftest import PURPOSE, add_test_source
 from vultus.api import create_app
-from vultus.auth import ROLES
+from vultus.audit import EXPORT_FIELDS, verify_export
 from vultus.cli import app as cli_app
 from vultus.engine import Engine
-from vultus.rights.audit import EXPORT_FIELDS, verify_export
+from vultus.engine.apikeys import ROLES
 
 # (method, route template) of every request any test here made, to check every route is used.
 HITS: set[tuple[str, str]] = set()

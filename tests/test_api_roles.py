@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from conftest import add_test_source
+from vultus import audit as actions
 from vultus.api import create_app
 from vultus.api.deps import Require
-from vultus.auth import ROLES
 from vultus.catalog.models import ApiKey
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.engine import Engine
-from vultus.rights import audit as actions
+from vultus.engine.apikeys import ROLES
 
 # Routes anyone may call: probes for the orchestrator and the API's own documentation.
 PUBLIC = {

@@ -18,12 +18,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vultus.catalog import Catalog, open_catalog
-from vultus.cli.common import state
-from vultus.engine import Engine
-from vultus.errors import ConfigError, VultusError
-from vultus.rights import audit as audit_mod
-from vultus.rights.audit import (
+from vultus import audit as audit_mod
+from vultus.audit import (
     GENESIS_HASH,
     HEAD_KEY,
     SEARCH,
@@ -33,6 +29,10 @@ from vultus.rights.audit import (
     os_actor,
     verify_export,
 )
+from vultus.catalog import Catalog, open_catalog
+from vultus.cli.common import state
+from vultus.engine import Engine
+from vultus.errors import ConfigError, VultusError
 
 KEY = b"test-key"
 

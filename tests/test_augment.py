@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import PURPOSE, add_test_source
-from vultus.calibration import Calibration, distance
+from vultus.accuracy.calibration import Calibration, distance
 from vultus.config import Settings
 from vultus.engine import Engine
 from vultus.errors import ModelMismatchError

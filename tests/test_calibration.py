@@ -7,18 +7,18 @@ import math
 import numpy as np
 import pytest
 
-import vultus.calibration as calmod
-from vultus.calibration import (
+import vultus.accuracy.calibration as calmod
+from vultus.accuracy.calibration import (
     DEFAULT_GRID,
     Calibration,
     distance,
     fit_calibration,
     iter_pair_distances,
-    normalise,
     pairwise_distances,
     select_per_identity,
 )
 from vultus.errors import ConfigError
+from vultus.vectors import normalise
 
 
 def synthetic(

@@ -16,8 +16,8 @@ from sqlalchemy.pool import QueuePool
 from vultus.catalog import NewFace, NewImage, open_catalog
 from vultus.catalog.models import Base, Face, Image
 from vultus.config import Settings
+from vultus.crypto import KeyRing
 from vultus.errors import ConfigError
-from vultus.rights.crypto import KeyRing
 
 
 def add_source(catalog_url: str, name: str = "archive") -> None:

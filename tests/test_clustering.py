@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vultus.clustering import (
+from vultus.accuracy.datasets import embed_labelled
+from vultus.config import Settings
+from vultus.people.clustering import (
     default_max_distance,
     discover,
     labels_from_proposals,
     pairwise_scores,
 )
-from vultus.config import Settings
-from vultus.datasets import embed_labelled
 
 
 def people(

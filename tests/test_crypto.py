@@ -24,9 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from vultus.errors import VultusError
-from vultus.rights import crypto
-from vultus.rights.crypto import (
+from vultus import crypto
+from vultus.crypto import (
     KeyRing,
     WrongKeyError,
     check_canary,
@@ -41,6 +40,7 @@ from vultus.rights.crypto import (
     write_encrypted_file,
     write_key_file,
 )
+from vultus.errors import VultusError
 
 PLAIN = b"a face template, 512 bytes of float32 in real life" * 4
 
@@ -243,7 +243,7 @@ def test_missing_key(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert info.value.code == "key_missing"
     assert str(path) in info.value.message
     assert not path.exists()
-    with caplog.at_level(logging.WARNING, logger="vultus.rights.crypto"):
+    with caplog.at_level(logging.WARNING, logger="vultus.crypto"):
         ring = load_keyring(tmp_path / "data", key_file=path, env={}, create=True)
     assert mode(path) == 0o600
     assert str(path) in caplog.text and "back it up" in caplog.text.lower()

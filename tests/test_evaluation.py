@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from vultus.calibration import distance
-from vultus.evaluation import (
+from vultus.accuracy.calibration import distance
+from vultus.accuracy.evaluation import (
     EvaluationReport,
     best_threshold,
     evaluate,

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from conftest import PURPOSE, add_test_source
 from test_index import DIM, clustered, random_vectors
+from vultus import audit as actions
 from vultus.cli import app
 from vultus.engine import Engine
 from vultus.index import FaissIndex
 from vultus.index.base import normalise
 from vultus.index.rerank import RerankedIndex, TemplateLookup
 from vultus.index.tune import exact_neighbours, recall_at_k, tune
-from vultus.rights import audit as actions
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]

@@ -19,11 +19,11 @@ import pytest
 
 from vultus.catalog import Catalog, NewFace, NewImage, open_catalog
 from vultus.config import Settings
+from vultus.crypto import KeyRing
 from vultus.errors import VectorIndexError
 from vultus.index.backends import open_backend
 from vultus.index.base import IndexBackend, VectorIndex, normalise
 from vultus.index.keeper import IndexKeeper
-from vultus.rights.crypto import KeyRing
 
 # (backend, configuration[, catalog]): the catalog is SQLite unless "postgresql" is named.
 BACKENDS = [

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import add_test_source
 from vultus.engine import Engine
+from vultus.engine.jobs import MAX_ATTEMPTS, JobQueue
 from vultus.errors import ConfigError, NotFoundError
-from vultus.jobs import MAX_ATTEMPTS, JobQueue
 
 
 def test_a_job_left_running_by_a_dead_process_finishes_exactly_once(

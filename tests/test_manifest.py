@@ -17,8 +17,7 @@ from conftest import add_test_source
 from vultus.catalog.models import Image, IngestRun
 from vultus.cli import app
 from vultus.engine import Engine
-from vultus.errors import ManifestError, SourceError
-from vultus.rights.facade import RightsError
+from vultus.errors import ManifestError, RightsError, SourceError
 
 
 @pytest.fixture

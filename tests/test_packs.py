@@ -20,7 +20,7 @@ from onnx_packs import (
     plausible_face,
     scrfd_graph,
 )
-from vultus.calibration import calibration_path, fit_calibration
+from vultus.accuracy.calibration import calibration_path, fit_calibration
 from vultus.engine import Engine
 from vultus.errors import ConfigError, ModelError, ModelMismatchError
 from vultus.pipeline import runtime

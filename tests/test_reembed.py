@@ -16,8 +16,8 @@ from onnx_packs import make_pack, plausible_face
 from vultus.catalog.models import Face, StagedFace
 from vultus.cli import app
 from vultus.engine import Engine
-from vultus.jobs import JobQueue
-from vultus.reembed import FILE_MISSING, ReembedProgress, cancel, pending
+from vultus.engine.jobs import JobQueue
+from vultus.ingest.reembed import FILE_MISSING, ReembedProgress, cancel, pending
 
 DEV = "images/{}"
 # Every 150x150 dev photo has its dlib face at (10, 10, 135, 135): the pack's detector reports

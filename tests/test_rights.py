@@ -19,12 +19,11 @@ import pytest
 from PIL import Image as PILImage
 
 from conftest import PURPOSE, add_test_source
-from vultus.catalog.records import now
+from vultus.clock import now
+from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
-from vultus.errors import PurposeError, VultusError
+from vultus.errors import PurposeError, RightsError, VultusError
 from vultus.index.backends import INDEX_AAD
-from vultus.rights.crypto import WrongKeyError, read_encrypted_file, read_key_file
-from vultus.rights.facade import RightsError
 
 KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
 
@@ -323,7 +322,7 @@ def test_key_rotation_preserves_every_search_result_and_a_wrong_key_changes_noth
 def test_keys_from_the_environment_rotate_when_both_are_given(
     own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vultus.rights.crypto import KeyRing
+    from vultus.crypto import KeyRing
 
     data_dir = own_key.settings.data_dir
     before = [(m.face_id, m.distance) for m in own_key.search(selfie, purpose=PURPOSE).matches]
@@ -349,7 +348,7 @@ def test_a_killed_key_rotation_finishes_on_the_next_run(
     own_key: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = own_key
-    import vultus.rights.facade as facade
+    import vultus.engine.governance as facade
 
     before = [(m.face_id, m.distance) for m in engine.search(selfie, purpose=PURPOSE).matches]
     real = facade.reencrypt_table

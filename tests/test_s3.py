@@ -18,8 +18,7 @@ from PIL import Image
 from conftest import PURPOSE, add_test_source
 from vultus import storage
 from vultus.engine import Engine
-from vultus.errors import SourceError
-from vultus.rights.facade import RightsError
+from vultus.errors import RightsError, SourceError
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

@@ -19,8 +19,8 @@ from schemathesis.config import SchemathesisConfig
 
 from conftest import add_test_source
 from vultus.api import create_app
-from vultus.auth import ROLES
 from vultus.engine import Engine
+from vultus.engine.apikeys import ROLES
 
 # Bounded: about 10 generated requests per operation, no slow phases.
 CONFIG = SchemathesisConfig.from_dict(

@@ -20,8 +20,8 @@ from PIL import Image
 
 from conftest import PURPOSE
 from vultus.api import create_app
-from vultus.auth import ROLES
 from vultus.engine import Engine
+from vultus.engine.apikeys import ROLES
 from vultus.rights import requests as req
 
 # Every page and the roles it admits.

@@ -32,11 +32,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from vultus.calibration import normalise
 from vultus.catalog.models import AuditEntry, Meta
-from vultus.catalog.records import now
 from vultus.catalog.store import Catalog
+from vultus.clock import now
 from vultus.errors import ConfigError, VultusError
+from vultus.vectors import normalise
 
 # The known actions. Actions are plain strings, so a new kind of event needs no schema change.
 SEARCH = "search"

@@ -81,6 +81,13 @@ class PurposeError(VultusError):
     code = "purpose_required"
 
 
+class RightsError(VultusError):
+    """A data-subject request that cannot go ahead as asked (a failed identity check, a
+    missing reason, a closed request)."""
+
+    code = "rights_error"
+
+
 class AuthError(VultusError):
     """No key, an unknown key, or an expired or revoked one (HTTP 401)."""
 

@@ -5,8 +5,9 @@ new one, never half of either."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -49,3 +50,16 @@ def atomic_file(path: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
 def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     with atomic_file(path, mode=mode) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def build_in_private_folder(build: Callable[[Path], Path]) -> tuple[Path, Path]:
+    """Run `build(folder)` in a new private temporary folder and return (the file it wrote,
+    the folder). For downloads built on demand (access packages): the caller removes the
+    folder once the file is sent, so no copy of a person's data stays behind; a failed build
+    removes it at once."""
+    folder = Path(tempfile.mkdtemp(prefix="vultus-download-"))
+    try:
+        return build(folder), folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

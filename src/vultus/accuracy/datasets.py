@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from vultus.config import Settings
 from vultus.errors import ConfigError
-from vultus.ingest import Analyser, Work
+from vultus.ingest.batches import Analyser, Work
 from vultus.pipeline.analyse import FacePipeline
 
 

@@ -22,9 +22,9 @@
   detector's margin): FNMR and FMR at the all-pairs FAR 1e-3 threshold, for pairs with a face
   in the lowest tenth of the score against the rest.
 
-Every decision uses the Vultus distance (see :mod:`vultus.calibration`): a pair "matches" when
-its distance is at most the threshold. All pair computations are blocked; about 6,000 templates
-take seconds.
+Every decision uses the Vultus distance (see :mod:`vultus.accuracy.calibration`): a pair
+"matches" when its distance is at most the threshold. All pair computations are blocked; about
+6,000 templates take seconds.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from vultus.calibration import (
+from vultus.accuracy.calibration import (
     encode_labels,
     iter_pair_distances,
-    normalise,
     pairwise_distances,
     select_per_identity,
     similarity_to_distance,
 )
+from vultus.vectors import normalise
 
 FloatArray = npt.NDArray[np.float64]
 

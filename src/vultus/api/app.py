@@ -36,7 +36,7 @@ from vultus.api.routers import (
 )
 from vultus.config import Settings
 from vultus.engine import Engine
-from vultus.jobs import JobQueue
+from vultus.engine.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,14 @@ from fastapi import Depends, Path, Query, Request, Security, UploadFile
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from vultus import audit as actions
 from vultus.api.errors import UploadTooLargeError
 from vultus.api.schemas import MAX_ID
-from vultus.auth import ROLES, Principal
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.engine import Engine
+from vultus.engine.apikeys import ROLES, Principal
+from vultus.engine.jobs import JobQueue
 from vultus.errors import ForbiddenError, RateLimitError
-from vultus.jobs import JobQueue
-from vultus.rights import audit as actions
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (`vultus keys create`)."

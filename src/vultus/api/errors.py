@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vultus.api.schemas import Error
+from vultus.crypto import WrongKeyError
 from vultus.errors import (
     AuthError,
     ConfigError,
@@ -36,12 +37,11 @@ from vultus.errors import (
     NotFoundError,
     PurposeError,
     RateLimitError,
+    RightsError,
     SourceError,
     VectorIndexError,
     VultusError,
 )
-from vultus.rights.crypto import WrongKeyError
-from vultus.rights.facade import RightsError
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from vultus.auth import ROLES
-from vultus.catalog.models import ApiKey, Job, RightsRequest, Source, Subject
-from vultus.catalog.records import FaceRecord, ImageSummary, now
-from vultus.ingest import IngestSummary
+from vultus.audit import AuditVerification
+from vultus.clock import now
+from vultus.engine.apikeys import ROLES
+from vultus.engine.records import (
+    ApiKey,
+    FaceRecord,
+    ImageSummary,
+    Job,
+    RightsRequest,
+    Source,
+    Subject,
+)
+from vultus.ingest.batches import IngestSummary
 from vultus.rights import requests as req
-from vultus.rights.audit import AuditVerification
 from vultus.rights.erasure import ErasurePlan, ErasureReceipt
-from vultus.search import Match, QueryFace, SearchResult, Verification
+from vultus.search.results import Match, QueryFace, SearchResult, Verification
 
 Role = Literal["admin", "operator", "investigator", "dpo", "auditor"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]

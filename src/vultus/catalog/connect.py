@@ -14,8 +14,8 @@ from sqlalchemy.pool import NullPool
 
 from vultus.catalog import postgresql
 from vultus.catalog.store import Catalog
+from vultus.crypto import KeyRing
 from vultus.errors import ConfigError
-from vultus.rights.crypto import KeyRing
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

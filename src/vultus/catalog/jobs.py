@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from vultus.catalog.models import (
     Job,
 )
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.errors import NotFoundError
 
 

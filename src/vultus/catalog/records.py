@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -15,11 +15,6 @@ from vultus.catalog.models import (
     Image,
     Source,
 )
-
-
-def now() -> datetime:
-    # Naive UTC throughout: SQLite has no time zones and PostgreSQL columns are WITHOUT TIME ZONE.
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

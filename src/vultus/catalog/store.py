@@ -33,13 +33,13 @@ from vultus.catalog.records import (
     NewImage,
     face_record_of,
     image_summary_of,
-    now,
     summaries_query,
 )
 from vultus.catalog.subjects import SubjectQueries
+from vultus.clock import now
+from vultus.crypto import KeyRing
 from vultus.errors import ConfigError, ModelMismatchError, NotFoundError, SourceError
 from vultus.index.base import IndexFingerprint
-from vultus.rights.crypto import KeyRing
 
 TEMPLATE_DTYPE = np.float32
 TEMPLATE_AAD = b"faces.template"

@@ -13,7 +13,8 @@ from vultus.catalog.models import (
     Image,
     Subject,
 )
-from vultus.catalog.records import FaceRecord, face_record_of, now
+from vultus.catalog.records import FaceRecord, face_record_of
+from vultus.clock import now
 from vultus.errors import ConfigError, NotFoundError
 
 

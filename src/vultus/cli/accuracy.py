@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 from rich.progress import Progress
 
-from vultus.calibration import fit_calibration
+from vultus.accuracy.calibration import fit_calibration
+from vultus.accuracy.datasets import LabelledTemplates, embed_labelled, read_pairs
+from vultus.accuracy.evaluation import evaluate, print_report
 from vultus.cli.common import console, fail, state
 from vultus.config import Settings
-from vultus.datasets import LabelledTemplates, embed_labelled, read_pairs
-from vultus.evaluation import evaluate, print_report
 
 MODEL_HELP = (
     'The face model to measure: "dlib" (mirror-averaged), "dlib-plain", or a model pack '

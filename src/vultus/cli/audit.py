@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from vultus.audit import EXPORT_FORMATS
 from vultus.cli.common import console, err_console, open_engine
-from vultus.rights.audit import EXPORT_FORMATS
 
 app = typer.Typer(
     help="The audit log: every search, view, export, erasure, ingest and key change.",

@@ -1,6 +1,6 @@
 """`make demo`: index a folder of photos, then find a person from one photo.
 
-Run as `python -m vultus.demo --shared-faces ../shared/faces` or `--photos FOLDER`.
+Run as `python -m vultus.cli.demo --shared-faces ../shared/faces` or `--photos FOLDER`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vultus.cli.search import print_result
 from vultus.engine import Engine
 from vultus.errors import SourceError, VultusError
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
-from vultus.sheet import render_sheet
+from vultus.search.sheet import render_sheet
 
 console = Console()
 SOURCE = "demo"

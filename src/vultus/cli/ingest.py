@@ -9,8 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vultus.cli.common import console, open_engine
-from vultus.ingest import IngestSummary
-from vultus.ingest import Progress as IngestProgress
+from vultus.ingest.batches import IngestSummary
+from vultus.ingest.batches import Progress as IngestProgress
 
 
 def add(

@@ -7,9 +7,9 @@ import os
 import typer
 from rich.table import Table
 
-from vultus.auth import ROLES
 from vultus.cli.common import console, open_engine
-from vultus.rights.crypto import KEY_ENV, KeyRing
+from vultus.crypto import KEY_ENV, KeyRing
+from vultus.engine.apikeys import ROLES
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 

@@ -6,9 +6,9 @@ import typer
 from rich.progress import Progress
 
 from vultus.cli.common import console, open_engine
-from vultus.jobs import JobQueue
-from vultus.reembed import cancel as cancel_migration
-from vultus.reembed import pending
+from vultus.engine.jobs import JobQueue
+from vultus.ingest.reembed import cancel as cancel_migration
+from vultus.ingest.reembed import pending
 
 
 def reembed(

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vultus.catalog.records import now
 from vultus.cli.common import console, open_engine
+from vultus.clock import now
 from vultus.rights.erasure import ErasurePlan
 
 app = typer.Typer(

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from vultus.cli.common import console, fail, open_engine
-from vultus.search import SearchResult
-from vultus.sheet import render_sheet
+from vultus.search.results import SearchResult
+from vultus.search.sheet import render_sheet
 
 
 def _short(path: str) -> str:

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from vultus import audit as actions
+from vultus.audit import AuditLog
 from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.errors import AuthError, ConfigError, NotFoundError
-from vultus.rights import audit as actions
-from vultus.rights.audit import AuditLog
 
 ROLES: dict[str, str] = {
     "admin": "configuration and keys",

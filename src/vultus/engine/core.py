@@ -3,7 +3,7 @@ delete ...`. It owns the catalog, the pipeline and the vector index, and keeps t
 faithful derivative of the catalog.
 
 The methods live by concept in the mixins beside this module (ingesting, searching, library,
-and rights.facade); this class owns the parts they share."""
+rights and governance); this class owns the parts they share."""
 
 from __future__ import annotations
 
@@ -16,14 +16,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vultus.auth import KeyStore
-from vultus.calibration import Calibration, calibration_for
+from vultus import audit as actions
+from vultus.accuracy.calibration import Calibration, calibration_for
+from vultus.audit import AuditLog
 from vultus.catalog import Catalog, catalog_exists, open_catalog
 from vultus.catalog.models import RightsRequest, Source
 from vultus.config import Settings
+from vultus.crypto import (
+    KeyRing,
+    check_canary,
+    load_keyring,
+    make_canary,
+)
+from vultus.engine.apikeys import KeyStore
+from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
 from vultus.engine.locking import locked
+from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
 from vultus.errors import NotFoundError
 from vultus.index import VectorIndex
@@ -31,16 +41,7 @@ from vultus.index.backends import open_backend
 from vultus.index.keeper import IndexKeeper
 from vultus.index.tune import TuneResult
 from vultus.pipeline.analyse import FacePipeline
-from vultus.rights import audit as actions
-from vultus.rights.audit import AuditLog
-from vultus.rights.crypto import (
-    KeyRing,
-    check_canary,
-    load_keyring,
-    make_canary,
-)
 from vultus.rights.erasure import ErasurePlan
-from vultus.rights.facade import RightsFacade
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, RightsFacade):
+class Engine(Ingesting, Searching, Library, Rights, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
@@ -218,15 +219,15 @@ class Engine(Ingesting, Searching, Library, RightsFacade):
     @locked
     def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
         self._check_query_model()
-        return RightsFacade.find_person(self, selfie, fmr=fmr)
+        return Rights.find_person(self, selfie, fmr=fmr)
 
-    access = locked(RightsFacade.access)
-    erase = locked(RightsFacade.erase)
-    restrict = locked(RightsFacade.restrict)
-    object_to_processing = locked(RightsFacade.object_to_processing)
-    retention_run = locked(RightsFacade.retention_run)
-    withdraw_consent = locked(RightsFacade.withdraw_consent)
-    rotate_keys = locked(RightsFacade.rotate_keys)
+    access = locked(Rights.access)
+    erase = locked(Rights.erase)
+    restrict = locked(Rights.restrict)
+    object_to_processing = locked(Rights.object_to_processing)
+    retention_run = locked(Governance.retention_run)
+    withdraw_consent = locked(Governance.withdraw_consent)
+    rotate_keys = locked(Governance.rotate_keys)
 
     @locked
     def status(self) -> dict[str, Any]:

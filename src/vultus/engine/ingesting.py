@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import calibration_for
+from vultus import audit as actions
+from vultus.accuracy.calibration import calibration_for
 from vultus.catalog import NewImage
 from vultus.catalog.models import Source
 from vultus.engine.locking import each_locked, locked
@@ -22,7 +23,7 @@ from vultus.errors import (
     SourceError,
 )
 from vultus.index.base import normalise
-from vultus.ingest import (
+from vultus.ingest.batches import (
     Analyser,
     BadItem,
     DryRunTotals,
@@ -37,11 +38,10 @@ from vultus.ingest import (
     fetch,
     item_error,
 )
-from vultus.manifest import Manifest
+from vultus.ingest.manifest import Manifest
+from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
 from vultus.pipeline.analyse import FacePipeline
-from vultus.reembed import Reembedder, ReembedProgress, ReembedSummary
-from vultus.rights import audit as actions
-from vultus.suppression import EarlierModels, decrypt_list, entries_by_model
+from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
 
 # Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
 FETCH_THREADS = 8
@@ -86,7 +86,7 @@ class Ingesting(EngineParts):
         consent: int | None = None,
         actor: str | None = None,
     ) -> list[IngestSummary]:
-        """Ingest the images a manifest lists (see `vultus.manifest`), each under its row's
+        """Ingest the images a manifest lists (see `vultus.ingest.manifest`), each under its row's
         source (`source` and `consent` fill empty cells): one ingest run, and one summary, per
         source. The whole manifest is checked first: one that cannot be read, or that names
         an unregistered source, is refused before any work. Bad rows are recorded as errors
@@ -314,7 +314,7 @@ class Ingesting(EngineParts):
             self.index.add(ids, normalise(np.stack([t for _, t in added])))
 
     def _earlier_suppression(self, by_model: dict[str, list[bytes]]) -> EarlierModels:
-        """Suppression entries of models used before a `reembed`: see vultus.suppression."""
+        """Suppression entries of models used before a `reembed`: see vultus.rights.suppression."""
         return EarlierModels(
             self.catalog,
             self.model_id,
@@ -335,7 +335,7 @@ class Ingesting(EngineParts):
         on_progress: Callable[[ReembedProgress], None] | None = None,
         actor: str | None = None,
     ) -> ReembedSummary:
-        """Migrate the catalog to another face model (see vultus.reembed): resumable, and
+        """Migrate the catalog to another face model (see vultus.ingest.reembed): resumable, and
         searches use the old model until the swap; then the index is rebuilt for the new one."""
         started = time.monotonic()
         worker = Reembedder(

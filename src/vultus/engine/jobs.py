@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vultus.catalog.models import Job
-from vultus.catalog.records import now
+from vultus.clock import now
 from vultus.engine import Engine
 from vultus.errors import ConfigError, NotFoundError, VultusError
 from vultus.pipeline.packs import load_pack, pack_folder

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
+from vultus import audit as actions
 from vultus.catalog import FaceRecord
 from vultus.catalog.models import Subject
 from vultus.catalog.records import ImageSummary
-from vultus.clustering import Proposal, default_max_distance, discover
 from vultus.engine.locking import locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
@@ -23,11 +23,11 @@ from vultus.errors import (
     SourceError,
 )
 from vultus.files import atomic_write
-from vultus.ingest import (
+from vultus.ingest.batches import (
     IngestSummary,
 )
+from vultus.people.clustering import Proposal, default_max_distance, discover
 from vultus.pipeline.decode import decode_image
-from vultus.rights import audit as actions
 from vultus.storage import local_path, read_location
 
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).

@@ -1,5 +1,5 @@
 """What the engine's mixins share. `core.Engine` sets these; each mixin (ingesting, searching,
-library, rights.facade) declares here, for the type checker, what it uses of the others."""
+library, rights, governance) declares here, for the type checker, what it uses of the others."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vultus.auth import KeyStore
-    from vultus.calibration import Calibration
+    from vultus.accuracy.calibration import Calibration
+    from vultus.audit import AuditLog
     from vultus.catalog import Catalog
+    from vultus.catalog.models import Source
     from vultus.config import Settings
+    from vultus.crypto import KeyRing
+    from vultus.engine.apikeys import KeyStore
     from vultus.index import VectorIndex
     from vultus.index.keeper import IndexKeeper
-    from vultus.ingest import IngestSummary
+    from vultus.ingest.batches import IngestSummary
     from vultus.pipeline.analyse import FacePipeline
-    from vultus.rights.audit import AuditLog
-    from vultus.rights.crypto import KeyRing
+    from vultus.search.results import Verification
 
 
 class EngineParts:
@@ -42,6 +44,10 @@ class EngineParts:
         def index(self) -> VectorIndex: ...
         def save_index(self) -> None: ...
 
-        # Across mixins: the library ingests uploads; ingest checks consents (rights).
+        def sources(self) -> list[tuple[Source, int, int]]: ...
+
+        # Across mixins: the library ingests uploads; ingest checks consents (governance);
+        # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
         consent_source_check: Callable[[int, str], Any]
+        compare: Callable[..., Verification]

@@ -1,75 +1,48 @@
-"""The data-protection half of the Engine façade: access, erasure, suppression, restriction,
-objection, retention, consent, requests, key rotation and reports.
+"""The Engine's data-subject rights: finding a person by selfie, access (Art. 15), erasure
+(Art. 17), the suppression list, restriction and objection (Arts. 18 and 21) and the request
+workflow (Art. 12(3)).
 
-`Engine` mixes this class in, so the CLI and the API still call one object; the obligations
-themselves (documents, receipts, crypto, audit) live in their own modules beside this one.
+`Engine` mixes this class in, so the CLI and the API still call one object; the documents
+(plans, receipts, packages) live in `vultus.rights`; governance (retention, consent, key
+rotation, reports) in `engine.governance` beside this module.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vultus import audit as actions
+from vultus.audit import face_hash
 from vultus.catalog.models import (
     AuditEntry,
-    Consent,
-    Face,
-    Image,
     RightsRequest,
-    Source,
-    Subject,
     Suppression,
 )
-from vultus.catalog.records import ErasedFaces, FaceRecord, now
-from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD
-from vultus.errors import ConfigError, NotFoundError, VultusError
-from vultus.rights import audit as actions
+from vultus.catalog.records import ErasedFaces, FaceRecord
+from vultus.catalog.store import SUPPRESSION_AAD
+from vultus.clock import now
+from vultus.engine.parts import EngineParts
+from vultus.errors import NotFoundError, RightsError, VultusError
 from vultus.rights import requests as req
-from vultus.rights.audit import face_hash
-from vultus.rights.crypto import (
-    KEY_ENV,
-    default_key_file,
-    finish_rotation,
-    make_canary,
-    read_key_file,
-    reencrypt_file,
-    reencrypt_table,
-    rotated,
-    write_key_file,
-)
 from vultus.rights.erasure import (
     ErasurePlan,
     ErasureReceipt,
     PersonMatch,
     blur_location,
+    is_stored_copy,
     receipt_id,
     write_receipt,
 )
 from vultus.rights.package import AccessMatch, AccessPackage, Recipient, write_access_package
-from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
 from vultus.storage import bucket_keeps_versions, is_s3, split_s3
-
-if TYPE_CHECKING:
-    from vultus.auth import KeyStore
-    from vultus.calibration import Calibration
-    from vultus.catalog import Catalog
-    from vultus.catalog.models import Source as SourceRow
-    from vultus.config import Settings
-    from vultus.index import VectorIndex
-    from vultus.pipeline.analyse import FacePipeline
-    from vultus.rights.audit import AuditLog
-    from vultus.rights.crypto import KeyRing
-    from vultus.search import Verification
 
 REQUEST_AAD = b"rights_requests.selfie"
 PENDING_ERASURE = "pending_erasure"
@@ -77,41 +50,8 @@ PENDING_ERASURE = "pending_erasure"
 IDENTITY_CHECK_FMR = 1e-4
 
 
-class RightsError(VultusError):
-    code = "rights_error"
-
-
-@dataclass(frozen=True)
-class RetentionItem:
-    image_id: int
-    image_path: str
-    retain_until: datetime
-    faces: int
-
-
-class RightsFacade:
+class Rights(EngineParts):
     """Mixed into `Engine`; every method's `self` is the engine."""
-
-    if TYPE_CHECKING:  # what the Engine provides
-        settings: Settings
-        catalog: Catalog
-        keyring: KeyRing
-        audit: AuditLog
-        keys: KeyStore
-
-        @property
-        def index(self) -> VectorIndex: ...
-        @property
-        def pipeline(self) -> FacePipeline: ...
-        @property
-        def calibration(self) -> Calibration: ...
-        @property
-        def model_id(self) -> str: ...
-        def compare(
-            self, a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], *, fmr: float
-        ) -> Verification: ...
-        def save_index(self) -> None: ...
-        def sources(self) -> list[tuple[SourceRow, int, int]]: ...
 
     # -- finding a person: the heart of access and erasure by selfie -------------------------
     def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
@@ -305,13 +245,15 @@ class RightsFacade:
             else None
         )
 
+        data_dir = self.settings.data_dir
+
         def commit_with(session: Session, erased: ErasedFaces) -> None:
             blur = [
                 (path, boxes)
                 for _, path, boxes in erased.images_kept
-                if blur_originals or self._is_stored_copy(path)
+                if blur_originals or is_stored_copy(path, data_dir)
             ]
-            drop = [p for _, p, _ in erased.images_removed if self._is_stored_copy(p)]
+            drop = [p for _, p, _ in erased.images_removed if is_stored_copy(p, data_dir)]
             work = {"receipt": rid, "blur": blur, "delete": drop}
             session.merge(_meta(PENDING_ERASURE, json.dumps(work)))
             self.audit.append(
@@ -392,15 +334,6 @@ class RightsFacade:
                     code="cannot_blur_original",
                 )
 
-    def _is_stored_copy(self, path: str) -> bool:
-        """Copies Vultus itself keeps (uploads) live under the data directory; originals in the
-        operator's folders are theirs, altered only when asked."""
-        try:
-            Path(path).resolve().relative_to(self.settings.data_dir.resolve())
-        except ValueError:
-            return False
-        return True
-
     # -- the suppression list --------------------------------------------------------------
     def suppression_list(self) -> list[tuple[int, datetime]]:
         with self.catalog.session() as s:
@@ -479,115 +412,6 @@ class RightsFacade:
         )
         self.update_request(request.ref, status="in_review", actor=actor)
         return request, n
-
-    # -- retention -------------------------------------------------------------------------
-    def retention_report(self, at: datetime | None = None) -> list[RetentionItem]:
-        return [
-            RetentionItem(image_id, path, until, len(faces))
-            for image_id, path, until, faces in self.catalog.expired_images(at or now())
-        ]
-
-    def retention_run(
-        self, at: datetime | None = None, *, actor: str | None = None
-    ) -> list[RetentionItem]:
-        """Purge every image past its `retain_until`, with the erasure cascade (no suppression:
-        expiry says nothing about the person's wishes)."""
-        due = self.retention_report(at)
-        if due:
-            self._purge_images(
-                [item.image_id for item in due], actions.RETENTION, {"reason": "expired"}, actor
-            )
-        return due
-
-    def _purge_images(
-        self, image_ids: list[int], action: str, details: dict[str, Any], actor: str | None
-    ) -> list[int]:
-        """Whole images out, with their faces, in one transaction with the audit entry; then
-        the index, Vultus's own stored copies, and the scrub. Returns the face ids removed."""
-        with self.catalog.session() as s, s.begin():
-            face_ids = list(
-                s.scalars(select(Face.id).where(Face.image_id.in_(image_ids)).order_by(Face.id))
-            )
-            paths = list(s.scalars(select(Image.path).where(Image.id.in_(image_ids))))
-            s.execute(delete(Face).where(Face.image_id.in_(image_ids)))
-            s.execute(delete(Image).where(Image.id.in_(image_ids)))
-            self.audit.append(
-                action,
-                actor=actor,
-                result_ids=face_ids,
-                details={**details, "images": len(image_ids), "faces": len(face_ids)},
-                session=s,
-            )
-        if face_ids:
-            self.index.remove(np.array(face_ids, dtype=np.int64))
-            self.save_index()
-        for path in paths:
-            if self._is_stored_copy(path):
-                Path(path).unlink(missing_ok=True)
-        self.catalog.scrub()
-        return face_ids
-
-    # -- consent ---------------------------------------------------------------------------
-    def add_consent(
-        self,
-        source: str,
-        person: str,
-        *,
-        notice_version: str,
-        given_at: datetime | None = None,
-        actor: str | None = None,
-    ) -> int:
-        src = self.catalog.get_source(source)
-        if src.lawful_basis != "consent" and src.special_condition != "explicit_consent":
-            raise RightsError(
-                f"source {source!r} does not rest on consent ({src.lawful_basis} / "
-                f"{src.special_condition}); consent records belong to consent-based sources"
-            )
-        with self.catalog.session() as s, s.begin():
-            consent = Consent(
-                source_id=src.id,
-                person=person,
-                given_at=given_at or now(),
-                notice_version=notice_version,
-            )
-            s.add(consent)
-            s.flush()
-            self.audit.append(
-                actions.CONSENT,
-                actor=actor,
-                details={"consent": consent.id, "source": source, "given": True},
-                session=s,
-            )
-        return consent.id
-
-    def withdraw_consent(self, consent_id: int, *, actor: str | None = None) -> int:
-        """A withdrawal erases every image and face that rests on the consent; returns how
-        many faces went."""
-        with self.catalog.session() as s, s.begin():
-            consent = s.get(Consent, consent_id)
-            if consent is None:
-                raise NotFoundError(f"no consent record {consent_id}")
-            consent.withdrawn_at = now()
-            image_ids = list(
-                s.scalars(select(Image.id).where(Image.consent_id == consent_id).order_by(Image.id))
-            )
-        face_ids = self._purge_images(
-            image_ids, actions.CONSENT, {"consent": consent_id, "withdrawn": True}, actor
-        )
-        return len(face_ids)
-
-    def consent_source_check(self, consent_id: int, source: str) -> None:
-        with self.catalog.session() as s:
-            consent = s.get(Consent, consent_id)
-            src = s.scalar(select(Source).where(Source.name == source))
-        if consent is None:
-            raise NotFoundError(f"no consent record {consent_id}")
-        if consent.withdrawn_at is not None:
-            raise RightsError(
-                f"consent {consent_id} was withdrawn on {consent.withdrawn_at:%Y-%m-%d}"
-            )
-        if src is None or consent.source_id != src.id:
-            raise RightsError(f"consent {consent_id} was not given for source {source!r}")
 
     # -- Art. 12(3): the request workflow --------------------------------------------------
     def create_request(
@@ -671,165 +495,6 @@ class RightsFacade:
         if request is None or request.selfie is None:
             raise NotFoundError(f"request {ref} holds no selfie")
         return bytes(self.keyring.decrypt(request.selfie, REQUEST_AAD))
-
-    # -- keys ------------------------------------------------------------------------------
-    def rotate_keys(self, *, actor: str | None = None) -> dict[str, int]:
-        """Re-encrypt everything under a new key. The new key file (new key first, old kept)
-        is written before any data changes, so a killed rotation loses nothing and running
-        the command again finishes it."""
-        from_env = bool(os.environ.get(KEY_ENV))
-        if from_env and not self.keyring.retired_ids:
-            raise ConfigError(
-                f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
-                "generate`), run `vultus keys rotate` again, then set it to NEW alone"
-            )
-        # With a key file, the new ring is written BEFORE any data changes; with the
-        # environment, the operator already put both keys there.
-        path = None if from_env else (self.settings.key_file or default_key_file())
-        old_id = self.keyring.retired_ids[0] if self.keyring.retired_ids else self.keyring.active_id
-        if path is not None and not self.keyring.retired_ids:
-            write_key_file(path, rotated(self.keyring))
-            self.keyring = read_key_file(path)
-        ring = self.keyring
-        self.catalog.keyring = ring
-        counts = {
-            "templates": reencrypt_table(
-                self.catalog.session, Face.__table__, "id", "template", ring, aad=TEMPLATE_AAD
-            ),
-            "suppression": reencrypt_table(
-                self.catalog.session,
-                Suppression.__table__,
-                "id",
-                "template",
-                ring,
-                aad=SUPPRESSION_AAD,
-            ),
-            "requests": reencrypt_table(
-                self.catalog.session,
-                RightsRequest.__table__,
-                "id",
-                "selfie",
-                ring,
-                aad=REQUEST_AAD,
-            ),
-        }
-        self.catalog.set_meta("key_check", base64.b64encode(make_canary(ring)).decode())
-        if self.settings.index_path.exists():
-            from vultus.index.backends import INDEX_AAD
-
-            counts["index"] = int(reencrypt_file(self.settings.index_path, ring, aad=INDEX_AAD))
-        final = finish_rotation(ring)
-        if path is not None:
-            write_key_file(path, final)
-        self.keyring = final
-        self.catalog.keyring = final
-        self.audit.append(
-            actions.KEY_CHANGE,
-            actor=actor,
-            details={"from": old_id, "to": final.active_id, **counts},
-        )
-        self.catalog.scrub()
-        return counts
-
-    # -- Art. 30 and Art. 35 documents -----------------------------------------------------
-    def report(self, kind: str, out_dir: Path, *, actor: str | None = None) -> list[Path]:
-        return write_report(kind, self.report_facts(actor=actor), out_dir)
-
-    def report_facts(self, *, actor: str | None = None) -> ReportFacts:
-        sources = [
-            SourceFacts(
-                name=src.name,
-                kind=src.kind,
-                lawful_basis=src.lawful_basis,
-                special_condition=src.special_condition,
-                legal_reference=src.legal_reference,
-                purpose=src.purpose,
-                retention_days=src.retention_days,
-                images=images,
-                faces=faces,
-            )
-            for src, images, faces in self.sources()
-        ]
-        gallery = self.catalog.fingerprint(self.model_id).count
-        cal = self.calibration
-        threshold = cal.threshold_for(self.settings.search_fmr, gallery_size=max(1, gallery))
-        table = []
-        for target in (1e-2, 1e-3, 1e-4):
-            d = float(cal.threshold_for(target, gallery_size=max(1, gallery)))
-            table.append((target, d, float(cal.tar_at(d))))
-        with self.catalog.session() as s:
-            per_purpose = dict(
-                s.execute(
-                    select(AuditEntry.purpose, func.count())
-                    .where(AuditEntry.action == actions.SEARCH)
-                    .group_by(AuditEntry.purpose)
-                ).all()
-            )
-            count = lambda q: s.scalar(q) or 0  # noqa: E731
-            erasures = count(select(func.count()).where(AuditEntry.action == actions.ERASURE))
-            purged = count(select(func.count()).where(AuditEntry.action == actions.RETENTION))
-            open_q = RightsRequest.status.in_(["received", "in_review"])
-            facts = ReportFacts(
-                controller=self.settings.controller,
-                generated_at=now(),
-                data_dir=str(self.settings.data_dir),
-                sources=sources,
-                search_purposes=list(self.settings.purposes),
-                recipients=[
-                    RecipientFacts(name=n, role=r, created_at=c, expires_at=e, revoked=v)
-                    for n, r, c, e, v in self.recipients()
-                ],
-                security_measures=[
-                    "face templates encrypted at rest with AES-256-GCM; the key is kept "
-                    "outside the data directory",
-                    "the vector index file is encrypted at rest and decrypted only in memory"
-                    if self.settings.index_backend == "faiss"
-                    else "the vector index is held by a Milvus server, whose storage the "
-                    "operator encrypts at rest; erased faces leave it at once and their bytes "
-                    "at its next compaction and garbage collection",
-                    "append-only, hash-chained audit log of every search, view, export, "
-                    "erasure, ingest, configuration and key change",
-                    "every search states a purpose from a configured list",
-                    "erasure removes templates from the catalog and the index and scrubs "
-                    "deleted database pages; a suppression list keeps erased people out",
-                    "thresholds calibrated to false-match rates and scaled with gallery size",
-                    "no collection from the internet: sources are named by the operator",
-                ],
-                gallery_size=gallery,
-                subjects=count(select(func.count(Subject.id))),
-                model_id=self.model_id,
-                search_fmr_target=self.settings.search_fmr,
-                threshold_distance=float(threshold),
-                tar_at_threshold=float(cal.tar_at(float(threshold))),
-                fmr_table=table,
-                searches_per_purpose={str(k): v for k, v in per_purpose.items()},
-                erasures=erasures,
-                access_requests=count(
-                    select(func.count()).where(AuditEntry.action == actions.ACCESS)
-                ),
-                open_requests=count(select(func.count(RightsRequest.id)).where(open_q)),
-                overdue_requests=count(
-                    select(func.count(RightsRequest.id)).where(
-                        open_q,
-                        func.coalesce(RightsRequest.extended_until, RightsRequest.due_at) < now(),
-                    )
-                ),
-                suppression_entries=count(select(func.count(Suppression.id))),
-                restricted_faces=count(
-                    select(func.count(Face.id)).where(Face.restricted.is_(True))
-                ),
-                retention_purged=purged,
-            )
-        self.audit.append(actions.EXPORT, actor=actor, details={"report": "facts"})
-        return facts
-
-    def recipients(self) -> list[tuple[str, str, datetime, datetime | None, bool]]:
-        """Who can receive data: the API keys and their roles."""
-        return [
-            (k.name, k.role, k.created_at, k.expires_at, k.revoked_at is not None)
-            for k in self.keys.list()
-        ]
-
 
 def _meta(key: str, value: str) -> Any:
     from vultus.catalog.models import Meta

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import Calibration
+from vultus import audit as actions
+from vultus.accuracy.calibration import Calibration
+from vultus.audit import face_hash
 from vultus.engine.locking import locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
@@ -19,9 +21,7 @@ from vultus.errors import (
 )
 from vultus.index.base import normalise
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage
-from vultus.rights import audit as actions
-from vultus.rights.audit import face_hash
-from vultus.search import QueryFace, SearchResult, Verification, rank
+from vultus.search.results import QueryFace, SearchResult, Verification, rank
 
 
 class Searching(EngineParts):

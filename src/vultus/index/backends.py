@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vultus.config import Settings
+from vultus.crypto import KeyRing, read_encrypted_file, write_encrypted_file
 from vultus.errors import ConfigError, VectorIndexError, VultusError
 from vultus.index.base import IndexBackend, VectorIndex
 from vultus.index.faiss_index import FaissIndex, resolve_factory
-from vultus.rights.crypto import KeyRing, read_encrypted_file, write_encrypted_file
 
 INDEX_AAD = b"vultus-index"
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import normalise as _normalise
 from vultus.errors import VectorIndexError
+from vultus.vectors import normalise as _normalise
 
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]

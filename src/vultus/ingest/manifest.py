@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vultus.errors import ManifestError, SourceError
-from vultus.ingest import BadItem, Item
+from vultus.ingest.batches import BadItem, Item
 from vultus.storage import is_s3, local_path, split_s3
 
 COLUMNS = ("path", "uri", "source", "consent")

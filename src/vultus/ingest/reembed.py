@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vultus.calibration import calibration_for
+from vultus.accuracy.calibration import calibration_for
 from vultus.catalog import Catalog
 from vultus.catalog.models import Face, Image, Meta, StagedFace
 from vultus.config import CONFIG_FILE, Settings
@@ -39,8 +39,8 @@ from vultus.errors import ConfigError, SourceError, VultusError
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.base import Box
 from vultus.pipeline.packs import BUILT_IN_IDS
+from vultus.rights.suppression import SUPPRESS_IOU, EarlierModels, iou, remember_model_setting
 from vultus.storage import local_path, read_location
-from vultus.suppression import SUPPRESS_IOU, EarlierModels, iou, remember_model_setting
 
 STATE_KEY = "reembed"
 MATCH_IOU = 0.3

@@ -22,7 +22,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import Calibration, distance_to_similarity, normalise
+from vultus.accuracy.calibration import Calibration, distance_to_similarity
+from vultus.vectors import normalise
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

@@ -1,2 +1,3 @@
-"""Rights and governance: audit, access, erasure, suppression, restriction, retention, crypto,
-reports. Each module holds one obligation; the Engine calls them."""
+"""Data-protection documents and rules: erasure plans and receipts, access packages, the
+Art. 30/35 reports, the request workflow's dates, and the suppression list. The Engine's
+rights and governance mixins (`vultus.engine.rights`, `vultus.engine.governance`) call them."""

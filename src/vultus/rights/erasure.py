@@ -14,12 +14,22 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from vultus.crypto import KeyRing
 from vultus.errors import SourceError
 from vultus.files import atomic_file, atomic_write
-from vultus.rights.crypto import KeyRing
 from vultus.storage import is_s3, read_location, write_object
 
 log = logging.getLogger(__name__)
+
+
+def is_stored_copy(path: str, data_dir: Path) -> bool:
+    """Copies Vultus itself keeps (uploads) live under the data directory; originals in the
+    operator's folders are theirs, altered only when asked."""
+    try:
+        Path(path).resolve().relative_to(data_dir.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

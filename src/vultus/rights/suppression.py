@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 
-from vultus.calibration import Calibration
+from vultus.accuracy.calibration import Calibration
 from vultus.catalog import Catalog, NewImage
 from vultus.catalog.models import Suppression
 from vultus.catalog.store import SUPPRESSION_AAD

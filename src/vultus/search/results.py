@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vultus.calibration import Calibration, Threshold, similarity_to_distance
+from vultus.accuracy.calibration import Calibration, Threshold, similarity_to_distance
 from vultus.catalog import FaceRecord
 
 # Under this HOG detector margin, a face is "low quality". Measured on lfw-a at the FAR 1e-3

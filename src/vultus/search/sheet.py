@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vultus.errors import VultusError
 from vultus.pipeline.decode import decode_image
-from vultus.search import SearchResult
+from vultus.search.results import SearchResult
 from vultus.storage import read_location
 
 TILE = 200

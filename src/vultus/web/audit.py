@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from vultus.auth import Principal
+from vultus import audit as actions
+from vultus.audit import AuditVerification
 from vultus.engine import Engine
+from vultus.engine.apikeys import Principal
 from vultus.errors import ConfigError
-from vultus.rights import audit as actions
-from vultus.rights.audit import AuditVerification
 from vultus.web.forms import EngineDep, settings_of
 from vultus.web.render import page
 from vultus.web.session import Role

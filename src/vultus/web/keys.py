@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from vultus.auth import ROLES, Principal
-from vultus.catalog.records import now
+from vultus.clock import now
+from vultus.engine.apikeys import ROLES, Principal
 from vultus.errors import VultusError
 from vultus.web.forms import EngineDep
 from vultus.web.render import UI, page, redirect

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from vultus.auth import Principal
-from vultus.catalog.models import Job
 from vultus.engine import Engine
+from vultus.engine.apikeys import Principal
+from vultus.engine.records import Job
 from vultus.errors import VultusError
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 from vultus.web.forms import EngineDep, read_upload, settings_of

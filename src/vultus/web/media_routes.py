@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 from vultus.web import media
 from vultus.web.forms import EngineDep, settings_of
 from vultus.web.session import Forbidden, Role, face_token_ok

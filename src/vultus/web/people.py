@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from vultus.auth import Principal
 from vultus.engine import Engine
+from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError, VultusError
 from vultus.web.forms import EngineDep, parse_ids
 from vultus.web.render import UI, page, redirect

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
-from vultus.catalog.records import now
+from vultus.clock import now
 
 HERE = Path(__file__).parent
 UI = "/ui"  # where the operator UI is mounted; the portal lives at /portal

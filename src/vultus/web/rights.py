@@ -4,18 +4,19 @@ confirmation, the suppression list, and restrictions."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
 
-from vultus.api.downloads import temporary_download
-from vultus.auth import Principal
-from vultus.catalog.models import RightsRequest
 from vultus.engine import Engine
-from vultus.errors import VultusError
+from vultus.engine.apikeys import Principal
+from vultus.engine.records import RightsRequest
+from vultus.errors import RightsError, VultusError
+from vultus.files import build_in_private_folder
 from vultus.rights import requests as req
-from vultus.rights.facade import RightsError
 from vultus.web.forms import EngineDep, parse_ids, read_upload, settings_of
 from vultus.web.render import UI, page, redirect
 from vultus.web.session import Role
@@ -164,15 +165,19 @@ def erasure_execute(
 @router.post("/requests/{ref}/access")
 def access_package(request: Request, ref: str, engine: EngineDep, principal: Dpo) -> Response:
     _open_request(engine, ref, "access")
-    return temporary_download(
+    path, folder = build_in_private_folder(
         lambda folder: engine.access(
             engine.request_selfie(ref),
             folder / f"{ref}.zip",
             request_ref=ref,
             actor=principal.actor,
-        )[0],
-        filename=f"access-{ref}.zip",
+        )[0]
+    )
+    return FileResponse(
+        path,
         media_type="application/zip",
+        filename=f"access-{ref}.zip",
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
 from vultus.web import media
 from vultus.web.forms import EngineDep, read_upload, settings_of

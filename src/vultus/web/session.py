@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from fastapi.responses import Response
 
-from vultus.auth import ROLES, Principal
-from vultus.catalog.records import now
+from vultus import audit as actions
+from vultus.clock import now
+from vultus.engine.apikeys import ROLES, Principal
 from vultus.errors import AuthError, RateLimitError
-from vultus.rights import audit as actions
 
 if TYPE_CHECKING:
     from vultus.engine import Engine

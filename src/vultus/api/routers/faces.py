@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from vultus.api.deps import EngineDep, Offset, PathId, QueryId, require
 from vultus.api.errors import responses
 from vultus.api.schemas import Count, FaceOut
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError
 
 router = APIRouter(prefix="/faces", tags=["faces"], responses=responses(401, 403, 429))

@@ -19,7 +19,7 @@ from vultus.api.schemas import (
     IngestSummaryOut,
     RegisterIn,
 )
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 
 router = APIRouter(prefix="/images", tags=["images"], responses=responses(401, 403, 429, 503))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, status
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
 from vultus.api.schemas import KeyCreatedOut, KeyIn, KeyOut
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=responses(401, 403, 429))

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=responses(401, 403, 429))
 

@@ -4,13 +4,14 @@ and the suppression list. For the DPO."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from vultus.api.deps import EngineDep, PathId, read_upload, require
-from vultus.api.downloads import temporary_download
 from vultus.api.errors import responses
 from vultus.api.schemas import (
     Count,
@@ -25,10 +26,11 @@ from vultus.api.schemas import (
     SuppressionOut,
     UnsuppressIn,
 )
-from vultus.auth import Principal
-from vultus.catalog.models import RightsRequest
 from vultus.engine import Engine
-from vultus.rights.facade import RightsError
+from vultus.engine.apikeys import Principal
+from vultus.engine.records import RightsRequest
+from vultus.errors import RightsError
+from vultus.files import build_in_private_folder
 
 router = APIRouter(prefix="/rights", tags=["rights"], responses=responses(401, 403, 429, 503))
 
@@ -176,7 +178,7 @@ def access_package(
     _open_request(engine, ref, "access")
     limit = request.app.state.settings.max_upload_bytes
     id_photo = read_upload(verify_with, limit) if verify_with else None
-    return temporary_download(
+    path, folder = build_in_private_folder(
         lambda folder: engine.access(
             engine.request_selfie(ref),
             folder / f"{ref}.zip",
@@ -184,9 +186,13 @@ def access_package(
             verify_with=id_photo or None,
             request_ref=ref,
             actor=principal.actor,
-        )[0],
-        filename=f"access-{ref}.zip",
+        )[0]
+    )
+    return FileResponse(
+        path,
         media_type="application/zip",
+        filename=f"access-{ref}.zip",
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from vultus.api.deps import EngineDep, read_upload, require
 from vultus.api.errors import responses
 from vultus.api.schemas import MARGIN_HELP, SearchByFace, SearchBySubject, SearchOut, VerifyOut
-from vultus.auth import Principal
+from vultus.engine.apikeys import Principal
 
 router = APIRouter(tags=["search"], responses=responses(401, 403, 429, 503))
 

@@ -18,8 +18,8 @@ from vultus.api.schemas import (
     SubjectOut,
     SubjectRename,
 )
-from vultus.auth import Principal
 from vultus.engine import Engine
+from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=responses(401, 403, 429))
