@@ -99,9 +99,15 @@ class Settings:
         ]
     )
     # Rights requests (access, erasure by selfie): the chance, per request, that a stranger's
-    # face is included. Strict, because an erasure of the wrong person cannot be undone; the
-    # DPO reviews every preview.
+    # face is in the "match" tier (pre-included in the review). Strict, because an erasure of
+    # the wrong person cannot be undone.
     rights_fmr: float = 1e-3
+    # Below the match decision, candidates a person checks by eye ("possible, check by eye"):
+    # those whose per-pair false-match rate is at most `possible_fmr`, at most `possible_max`
+    # of them per search (and per round of a rights review). A missed photo makes the answer
+    # to a data subject false; a stranger shown is struck by the reviewer. See docs/rights.md.
+    possible_fmr: float = 1e-3
+    possible_max: int = 10
     # Ingest refuses faces this close to a suppressed (erased) person: lenient on purpose,
     # because letting an erased person back in is the worse error.
     suppression_fmr: float = 1e-2

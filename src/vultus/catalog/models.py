@@ -47,6 +47,9 @@ class Source(Base):
     retention_days: Mapped[int] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # The operator declares that Vultus may delete this source's original files on erasure;
+    # off by default, when originals outside the data directory are left in place (and said so).
+    originals_deletable: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Image(Base):
@@ -168,6 +171,7 @@ class Suppression(Base):
     model_id: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(32))  # always "suppress"
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    request_ref: Mapped[str | None] = mapped_column(String(32), nullable=True)  # who asked
 
 
 class Consent(Base):
@@ -198,6 +202,10 @@ class RightsRequest(Base):
     selfie: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The review of the candidates (vultus.rights.review.Review.to_json): face ids, tiers,
+    # distances and the reviewer's decisions; never templates.
+    review: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    receipt_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiKey(Base):
