@@ -17,15 +17,17 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from vultus import __version__
 from vultus.catalog.models import Face
@@ -39,12 +41,23 @@ PURPOSE = "archive research"
 CHUNK = 50_000
 
 
-def fill(engine: Engine, n: int, console: Console) -> None:
+def fill(
+    engine: Engine,
+    n: int,
+    console: Console,
+    *,
+    vectors: Iterator[npt.NDArray[np.float32]] | None = None,
+    source_name: str = "synthetic",
+) -> None:
     """N faces, one per synthetic image, written with bulk inserts (the ingest path would take
-    hours here; what is measured is search, not ingest)."""
+    hours here; what is measured is search, not ingest). Random unit vectors unless `vectors`
+    yields chunks of templates (e.g. benchmarks/search.py's fitted identities)."""
     rng = np.random.default_rng(0)
+    pending = np.empty((0, 128), dtype=np.float32)
+    with engine.catalog.session() as s:
+        first_id = (s.scalar(select(func.max(ImageRow.id))) or 0) + 1
     source = engine.add_source(
-        "synthetic",
+        source_name,
         lawful_basis_code="legitimate_interests",
         special_condition="archiving_research",
         purpose="benchmark",
@@ -56,13 +69,18 @@ def fill(engine: Engine, n: int, console: Console) -> None:
     start = time.perf_counter()
     for base in range(0, n, CHUNK):
         m = min(CHUNK, n - base)
-        vecs = rng.standard_normal((m, 128)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        if vectors is None:
+            vecs = rng.standard_normal((m, 128)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        else:
+            while len(pending) < m:
+                pending = np.concatenate([pending, next(vectors)])
+            vecs, pending = pending[:m], pending[m:]
         images = [
             {
-                "id": base + i + 1,
-                "sha256": f"{base + i:064x}",
-                "path": f"/synthetic/{base + i}.jpg",
+                "id": first_id + base + i,
+                "sha256": f"{first_id + base + i:064x}",
+                "path": f"/synthetic/{first_id + base + i}.jpg",
                 "size_bytes": 1,
                 "width": 250,
                 "height": 250,
@@ -76,7 +94,7 @@ def fill(engine: Engine, n: int, console: Console) -> None:
         ]
         faces = [
             {
-                "image_id": base + i + 1,
+                "image_id": first_id + base + i,
                 "left": 70,
                 "top": 70,
                 "right": 180,

@@ -102,7 +102,11 @@ def test_access_package_holds_exactly_that_persons_images(
     kit = kit_faces(engine, selfie)  # an audited search that disclosed Kit's faces
     assert len(kit) == 3
     out = tmp_path / "package.zip"
-    path, plan = engine.access(selfie, out, verify_with=faces_dir / "dev" / KIT_SELFIE)
+    review = engine.review_person(
+        selfie, kind="access", verify_with=faces_dir / "dev" / KIT_SELFIE, reviewer="dpo"
+    )
+    assert review.identity_check and "matched the second photo" in review.identity_check
+    path, plan = engine.access(review, out)
     assert sorted(plan.face_ids) == sorted(kit)
     with zipfile.ZipFile(path) as z:
         names = set(z.namelist())
@@ -113,10 +117,13 @@ def test_access_package_holds_exactly_that_persons_images(
     assert "template" not in json.dumps(data)
     recipients = data["recipients"]
     assert any(r["purpose"] == PURPOSE and set(r["face_ids"]) == set(kit) for r in recipients)
+    # The package says who reviewed the candidates and how the person was identified.
+    assert data["reviewed_by"] == "dpo" and "3 were judged to be you" in data["review"]
+    assert data["verification"] == review.identity_check
 
     rose = faces_dir / "dev" / "images" / "Rose_Leslie" / "Rose_Leslie_1.jpg"
     with pytest.raises(RightsError, match="identity check failed"):
-        engine.access(selfie, tmp_path / "no.zip", verify_with=rose)
+        engine.review_person(selfie, kind="access", verify_with=rose)
     assert not (tmp_path / "no.zip").exists()
 
 

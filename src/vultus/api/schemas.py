@@ -325,6 +325,12 @@ class MatchOut(BaseModel):
         "of this size, comes this close."
     )
     is_match: bool
+    tier: str = Field(
+        description='"match" (the calibrated decision) or "possible" (check by eye); '
+        "faces further away are not returned."
+    )
+    pair_fmr: float = Field(description="Chance that one stranger's face is this close.")
+    odds: str = Field(description="pair_fmr in words, for a reviewer.")
     source: str
     lawful_basis: str
     subject: str | None
@@ -339,6 +345,9 @@ class MatchOut(BaseModel):
             similarity=m.similarity,
             fmr=m.fmr,
             is_match=m.is_match,
+            tier=m.tier,
+            pair_fmr=m.pair_fmr,
+            odds=m.odds,
             source=m.source,
             lawful_basis=m.lawful_basis,
             subject=m.subject,

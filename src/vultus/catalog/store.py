@@ -462,6 +462,17 @@ class Catalog(SubjectQueries, JobQueries):
                 "subjects": s.scalar(select(func.count(Subject.id))) or 0,
             }
 
+    def count_restricted(self) -> int:
+        with self.session() as s:
+            return (
+                s.scalar(
+                    select(func.count(Face.id)).where(
+                        Face.status == "indexed", Face.restricted.is_(True)
+                    )
+                )
+                or 0
+            )
+
     def restricted_templates(self) -> list[tuple[int, npt.NDArray[np.float32]]]:
         """Restricted faces are out of the index but still held: rights requests must see them."""
         with self.session() as s:

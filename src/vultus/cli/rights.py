@@ -3,15 +3,17 @@ the suppression list. Also `vultus retention`, `vultus consent` and `vultus repo
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from vultus.cli.common import console, open_engine
+from vultus.cli.common import console, fail, open_engine
 from vultus.clock import now
-from vultus.rights.erasure import ErasurePlan
+from vultus.engine import Engine
+from vultus.rights.review import Review
 
 app = typer.Typer(
     help="Data-subject rights: access, erasure, restriction, objection.", no_args_is_help=True
@@ -23,57 +25,133 @@ report_app = typer.Typer(
 )
 
 
-def _print_plan(plan: ErasurePlan, title: str) -> None:
-    table = Table(title=title)
-    for col in ("face", "image", "distance", "est. FMR", "others in photo", "restricted"):
+def _review(
+    engine: Engine,
+    selfie: Path,
+    kind: str,
+    *,
+    include: list[int],
+    exclude: list[int],
+    request: str | None,
+    verify_with: Path | None = None,
+    ask: bool,
+) -> Review:
+    """The review of a request by selfie: settled by --include/--exclude, then, when a person
+    is at the terminal, by asking about each possible candidate; every confirmation reruns the
+    search from the confirmed faces."""
+    if request is not None:
+        _check_open(engine, request)
+    review = engine.review_person(
+        selfie,
+        kind=kind,
+        include=include,
+        exclude=exclude,
+        verify_with=verify_with,
+        request_ref=request,
+    )
+    while ask and review.to_check:
+        _print_review(review)
+        for c in review.to_check:
+            yes = typer.confirm(
+                f"Is face {c.face_id} ({c.image_path}) this person? {c.odds}", default=False
+            )
+            review.decide(include=[c.face_id] if yes else [], strike=[] if yes else [c.face_id])
+        review = engine.expand_review(review)
+    if request is not None:
+        engine.record_review(request, review)
+    return review
+
+
+def _check_open(engine: Engine, ref: str) -> None:
+    status = engine.request(ref).status
+    if status in {"done", "rejected"}:
+        raise fail(f"request {ref} is {status}: nothing more is done for it", code=2)
+
+
+def _print_review(review: Review) -> None:
+    table = Table(title=f"Review: {review.kind}")
+    for col in ("face", "tier", "image", "distance", "odds", "round", "others", "decision"):
         table.add_column(col)
-    for m in plan.matches:
+    for c in review.candidates:
         table.add_row(
-            str(m.face_id),
-            m.image_path,
-            f"{m.distance:.3f}",
-            f"{m.fmr:.1e}",
-            str(m.other_faces),
-            "yes" if m.restricted else "",
+            str(c.face_id),
+            c.label,
+            f"{c.image_id}: {c.image_path}",
+            f"{c.distance:.3f}",
+            c.odds,
+            str(c.found_in_round),
+            str(c.other_faces),
+            "include" if c.included else "strike" if c.decision == "strike" else "not included",
         )
     console.print(table)
-    console.print(
-        f"{len(plan.matches)} face(s) within distance {plan.threshold:.3f} (per-request "
-        f"false-match rate {plan.fmr_target:g} in a gallery of {plan.gallery_size:,})"
-    )
+    console.print(review.headline())
+    if review.to_check:
+        console.print(
+            "Possible matches are not included unless a person confirms them: look at each "
+            "photo, then rerun with --include FACE (or --exclude FACE)."
+        )
+
+
+def _show(review: Review, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(review.to_json(), default=str, indent=2))
+    else:
+        _print_review(review)
+
+
+_INCLUDE = typer.Option([], "--include", help="Face ids confirmed as the person (repeatable).")
+_EXCLUDE = typer.Option([], "--exclude", help="Face ids judged not the person (repeatable).")
+_PREVIEW = typer.Option(False, "--preview", help="Print the review and change nothing.")
+_JSON = typer.Option(False, "--json", help="With --preview: print the review as JSON.")
 
 
 @app.command("access")
 def access(
     selfie: Path = typer.Argument(..., exists=True, help="A photo of the person, alone."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the package (.zip)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the package."),
     include_templates: bool = typer.Option(False, "--include-templates"),
     verify_with: Path | None = typer.Option(
         None, "--verify-with", exists=True, help="An ID photo that must match the selfie."
     ),
     request: str | None = typer.Option(None, "--request", help="The request reference."),
+    include: list[int] = _INCLUDE,
+    exclude: list[int] = _EXCLUDE,
+    preview: bool = _PREVIEW,
+    as_json: bool = _JSON,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Ask nothing (scripts)."),
 ) -> None:
-    """Art. 15: write everything held about the person in a selfie to a package.
+    """Art. 15: review the candidates, then write what is held about the person to a package.
 
     Example: vultus rights access selfie.jpg --verify-with passport.jpg --out package.zip
     """
     with open_engine() as engine:
-        path, plan = engine.access(
+        review = _review(
+            engine,
             selfie,
-            out,
-            include_templates=include_templates,
+            "access",
+            include=include,
+            exclude=exclude,
+            request=request,
             verify_with=verify_with,
-            request_ref=request,
+            ask=not (yes or preview or as_json),
         )
-    _print_plan(plan, "Faces found for the access package")
-    console.print(f"[green]✓[/] package written: {path}")
+        _show(review, as_json)
+        if preview or as_json:
+            return
+        if out is None:
+            raise fail("give --out FILE for the package (or --preview to see the review)", 2)
+        path, plan = engine.access(review, out, include_templates=include_templates)
+    console.print(f"[green]✓[/] package written: {path} ({len(plan.matches)} face(s))")
 
 
 @app.command("erase")
 def erase(
     selfie: Path = typer.Argument(..., exists=True, help="A photo of the person, alone."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Erase without asking (scripts)."),
-    exclude: list[int] = typer.Option([], "--exclude", help="Face ids judged not the person."),
+    include: list[int] = _INCLUDE,
+    exclude: list[int] = _EXCLUDE,
+    preview: bool = _PREVIEW,
+    as_json: bool = _JSON,
     request: str | None = typer.Option(None, "--request", help="The request reference."),
     blur_originals: bool = typer.Option(
         False,
@@ -82,19 +160,40 @@ def erase(
         "buckets (refused for a bucket that keeps versions: the unblurred one would remain).",
     ),
 ) -> None:
-    """Art. 17: preview, then erase every face of the person and keep them erased.
+    """Art. 17: review the candidates, then erase the person's faces and keep them erased.
 
-    Example: vultus rights erase selfie.jpg --request R-20261121-A1B2C3
+    Matches are included and possible matches are not, unless confirmed (asked at a terminal,
+    or --include FACE). Example: vultus rights erase selfie.jpg --request R-20261121-A1B2C3
     """
     with open_engine() as engine:
-        plan = engine.find_person(selfie).without(set(exclude))
-        _print_plan(plan, "Erasure preview")
-        if not plan.matches:
-            console.print("Nothing held matches this person.")
+        review = _review(
+            engine,
+            selfie,
+            "erasure",
+            include=include,
+            exclude=exclude,
+            request=request,
+            ask=not (yes or preview or as_json),
+        )
+        _show(review, as_json)
+        if preview or as_json:
             return
-        if not yes and not typer.confirm(f"Erase these {len(plan.matches)} face(s)?"):
+        if not review.included:
+            if review.candidates:
+                raise fail(
+                    f"{review.headline()} Nothing was erased: confirm the person's faces with "
+                    "--include FACE.",
+                    code=1,
+                )
+            console.print(review.headline())
+            return
+        if not yes and not typer.confirm(f"Erase these {len(review.included)} face(s)?"):
             raise typer.Exit(1)
-        receipt = engine.erase(plan, request_ref=request, blur_originals=blur_originals)
+        receipt = engine.erase(
+            engine.settle(review), request_ref=request, blur_originals=blur_originals
+        )
+        if request is not None:
+            engine.update_request(request, status="done")
     console.print(
         f"[green]✓[/] erased {receipt.faces_erased} face(s); {receipt.images_erased} image(s) "
         f"removed, {receipt.images_kept_with_others} kept for other people; receipt "

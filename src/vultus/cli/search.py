@@ -100,7 +100,7 @@ def print_result(result: SearchResult) -> None:
         )
     table = Table(title=f"Top {len(result.matches)} of {result.gallery_size:,} faces")
     with_subjects = any(m.subject for m in result.matches)
-    columns = ["#", "face", "image", "distance", "est. FMR", "match", "source"]
+    columns = ["#", "face", "image", "distance", "est. FMR", "tier", "source"]
     for col in columns + (["subject"] if with_subjects else []):
         table.add_column(col, justify="right" if col in {"#", "face"} else "left")
     table.columns[2].overflow = "fold"
@@ -111,7 +111,7 @@ def print_result(result: SearchResult) -> None:
             _short(m.image_path),
             f"{m.distance:.3f}",
             _fmr(m.fmr),
-            "[green]yes[/]" if m.is_match else "[dim]no[/]",
+            "[green]match[/]" if m.is_match else "[yellow]possible, check by eye[/]",
             m.source,
         ]
         table.add_row(*row, *([m.subject or ""] if with_subjects else []))

@@ -16,11 +16,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vultus import audit as actions
 from vultus.accuracy.calibration import Calibration, calibration_for
 from vultus.audit import AuditLog
 from vultus.catalog import Catalog, catalog_exists, open_catalog
-from vultus.catalog.models import RightsRequest, Source
+from vultus.catalog.models import Source
 from vultus.config import Settings
 from vultus.crypto import (
     KeyRing,
@@ -35,13 +37,12 @@ from vultus.engine.library import Library
 from vultus.engine.locking import locked
 from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
-from vultus.errors import NotFoundError
 from vultus.index import VectorIndex
 from vultus.index.backends import open_backend
 from vultus.index.keeper import IndexKeeper
 from vultus.index.tune import TuneResult
 from vultus.pipeline.analyse import FacePipeline
-from vultus.rights.erasure import ErasurePlan
+from vultus.rights.review import Review
 
 log = logging.getLogger(__name__)
 
@@ -209,18 +210,15 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     def save_index(self) -> None:
         self.indexes.save()
 
-    def request(self, ref: str) -> RightsRequest:
-        for request in self.requests(open_only=False):
-            if request.ref == ref:
-                return request
-        raise NotFoundError(f"no request {ref}")
-
     # The rights methods run the pipeline and change the index too: the same lock guards them.
     @locked
-    def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
+    def review_person(self, selfie: Path | bytes | np.ndarray, **options: Any) -> Review:
         self._check_query_model()
-        return Rights.find_person(self, selfie, fmr=fmr)
+        return Rights.review_person(self, selfie, **options)
 
+    expand_review = locked(Rights.expand_review)
+    settle = locked(Rights.settle)
+    find_person = locked(Rights.find_person)
     access = locked(Rights.access)
     erase = locked(Rights.erase)
     restrict = locked(Rights.restrict)

@@ -10,6 +10,8 @@ rotation, reports) in `engine.governance` beside this module.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ from vultus.rights.erasure import (
     write_receipt,
 )
 from vultus.rights.package import AccessMatch, AccessPackage, Recipient, write_access_package
+from vultus.rights.review import KINDS, Candidate, Review
+from vultus.search.tiers import Tiering, odds_in_words
 from vultus.storage import bucket_keeps_versions, is_s3, split_s3
 
 REQUEST_AAD = b"rights_requests.selfie"
@@ -53,118 +57,282 @@ IDENTITY_CHECK_FMR = 1e-4
 class Rights(EngineParts):
     """Mixed into `Engine`; every method's `self` is the engine."""
 
-    # -- finding a person: the heart of access and erasure by selfie -------------------------
+    # -- finding a person: the heart of every request by selfie ------------------------------
+    def review_person(
+        self,
+        selfie: Path | bytes | npt.NDArray[np.float32],
+        *,
+        kind: str = "erasure",
+        include: Iterable[int] = (),
+        exclude: Iterable[int] = (),
+        verify_with: Path | bytes | None = None,
+        request_ref: str | None = None,
+        reviewer: str | None = None,
+        expand: bool = True,
+    ) -> Review:
+        """Every catalogued face that may be the person in the selfie, restricted ones too, in
+        tiers for a person to review: matches (pre-included) and possible ones (to check by
+        eye). `include`/`exclude` settle candidates by face id; with `expand`, the search then
+        reruns from every included face until no new candidate appears.
+
+        With `verify_with` (an ID photo), the review goes ahead only if it matches the selfie
+        at the strict identity-check rate, and the review records the check. `selfie` may be a
+        template this model made (benchmarks)."""
+        if kind not in KINDS:
+            raise RightsError(f"unknown review kind {kind!r}; one of: {', '.join(KINDS)}")
+        template = self._selfie_template(selfie)
+        identity = None
+        if verify_with is not None:
+            identity = self._identity_check(template, verify_with, request_ref, reviewer)
+        tiering = self._tiering()
+        review = Review(
+            kind=kind,
+            candidates=[],
+            match_threshold=tiering.match_threshold,
+            possible_threshold=tiering.possible_threshold,
+            fmr_target=self.settings.rights_fmr,
+            gallery_size=tiering.gallery_size,
+            request_ref=request_ref,
+            reviewer=reviewer,
+            identity_check=identity,
+            template=template,
+        )
+        self._add_candidates(review, template[None, :], tiering, round_no=0)
+        review.decide(include=include, strike=exclude, reviewer=reviewer)
+        return self.expand_review(review) if expand else review
+
+    def expand_review(self, review: Review, *, max_rounds: int = 5) -> Review:
+        """Search again from the faces the reviewer confirmed (included) and not yet searched
+        from: each on its own and fused with the selfie. Faces linked to the same subject as a
+        confirmed face come along. Stops when a round brings no new candidate."""
+        tiering = self._tiering()
+        for _ in range(max_rounds):
+            fresh = [c.face_id for c in review.included if c.face_id not in review.searched_from]
+            if not fresh:
+                break
+            review.searched_from += fresh
+            round_no = review.rounds + 1
+            confirmed = self.catalog.templates_of([c.face_id for c in review.included])
+            queries = [_unit(confirmed[f]) for f in fresh if f in confirmed]
+            queries.append(self._person_template(review, confirmed))
+            added = self._add_candidates(review, np.stack(queries), tiering, round_no)
+            added += self._add_linked(review, fresh, confirmed, tiering, round_no)
+            review.rounds = round_no
+            if not added:
+                break
+        return review
+
+    def settle(self, review: Review) -> ErasurePlan:
+        """The included faces of a review, with the person's fused template (the suppression
+        entry) and, per image, the faces of others that an erasure keeps."""
+        ids = review.face_ids
+        confirmed = self.catalog.templates_of(ids)
+        plan = review.plan(self._person_template(review, confirmed))
+        others = self.catalog.image_faces(list({m.image_id for m in plan.matches}))
+        wanted = set(ids)
+        plan.matches = [
+            replace(m, other_faces=len([f for f in others[m.image_id] if f not in wanted]))
+            for m in plan.matches
+        ]
+        return plan
+
     def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
-        """Every catalogued face of the person in the selfie, restricted faces included, at
-        the strict per-request false-match rate `rights_fmr`. One round of query expansion (the
-        selfie fused with its first matches) reaches photos that differ more from the selfie
-        than from the person's other photos."""
+        """The review settled as proposed (matches and what expanding from them finds; no
+        possible candidate): for scripts that accept the calibrated decision alone."""
+        del fmr  # the match tier's rate is `rights_fmr`
+        return self.settle(self.review_person(selfie))
+
+    def _selfie_template(
+        self, selfie: Path | bytes | npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        if isinstance(selfie, np.ndarray):
+            return _unit(selfie)
         analysed = self.pipeline.analyse(selfie)
         usable = [f for f in analysed.faces if f.template is not None]
         if not usable:
-            raise RightsError("no usable face in the selfie", code="no_face")
+            raise RightsError(
+                "no usable face in the photo: a request needs a clear photo of the person's "
+                "face",
+                code="no_face",
+            )
         if len(usable) > 1:
             raise RightsError(
-                f"the selfie shows {len(usable)} faces; a rights request needs a photo of one "
+                f"the photo shows {len(usable)} faces; a rights request needs a photo of one "
                 "person alone",
                 code="several_faces",
             )
-        template = _unit(usable[0].template)
-        return self._plan_for(template, fmr or self.settings.rights_fmr)
+        return _unit(usable[0].template)
 
-    def _plan_for(self, template: npt.NDArray[np.float32], fmr: float) -> ErasurePlan:
-        restricted = self.catalog.restricted_templates()
-        gallery = len(self.index) + len(restricted)
-        threshold = float(self.calibration.threshold_for(fmr, gallery_size=max(1, gallery)))
-        found = self._within(template, threshold, restricted)
-        if found:
-            fused = _unit(np.vstack([template] + [v for _, v in found.values()]).mean(axis=0))
-            for fid, hit in self._within(fused, threshold, restricted).items():
-                found.setdefault(fid, hit)
-            template = fused
-        records = self.catalog.face_records(list(found))
+    def _identity_check(
+        self,
+        template: npt.NDArray[np.float32],
+        id_photo: Path | bytes,
+        request_ref: str | None,
+        actor: str | None,
+    ) -> str:
+        faces = self.pipeline.analyse(id_photo).indexable
+        if not faces:
+            raise RightsError("the identity check needs a face in both photos")
+        check = self.compare(template, faces[0].template, fmr=IDENTITY_CHECK_FMR)
+        if not check.same_person:
+            self.audit.append(
+                actions.ACCESS,
+                actor=actor,
+                details={"request": request_ref, "identity_check": "failed"},
+            )
+            raise RightsError(
+                f"identity check failed: the selfie and the ID photo do not match at FMR "
+                f"{IDENTITY_CHECK_FMR:g} (distance {check.distance:.3f}); nothing was disclosed",
+                code="identity_check_failed",
+            )
+        return (
+            f"The selfie matched the second photo at distance {check.distance:.3f} "
+            f"(threshold {check.threshold:.3f}, false-match rate {IDENTITY_CHECK_FMR:g})."
+        )
+
+    def _tiering(self) -> Tiering:
+        gallery = len(self.index) + self.catalog.count_restricted()
+        return Tiering.of(
+            self.calibration,
+            fmr=self.settings.rights_fmr,
+            gallery_size=gallery,
+            possible_fmr=self.settings.possible_fmr,
+            possible_max=self.settings.possible_max,
+        )
+
+    def _person_template(
+        self, review: Review, confirmed: dict[int, npt.NDArray[np.float32]]
+    ) -> npt.NDArray[np.float32]:
+        """The selfie fused with the included faces: the person as all their photos show them."""
+        rows = [review.template] if review.template is not None else []
+        rows += [_unit(confirmed[f]) for f in review.face_ids if f in confirmed]
+        return _unit(np.mean(np.stack(rows), axis=0))
+
+    def _add_candidates(
+        self,
+        review: Review,
+        queries: npt.NDArray[np.float32],
+        tiering: Tiering,
+        round_no: int,
+    ) -> int:
+        """Search the index (and the restricted faces, which are out of it) with every query;
+        new faces enter the review in tiers by their distance to the nearest query."""
+        known = {c.face_id for c in review.candidates}
+        nearest = self._nearest(queries, tiering, known)
+        ranked = sorted(nearest.items(), key=lambda kv: kv[1])
+        tiers = tiering.assign([d for _, d in ranked])
+        chosen = {fid: (d, t) for (fid, d), t in zip(ranked, tiers, strict=True) if t}
+        review.candidates += self._candidates(chosen, tiering, round_no)
+        return len(chosen)
+
+    def _add_linked(
+        self,
+        review: Review,
+        fresh: list[int],
+        confirmed: dict[int, npt.NDArray[np.float32]],
+        tiering: Tiering,
+        round_no: int,
+    ) -> int:
+        """Faces a person already linked to the subject of a confirmed face."""
+        known = {c.face_id for c in review.candidates}
+        subjects = {r.subject for r in self.catalog.face_records(fresh).values() if r.subject}
+        linked = sorted(
+            {f for s in subjects for f in self.catalog.subject_face_ids(s)} - known
+        )
+        if not linked:
+            return 0
+        person = self._person_template(review, confirmed)
+        templates = self.catalog.templates_of(linked)
+        chosen = {
+            f: (_distance(person, _unit(templates[f])), "linked")
+            for f in linked
+            if f in templates
+        }
+        review.candidates += self._candidates(chosen, tiering, round_no)
+        return len(chosen)
+
+    def _nearest(
+        self, queries: npt.NDArray[np.float32], tiering: Tiering, known: set[int]
+    ) -> dict[int, float]:
+        """Face id -> distance to the nearest query, for faces within the possible threshold
+        and not `known`. Each query fetches until its last hit is past the threshold or it has
+        enough new faces beyond the match threshold to fill the possible tier."""
+        index = self.index
+        out: dict[int, float] = {}
+        total = len(index)
+        k = min(total, 32 + len(known))
+        pending = np.arange(len(queries))
+        while k and len(pending):
+            scores, ids = index.search(queries[pending].astype(np.float32), k)
+            dists = np.sqrt(np.clip(2.0 - 2.0 * scores.astype(np.float64), 0.0, None))
+            again = []
+            for row, q in enumerate(pending.tolist()):
+                beyond = 0
+                for fid, d in zip(ids[row].tolist(), dists[row].tolist(), strict=True):
+                    if fid < 0 or d > tiering.possible_threshold or fid in known:
+                        continue
+                    out[fid] = min(d, out.get(fid, d))
+                    beyond += d > tiering.match_threshold
+                last = dists[row][ids[row] >= 0]
+                full = len(last) and last[-1] <= tiering.possible_threshold
+                if full and beyond < tiering.possible_max and k < total:
+                    again.append(q)
+            pending = np.array(again, dtype=np.int64)
+            k = min(total, k * 4)
+        for fid, vec in self.catalog.restricted_templates():
+            if fid in known:
+                continue
+            unit = _unit(vec)
+            d = float(np.min(np.sqrt(np.clip(2.0 - 2.0 * (queries @ unit), 0.0, None))))
+            if d <= tiering.possible_threshold:
+                out[fid] = min(d, out.get(fid, d))
+        return out
+
+    def _candidates(
+        self, chosen: Mapping[int, tuple[float, str]], tiering: Tiering, round_no: int
+    ) -> list[Candidate]:
+        records = self.catalog.face_records(list(chosen))
         others = self.catalog.image_faces(list({r.image_id for r in records.values()}))
-        matches = []
-        for fid, (dist, _) in sorted(found.items(), key=lambda kv: kv[1][0]):
-            rec = records[fid]
-            matches.append(
-                PersonMatch(
+        calibration = self.calibration
+        out = []
+        for fid, (dist, tier) in sorted(chosen.items(), key=lambda kv: kv[1][0]):
+            rec = records.get(fid)
+            if rec is None:
+                continue  # erased meanwhile
+            pair_fmr = float(calibration.fmr_at(dist))
+            out.append(
+                Candidate(
                     face_id=fid,
                     image_id=rec.image_id,
                     image_path=rec.image_path,
                     box=rec.box,
                     distance=round(dist, 4),
-                    fmr=float(self.calibration.fmr_at_gallery(dist, max(1, gallery))),
-                    other_faces=len([f for f in others[rec.image_id] if f not in found]),
+                    pair_fmr=pair_fmr,
+                    odds=odds_in_words(
+                        pair_fmr, tiering.gallery_size, floor=calibration.fmr_floor
+                    ),
+                    tier=tier,  # type: ignore[arg-type]
+                    found_in_round=round_no,
+                    other_faces=len([f for f in others[rec.image_id] if f != fid]),
                     restricted=rec.restricted,
+                    subject=rec.subject,
                 )
             )
-        return ErasurePlan(matches, threshold, fmr, gallery, template)
-
-    def _within(
-        self,
-        template: npt.NDArray[np.float32],
-        threshold: float,
-        restricted: list[tuple[int, npt.NDArray[np.float32]]],
-    ) -> dict[int, tuple[float, npt.NDArray[np.float32]]]:
-        """All faces (index and restricted) within `threshold` of `template`."""
-        out: dict[int, tuple[float, npt.NDArray[np.float32]]] = {}
-        index = self.index
-        k = min(len(index), 64)
-        while k:
-            scores, ids = index.search(template[None, :].astype(np.float32), k)
-            dists = np.sqrt(np.clip(2.0 - 2.0 * scores[0].astype(np.float64), 0.0, None))
-            hits = [(int(i), float(d)) for i, d in zip(ids[0], dists, strict=True) if i >= 0]
-            if not hits or hits[-1][1] > threshold or k >= len(index):
-                break
-            k = min(len(index), k * 4)  # everything fetched was a match: there may be more
-        under = [(fid, d) for fid, d in (hits if k else []) if d <= threshold]
-        templates = self.catalog.templates_of([fid for fid, _ in under])
-        for fid, d in under:
-            out[fid] = (d, _unit(templates[fid]))
-        for fid, vec in restricted:
-            unit = _unit(vec)
-            d = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(unit @ template))))
-            if d <= threshold:
-                out[fid] = (d, unit)
         return out
 
     # -- Art. 15: access -------------------------------------------------------------------
     def access(
         self,
-        selfie: Path | bytes,
+        review: Review,
         out: Path,
         *,
         include_templates: bool = False,
-        verify_with: Path | bytes | None = None,
-        request_ref: str | None = None,
         actor: str | None = None,
     ) -> tuple[Path, ErasurePlan]:
-        """Write the access package of the person in the selfie. With `verify_with`, the
-        package is produced only if the selfie and that second photo (an ID photo) match."""
-        verification = None
-        if verify_with is not None:
-            a = self.pipeline.analyse(selfie).indexable
-            b = self.pipeline.analyse(verify_with).indexable
-            if not a or not b:
-                raise RightsError("the identity check needs a face in both photos")
-            check = self.compare(a[0].template, b[0].template, fmr=IDENTITY_CHECK_FMR)  # type: ignore[arg-type]
-            if not check.same_person:
-                self.audit.append(
-                    actions.ACCESS,
-                    actor=actor,
-                    details={"request": request_ref, "identity_check": "failed"},
-                )
-                raise RightsError(
-                    f"identity check failed: the selfie and the ID photo do not match at FMR "
-                    f"{IDENTITY_CHECK_FMR:g} (distance {check.distance:.3f}); no package written",
-                    code="identity_check_failed",
-                )
-            verification = (
-                f"The selfie matched the second photo at distance {check.distance:.3f} "
-                f"(threshold {check.threshold:.3f}, false-match rate {IDENTITY_CHECK_FMR:g})."
-            )
-        plan = self.find_person(selfie)
+        """Write the access package of a reviewed request: the included faces, what was
+        reviewed and by whom, and the identity check (see `review_person(verify_with=...)`)."""
+        plan = self.settle(review)
+        request_ref = review.request_ref
         ids = plan.face_ids
         records = self.catalog.face_records(ids)
         templates = self.catalog.templates_of(ids) if include_templates else {}
@@ -192,7 +360,9 @@ class Rights(EngineParts):
             matches=matches,
             recipients=recipients,
             include_templates=include_templates,
-            verification=verification,
+            verification=review.identity_check,
+            reviewer=review.reviewer or actor,
+            review_summary=_review_summary(review),
         )
         path = write_access_package(
             package,
@@ -205,7 +375,13 @@ class Rights(EngineParts):
             actor=actor,
             query_hash=face_hash(plan.template),
             result_ids=ids,
-            details={"request": request_ref, "templates": include_templates},
+            details={
+                "request": request_ref,
+                "templates": include_templates,
+                "reviewer": review.reviewer or actor,
+                "candidates": len(review.candidates),
+                "struck": [c.face_id for c in review.struck],
+            },
         )
         return path, plan
 
@@ -402,15 +578,18 @@ class Rights(EngineParts):
         contact: str | None = None,
         actor: str | None = None,
     ) -> tuple[RightsRequest, int]:
-        """Art. 21: restrict the person's faces at once and queue the objection for review."""
-        plan = self.find_person(selfie)
-        request = self.create_request("objection", contact=contact, actor=actor)
+        """Art. 21: restrict the person's matches at once and queue the objection for review,
+        with its photo and the review's possible candidates for a person to check."""
+        photo = selfie.read_bytes() if isinstance(selfie, Path) else selfie
+        review = self.review_person(photo, kind="objection", reviewer=actor)
+        request = self.create_request("objection", contact=contact, selfie=photo, actor=actor)
+        review.request_ref = request.ref
         n = (
-            self.restrict(face_ids=plan.face_ids, reason=f"objection {request.ref}", actor=actor)
-            if plan.face_ids
+            self.restrict(face_ids=review.face_ids, reason=f"objection {request.ref}", actor=actor)
+            if review.face_ids
             else 0
         )
-        self.update_request(request.ref, status="in_review", actor=actor)
+        self.record_review(request.ref, review, actor=actor)
         return request, n
 
     # -- Art. 12(3): the request workflow --------------------------------------------------
@@ -489,6 +668,68 @@ class Rights(EngineParts):
                 q = q.where(RightsRequest.status.in_(["received", "in_review"]))
             return list(s.scalars(q))
 
+    def request_review(
+        self,
+        ref: str,
+        *,
+        verify_with: Path | bytes | None = None,
+        reviewer: str | None = None,
+    ) -> Review:
+        """The review of a request by selfie: the stored one (decisions kept), or a new one
+        from the request's photo. An identity check given now is recorded in it."""
+        request = self.request(ref)
+        selfie = self.request_selfie(ref)
+        if request.review is None:
+            review = self.review_person(
+                selfie,
+                kind=request.kind,
+                verify_with=verify_with,
+                request_ref=ref,
+                reviewer=reviewer,
+            )
+            self.record_review(ref, review, actor=reviewer)
+            return review
+        review = Review.from_json(request.review)
+        review.template = self._selfie_template(selfie)
+        if verify_with is not None:
+            review.identity_check = self._identity_check(
+                review.template, verify_with, ref, reviewer
+            )
+            self.record_review(ref, review, actor=reviewer)
+        return review
+
+    def record_review(self, ref: str, review: Review, *, actor: str | None = None) -> None:
+        """Keep the review with its request (face ids, tiers and decisions; no template), and
+        move a received request into review."""
+        with self.catalog.session() as s, s.begin():
+            request = s.scalar(select(RightsRequest).where(RightsRequest.ref == ref))
+            if request is None:
+                raise NotFoundError(f"no request {ref}")
+            request.review = review.to_json()
+            if request.status == "received":
+                request.status = "in_review"
+            self.audit.append(
+                actions.REQUEST,
+                actor=actor or review.reviewer,
+                result_ids=[c.face_id for c in review.candidates],
+                details={
+                    "request": ref,
+                    "event": "reviewed",
+                    "candidates": len(review.candidates),
+                    "included": review.face_ids,
+                    "struck": [c.face_id for c in review.struck],
+                    "rounds": review.rounds,
+                },
+                session=s,
+            )
+
+    def request(self, ref: str) -> RightsRequest:
+        with self.catalog.session() as s:
+            request = s.scalar(select(RightsRequest).where(RightsRequest.ref == ref))
+        if request is None:
+            raise NotFoundError(f"no request {ref}")
+        return request
+
     def request_selfie(self, ref: str) -> bytes:
         with self.catalog.session() as s:
             request = s.scalar(select(RightsRequest).where(RightsRequest.ref == ref))
@@ -500,6 +741,26 @@ def _meta(key: str, value: str) -> Any:
     from vultus.catalog.models import Meta
 
     return Meta(key=key, value=value)
+
+
+def _review_summary(review: Review) -> str:
+    matches = sum(c.tier != "possible" for c in review.candidates)
+    possible = len(review.candidates) - matches
+    rounds = (
+        f", over {review.rounds + 1} rounds of search from the faces confirmed"
+        if review.rounds
+        else ""
+    )
+    return (
+        f"Our system proposed {len(review.candidates)} face(s) that might be you "
+        f"({matches} close match(es) and {possible} possible match(es) to check by eye"
+        f"{rounds}). A person checked each one: {len(review.included)} were judged to be you "
+        f"and {len(review.candidates) - len(review.included)} were not."
+    )
+
+
+def _distance(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(a @ b))))
 
 
 def _unit(x: Any) -> npt.NDArray[np.float32]:

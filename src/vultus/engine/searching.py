@@ -150,6 +150,8 @@ class Searching(EngineParts):
             uncalibrated=uncalibrated,
             gallery_size=len(index),
             fmr_target=fmr or self.settings.search_fmr,
+            possible_fmr=self.settings.possible_fmr,
+            possible_max=self.settings.possible_max,
             exclude=exclude,
             top_k=top_k,
             margin=self.settings.search_margin if margin is None else margin,

@@ -101,6 +101,9 @@ class AccessPackage:
     recipients: list[Recipient]
     include_templates: bool
     verification: str | None
+    # Who reviewed the candidates, and what the review found (see vultus.rights.review).
+    reviewer: str | None = None
+    review_summary: str | None = None
 
 
 @dataclass
@@ -264,6 +267,8 @@ def _data_json(
         "generated_at": _iso(package.generated_at),
         "controller": package.controller,
         "verification": package.verification,
+        "reviewed_by": package.reviewer,
+        "review": package.review_summary,
         "fmr_target": package.fmr_target,
         "threshold": package.threshold,
         "gallery_size": package.gallery_size,
@@ -403,6 +408,8 @@ def _report_html(
         parts.append(f"<li>Request reference: {ref}</li>")
     if package.verification:
         parts.append(f"<li>How we checked it is you: {_e(package.verification)}</li>")
+    if package.review_summary:
+        parts.append(f"<li>How we found your photos: {_e(package.review_summary)}</li>")
     parts.append("</ul>")
 
     # ---- summary
@@ -417,8 +424,13 @@ def _report_html(
     else:
         parts.append(
             f"<p>We compared your photo with all {package.gallery_size:,} faces in our catalog "
-            "and found <strong>no face that matches you</strong> at the strictness described "
-            "below. This means we hold no photo of you that our system can find.</p>"
+            "and found <strong>no face that matches you</strong>"
+            + (
+                ": a person checked every face our system proposed and judged that none is you."
+                if package.review_summary
+                else " at the strictness described below."
+            )
+            + " This means we hold no photo of you that our system can find.</p>"
         )
     missing = [i for i, faces in groups.items() if crops[faces[0].face_id].note == UNAVAILABLE]
     if missing:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from vultus.accuracy.calibration import Calibration, Threshold, similarity_to_distance
 from vultus.catalog import FaceRecord
+from vultus.search.tiers import Tiering, odds_in_words
 
 # Under this HOG detector margin, a face is "low quality". Measured on lfw-a at the FAR 1e-3
 # threshold, pairs with such a face (the lowest tenth) were missed four times as often as the
@@ -42,6 +43,11 @@ class Match:
     source: str
     lawful_basis: str
     subject: str | None
+    # "match" (the calibrated decision) or "possible" (check by eye; see vultus.search.tiers),
+    # the chance that one stranger's face is this close, and that chance in words.
+    tier: str = "match"
+    pair_fmr: float = 1.0
+    odds: str = ""
 
 
 @dataclass
@@ -57,6 +63,8 @@ class SearchResult:
     # one). The matches are still ranked by distance.
     uncalibrated: str | None = None
     query: QueryFace | None = None
+    # Below the match threshold, candidates down to this distance are shown as "possible".
+    possible_threshold: float = 0.0
     faces_seen: int = 0
     other_faces: list[QueryFace] = field(default_factory=list)
     # Open-set answer by subject: the nearest named subject among the accepted matches, and how
@@ -100,6 +108,9 @@ class SearchResult:
             text = (
                 f"no match at FMR {self.fmr_target:g} in a gallery of {self.gallery_size:,} faces"
             )
+            possible = len(self.matches)
+            if possible:
+                text += f"; {possible} possible match{'es' if possible != 1 else ''} to check"
         if self.beyond_calibration:
             text += " (the target is below what the calibration data resolves)"
         if self.low_quality_query and not self.found:
@@ -139,30 +150,51 @@ def rank(
     *,
     gallery_size: int,
     fmr_target: float,
+    possible_fmr: float,
+    possible_max: int,
     exclude: set[int] | frozenset[int] = frozenset(),
     top_k: int,
     uncalibrated: str | None = None,
     margin: float = 0.0,
 ) -> SearchResult:
-    """Matches best first. Without a calibration nothing is a match and every false-match
-    rate reads 1.0: a distance alone says nothing about how likely a stranger is that close."""
+    """Matches best first, in tiers: the calibrated matches, then the possible ones to check
+    by eye (`vultus.search.tiers`); nothing further down is shown. Without a calibration there
+    is no decision and no tier: the nearest `top_k` are listed, every false-match rate reads
+    1.0, because a distance alone says nothing about how likely a stranger is that close."""
     distances = similarity_to_distance(scores)
+    gallery = max(1, gallery_size)
     if calibration is None:
         threshold = Threshold(
-            0.0,
-            fmr_target=fmr_target,
-            gallery_size=max(1, gallery_size),
-            floor_reached=False,
-            expected_fmr=1.0,
+            0.0, fmr_target=fmr_target, gallery_size=gallery, floor_reached=False, expected_fmr=1.0
         )
-        fmrs = np.ones(len(distances))
+        fmrs = pair_fmrs = np.ones(len(distances))
+        tiers: list[str | None] = ["possible"] * len(distances)
+        possible_threshold = float("inf")
     else:
-        threshold = calibration.threshold_for(fmr_target, gallery_size=max(1, gallery_size))
-        fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, max(1, gallery_size)))
+        tiering = Tiering.of(
+            calibration,
+            fmr=fmr_target,
+            gallery_size=gallery,
+            possible_fmr=possible_fmr,
+            possible_max=possible_max,
+        )
+        threshold = calibration.threshold_for(fmr_target, gallery_size=gallery)
+        possible_threshold = tiering.possible_threshold
+        fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, gallery))
+        pair_fmrs = np.atleast_1d(calibration.fmr_at(distances))
+        kept = [
+            i
+            for i, fid in enumerate(ids.tolist())
+            if fid >= 0 and fid not in exclude and fid in records
+        ]
+        tiers = [None] * len(distances)
+        for i, tier in zip(kept, tiering.assign(distances[kept]), strict=True):
+            tiers[i] = tier
     matches: list[Match] = []
-    for fid, score, dist, fmr in zip(ids.tolist(), scores.tolist(), distances, fmrs, strict=True):
+    rows = zip(ids.tolist(), scores.tolist(), distances, fmrs, pair_fmrs, tiers, strict=True)
+    for fid, score, dist, fmr, pair_fmr, tier in rows:
         record = records.get(fid)
-        if fid < 0 or fid in exclude or record is None:
+        if fid < 0 or fid in exclude or record is None or tier is None:
             continue
         matches.append(
             Match(
@@ -173,10 +205,15 @@ def rank(
                 distance=round(float(dist), 4),
                 similarity=round(float(score), 4),
                 fmr=float(fmr),
-                is_match=calibration is not None and bool(dist <= threshold),
+                is_match=tier == "match",
                 source=record.source,
                 lawful_basis=f"{record.lawful_basis} / {record.special_condition}",
                 subject=record.subject,
+                tier=tier,
+                pair_fmr=float(pair_fmr),
+                odds=""
+                if calibration is None
+                else odds_in_words(float(pair_fmr), gallery, floor=calibration.fmr_floor),
             )
         )
         if len(matches) == top_k:
@@ -189,6 +226,7 @@ def rank(
         matches=matches,
         beyond_calibration=threshold.floor_reached,
         uncalibrated=uncalibrated,
+        possible_threshold=possible_threshold,
         best_subject=best_subject,
         subject_margin=subject_gap,
         margin_required=margin,

@@ -167,9 +167,8 @@ def access_package(request: Request, ref: str, engine: EngineDep, principal: Dpo
     _open_request(engine, ref, "access")
     path, folder = build_in_private_folder(
         lambda folder: engine.access(
-            engine.request_selfie(ref),
+            engine.request_review(ref, reviewer=principal.actor),
             folder / f"{ref}.zip",
-            request_ref=ref,
             actor=principal.actor,
         )[0]
     )

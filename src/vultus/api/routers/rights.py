@@ -180,11 +180,9 @@ def access_package(
     id_photo = read_upload(verify_with, limit) if verify_with else None
     path, folder = build_in_private_folder(
         lambda folder: engine.access(
-            engine.request_selfie(ref),
+            engine.request_review(ref, verify_with=id_photo or None, reviewer=principal.actor),
             folder / f"{ref}.zip",
             include_templates=include_templates,
-            verify_with=id_photo or None,
-            request_ref=ref,
             actor=principal.actor,
         )[0]
     )

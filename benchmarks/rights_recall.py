@@ -1,0 +1,355 @@
+"""Does a rights request find all of a person's photos, and at what cost to the reviewer?
+
+    python benchmarks/rights_recall.py [--sizes lfw,100000,1000000] [--requests 826]
+    python benchmarks/rights_recall.py --before      # the engine's old automatic answer
+
+On ../shared/faces/lfw-a (or $VULTUS_TEST_FACES/lfw-a), every person with two or more photos
+makes one request with their first photo. The gallery is all of lfw-a, ingested by the engine
+(the request photo's own copy is in it, and counts as neither the person's other photo nor a
+stranger), then padded with synthetic faces drawn from benchmarks/template_model.npz (the model
+fitted to real dlib descriptors that benchmarks/search.py uses) to each larger size.
+
+A simulated reviewer includes the person's candidates and strikes the others; each round of
+expansion reruns the engine's search from the faces confirmed so far (`Engine.expand_review`).
+Reported per gallery size: the share of the person's other photos in the match tier, in match +
+possible, and after one and two rounds of expansion; what the engine decides without a reviewer
+(`find_person`: matches, expanded from matches); the strangers per request in each tier (the
+reviewer's load); and the time per request (search and expansion, not the selfie's analysis).
+
+`--before` runs the engine's `find_person(photo)` on a fresh catalog of lfw-a alone; run it
+with PYTHONPATH pointing at an older checkout to measure that version's answer.
+
+Prints a table and writes benchmarks/results/rights_recall.json (merged by label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vultus import __version__
+from vultus.engine import Engine
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "rights_recall.json"
+CACHE = Path(os.environ.get("VULTUS_BENCH_CACHE", Path.home() / ".cache" / "vultus-bench"))
+
+
+def lfw_dir() -> Path:
+    root = Path(os.environ.get("VULTUS_TEST_FACES", HERE.parent.parent / "shared" / "faces"))
+    folder = root / "lfw-a"
+    if not (folder / "labels.csv").exists():
+        sys.exit(f"lfw-a not found under {root}: set VULTUS_TEST_FACES")
+    return folder
+
+
+def labels(folder: Path) -> dict[str, str]:
+    """Absolute photo path -> identity."""
+    with open(folder / "labels.csv", newline="") as fh:
+        return {str((folder / r["path"]).resolve()): r["identity"] for r in csv.DictReader(fh)}
+
+
+def face_paths(data_dir: Path) -> dict[int, str]:
+    """Face id -> image path, read straight from the catalog file (works on any version)."""
+    db = sqlite3.connect(data_dir / "catalog.db")
+    try:
+        rows = db.execute(
+            "SELECT faces.id, images.path FROM faces JOIN images ON faces.image_id = images.id "
+            "WHERE faces.status = 'indexed'"
+        ).fetchall()
+    finally:
+        db.close()
+    return {int(f): str(p) for f, p in rows}
+
+
+def ingest(data_dir: Path, folder: Path, console: Console) -> None:
+    """lfw-a into a catalog, once (ingest is idempotent: a rerun finishes a killed one)."""
+    with Engine.open(data_dir, workers=max(1, os.cpu_count() or 1)) as engine:
+        if "lfw-a" not in {s.name for s, _, _ in engine.sources()}:
+            engine.add_source(
+                "lfw-a",
+                lawful_basis_code="legitimate_interests",
+                special_condition="archiving_research",
+                purpose="benchmark",
+                retention_days=3650,
+            )
+        start = time.perf_counter()
+        summary = engine.add([folder / "images"], source="lfw-a")
+        console.print(
+            f"ingested lfw-a: {summary.images_added} new images, {summary.faces_indexed} faces "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
+
+
+@dataclass
+class Request:
+    person: str
+    selfie_path: str
+    selfie_face: int | None  # the request photo's own face in the gallery
+    targets: set[int]  # the person's other photos' faces
+
+
+def requests(paths: dict[int, str], who: dict[str, str], limit: int | None) -> list[Request]:
+    by_person: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for fid, path in paths.items():
+        person = who.get(str(Path(path).resolve()))
+        if person is not None:
+            by_person[person][path].append(fid)
+    out = []
+    for person in sorted(by_person):
+        photos = sorted(by_person[person])
+        if len(photos) < 2:
+            continue
+        first = photos[0]
+        # A photo with two detected faces (rare in lfw-a) holds the person in one of them.
+        targets = {f for p in photos[1:] for f in by_person[person][p]}
+        own = by_person[person][first]
+        out.append(Request(person, first, own[0] if len(own) == 1 else None, targets))
+    return out[:limit] if limit else out
+
+
+def pad(engine: Engine, total: int, console: Console) -> None:
+    """Synthetic faces (the fitted model) up to `total` faces, with bulk inserts."""
+    sys.path.insert(0, str(HERE))
+    from query import fill
+    from search import Identities
+
+    have = len(engine.index)
+    if have >= total:
+        return
+    need = total - have
+    chunks = (vecs for _, vecs in Identities(need, seed=11).chunks())
+    fill(engine, need, console, vectors=chunks, source_name="synthetic-padding")
+    engine.rebuild_index()
+
+
+@dataclass
+class Row:
+    label: str
+    gallery: int
+    requests: int
+    photos: int
+    match: float
+    match_possible: float
+    round1: float
+    round2: float
+    automatic: float
+    strangers_match: float
+    strangers_possible: float
+    strangers_total: float
+    strangers_max: int
+    ms_per_request: float
+    possible_fmr: float
+    possible_max: int
+
+
+def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], label: str) -> Row:
+    templates = engine.catalog.templates_of([r.selfie_face for r in reqs if r.selfie_face])
+    found = {k: 0 for k in ("match", "possible", "r1", "r2", "auto")}
+    strangers_match: list[int] = []
+    strangers_possible: list[int] = []
+    strangers_total: list[int] = []
+    times = []
+    n_targets = 0
+    used = 0
+    for r in reqs:
+        if r.selfie_face is None or r.selfie_face not in templates:
+            continue
+        used += 1
+        n_targets += len(r.targets)
+
+        def is_stranger(fid: int, person: str = r.person) -> bool:
+            return person_of.get(fid) != person
+
+        t0 = time.perf_counter()
+        review = engine.review_person(templates[r.selfie_face], expand=False)
+        elapsed = time.perf_counter() - t0
+        shown = {c.face_id: c.tier for c in review.candidates}
+        found["match"] += len({f for f, t in shown.items() if t == "match"} & r.targets)
+        found["possible"] += len(set(shown) & r.targets)
+        for rnd in ("r1", "r2"):
+            undecided = [c.face_id for c in review.candidates if c.decision is None]
+            review.decide(
+                include=[f for f in undecided if not is_stranger(f)],
+                strike=[f for f in undecided if is_stranger(f)],
+            )
+            t0 = time.perf_counter()
+            engine.expand_review(review, max_rounds=1)
+            elapsed += time.perf_counter() - t0
+            found[rnd] += len({c.face_id for c in review.candidates} & r.targets)
+        times.append(elapsed)
+        strangers = [c for c in review.candidates if is_stranger(c.face_id)]
+        strangers_match.append(sum(c.tier != "possible" for c in strangers))
+        strangers_possible.append(sum(c.tier == "possible" for c in strangers))
+        strangers_total.append(len(strangers))
+        auto = engine.find_person(templates[r.selfie_face])
+        found["auto"] += len(set(auto.face_ids) & r.targets)
+    share = {k: v / max(1, n_targets) for k, v in found.items()}
+    return Row(
+        label=label,
+        gallery=len(engine.index),
+        requests=used,
+        photos=n_targets,
+        match=share["match"],
+        match_possible=share["possible"],
+        round1=share["r1"],
+        round2=share["r2"],
+        automatic=share["auto"],
+        strangers_match=statistics.fmean(strangers_match),
+        strangers_possible=statistics.fmean(strangers_possible),
+        strangers_total=statistics.fmean(strangers_total),
+        strangers_max=max(strangers_total),
+        ms_per_request=1000 * statistics.median(times),
+        possible_fmr=engine.settings.possible_fmr,
+        possible_max=engine.settings.possible_max,
+    )
+
+
+def measure_before(engine: Engine, reqs: list[Request], label: str) -> dict[str, Any]:
+    """The engine's automatic answer to a photo (`find_person`), on any version."""
+    found = n = strangers = 0
+    times = []
+    paths = face_paths(engine.settings.data_dir)
+    for r in reqs:
+        t0 = time.perf_counter()
+        plan = engine.find_person(Path(r.selfie_path))
+        times.append(time.perf_counter() - t0)
+        got = set(plan.face_ids)
+        found += len(got & r.targets)
+        n += len(r.targets)
+        strangers += len([f for f in got if f not in r.targets and paths[f] != r.selfie_path])
+    return {
+        "label": label,
+        "gallery": len(engine.index),
+        "requests": len(reqs),
+        "photos": n,
+        "automatic": found / max(1, n),
+        "strangers_total": strangers / max(1, len(reqs)),
+        "ms_per_request_with_analysis": 1000 * statistics.median(times),
+    }
+
+
+def print_table(rows: list[Row], console: Console) -> None:
+    table = Table(title="Rights requests: share of the person's other photos found")
+    for col in (
+        "gallery",
+        "requests",
+        "match",
+        "match+possible",
+        "+1 round",
+        "+2 rounds",
+        "no reviewer",
+        "strangers: match",
+        "possible",
+        "total (max)",
+        "ms/request",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            f"{r.gallery:,}",
+            str(r.requests),
+            f"{r.match:.1%}",
+            f"{r.match_possible:.1%}",
+            f"{r.round1:.1%}",
+            f"{r.round2:.1%}",
+            f"{r.automatic:.1%}",
+            f"{r.strangers_match:.2f}",
+            f"{r.strangers_possible:.2f}",
+            f"{r.strangers_total:.2f} ({r.strangers_max})",
+            f"{r.ms_per_request:.1f}",
+        )
+    console.print(table)
+    if rows:
+        console.print(
+            f"possible tier: per-pair FMR <= {rows[0].possible_fmr:g}, at most "
+            f"{rows[0].possible_max} per round; load {os.getloadavg()[0]:.1f}"
+        )
+
+
+def write_json(entries: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    keep = [r for r in old.get("runs", []) if r["label"] not in {e["label"] for e in entries}]
+    doc = {
+        "benchmark": "rights_recall",
+        "vultus": __version__,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "params": params,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": keep + entries,
+    }
+    RESULTS.write_text(json.dumps(doc, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="lfw,100000,1000000")
+    ap.add_argument("--requests", type=int, default=None, help="at most this many (default all)")
+    ap.add_argument("--possible-fmr", type=float, default=None)
+    ap.add_argument("--possible-max", type=int, default=None)
+    ap.add_argument("--before", action="store_true", help="only find_person, lfw-a gallery")
+    ap.add_argument("--label", default=None, help="name of this run in the JSON")
+    ap.add_argument("--work", type=Path, default=CACHE / "rights_recall")
+    args = ap.parse_args(argv)
+    console = Console()
+    folder = lfw_dir()
+    who = labels(folder)
+    base = args.work / ("lfw-a-before" if args.before else "lfw-a")
+    ingest(base, folder, console)
+    paths = face_paths(base)
+    reqs = requests(paths, who, args.requests)
+    person_of = {f: who.get(str(Path(p).resolve()), "") for f, p in paths.items()}
+    console.print(f"{len(reqs)} requests, {sum(len(r.targets) for r in reqs)} photos to find")
+
+    if args.before:
+        with Engine.open(base, workers=1) as engine:
+            entry = measure_before(engine, reqs, args.label or "before")
+        console.print(entry)
+        write_json([entry], {"sizes": ["lfw"]})
+        return
+
+    overrides: dict[str, Any] = {"workers": 1}
+    if args.possible_fmr is not None:
+        overrides["possible_fmr"] = args.possible_fmr
+    if args.possible_max is not None:
+        overrides["possible_max"] = args.possible_max
+    rows = []
+    work = args.work / "padded"
+    for size in args.sizes.split(","):
+        if size == "lfw":
+            data_dir = base
+        else:
+            if not work.exists():
+                shutil.copytree(base, work)
+            data_dir = work
+        with Engine.open(data_dir, **overrides) as engine:
+            if size != "lfw":
+                pad(engine, int(size), console)
+            label = f"{args.label or 'after'}@{size}"
+            rows.append(measure(engine, reqs, person_of, label))
+            print_table(rows, console)
+    write_json(
+        [asdict(r) for r in rows],
+        {"sizes": args.sizes, "requests": len(reqs)},
+    )
+
+
+if __name__ == "__main__":
+    main()
