@@ -156,8 +156,10 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert matched == {image_id, api.image_ids()["Katy_Perry"]}
     best = result["matches"][0]
     assert set(best) == set(
-        "face_id image_id box distance similarity fmr is_match source lawful_basis subject".split()
+        "face_id image_id box distance similarity fmr is_match tier pair_fmr odds source "
+        "lawful_basis subject".split()
     )
+    assert best["tier"] == "match" and "faces come this close" in best["odds"]
     assert (
         best["fmr"] < 1e-3 and best["lawful_basis"] == "legitimate_interests / archiving_research"
     )
@@ -396,12 +398,13 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     elon = api.face_of("Elon_Musk")
     restrict = {"face_ids": [elon], "reason": "accuracy contested"}
     assert client.post("/v1/rights/restrictions", json=restrict, headers=dpo).json() == {"count": 1}
-    body = {"face_id": api.face_of("Katy_Perry"), "purpose": PURPOSE, "top_k": 20}
-    hidden = client.post("/v1/search/face", json=body, headers=inv).json()
+    query = {"photo": ("e.jpg", dev(faces_dir, "Elon_Musk", 1).read_bytes(), "image/jpeg")}
+    form = {"purpose": PURPOSE}
+    hidden = client.post("/v1/search", files=query, data=form, headers=inv).json()
     assert elon not in [m["face_id"] for m in hidden["matches"]]
     lift = {**restrict, "lift": True}
     assert client.post("/v1/rights/restrictions", json=lift, headers=dpo).json() == {"count": 1}
-    shown = client.post("/v1/search/face", json=body, headers=inv).json()
+    shown = client.post("/v1/search", files=query, data=form, headers=inv).json()
     assert elon in [m["face_id"] for m in shown["matches"]]
     rose = dev(faces_dir, "Rose_Leslie", 1).read_bytes()
     objection = client.post(
@@ -413,11 +416,14 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert all(e.actor == "key:dpo" for e in api.engine.audit.entries(action="request"))
 
 
-def test_the_audit_log_is_queried_exported_and_verified(api: Api, tmp_path: Path) -> None:
+def test_the_audit_log_is_queried_exported_and_verified(
+    api: Api, tmp_path: Path, faces_dir: Path
+) -> None:
     client, inv = api.client, api.as_("investigator")
-    katy = api.face_of("Katy_Perry")
-    body = {"face_id": katy, "purpose": PURPOSE, "case_ref": "CASE-9"}
-    found = client.post("/v1/search/face", json=body, headers=inv).json()["matches"]
+    query = {"photo": ("k.jpg", dev(faces_dir, "Katy_Perry", 1).read_bytes(), "image/jpeg")}
+    form = {"purpose": PURPOSE, "case_ref": "CASE-9"}
+    found = client.post("/v1/search", files=query, data=form, headers=inv).json()["matches"]
+    assert found and found[0]["face_id"] == api.face_of("Katy_Perry")
 
     for reader in ("dpo", "auditor"):
         entries = client.get("/v1/audit", params={"action": "search"}, headers=api.as_(reader))

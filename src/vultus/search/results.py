@@ -190,13 +190,13 @@ def rank(
         tiers = [None] * len(distances)
         for i, tier in zip(kept, tiering.assign(distances[kept]), strict=True):
             tiers[i] = tier
-    matches: list[Match] = []
+    ranked: list[Match] = []
     rows = zip(ids.tolist(), scores.tolist(), distances, fmrs, pair_fmrs, tiers, strict=True)
     for fid, score, dist, fmr, pair_fmr, tier in rows:
         record = records.get(fid)
-        if fid < 0 or fid in exclude or record is None or tier is None:
+        if fid < 0 or fid in exclude or record is None:
             continue
-        matches.append(
+        ranked.append(
             Match(
                 face_id=fid,
                 image_id=record.image_id,
@@ -209,16 +209,17 @@ def rank(
                 source=record.source,
                 lawful_basis=f"{record.lawful_basis} / {record.special_condition}",
                 subject=record.subject,
-                tier=tier,
+                tier=tier or "",
                 pair_fmr=float(pair_fmr),
                 odds=""
                 if calibration is None
                 else odds_in_words(float(pair_fmr), gallery, floor=calibration.fmr_floor),
             )
         )
-        if len(matches) == top_k:
-            break
-    best_subject, subject_gap = subject_margin(matches)
+    # The subject margin looks past what is shown: the nearest other subject may be a stranger
+    # too far away to be a candidate, and that distance is the evidence of a clear answer.
+    best_subject, subject_gap = subject_margin(ranked)
+    matches = [m for m in ranked if m.tier][:top_k]
     return SearchResult(
         gallery_size=gallery_size,
         fmr_target=fmr_target,
