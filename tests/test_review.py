@@ -82,7 +82,7 @@ def test_no_certain_match_is_not_nothing_held(engine: Engine, faces_dir: Path) -
     assert review.headline().startswith("No certain match;")
     assert "nothing" not in review.headline().lower()
     # The reviewer's load stays small: a stranger or two at most besides her photos.
-    assert len(possible - hers) <= engine.settings.possible_max
+    assert len(possible - hers) <= engine.settings.possible_strangers
     # Every candidate carries its odds in words, and nothing is included unconfirmed.
     assert all("strangers' faces come this close" in c.odds for c in review.candidates)
     assert review.included == [] and engine.settle(review).matches == []

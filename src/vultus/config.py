@@ -103,11 +103,12 @@ class Settings:
     # the wrong person cannot be undone.
     rights_fmr: float = 1e-3
     # Below the match decision, candidates a person checks by eye ("possible, check by eye"):
-    # those whose per-pair false-match rate is at most `possible_fmr`, at most `possible_max`
-    # of them per search (and per round of a rights review). A missed photo makes the answer
-    # to a data subject false; a stranger shown is struck by the reviewer. See docs/rights.md.
+    # down to a per-pair false-match rate of at most `possible_fmr`, lowered as the gallery
+    # grows so that a reviewer expects at most `possible_strangers` strangers per search (and
+    # per round of a rights review). A missed photo makes the answer to a data subject false;
+    # a stranger shown is struck by the reviewer. See docs/rights.md for the measurements.
     possible_fmr: float = 1e-3
-    possible_max: int = 10
+    possible_strangers: float = 10.0
     # Ingest refuses faces this close to a suppressed (erased) person: lenient on purpose,
     # because letting an erased person back in is the worse error.
     suppression_fmr: float = 1e-2

@@ -52,6 +52,10 @@ REQUEST_AAD = b"rights_requests.selfie"
 PENDING_ERASURE = "pending_erasure"
 # The stricter 1:1 check behind `--verify-with`: an access package goes only to the person.
 IDENTITY_CHECK_FMR = 1e-4
+# A round of expansion searches from the fused person and at most this many templates in all.
+MAX_QUERIES_PER_ROUND = 8
+# At most this many possible candidates enter a review per round, nearest first.
+POSSIBLE_PER_ROUND = 50
 
 
 class Rights(EngineParts):
@@ -104,22 +108,29 @@ class Rights(EngineParts):
     def expand_review(self, review: Review, *, max_rounds: int = 5) -> Review:
         """Search again from the faces the reviewer confirmed (included) and not yet searched
         from: each on its own and fused with the selfie. Faces linked to the same subject as a
-        confirmed face come along. Stops when a round brings no new candidate."""
-        tiering = self._tiering()
+        confirmed face come along. Stops when every confirmed face has been searched from."""
         for _ in range(max_rounds):
             fresh = [c.face_id for c in review.included if c.face_id not in review.searched_from]
             if not fresh:
                 break
-            review.searched_from += fresh
             round_no = review.rounds + 1
             confirmed = self.catalog.templates_of([c.face_id for c in review.included])
-            queries = [_unit(confirmed[f]) for f in fresh if f in confirmed]
-            queries.append(self._person_template(review, confirmed))
-            added = self._add_candidates(review, np.stack(queries), tiering, round_no)
-            added += self._add_linked(review, fresh, confirmed, tiering, round_no)
+            person = self._person_template(review, confirmed)
+            # The person as a whole, and the confirmed faces least like that whole (other
+            # ages, angles, light): they reach photos the fused template does not. The rest
+            # wait for the next round, so that no round splits its budget too thin.
+            fresh = sorted(
+                (f for f in fresh if f in confirmed),
+                key=lambda f: _distance(person, _unit(confirmed[f])),
+                reverse=True,
+            )[: MAX_QUERIES_PER_ROUND - 1]
+            review.searched_from += fresh
+            queries = [_unit(confirmed[f]) for f in fresh] + [person]
+            # Each query can bring its own strangers: the round shares one budget.
+            tiering = self._tiering(queries=len(queries))
+            self._add_candidates(review, np.stack(queries), tiering, round_no)
+            self._add_linked(review, fresh, confirmed, tiering, round_no)
             review.rounds = round_no
-            if not added:
-                break
         return review
 
     def settle(self, review: Review) -> ErasurePlan:
@@ -190,14 +201,15 @@ class Rights(EngineParts):
             f"(threshold {check.threshold:.3f}, false-match rate {IDENTITY_CHECK_FMR:g})."
         )
 
-    def _tiering(self) -> Tiering:
+    def _tiering(self, queries: int = 1) -> Tiering:
         gallery = len(self.index) + self.catalog.count_restricted()
         return Tiering.of(
             self.calibration,
             fmr=self.settings.rights_fmr,
             gallery_size=gallery,
             possible_fmr=self.settings.possible_fmr,
-            possible_max=self.settings.possible_max,
+            possible_strangers=self.settings.possible_strangers,
+            queries=queries,
         )
 
     def _person_template(
@@ -222,6 +234,11 @@ class Rights(EngineParts):
         ranked = sorted(nearest.items(), key=lambda kv: kv[1])
         tiers = tiering.assign([d for _, d in ranked])
         chosen = {fid: (d, t) for (fid, d), t in zip(ranked, tiers, strict=True) if t}
+        # A query that many strangers resemble (a blurred or tiny face) would bury the
+        # reviewer: the nearest are shown, and confirming some searches on from them.
+        possible = [f for f, (_, t) in chosen.items() if t == "possible"]
+        for fid in possible[POSSIBLE_PER_ROUND:]:
+            del chosen[fid]
         review.candidates += self._candidates(chosen, tiering, round_no)
         return len(chosen)
 
@@ -255,8 +272,7 @@ class Rights(EngineParts):
         self, queries: npt.NDArray[np.float32], tiering: Tiering, known: set[int]
     ) -> dict[int, float]:
         """Face id -> distance to the nearest query, for faces within the possible threshold
-        and not `known`. Each query fetches until its last hit is past the threshold or it has
-        enough new faces beyond the match threshold to fill the possible tier."""
+        and not `known`. Each query fetches until its last hit is past the threshold."""
         index = self.index
         out: dict[int, float] = {}
         total = len(index)
@@ -267,15 +283,12 @@ class Rights(EngineParts):
             dists = np.sqrt(np.clip(2.0 - 2.0 * scores.astype(np.float64), 0.0, None))
             again = []
             for row, q in enumerate(pending.tolist()):
-                beyond = 0
                 for fid, d in zip(ids[row].tolist(), dists[row].tolist(), strict=True):
                     if fid < 0 or d > tiering.possible_threshold or fid in known:
                         continue
                     out[fid] = min(d, out.get(fid, d))
-                    beyond += d > tiering.match_threshold
                 last = dists[row][ids[row] >= 0]
-                full = len(last) and last[-1] <= tiering.possible_threshold
-                if full and beyond < tiering.possible_max and k < total:
+                if len(last) and last[-1] <= tiering.possible_threshold and k < total:
                     again.append(q)
             pending = np.array(again, dtype=np.int64)
             k = min(total, k * 4)

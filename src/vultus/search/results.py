@@ -151,7 +151,7 @@ def rank(
     gallery_size: int,
     fmr_target: float,
     possible_fmr: float,
-    possible_max: int,
+    possible_strangers: float,
     exclude: set[int] | frozenset[int] = frozenset(),
     top_k: int,
     uncalibrated: str | None = None,
@@ -176,20 +176,13 @@ def rank(
             fmr=fmr_target,
             gallery_size=gallery,
             possible_fmr=possible_fmr,
-            possible_max=possible_max,
+            possible_strangers=possible_strangers,
         )
         threshold = calibration.threshold_for(fmr_target, gallery_size=gallery)
         possible_threshold = tiering.possible_threshold
         fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, gallery))
         pair_fmrs = np.atleast_1d(calibration.fmr_at(distances))
-        kept = [
-            i
-            for i, fid in enumerate(ids.tolist())
-            if fid >= 0 and fid not in exclude and fid in records
-        ]
-        tiers = [None] * len(distances)
-        for i, tier in zip(kept, tiering.assign(distances[kept]), strict=True):
-            tiers[i] = tier
+        tiers = list(tiering.assign(distances))
     ranked: list[Match] = []
     rows = zip(ids.tolist(), scores.tolist(), distances, fmrs, pair_fmrs, tiers, strict=True)
     for fid, score, dist, fmr, pair_fmr, tier in rows:
