@@ -122,6 +122,7 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     }
     created = client.post("/v1/sources", json=source, headers=op)
     assert created.status_code == 201 and created.json()["images"] == 0
+    assert created.json()["originals_deletable"] is False  # originals are left unless allowed
     assert {s["name"] for s in client.get("/v1/sources", headers=op).json()} == {"test", "uploads"}
 
     # Given a photo of Katy Perry uploaded under the source ...
@@ -306,6 +307,9 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     client, dpo, inv = api.client, api.as_("dpo"), api.as_("investigator")
     kit = api.face_of("Kit_Harington")
     kit_image = api.image_ids()["Kit_Harington"]
+    kit_path = client.get(f"/v1/images/{kit_image}", headers=api.as_("operator")).json()["image"][
+        "path"
+    ]
     selfie = dev(faces_dir, "Kit_Harington", 1).read_bytes()
 
     def search_kit() -> dict:
@@ -353,6 +357,14 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert receipt.status_code == 200, receipt.text
     assert receipt.json()["faces_erased"] == 1 and receipt.json()["suppression_added"]
     assert receipt.json()["signature"]
+    # The photo is the operator's original, outside the data directory, under a source that
+    # does not let Vultus delete originals: it is left in place, and the receipt says so.
+    assert receipt.json()["images_erased"] == 1 and receipt.json()["originals_deleted"] == []
+    ((left),) = receipt.json()["left_in_place"]
+    assert left["location"] == kit_path and "originals_deletable" in left["reason"]
+    assert Path(kit_path).exists()
+    rid = receipt.json()["receipt_id"]
+    assert client.get(f"/v1/rights/requests/{ref}", headers=dpo).json()["receipt_id"] == rid
 
     # Then the person no longer appears: not in a search, not as a face, not as a photo.
     after = search_kit()

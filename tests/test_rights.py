@@ -4,6 +4,7 @@ rotation and reports, on the dev photos."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
 from vultus.errors import PurposeError, RightsError, VultusError
 from vultus.index.backends import INDEX_AAD
+from vultus.rights.erasure import ErasureReceipt
 
 KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
 
@@ -399,6 +401,113 @@ def test_an_erasure_killed_after_its_commit_finishes_on_the_next_open(
         assert not reopened.search(selfie, purpose=PURPOSE).found
         assert len(reopened.index) == reopened.catalog.counts()["faces_indexed"]
         assert reopened.audit.verify().ok
+
+
+def test_an_erasure_says_which_originals_it_left_in_place(
+    engine: Engine, selfie: Path, faces_dir: Path
+) -> None:
+    """The dev photos are the operator's originals under a source that does not let Vultus
+    delete them: the erasure leaves them and says so, file by file, in the signed receipt."""
+    data_dir = engine.settings.data_dir
+    kit_dir = faces_dir / "dev" / "images" / "Kit_Harington"
+    originals = sorted(str(p) for p in kit_dir.iterdir() if p != faces_dir / "dev" / KIT_SELFIE)
+    stored = str(data_dir / "images" / "kit_with_rose.jpg")
+
+    receipt = engine.erase(engine.find_person(selfie), request_ref="R-TEST")
+
+    assert receipt.faces_erased == 3 and receipt.images_erased == 2
+    assert receipt.originals_deleted == [] and receipt.stored_copies_deleted == []
+    assert receipt.blurred == [stored] and receipt.copies_blurred == 1
+    left = {item["location"]: item["reason"] for item in receipt.left_in_place}
+    assert sorted(left) == originals
+    assert all("originals_deletable is off" in why for why in left.values())
+    assert all(Path(p).exists() for p in originals)  # the operator's files, untouched
+    # The file on disk says the same, and its signature covers what was left.
+    on_disk = json.loads((data_dir / "receipts" / f"{receipt.receipt_id}.json").read_text())
+    assert sorted(i["location"] for i in on_disk["left_in_place"]) == originals
+    assert receipt.verify(engine.keyring)
+    hidden = dataclasses.replace(receipt, left_in_place=[])
+    assert not hidden.verify(engine.keyring)
+
+
+def test_a_source_that_lets_vultus_delete_originals_loses_them_on_erasure(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Copies of the photos stand in for an operator's archive that allows deletion."""
+    dev = faces_dir / "dev"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("Kit_Harington_2.jpeg", "Kit_Harington_3.jpg"):
+        shutil.copy(dev / "images" / "Kit_Harington" / name, archive / name)
+    shutil.copy(dev / "extra" / "kit_with_rose.jpg", archive / "kit_with_rose.jpg")
+    for person in ("Rose_Leslie", "Alex_Lacamoire"):
+        for photo in (dev / "images" / person).iterdir():
+            shutil.copy(photo, archive / photo.name)
+    empty_engine.add_source(
+        "own-archive",
+        lawful_basis_code="legitimate_interests",
+        special_condition="archiving_research",
+        purpose="our own archive",
+        retention_days=30,
+        originals_deletable=True,
+    )
+    assert empty_engine.add([archive], source="own-archive").errors == []
+    (src,) = [s for s, _, _ in empty_engine.sources() if s.name == "own-archive"]
+    assert src.originals_deletable
+
+    receipt = empty_engine.erase(empty_engine.find_person(dev / KIT_SELFIE))
+
+    solo = sorted(str(archive / n) for n in ("Kit_Harington_2.jpeg", "Kit_Harington_3.jpg"))
+    assert sorted(receipt.originals_deleted) == solo
+    assert not any(Path(p).exists() for p in solo)
+    # The photo with Rose stays for her: left in place, and the receipt says why.
+    ((item),) = receipt.left_in_place
+    assert item["location"] == str(archive / "kit_with_rose.jpg")
+    assert "other people" in item["reason"]
+    assert (archive / "kit_with_rose.jpg").exists()
+    assert len(list(archive.iterdir())) == 1 + 2 + len(
+        list((dev / "images" / "Alex_Lacamoire").iterdir())
+    )
+    assert receipt.verify(empty_engine.keyring)
+
+
+def test_an_erasure_killed_right_after_its_commit_leaves_its_receipt_on_the_next_open(
+    engine: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = engine.settings.data_dir
+    request = engine.create_request("erasure", contact="kit@example.org")
+    plan = engine.find_person(selfie)
+    commit = engine.catalog.erase_faces
+
+    def commit_then_die(*args: object, **kwargs: object) -> object:
+        commit(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt("killed right after the commit")
+
+    monkeypatch.setattr(engine.catalog, "erase_faces", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.erase(plan, request_ref=request.ref)
+    assert not list((data_dir / "receipts").glob("*.json"))  # nothing written yet
+    engine.close()
+
+    with Engine.open(data_dir, workers=1) as reopened:
+        (path,) = (data_dir / "receipts").glob("*.json")
+        receipt = ErasureReceipt.from_json(json.loads(path.read_text()))
+        assert receipt.verify(reopened.keyring)
+        assert (receipt.faces_erased, receipt.images_erased, receipt.images_kept_with_others) == (
+            3,
+            2,
+            1,
+        )
+        assert receipt.request_ref == request.ref and len(receipt.left_in_place) == 2
+        assert reopened.request(request.ref).receipt_id == receipt.receipt_id
+        db = sqlite3.connect(data_dir / "catalog.db")
+        assert db.execute("SELECT request_ref FROM suppression").fetchall() == [(request.ref,)]
+        db.close()
+        assert not reopened.find_person(selfie).matches
+        assert reopened.audit.verify().ok
+    with Engine.open(data_dir, workers=1):  # opened again: still the one receipt
+        assert list((data_dir / "receipts").glob("*.json")) == [path]
+        assert ErasureReceipt.from_json(json.loads(path.read_text())) == receipt
 
 
 def test_a_tampered_audit_log_is_detected(engine: Engine, selfie: Path) -> None:

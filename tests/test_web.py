@@ -291,7 +291,11 @@ def test_the_dpo_erases_a_person_after_reviewing_the_preview(
     done = web.client.post(
         f"/ui/rights/requests/{request.ref}/erasure", data={**form, "confirm": "yes"}
     )
-    assert done.status_code == 200 and "Faces erased" in done.text
+    assert done.status_code == 200 and "Faces removed from Vultus" in done.text
+    # The gallery's photo is the operator's original: the page says it stays, and where.
+    original = next(p for p in gallery_split[0] if p.parent.name == who)
+    assert "Photos deleted" not in done.text and "Left in place" in done.text
+    assert str(original) in done.text and original.exists()
     assert len(web.engine.suppression_list()) == 1
     result = web.engine.search(selfie, purpose=PURPOSE)
     assert not result.found

@@ -35,6 +35,7 @@ def _sources(engine: Engine) -> list[dict[str, Any]]:
             "legal_reference": src.legal_reference,
             "purpose": src.purpose,
             "retention_days": src.retention_days,
+            "originals_deletable": bool(src.originals_deletable),
             "images": images,
             "faces": faces,
         }
