@@ -371,6 +371,15 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert kit not in [m["face_id"] for m in after["matches"]] and not after["found"]
     assert client.get(f"/v1/faces/{kit}", headers=dpo).status_code == 404
     assert client.get(f"/v1/images/{kit_image}", headers=api.as_("operator")).status_code == 404
+    # Uploaded again, the photo is refused as suppressed, and the answer names it.
+    again = client.post(
+        "/v1/images",
+        files=upload(Path(kit_path), "kit-again.jpg"),
+        data={"source": "test"},
+        headers=api.as_("operator"),
+    )
+    assert again.status_code == 201 and again.json()["image_id"] is None
+    assert again.json()["summary"]["suppressed_photos"] == ["kit-again.jpg"]
     (entry,) = client.get("/v1/rights/suppression", headers=dpo).json()
     done = client.patch(f"/v1/rights/requests/{ref}", json={"status": "done"}, headers=dpo)
     assert done.json()["closed_at"] and not done.json()["overdue"]
@@ -639,6 +648,40 @@ def test_bad_uploads_are_refused_with_the_error_model_and_write_nothing(
         assert len(api.image_ids()) == 17
         assert len(engine.audit.entries(action="ingest")) == ingests
         _record(api, request)
+
+
+def test_a_consent_source_takes_photos_only_with_their_consent(api: Api, faces_dir: Path) -> None:
+    client, op = api.client, api.as_("operator")
+    source = {
+        "name": "event",
+        "lawful_basis": "consent",
+        "special_condition": "explicit_consent",
+        "purpose": "event photos",
+        "retention_days": 30,
+    }
+    assert client.post("/v1/sources", json=source, headers=op).status_code == 201
+    photo = dev(faces_dir, "Katy_Perry", 1)
+    refused = client.post("/v1/images", files=upload(photo), data={"source": "event"}, headers=op)
+    assert refused.status_code == 422 and refused.json()["code"] == "consent_required"
+    job = client.post(
+        "/v1/jobs/ingest", json={"path": str(photo.parent), "source": "event"}, headers=op
+    )
+    assert job.status_code == 422 and job.json()["code"] == "consent_required"
+    registered = client.post(
+        "/v1/images/register", json={"path": str(photo), "source": "event"}, headers=op
+    )
+    assert registered.status_code == 422 and registered.json()["code"] == "consent_required"
+    assert len(api.image_ids()) == 17  # nothing entered
+
+    consent = api.engine.add_consent("event", "Katy", notice_version="v1")
+    added = client.post(
+        "/v1/images",
+        files=upload(photo),
+        data={"source": "event", "consent": str(consent)},
+        headers=op,
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["summary"]["images_added"] == 1
 
 
 def test_vultus_serve_is_a_command() -> None:

@@ -170,3 +170,36 @@ def test_erase_says_which_originals_it_left_and_sources_say_who_may_delete_them(
     with Engine.open(data_dir, workers=1) as engine:
         deletable = {s.name: s.originals_deletable for s, _, _ in engine.sources()}
     assert deletable == {"own-archive": True, "press": False}
+
+
+def test_a_consent_source_refuses_photos_without_consent_and_refusals_are_named(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "event",
+        "--basis",
+        "consent",
+        "--condition",
+        "explicit_consent",
+        "--purpose",
+        "event photos",
+        "--retention-days",
+        "30",
+    )
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "event", "--workers", "1")
+    assert code == 2 and "consent_required" in out and "--consent" in out.replace("\n", "")
+
+    # An erased person's photos, offered again, are refused and named one by one.
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0, out
+    code, out = vultus(data_dir, "rights", "erase", str(kit / "Kit_Harington_1.jpeg"), "--yes")
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0 and "faces refused (suppression list)" in out
+    refused = [line for line in out.splitlines() if "refused (suppression list):" in line]
+    assert len(refused) == 3 and all(p.name in out for p in kit.iterdir())

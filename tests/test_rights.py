@@ -23,7 +23,7 @@ from conftest import PURPOSE, add_test_source
 from vultus.clock import now
 from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
-from vultus.errors import PurposeError, RightsError, VultusError
+from vultus.errors import ConsentRequiredError, PurposeError, RightsError, VultusError
 from vultus.index.backends import INDEX_AAD
 from vultus.rights.erasure import ErasureReceipt
 
@@ -192,7 +192,13 @@ def test_an_erased_person_stays_erased(
     kit_dir = faces_dir / "dev" / "images" / "Kit_Harington"
     again = engine.add([kit_dir], source="test")
     assert again.faces_suppressed == 3 and again.images_added == 0
-    assert engine.audit.entries(action="ingest")[-1].details["faces_suppressed"] == 3
+    # Each refused photo is named, so that an operator can check a wrong refusal.
+    kit_photos = sorted(str(p) for p in kit_dir.iterdir())
+    assert sorted(again.suppressed_photos) == kit_photos
+    ingest = engine.audit.entries(action="ingest")[-1].details
+    assert ingest["faces_suppressed"] == 3 and sorted(ingest["suppressed_photos"]) == kit_photos
+    dry = engine.add([kit_dir], source="test", dry_run=True)
+    assert sorted(dry.suppressed_photos) == kit_photos
     assert not engine.search(selfie, purpose=PURPOSE).found
 
     ((entry_id, _),) = engine.suppression_list()
@@ -237,7 +243,8 @@ def test_retention_purges_only_what_has_expired(
         purpose="event photos",
         retention_days=1,
     )
-    empty_engine.add(photos[:3], source="short")
+    consent = empty_engine.add_consent("short", "guests", notice_version="v1")
+    empty_engine.add(photos[:3], source="short", consent=consent)
     empty_engine.add(photos[3:6], source="test")  # 30 days
     later = now() + timedelta(days=2)
     report = empty_engine.retention_report(later)
@@ -263,7 +270,10 @@ def test_withdrawing_consent_erases_the_faces_resting_on_it(
     with pytest.raises(RightsError, match="not given for source"):
         empty_engine.add(gallery_split[0][:1], source="test", consent=consent)
     empty_engine.add(gallery_split[0][:2], source="event", consent=consent)
-    empty_engine.add(gallery_split[0][2:4], source="event")
+    # A consent source takes no photo without the consent it rests on.
+    with pytest.raises(ConsentRequiredError):
+        empty_engine.add(gallery_split[0][2:4], source="event")
+    empty_engine.add(gallery_split[0][2:4], source="test")
     assert empty_engine.withdraw_consent(consent) == 2
     assert empty_engine.catalog.counts()["images"] == 2 and len(empty_engine.index) == 2
     with pytest.raises(RightsError, match="withdrawn"):

@@ -508,6 +508,31 @@ def test_an_operator_uploads_names_merges_and_unlinks(
     ]
 
 
+def test_an_upload_under_a_consent_source_needs_its_consent(
+    web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web.engine.add_source(
+        "event",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=30,
+    )
+    photo = gallery_split[0][0]
+    files = [("photos", (photo.name, photo.read_bytes(), "image/jpeg"))]
+    web.sign_in("operator")
+    refused = web.client.post("/ui/library/upload", data={"source": "event"}, files=files)
+    assert "0 photo(s) added" in refused.text and "rests on consent" in refused.text
+    job = web.client.post("/ui/ingest", data={"path": str(photo), "source": "event"})
+    assert "rests on consent" in job.text
+    assert web.engine.catalog.counts()["images"] == 0
+
+    consent = web.engine.add_consent("event", "guest 1", notice_version="v1")
+    form = {"source": "event", "consent": str(consent)}
+    added = web.client.post("/ui/library/upload", data=form, files=files)
+    assert "1 photo(s) added under event" in added.text
+
+
 def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
     empty_engine: Engine, gallery_split: tuple[list[Path], list], tmp_path: Path
 ) -> None:

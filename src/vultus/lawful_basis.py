@@ -33,6 +33,9 @@ ART9_CONDITIONS: dict[str, str] = {
 # Conditions that only hold when the law that grants them is named.
 NEEDS_LEGAL_REFERENCE = {"substantial_public_interest", "employment", "public_health"}
 
+# What a source rests on when photos may enter only with a person's consent record.
+CONSENT_BASIS, CONSENT_CONDITION = "consent", "explicit_consent"
+
 SOURCE_KINDS = ("folder", "upload", "archive", "video", "object_storage")
 
 
@@ -56,3 +59,9 @@ def check(lawful_basis: str, special_condition: str, legal_reference: str | None
             "give --legal-reference",
             code="lawful_basis_invalid",
         )
+
+
+def rests_on_consent(lawful_basis: str, special_condition: str) -> bool:
+    """Art. 6(1)(a) consent or Art. 9(2)(a) explicit consent: each photo needs the consent
+    record of the person in it, or it has no lawful basis at all."""
+    return lawful_basis == CONSENT_BASIS or special_condition == CONSENT_CONDITION

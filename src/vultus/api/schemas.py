@@ -150,6 +150,9 @@ class IngestSummaryOut(BaseModel):
     skip_reasons: dict[str, int]
     errors: list[IngestErrorOut]
     seconds: float
+    suppressed_photos: list[str] = Field(
+        description="The photos in which faces were refused as on the suppression list."
+    )
 
     @classmethod
     def of(cls, s: IngestSummary) -> IngestSummaryOut:
@@ -166,6 +169,7 @@ class IngestSummaryOut(BaseModel):
             skip_reasons=s.skip_reasons,
             errors=[IngestErrorOut(path=p, code=c, message=m) for p, c, m in s.errors],
             seconds=round(s.seconds, 3),
+            suppressed_photos=s.suppressed_photos,
         )
 
 
@@ -181,6 +185,9 @@ class RegisterIn(BaseModel):
 
     path: str = Field(min_length=1, description="A photo on the server; folders go to a job.")
     source: NameStr
+    consent: Id | None = Field(
+        None, description="The consent record the photo rests on; required by consent sources."
+    )
 
 
 class ImageOut(BaseModel):
@@ -690,7 +697,9 @@ class IngestJobIn(BaseModel):
 
     path: str = Field(min_length=1, description="A folder (walked recursively) or file.")
     source: NameStr
-    consent: Id | None = Field(None, description="A consent record, for consent sources.")
+    consent: Id | None = Field(
+        None, description="The consent record the photos rest on; required by consent sources."
+    )
 
 
 class RebuildJobIn(BaseModel):

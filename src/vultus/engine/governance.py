@@ -44,6 +44,7 @@ from vultus.crypto import (
 from vultus.engine.parts import EngineParts
 from vultus.engine.rights import REQUEST_AAD
 from vultus.errors import ConfigError, NotFoundError, RightsError
+from vultus.lawful_basis import rests_on_consent
 from vultus.rights.erasure import (
     is_stored_copy,
 )
@@ -119,7 +120,7 @@ class Governance(EngineParts):
         actor: str | None = None,
     ) -> int:
         src = self.catalog.get_source(source)
-        if src.lawful_basis != "consent" and src.special_condition != "explicit_consent":
+        if not rests_on_consent(src.lawful_basis, src.special_condition):
             raise RightsError(
                 f"source {source!r} does not rest on consent ({src.lawful_basis} / "
                 f"{src.special_condition}); consent records belong to consent-based sources"
