@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from conftest import PURPOSE, add_test_source
+from conftest import PURPOSE, add_test_source, name_controller
 from vultus.api import create_app
 from vultus.audit import EXPORT_FIELDS, verify_export
 from vultus.cli import app as cli_app
@@ -76,7 +76,7 @@ def api_dir(
     photos.mkdir()
     for photo in gallery_split[0]:
         shutil.copy(photo, photos / f"{photo.parent.name}{photo.suffix}")
-    with Engine.open(root / "data", workers=1) as engine:
+    with Engine.open(name_controller(root / "data"), workers=1) as engine:
         add_test_source(engine)
         assert engine.add([photos], source="test").images_added == 17
     return root / "data"

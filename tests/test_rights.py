@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from conftest import PURPOSE, add_test_source
+from conftest import CONTROLLER, PURPOSE, add_test_source, name_controller
 from vultus.clock import now
 from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
@@ -34,7 +34,7 @@ KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
 def rights_dir(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
     """Every dev photo but Kit Harington's selfie, plus Kit and Rose Leslie together in a
     stored copy (an upload Vultus keeps under its data directory)."""
-    data_dir = tmp_path_factory.mktemp("rights")
+    data_dir = name_controller(tmp_path_factory.mktemp("rights"))
     dev = faces_dir / "dev"
     stored = data_dir / "images"
     stored.mkdir()
@@ -546,6 +546,48 @@ def test_records_of_processing_and_dpia_state_the_facts(engine: Engine, tmp_path
         or str(engine.catalog.counts()["faces_indexed"]) in draft
     )
     assert PURPOSE in draft
+
+
+OLD_PLACEHOLDER = "the controller (set `controller` in vultus.toml)"
+
+
+def test_packages_and_reports_name_the_controller_or_are_refused(
+    engine: Engine, selfie: Path, tmp_path: Path
+) -> None:
+    """Named in vultus.toml, the controller is what a person reads in every document; unset,
+    no document is written, and the operator is told what to set."""
+    package, _ = engine.access(selfie, tmp_path / "package.zip")
+    with zipfile.ZipFile(package) as z:
+        texts = {name: z.read(name).decode() for name in ("report.html", "README.txt", "data.json")}
+    for kind in ("ropa", "dpia"):
+        for path in engine.report(kind, tmp_path / "reports"):
+            texts[path.name] = path.read_text()
+    for name, text in texts.items():
+        assert CONTROLLER in text, name
+        assert OLD_PLACEHOLDER not in text and "set `controller`" not in text, name
+
+    data_dir = engine.settings.data_dir
+    engine.close()
+    (data_dir / "vultus.toml").unlink()
+    with Engine.open(data_dir, workers=1) as unset:
+        assert unset.settings.controller == ""
+        exports = len(unset.audit.entries(action="export"))
+        with pytest.raises(VultusError) as caught:
+            unset.access(selfie, tmp_path / "unset.zip")
+        assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
+        with pytest.raises(VultusError) as caught:
+            unset.report("dpia", tmp_path / "unset")
+        assert caught.value.code == "controller_unset"
+        assert not (tmp_path / "unset.zip").exists() and not (tmp_path / "unset").exists()
+        assert len(unset.audit.entries(action="export")) == exports
+
+
+def test_the_dpia_counts_the_faces_erased_not_the_erasures(
+    engine: Engine, selfie: Path, tmp_path: Path
+) -> None:
+    engine.erase(engine.find_person(selfie))  # one erasure of Kit's three faces
+    engine.report("dpia", tmp_path)
+    assert "Faces erased on request: 3 (in 1 erasure(s))" in (tmp_path / "dpia.md").read_text()
 
 
 def test_errors_of_rights_requests_are_clear(engine: Engine, faces_dir: Path) -> None:

@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from typer.testing import CliRunner
 
-from conftest import PURPOSE
+from conftest import CONTROLLER, PURPOSE
 from vultus.api import create_app
+from vultus.cli import app as cli_app
 from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES
+from vultus.errors import ConfigError
 from vultus.rights import requests as req
 
 # Every page and the roles it admits.
@@ -386,6 +389,29 @@ def test_the_dpo_answers_access_and_restriction_requests(
 def test_the_portal_is_off_unless_enabled(web: Web) -> None:
     assert web.client.get("/portal").status_code == 404
     assert web.client.post("/portal", data={"email": "a@b.org"}).status_code == 404
+
+
+def test_the_portal_names_the_controller_and_will_not_start_without_one(
+    portal: Web, empty_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = portal.client.get("/portal").text
+    assert CONTROLLER in page
+    assert "set `controller`" not in page and "the controller (" not in page
+
+    unnamed = dataclasses.replace(empty_engine.settings, portal_enabled=True, controller="")
+    with pytest.raises(ConfigError) as caught:
+        create_app(unnamed, engine=empty_engine)
+    assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
+    # With the portal off, nothing names the controller to people: the server starts.
+    create_app(dataclasses.replace(unnamed, portal_enabled=False), engine=empty_engine)
+
+    # `vultus serve` says so in one line before it listens.
+    data_dir = tmp_path / "served"
+    data_dir.mkdir()
+    (data_dir / "vultus.toml").write_text("portal_enabled = true\n")
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    result = CliRunner().invoke(cli_app, ["--data-dir", str(data_dir), "serve"])
+    assert result.exit_code == 2 and "controller_unset" in result.output
 
 
 def _portal_form(web: Web) -> str:

@@ -14,7 +14,9 @@ ART6_BASES: dict[str, str] = {
     "legal_obligation": "Art. 6(1)(c): necessary to comply with a legal obligation",
     "vital_interests": "Art. 6(1)(d): necessary to protect vital interests",
     "public_task": "Art. 6(1)(e): a task in the public interest or official authority",
-    "legitimate_interests": "Art. 6(1)(f): legitimate interests, balanced against the subject's",
+    "legitimate_interests": "Art. 6(1)(f): necessary for the legitimate interests of the "
+    "controller or a third party, except where the data subject's interests or fundamental "
+    "rights and freedoms override them",
 }
 
 ART9_CONDITIONS: dict[str, str] = {
