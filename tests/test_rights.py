@@ -487,6 +487,10 @@ def test_an_erasure_killed_right_after_its_commit_leaves_its_receipt_on_the_next
     data_dir = engine.settings.data_dir
     request = engine.create_request("erasure", contact="kit@example.org")
     plan = engine.find_person(selfie)
+    db = sqlite3.connect(data_dir / "catalog.db")
+    ids = ",".join(map(str, plan.face_ids))
+    sealed = [row[0] for row in db.execute(f"SELECT template FROM faces WHERE id IN ({ids})")]
+    db.close()
     commit = engine.catalog.erase_faces
 
     def commit_then_die(*args: object, **kwargs: object) -> object:
@@ -515,6 +519,8 @@ def test_an_erasure_killed_right_after_its_commit_leaves_its_receipt_on_the_next
         db.close()
         assert not reopened.find_person(selfie).matches
         assert reopened.audit.verify().ok
+        on_disk = _sqlite_bytes(data_dir)  # scrubbed on open, as the erasure would have
+        assert not any(blob in on_disk for blob in sealed)
     with Engine.open(data_dir, workers=1):  # opened again: still the one receipt
         assert list((data_dir / "receipts").glob("*.json")) == [path]
         assert ErasureReceipt.from_json(json.loads(path.read_text())) == receipt

@@ -296,14 +296,14 @@ class Rights(EngineParts):
         self.index.remove(np.array(erased.face_ids, dtype=np.int64))
         self.save_index()
         receipt = self.finish_pending_erasure()
-        self.catalog.scrub()
         assert receipt is not None  # the record committed above holds the receipt's content
         return receipt
 
     def finish_pending_erasure(self) -> ErasureReceipt | None:
-        """Do the file work recorded with an erasure's commit and write its signed receipt.
-        Run again on open, so a process killed after the commit still deletes and blurs what
-        it must and leaves its receipt (one: a receipt already written is kept as it is)."""
+        """Do the file work recorded with an erasure's commit, write its signed receipt and
+        scrub the catalog. Run again on open, so a process killed after the commit still
+        deletes and blurs what it must, leaves no erased bytes in the database files, and
+        leaves its receipt (one: a receipt already written is kept as it is)."""
         raw = self.catalog.get_meta(PENDING_ERASURE)
         if not raw:
             return None
@@ -332,6 +332,7 @@ class Rights(EngineParts):
                 Path(path).unlink(missing_ok=True)
         with self.catalog.session() as s, s.begin():
             s.merge(_meta(PENDING_ERASURE, ""))
+        self.catalog.scrub()
         return receipt
 
     def _check_blurrable(self, locations: set[str]) -> None:

@@ -218,7 +218,8 @@ def carry_out(work: list[dict[str, Any]], *, endpoint_url: str | None) -> FilesD
     for item in work:
         location, action = str(item["location"]), item["action"]
         if action == LEAVE:
-            done.leave(location, str(item["reason"]))
+            if _may_exist(location):  # an original moved or deleted since holds no face
+                done.leave(location, str(item["reason"]))
         elif action == DELETE:
             why = delete_location(location, endpoint_url=endpoint_url)
             if why is not None:
