@@ -18,6 +18,16 @@ pytest_plugins = ["postgres", "milvus_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 PURPOSE = "archive research"
+# The controller the test data directories name, as an operator sets it in vultus.toml: the
+# portal, access packages and reports refuse to name nobody.
+CONTROLLER = "ACME Archive (dpo@acme.example)"
+
+
+def name_controller(data_dir: Path, controller: str = CONTROLLER) -> Path:
+    """Write `controller` into the data directory's vultus.toml, as an operator would."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "vultus.toml").write_text(f"controller = {controller!r}\n")
+    return data_dir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -85,7 +95,7 @@ def gallery_dir(
     tmp_path_factory: pytest.TempPathFactory, gallery_split: tuple[list[Path], list]
 ) -> Path:
     """A data directory holding each dev identity's first photo, ingested once per session."""
-    data_dir = tmp_path_factory.mktemp("gallery")
+    data_dir = name_controller(tmp_path_factory.mktemp("gallery"))
     with Engine.open(data_dir, workers=1) as engine:
         add_test_source(engine)
         summary = engine.add(gallery_split[0], source="test")
@@ -104,6 +114,6 @@ def gallery(gallery_dir: Path, tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def empty_engine(tmp_path: Path) -> Iterator[Engine]:
-    with Engine.open(tmp_path / "data", workers=1) as engine:
+    with Engine.open(name_controller(tmp_path / "data"), workers=1) as engine:
         add_test_source(engine)
         yield engine

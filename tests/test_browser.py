@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 import uvicorn
 
-from conftest import PURPOSE, REPO, add_test_source
+from conftest import PURPOSE, REPO, add_test_source, name_controller
 from vultus.api import create_app
 from vultus.engine import Engine
 
@@ -70,7 +70,7 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Server]:
     """Every dev photo but Kit's selfie and Rose Leslie's folder, plus Kit and Rose together
     in a stored copy; the rights portal enabled; a uvicorn server on a free local port."""
-    data_dir = tmp_path_factory.mktemp("browser")
+    data_dir = name_controller(tmp_path_factory.mktemp("browser"))
     dev = faces_dir / "dev"
     stored = data_dir / "images"
     stored.mkdir()
@@ -234,7 +234,11 @@ def test_search_erasure_by_portal_request_and_audit_in_a_browser(
     page.click("button:has-text('Erase 3 faces')")
     page.wait_for_selector(f"h1:has-text('Erased: {ref}')")
     receipt = page.inner_text(".receipt")
-    assert re.search(r"Faces erased\s+3", receipt) and re.search(r"Photos deleted\s+2", receipt)
+    assert re.search(r"Faces removed from Vultus\s+3", receipt)
+    assert re.search(r"Photos removed from the catalog\s+2", receipt)
+    # Kit's own photos are the operator's originals: left in place, and the page says so.
+    assert re.search(r"Files left in place\s+2", receipt)
+    assert "Left in place" in page.inner_text("main")
     shot(page, "rights-done")
     page.click(f"button:has-text('Mark {ref} as done')")
     page.wait_for_selector(".flash.ok")

@@ -126,3 +126,80 @@ def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Pat
     assert "17 proposal(s)" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert engine.subjects() == []  # proposals only: nothing was linked
+
+
+def test_erase_says_which_originals_it_left_and_sources_say_who_may_delete_them(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    rose = faces_dir / "dev" / "images" / "Rose_Leslie"
+    selfie = kit / "Kit_Harington_1.jpeg"
+    originals = [p for p in sorted(kit.iterdir()) if p != selfie]
+    code, out = vultus(data_dir, "add", *map(str, [*originals, rose]), "-s", "press", "-w", "1")
+    assert code == 0, out
+
+    code, out = vultus(data_dir, "rights", "erase", str(selfie), "--yes")
+
+    assert code == 0, out
+    assert "2 face(s) removed from Vultus (catalog and index)" in out
+    assert "original files deleted: 0" in out
+    assert "files left in place, which may still show the person: 2" in out
+    flat = out.replace("\n", "")
+    assert all(str(p) in flat for p in originals) and all(p.exists() for p in originals)
+    assert "originals_deletable is off" in flat
+
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "own-archive",
+        "--basis",
+        "legitimate_interests",
+        "--condition",
+        "archiving_research",
+        "--purpose",
+        "our archive",
+        "--retention-days",
+        "30",
+        "--originals-deletable",
+    )
+    assert code == 0, out
+    code, out = vultus(data_dir, "sources", "list")
+    cells = {c.strip() for line in out.splitlines() for c in line.split("│")}
+    assert code == 0 and {"yes", "no"} <= cells
+    with Engine.open(data_dir, workers=1) as engine:
+        deletable = {s.name: s.originals_deletable for s, _, _ in engine.sources()}
+    assert deletable == {"own-archive": True, "press": False}
+
+
+def test_a_consent_source_refuses_photos_without_consent_and_refusals_are_named(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "event",
+        "--basis",
+        "consent",
+        "--condition",
+        "explicit_consent",
+        "--purpose",
+        "event photos",
+        "--retention-days",
+        "30",
+    )
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "event", "--workers", "1")
+    assert code == 2 and "consent_required" in out and "--consent" in out.replace("\n", "")
+
+    # An erased person's photos, offered again, are refused and named one by one.
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0, out
+    code, out = vultus(data_dir, "rights", "erase", str(kit / "Kit_Harington_1.jpeg"), "--yes")
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0 and "faces refused (suppression list)" in out
+    refused = [line for line in out.splitlines() if "refused (suppression list):" in line]
+    assert len(refused) == 3 and all(p.name in out for p in kit.iterdir())

@@ -130,7 +130,7 @@ def test_cli_story_preview_then_include_erases_all_three_and_suppresses(
     include = [a for fid in sorted(hers) for a in ("--include", str(fid))]
     code, out = vultus(data_dir, "rights", "erase", str(selfie), *include, "--yes")
     assert code == 0, out
-    assert "erased 3 face(s)" in out
+    assert "3 face(s) removed from Vultus" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert held_faces(engine) == set()
         again = engine.add([selfie.parent], source="test")

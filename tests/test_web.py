@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from typer.testing import CliRunner
 
-from conftest import PURPOSE
+from conftest import CONTROLLER, PURPOSE
 from vultus.api import create_app
+from vultus.cli import app as cli_app
 from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES
+from vultus.errors import ConfigError
 from vultus.rights import requests as req
 
 # Every page and the roles it admits.
@@ -296,7 +299,11 @@ def test_the_dpo_erases_a_person_after_reviewing_the_preview(
     done = web.client.post(
         f"/ui/rights/requests/{request.ref}/erasure", data={**form, "confirm": "yes"}
     )
-    assert done.status_code == 200 and "Faces erased" in done.text
+    assert done.status_code == 200 and "Faces removed from Vultus" in done.text
+    # The gallery's photo is the operator's original: the page says it stays, and where.
+    original = next(p for p in gallery_split[0] if p.parent.name == who)
+    assert "Photos deleted" not in done.text and "Left in place" in done.text
+    assert str(original) in done.text and original.exists()
     assert len(web.engine.suppression_list()) == 1
     result = web.engine.search(selfie, purpose=PURPOSE)
     assert not result.found
@@ -387,6 +394,29 @@ def test_the_dpo_answers_access_and_restriction_requests(
 def test_the_portal_is_off_unless_enabled(web: Web) -> None:
     assert web.client.get("/portal").status_code == 404
     assert web.client.post("/portal", data={"email": "a@b.org"}).status_code == 404
+
+
+def test_the_portal_names_the_controller_and_will_not_start_without_one(
+    portal: Web, empty_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = portal.client.get("/portal").text
+    assert CONTROLLER in page
+    assert "set `controller`" not in page and "the controller (" not in page
+
+    unnamed = dataclasses.replace(empty_engine.settings, portal_enabled=True, controller="")
+    with pytest.raises(ConfigError) as caught:
+        create_app(unnamed, engine=empty_engine)
+    assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
+    # With the portal off, nothing names the controller to people: the server starts.
+    create_app(dataclasses.replace(unnamed, portal_enabled=False), engine=empty_engine)
+
+    # `vultus serve` says so in one line before it listens.
+    data_dir = tmp_path / "served"
+    data_dir.mkdir()
+    (data_dir / "vultus.toml").write_text("portal_enabled = true\n")
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    result = CliRunner().invoke(cli_app, ["--data-dir", str(data_dir), "serve"])
+    assert result.exit_code == 2 and "controller_unset" in result.output
 
 
 def _portal_form(web: Web) -> str:
@@ -507,6 +537,31 @@ def test_an_operator_uploads_names_merges_and_unlinks(
         "renamed",
         "unlinked",
     ]
+
+
+def test_an_upload_under_a_consent_source_needs_its_consent(
+    web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web.engine.add_source(
+        "event",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=30,
+    )
+    photo = gallery_split[0][0]
+    files = [("photos", (photo.name, photo.read_bytes(), "image/jpeg"))]
+    web.sign_in("operator")
+    refused = web.client.post("/ui/library/upload", data={"source": "event"}, files=files)
+    assert "0 photo(s) added" in refused.text and "rests on consent" in refused.text
+    job = web.client.post("/ui/ingest", data={"path": str(photo), "source": "event"})
+    assert "rests on consent" in job.text
+    assert web.engine.catalog.counts()["images"] == 0
+
+    consent = web.engine.add_consent("event", "guest 1", notice_version="v1")
+    form = {"source": "event", "consent": str(consent)}
+    added = web.client.post("/ui/library/upload", data=form, files=files)
+    assert "1 photo(s) added under event" in added.text
 
 
 def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(

@@ -108,6 +108,7 @@ class Catalog(SubjectQueries, JobQueries):
         kind: str = "folder",
         legal_reference: str | None = None,
         notes: str | None = None,
+        originals_deletable: bool = False,
     ) -> Source:
         lawful_basis.check(lawful_basis_code, special_condition, legal_reference)
         if kind not in lawful_basis.SOURCE_KINDS:
@@ -132,6 +133,7 @@ class Catalog(SubjectQueries, JobQueries):
                 retention_days=retention_days,
                 notes=notes,
                 created_at=now(),
+                originals_deletable=originals_deletable,
             )
             s.add(source)
         return source
@@ -539,12 +541,14 @@ class Catalog(SubjectQueries, JobQueries):
         face_ids: Sequence[int],
         *,
         suppression: tuple[bytes, str] | None = None,
+        request_ref: str | None = None,
         in_transaction: Callable[[Session, ErasedFaces], None] | None = None,
     ) -> ErasedFaces:
         """The catalog half of an erasure, in ONE transaction: the faces go, images left with
         no face go, images with other people stay (minus the erased faces), an optional
-        suppression entry (sealed template, model id) is added, and `in_transaction` writes
-        what must commit with it (the audit entry, pending file work)."""
+        suppression entry (sealed template, model id) is added, recording the request that
+        made it, and `in_transaction` writes what must commit with it (the audit entry, the
+        receipt's content, pending file work)."""
         ids = list(face_ids)
         with self.session() as s, s.begin():
             rows = s.execute(
@@ -558,9 +562,11 @@ class Catalog(SubjectQueries, JobQueries):
             s.execute(delete(Face).where(Face.id.in_(ids)))
             removed: list[tuple[int, str, str]] = []
             kept: list[tuple[int, str, list[list[int]]]] = []
+            sources: dict[int, tuple[str, bool]] = {}
             for image_id, erased_boxes in boxes.items():
                 image = s.get(Image, image_id)
                 assert image is not None
+                sources[image_id] = (image.source.name, bool(image.source.originals_deletable))
                 remaining = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
                 if remaining:
                     kept.append((image_id, image.path, erased_boxes))
@@ -574,9 +580,10 @@ class Catalog(SubjectQueries, JobQueries):
                         model_id=suppression[1],
                         purpose="suppress",
                         created_at=now(),
+                        request_ref=request_ref,
                     )
                 )
-            erased = ErasedFaces([r[0] for r in rows], removed, kept)
+            erased = ErasedFaces([r[0] for r in rows], removed, kept, boxes, sources)
             if in_transaction is not None:
                 in_transaction(s, erased)
         return erased

@@ -107,7 +107,10 @@ def print_summary(s: IngestSummary) -> None:
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(s.skip_reasons.items()))
     table.add_row("faces skipped", f"{s.faces_skipped:,}" + (f" ({skipped})" if skipped else ""))
     if s.faces_suppressed:
-        table.add_row("faces refused (suppression list)", f"{s.faces_suppressed:,}")
+        table.add_row(
+            "faces refused (suppression list)",
+            f"{s.faces_suppressed:,} in {len(s.suppressed_photos):,} photo(s), listed below",
+        )
     table.add_row("errors", f"{len(s.errors):,}")
     table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
     console.print(table)
@@ -117,6 +120,12 @@ def print_summary(s: IngestSummary) -> None:
         )
     if len(s.errors) > 20:
         console.print(f"… and {len(s.errors) - 20} more errors")
+    # Named, so that a wrong refusal (a stranger taken for an erased person) can be checked.
+    for path in s.suppressed_photos[:20]:
+        console.print("[yellow]⊘[/] refused (suppression list): ", end="")
+        console.print(path, markup=False, highlight=False)
+    if len(s.suppressed_photos) > 20:
+        console.print(f"… and {len(s.suppressed_photos) - 20} more refused photos")
 
 
 def register(app: typer.Typer) -> None:

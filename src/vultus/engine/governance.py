@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.catalog.models import (
@@ -30,6 +31,7 @@ from vultus.catalog.models import (
 )
 from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD
 from vultus.clock import now
+from vultus.config import require_controller
 from vultus.crypto import (
     KEY_ENV,
     default_key_file,
@@ -44,6 +46,7 @@ from vultus.crypto import (
 from vultus.engine.parts import EngineParts
 from vultus.engine.rights import REQUEST_AAD
 from vultus.errors import ConfigError, NotFoundError, RightsError
+from vultus.lawful_basis import rests_on_consent
 from vultus.rights.erasure import (
     is_stored_copy,
 )
@@ -119,7 +122,7 @@ class Governance(EngineParts):
         actor: str | None = None,
     ) -> int:
         src = self.catalog.get_source(source)
-        if src.lawful_basis != "consent" and src.special_condition != "explicit_consent":
+        if not rests_on_consent(src.lawful_basis, src.special_condition):
             raise RightsError(
                 f"source {source!r} does not rest on consent ({src.lawful_basis} / "
                 f"{src.special_condition}); consent records belong to consent-based sources"
@@ -231,6 +234,8 @@ class Governance(EngineParts):
 
     # -- Art. 30 and Art. 35 documents -----------------------------------------------------
     def report(self, kind: str, out_dir: Path, *, actor: str | None = None) -> list[Path]:
+        # Refused before the facts are gathered (and their export audited) for nothing.
+        require_controller(self.settings.controller, f"the {kind} report")
         return write_report(kind, self.report_facts(actor=actor), out_dir)
 
     def report_facts(self, *, actor: str | None = None) -> ReportFacts:
@@ -264,8 +269,10 @@ class Governance(EngineParts):
                 ).all()
             )
             count = lambda q: s.scalar(q) or 0  # noqa: E731
-            erasures = count(select(func.count()).where(AuditEntry.action == actions.ERASURE))
-            purged = count(select(func.count()).where(AuditEntry.action == actions.RETENTION))
+            # What the documents count is faces and images, which the entries' details hold;
+            # the number of entries is the number of erasures (or retention runs).
+            erased = _details(s, actions.ERASURE)
+            purged = sum(int(d.get("images") or 0) for d in _details(s, actions.RETENTION))
             open_q = RightsRequest.status.in_(["received", "in_review"])
             facts = ReportFacts(
                 controller=self.settings.controller,
@@ -301,7 +308,8 @@ class Governance(EngineParts):
                 tar_at_threshold=float(cal.tar_at(float(threshold))),
                 fmr_table=table,
                 searches_per_purpose={str(k): v for k, v in per_purpose.items()},
-                erasures=erasures,
+                erasures=len(erased),
+                faces_erased=sum(int(d.get("faces") or 0) for d in erased),
                 access_requests=count(
                     select(func.count()).where(AuditEntry.action == actions.ACCESS)
                 ),
@@ -327,3 +335,10 @@ class Governance(EngineParts):
             (k.name, k.role, k.created_at, k.expires_at, k.revoked_at is not None)
             for k in self.keys.list()
         ]
+
+
+def _details(session: Session, action: str) -> list[dict[str, Any]]:
+    """The details of every audit entry of one action (counted in Python: JSON sums differ
+    between SQLite and PostgreSQL, and these entries are few)."""
+    rows = session.scalars(select(AuditEntry.details).where(AuditEntry.action == action))
+    return [dict(d or {}) for d in rows]

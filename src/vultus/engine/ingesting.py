@@ -19,6 +19,7 @@ from vultus.catalog.models import Source
 from vultus.engine.locking import each_locked, locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
+    ConsentRequiredError,
     ManifestError,
     SourceError,
 )
@@ -37,14 +38,19 @@ from vultus.ingest.batches import (
     drop_suppressed,
     fetch,
     item_error,
+    suppressed_locations,
 )
 from vultus.ingest.manifest import Manifest
 from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.lawful_basis import rests_on_consent
 from vultus.pipeline.analyse import FacePipeline
 from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
 
 # Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
 FETCH_THREADS = 8
+# Suppressed photos named in an ingest's audit entry: enough to check a wrong refusal, few
+# enough to keep one entry small (the summary names them all).
+AUDITED_PHOTOS = 100
 
 
 class Ingesting(EngineParts):
@@ -67,13 +73,17 @@ class Ingesting(EngineParts):
         worker, in this process one image at a time under the lock), and the lock is held only
         for each batch's catalog and index writes."""
         src = self.catalog.get_source(source)
-        if consent is not None:
-            self.consent_source_check(consent, source)
         items, total = collect_items(
             paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
         )
         return self._ingest(
-            items, [src], total=total, dry_run=dry_run, on_progress=on_progress, actor=actor
+            items,
+            [src],
+            consents={(source, consent)},
+            total=total,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            actor=actor,
         )[0]
 
     def add_manifest(
@@ -108,13 +118,16 @@ class Ingesting(EngineParts):
                 "them first with `vultus sources add NAME --basis ... --purpose ...`",
                 code="source_unknown",
             )
-        for name, consent_id in sorted(scan.consents):
-            self.consent_source_check(consent_id, name)
         if source:  # errors that name no source are recorded in the default source's run
             sources.sort(key=lambda s: s.name != source)
+        unconsented = {
+            name: (lines, scan.no_consent_count[name]) for name, lines in scan.no_consent.items()
+        }
         return self._ingest(
             iter(reader),
             sources,
+            consents={*scan.consents, *((name, None) for name in unconsented)},
+            unconsented=unconsented,
             total=scan.rows,
             dry_run=dry_run,
             on_progress=on_progress,
@@ -122,20 +135,66 @@ class Ingesting(EngineParts):
             origin=str(reader.path),
         )
 
+    def check_consent(self, source: str, consent: int | None) -> None:
+        """Refuse now what an ingest under `source` with `consent` would refuse: for callers
+        that queue the work (an ingest job), so that the refusal comes before the queue."""
+        self._admit([self.catalog.get_source(source)], {(source, consent)})
+
+    def _admit(
+        self,
+        sources: list[Source],
+        consents: set[tuple[str, int | None]],
+        *,
+        unconsented: dict[str, tuple[list[int], int]] | None = None,
+        origin: str | None = None,
+    ) -> None:
+        """The one rule on consent, for every way in (files, folders, buckets, manifest rows,
+        uploads, jobs), checked before any work: photos under a source that rests on consent
+        (Art. 6(1)(a) or Art. 9(2)(a)) enter only with the consent record they rest on, and a
+        consent record only for its own source, and only while it is not withdrawn.
+        `consents`: the (source, consent id or None) pairs the photos come with;
+        `unconsented`: a manifest's rows without a consent, per source (lines, how many)."""
+        by_name = {s.name: s for s in sources}
+        for name, consent in sorted(consents, key=lambda pair: (pair[0], pair[1] or 0)):
+            if consent is not None:
+                self.consent_source_check(consent, name)
+                continue
+            src = by_name[name]
+            if not rests_on_consent(src.lawful_basis, src.special_condition):
+                continue
+            lines, count = (unconsented or {}).get(name, ([], 0))
+            what = (
+                f"{origin}: {count:,} row(s) of source {name!r} name no consent record (line "
+                f"{', '.join(map(str, lines))}{' ...' if count > len(lines) else ''}); fill "
+                "their `consent` column or give --consent ID"
+                if count
+                else f"photos added under source {name!r} without a consent record; give "
+                "--consent ID"
+            )
+            raise ConsentRequiredError(
+                f"{what}. The source rests on consent ({src.lawful_basis} / "
+                f"{src.special_condition}): each photo needs the consent record of the person "
+                f"in it (record one with `vultus consent add {name} PERSON --notice-version V`)"
+            )
+
     def _ingest(
         self,
         items: Iterable[Item | BadItem],
         sources: list[Source],
         *,
+        consents: set[tuple[str, int | None]],
+        unconsented: dict[str, tuple[list[int], int]] | None = None,
         total: int | None,
         dry_run: bool,
         on_progress: Callable[[Progress], None] | None,
         actor: str | None,
         origin: str | None = None,
     ) -> list[IngestSummary]:
-        """The one ingest loop: one run per source; items hashed and checked against the
-        catalog in chunks before any work; new ones analysed; each batch written per source
-        (and consent) in one transaction. Errors that name no source go to the first's run."""
+        """The one ingest loop: consent checked (`_admit`) before any work; one run per
+        source; items hashed and checked against the catalog in chunks before any work; new
+        ones analysed; each batch written per source (and consent) in one transaction.
+        Errors that name no source go to the first's run."""
+        self._admit(sources, consents, unconsented=unconsented, origin=origin)
         # The suppression list, read once: this model's entries compared directly, earlier
         # models' through their own pipelines (after a `reembed`).
         by_model = entries_by_model(self.catalog)
@@ -241,14 +300,29 @@ class Ingesting(EngineParts):
             self.indexes.maybe_upgrade()
             self.save_index()
         return [
-            self._run_summary(runs[s.name], s, seen[s.name], progress.elapsed, actor)
+            self._run_summary(
+                runs[s.name],
+                s,
+                seen[s.name],
+                progress.elapsed,
+                actor,
+                suppressed_photos=totals[s.name].suppressed_photos,
+            )
             for s in sources
         ]
 
     def _run_summary(
-        self, run_id: int | None, src: Source, files: int, seconds: float, actor: str | None
+        self,
+        run_id: int | None,
+        src: Source,
+        files: int,
+        seconds: float,
+        actor: str | None,
+        *,
+        suppressed_photos: list[str],
     ) -> IngestSummary:
-        """An ingest run's summary, from the catalog's counters; audited."""
+        """An ingest run's summary, from the catalog's counters; audited, with the photos in
+        which faces were refused as suppressed (the first AUDITED_PHOTOS of them)."""
         assert run_id is not None
         run, errs = self.catalog.get_run(run_id)
         self.audit.append(
@@ -260,6 +334,8 @@ class Ingesting(EngineParts):
                 "images_added": run.images_added,
                 "faces_indexed": run.faces_indexed,
                 "faces_suppressed": run.faces_suppressed,
+                "suppressed_photos": suppressed_photos[:AUDITED_PHOTOS],
+                "suppressed_photos_total": len(suppressed_photos),
                 "errors": run.errors,
             },
         )
@@ -276,6 +352,7 @@ class Ingesting(EngineParts):
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
             seconds=seconds,
+            suppressed_photos=list(suppressed_photos),
         )
 
     @locked
@@ -292,9 +369,12 @@ class Ingesting(EngineParts):
         earlier: EarlierModels,
         consent: int | None,
     ) -> None:
+        offered = batch
         batch, suppressed = drop_suppressed(batch, suppression)
         batch, more = earlier.drop(batch)
         suppressed += more
+        if suppressed:
+            totals.suppressed_photos.extend(suppressed_locations(offered, batch))
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return

@@ -49,5 +49,6 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
+        check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]
         compare: Callable[..., Verification]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vultus import audit as actions
@@ -31,15 +31,19 @@ from vultus.catalog.models import (
 from vultus.catalog.records import ErasedFaces, FaceRecord
 from vultus.catalog.store import SUPPRESSION_AAD
 from vultus.clock import now
+from vultus.config import require_controller
 from vultus.engine.parts import EngineParts
 from vultus.errors import NotFoundError, RightsError, VultusError
 from vultus.rights import requests as req
 from vultus.rights.erasure import (
+    LEAVE,
     ErasurePlan,
     ErasureReceipt,
     PersonMatch,
     blur_location,
-    is_stored_copy,
+    carry_out,
+    plan_files,
+    read_receipt,
     receipt_id,
     write_receipt,
 )
@@ -344,6 +348,7 @@ class Rights(EngineParts):
     ) -> tuple[Path, ErasurePlan]:
         """Write the access package of a reviewed request: the included faces, what was
         reviewed and by whom, and the identity check (see `review_person(verify_with=...)`)."""
+        require_controller(self.settings.controller, "an access package")
         plan = self.settle(review)
         request_ref = review.request_ref
         ids = plan.face_ids
@@ -420,12 +425,18 @@ class Rights(EngineParts):
     ) -> ErasureReceipt:
         """Carry out a reviewed plan: faces and templates leave the catalog and the index,
         images left with no face go, images with other people keep them, the erased faces are
-        blurred in stored copies (in the operator's originals too, with `blur_originals`), the
-        person joins the suppression list, and a signed receipt is written."""
+        blurred in stored copies (in the operator's originals too, with `blur_originals`),
+        originals are deleted where their source allows it and otherwise left in place, the
+        person joins the suppression list, and a signed receipt says exactly which.
+
+        The receipt's content commits with the erasure (in the pending-erasure record), so a
+        process killed after the commit still leaves its receipt: the next open writes it."""
         if not plan.matches:
             raise RightsError("nothing to erase: the plan holds no faces", code="empty_plan")
         if blur_originals:
             self._check_blurrable({m.image_path for m in plan.matches})
+        # One pending record at a time: an earlier erasure's unfinished file work goes first.
+        self.finish_pending_erasure()
         stamp = now()
         rid = receipt_id(plan.face_ids, stamp)
         sealed = (
@@ -433,18 +444,27 @@ class Rights(EngineParts):
             if suppress and plan.template is not None
             else None
         )
-
         data_dir = self.settings.data_dir
 
         def commit_with(session: Session, erased: ErasedFaces) -> None:
-            blur = [
-                (path, boxes)
-                for _, path, boxes in erased.images_kept
-                if blur_originals or is_stored_copy(path, data_dir)
-            ]
-            drop = [p for _, p, _ in erased.images_removed if is_stored_copy(p, data_dir)]
-            work = {"receipt": rid, "blur": blur, "delete": drop}
-            session.merge(_meta(PENDING_ERASURE, json.dumps(work)))
+            content = {
+                "receipt_id": rid,
+                "at": stamp.isoformat(),
+                "request_ref": request_ref,
+                "faces_erased": len(erased.face_ids),
+                "images_erased": len(erased.images_removed),
+                "images_kept_with_others": len(erased.images_kept),
+                "suppression_added": sealed is not None,
+                "image_hashes": sorted(sha for _, _, sha in erased.images_removed),
+            }
+            files = plan_files(erased, data_dir=data_dir, blur_originals=blur_originals)
+            session.merge(_meta(PENDING_ERASURE, json.dumps({"receipt": content, "files": files})))
+            if request_ref is not None:
+                session.execute(
+                    update(RightsRequest)
+                    .where(RightsRequest.ref == request_ref)
+                    .values(receipt_id=rid)
+                )
             self.audit.append(
                 actions.ERASURE,
                 actor=actor,
@@ -455,48 +475,56 @@ class Rights(EngineParts):
                     "faces": len(erased.face_ids),
                     "images_erased": len(erased.images_removed),
                     "images_kept_with_others": len(erased.images_kept),
+                    "originals_left": sum(f["action"] == LEAVE for f in files),
                     "suppressed": sealed is not None,
                 },
                 session=session,
             )
 
         erased = self.catalog.erase_faces(
-            plan.face_ids, suppression=sealed, in_transaction=commit_with
+            plan.face_ids, suppression=sealed, request_ref=request_ref, in_transaction=commit_with
         )
         self.index.remove(np.array(erased.face_ids, dtype=np.int64))
         self.save_index()
-        blurred = self.finish_pending_erasure()
-        self.catalog.scrub()
-        receipt = ErasureReceipt(
-            receipt_id=rid,
-            at=stamp,
-            request_ref=request_ref,
-            faces_erased=len(erased.face_ids),
-            images_erased=len(erased.images_removed),
-            images_kept_with_others=len(erased.images_kept),
-            copies_blurred=blurred,
-            suppression_added=sealed is not None,
-            image_hashes=sorted(sha for _, _, sha in erased.images_removed),
-        ).signed(self.keyring)
-        write_receipt(receipt, self.settings.data_dir / "receipts")
+        receipt = self.finish_pending_erasure()
+        assert receipt is not None  # the record committed above holds the receipt's content
         return receipt
 
-    def finish_pending_erasure(self) -> int:
-        """File work recorded with an erasure's commit. Run again on open, so a process killed
-        after the commit still blurs and deletes what it must."""
+    def finish_pending_erasure(self) -> ErasureReceipt | None:
+        """Do the file work recorded with an erasure's commit, write its signed receipt and
+        scrub the catalog. Run again on open, so a process killed after the commit still
+        deletes and blurs what it must, leaves no erased bytes in the database files, and
+        leaves its receipt (one: a receipt already written is kept as it is)."""
         raw = self.catalog.get_meta(PENDING_ERASURE)
         if not raw:
-            return 0
+            return None
         work = json.loads(raw)
         endpoint = self.settings.s3_endpoint_url
-        blurred = sum(
-            blur_location(path, boxes, endpoint_url=endpoint) for path, boxes in work["blur"]
-        )
-        for path in work["delete"]:
-            Path(path).unlink(missing_ok=True)
+        receipt = None
+        if isinstance(work.get("receipt"), dict):
+            done = carry_out(work["files"], endpoint_url=endpoint)
+            folder = self.settings.data_dir / "receipts"
+            content = work["receipt"]
+            receipt = read_receipt(folder, content["receipt_id"])
+            if receipt is None:
+                receipt = ErasureReceipt(
+                    **{**content, "at": datetime.fromisoformat(content["at"])},
+                    copies_blurred=len(done.blurred),
+                    stored_copies_deleted=done.stored_copies_deleted,
+                    originals_deleted=done.originals_deleted,
+                    blurred=done.blurred,
+                    left_in_place=done.left_in_place,
+                ).signed(self.keyring)
+                write_receipt(receipt, folder)
+        else:  # a record from before receipts were part of it: the file work alone
+            for path, boxes in work.get("blur", []):
+                blur_location(path, boxes, endpoint_url=endpoint)
+            for path in work.get("delete", []):
+                Path(path).unlink(missing_ok=True)
         with self.catalog.session() as s, s.begin():
             s.merge(_meta(PENDING_ERASURE, ""))
-        return blurred
+        self.catalog.scrub()
+        return receipt
 
     def _check_blurrable(self, locations: set[str]) -> None:
         """Refuse, before anything is erased, to blur originals in a bucket that keeps object

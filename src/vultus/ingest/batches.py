@@ -60,6 +60,9 @@ class IngestSummary:
     errors: list[tuple[str, str, str]]  # (path, code, message)
     seconds: float
     dry_run: bool = False
+    # The photos in which faces were refused as suppressed (erased people): named, so that
+    # an operator can look at them and check a wrong refusal.
+    suppressed_photos: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -363,6 +366,8 @@ class DryRunTotals:
         self.suppressed = 0
         self.reasons: dict[str, int] = {}
         self.errors: list[tuple[str, str, str]] = []
+        # Kept for real runs too: the run's counters live in the catalog, these names do not.
+        self.suppressed_photos: list[str] = []
 
     def add(
         self,
@@ -400,6 +405,7 @@ class DryRunTotals:
             errors=self.errors,
             seconds=seconds,
             dry_run=True,
+            suppressed_photos=list(self.suppressed_photos),
         )
 
 
@@ -428,6 +434,12 @@ def drop_suppressed(
             continue
         kept.append(dataclasses.replace(image, faces=faces))
     return kept, dropped
+
+
+def suppressed_locations(before: Sequence[NewImage], after: Sequence[NewImage]) -> list[str]:
+    """The photos of `before` that lost faces to the suppression list on the way to `after`."""
+    kept = {image.path: len(image.faces) for image in after}
+    return [image.path for image in before if kept.get(image.path, -1) < len(image.faces)]
 
 
 def _unit(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

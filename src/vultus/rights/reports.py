@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vultus.config import require_controller
 from vultus.errors import ConfigError
 from vultus.files import atomic_write
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
@@ -75,16 +76,18 @@ class ReportFacts:
     # (per-search FMR target, distance threshold, true-accept rate) rows, at this gallery size.
     fmr_table: list[tuple[float, float, float]]
     searches_per_purpose: dict[str, int]
-    erasures: int
+    erasures: int  # erasures carried out on request (audit entries)
     access_requests: int
     open_requests: int
     overdue_requests: int
     suppression_entries: int
     restricted_faces: int
-    retention_purged: int
+    retention_purged: int  # images purged at the end of their retention period
     # The calibrated 1:1 (per-pair) false-match rate at threshold_distance. Optional: without it
     # the DPIA derives an upper bound from search_fmr_target and gallery_size.
     pair_fmr_at_threshold: float | None = None
+    # Faces those erasures removed (the sum of their audit entries' counts, not the entries).
+    faces_erased: int = 0
 
 
 # ---- public API ------------------------------------------------------------------------------
@@ -92,6 +95,7 @@ class ReportFacts:
 
 def write_report(kind: str, facts: ReportFacts, out_dir: Path) -> list[Path]:
     """Write `<kind>.md` and `<kind>.html` into `out_dir`; kind is "ropa" or "dpia"."""
+    require_controller(facts.controller, f"the {kind} report")
     if kind == "ropa":
         text, title = ropa_markdown(facts), f"Record of processing activities: {facts.controller}"
     elif kind == "dpia":
@@ -225,7 +229,7 @@ def ropa_markdown(facts: ReportFacts) -> str:
             [[s.name, _retention(s.retention_days)] for s in f.sources],
         ),
         f"Images erased by retention so far: {_num(f.retention_purged)}. Faces erased on "
-        f"request so far: {_num(f.erasures)}.",
+        f"request so far: {_num(f.faces_erased)} (in {_num(f.erasures)} erasure(s)).",
         "## 8. Technical and organisational security measures (Art. 30(1)(g), Art. 32(1))",
         _bullets([_md(m) for m in f.security_measures])
         if f.security_measures
@@ -354,7 +358,8 @@ def dpia_markdown(facts: ReportFacts) -> str:
         _bullets(
             [
                 f"Access requests handled: {_num(f.access_requests)}",
-                f"Faces erased on request: {_num(f.erasures)}",
+                f"Faces erased on request: {_num(f.faces_erased)} (in {_num(f.erasures)} "
+                "erasure(s))",
                 f"Suppression list entries (erased faces kept out of new ingests): "
                 f"{_num(f.suppression_entries)}",
                 f"Faces under restriction of processing (Art. 18): {_num(f.restricted_faces)}",
