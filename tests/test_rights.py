@@ -569,7 +569,7 @@ def test_packages_and_reports_name_the_controller_or_are_refused(
 ) -> None:
     """Named in vultus.toml, the controller is what a person reads in every document; unset,
     no document is written, and the operator is told what to set."""
-    package, _ = engine.access(selfie, tmp_path / "package.zip")
+    package, _ = engine.access(engine.review_person(selfie), tmp_path / "package.zip")
     with zipfile.ZipFile(package) as z:
         texts = {name: z.read(name).decode() for name in ("report.html", "README.txt", "data.json")}
     for kind in ("ropa", "dpia"):
@@ -586,7 +586,7 @@ def test_packages_and_reports_name_the_controller_or_are_refused(
         assert unset.settings.controller == ""
         exports = len(unset.audit.entries(action="export"))
         with pytest.raises(VultusError) as caught:
-            unset.access(selfie, tmp_path / "unset.zip")
+            unset.access(unset.review_person(selfie), tmp_path / "unset.zip")
         assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
         with pytest.raises(VultusError) as caught:
             unset.report("dpia", tmp_path / "unset")

@@ -51,6 +51,7 @@ from vultus.rights.erasure import (
     is_stored_copy,
 )
 from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
+from vultus.search.tiers import Tiering
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,13 @@ class Governance(EngineParts):
         gallery = self.catalog.fingerprint(self.model_id).count
         cal = self.calibration
         threshold = cal.threshold_for(self.settings.search_fmr, gallery_size=max(1, gallery))
+        possible = Tiering.of(
+            cal,
+            fmr=self.settings.rights_fmr,
+            gallery_size=gallery,
+            possible_fmr=self.settings.possible_fmr,
+            possible_strangers=self.settings.possible_strangers,
+        )
         table = []
         for target in (1e-2, 1e-3, 1e-4):
             d = float(cal.threshold_for(target, gallery_size=max(1, gallery)))
@@ -306,6 +314,9 @@ class Governance(EngineParts):
                 search_fmr_target=self.settings.search_fmr,
                 threshold_distance=float(threshold),
                 tar_at_threshold=float(cal.tar_at(float(threshold))),
+                possible_tar=float(cal.tar_at(possible.possible_threshold)),
+                possible_pair_fmr=possible.possible_pair_fmr,
+                possible_strangers=self.settings.possible_strangers,
                 fmr_table=table,
                 searches_per_purpose={str(k): v for k, v in per_purpose.items()},
                 erasures=len(erased),

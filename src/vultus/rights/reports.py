@@ -88,6 +88,12 @@ class ReportFacts:
     pair_fmr_at_threshold: float | None = None
     # Faces those erasures removed (the sum of their audit entries' counts, not the entries).
     faces_erased: int = 0
+    # Rights requests are reviewed by a person (vultus.rights.review): the true-accept rate of
+    # one photo against another down to the "possible, check by eye" tier, that tier's per-pair
+    # false-match rate, and the strangers a reviewer expects per round at this gallery size.
+    possible_tar: float | None = None
+    possible_pair_fmr: float | None = None
+    possible_strangers: float | None = None
 
 
 # ---- public API ------------------------------------------------------------------------------
@@ -481,12 +487,22 @@ def _missed_matches(f: ReportFacts) -> str:
             "requests incomplete."
         )
     miss = 1.0 - f.tar_at_threshold
-    return (
+    text = (
         f"At the threshold, the calibrated true-accept rate is {_pct(f.tar_at_threshold)}: "
-        f"about {_pct(miss)} of a person's own photos are not found. This matters beyond "
-        "search: an access or erasure request answered by face search can miss the same share "
-        "of that person's photos. **TODO:** state how such requests are completed (for example "
-        "by reviewing lower-ranked candidates or by the subject's name)."
+        f"about {_pct(miss)} of a person's own photos are not found by the automatic match "
+        "decision alone."
+    )
+    if f.possible_tar is None or f.possible_pair_fmr is None:
+        return text
+    return text + (
+        " Access, erasure, restriction and objection requests are therefore never answered "
+        "by that decision alone: a person reviews every candidate down to the \"possible, "
+        f"check by eye\" tier (per-pair false-match rate {f.possible_pair_fmr:.2g}, where one "
+        f"photo finds another of the same person {_pct(f.possible_tar)} of the time, and "
+        f"about {f.possible_strangers or 0:g} strangers per round are shown to be struck), and "
+        "the search reruns from every face the reviewer confirms, until no new candidate "
+        "appears. benchmarks/rights_recall.py measures the share of a person's photos this "
+        "finds (docs/rights.md)."
     )
 
 
