@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from vultus.catalog import postgresql
+from vultus.catalog.changes import install_triggers
 from vultus.catalog.store import Catalog
 from vultus.crypto import KeyRing
 from vultus.errors import ConfigError
@@ -95,6 +96,7 @@ def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
         postgresql.prepare(engine)
     try:
         _migrate(engine)
+        install_triggers(engine)
     except OperationalError as exc:
         engine.dispose()
         raise _unavailable(engine, exc) from exc

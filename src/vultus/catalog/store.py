@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from vultus import lawful_basis
 from vultus.catalog import postgresql
+from vultus.catalog.changes import ChangeQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
@@ -49,7 +50,7 @@ SUPPRESSION_AAD = b"suppression.template"
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
-class Catalog(SubjectQueries, JobQueries):
+class Catalog(SubjectQueries, JobQueries, ChangeQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -325,6 +326,15 @@ class Catalog(SubjectQueries, JobQueries):
         with self.session() as s:
             ids = s.scalars(select(Face.id).where(SEARCHABLE).order_by(Face.id))
             return np.fromiter(ids, dtype=np.int64)
+
+    def searchable_among(self, face_ids: Sequence[int]) -> set[int]:
+        """Which of these faces the index must hold."""
+        found: set[int] = set()
+        for i in range(0, len(face_ids), 500):
+            with self.session() as s:
+                chunk = face_ids[i : i + 500]
+                found.update(s.scalars(select(Face.id).where(SEARCHABLE, Face.id.in_(chunk))))
+        return found
 
     def iter_templates(
         self, ids: npt.NDArray[np.int64] | None = None, chunk: int = 20_000

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ from vultus.rights.erasure import ErasurePlan
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "settings"
+# Serialises loads and saves of the persisted index between processes (see IndexKeeper).
+INDEX_LOCK = "index.lock"
 CANARY_KEY = "key_check"
 # Settings that say how this process runs, not what is processed: not audited as changes
 # (and catalog_url may hold a password).
@@ -87,6 +90,7 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
             model_id=lambda: self.model_id,
             dim=lambda: self.pipeline.embedder.dim,
             lock=self.lock,
+            lock_file=settings.data_dir / INDEX_LOCK,
         )
         # An erasure killed after its commit left file work to do: finish it before anything.
         self.finish_pending_erasure()
@@ -182,9 +186,13 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
 
     # -- the vector index, derived from the catalog -----------------------------------------
     @locked
-    def rebuild_index(self, factory: str | None = None) -> VectorIndex:
-        """Recreate the index from the catalog's templates, with `factory` or the setting."""
-        return self.indexes.rebuild(factory)
+    def rebuild_index(
+        self, factory: str | None = None, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> VectorIndex:
+        """Recreate the index from the catalog's templates, with `factory` or the setting.
+        `on_progress(templates read, total)` follows the reading, the long part before the
+        one call that trains and fills the index."""
+        return self.indexes.rebuild(factory, on_progress)
 
     @locked
     def tune_index(

@@ -22,7 +22,6 @@ from vultus.errors import (
     ManifestError,
     SourceError,
 )
-from vultus.index.base import normalise
 from vultus.ingest.batches import (
     Analyser,
     BadItem,
@@ -300,7 +299,7 @@ class Ingesting(EngineParts):
             return
         if not (batch or errors or duplicates or suppressed):
             return
-        added = self.catalog.write_batch(
+        self.catalog.write_batch(
             run_id,
             source,
             batch,
@@ -309,9 +308,9 @@ class Ingesting(EngineParts):
             errors=errors,
             consent_id=consent,
         )
-        if added:
-            ids = np.array([fid for fid, _ in added], dtype=np.int64)
-            self.index.add(ids, normalise(np.stack([t for _, t in added])))
+        # The new faces reach the index the way every process's changes do: from the catalog's
+        # change feed, so that one path keeps all processes' indexes right.
+        self.indexes.sync()
 
     def _earlier_suppression(self, by_model: dict[str, list[bytes]]) -> EarlierModels:
         """Suppression entries of models used before a `reembed`: see vultus.rights.suppression."""
