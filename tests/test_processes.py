@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import PURPOSE
+from vultus import audit as actions
+from vultus.crypto import read_key_file
 from vultus.engine import Engine
+from vultus.errors import VultusError
 from vultus.index.backends import INDEX_AAD
 
 
@@ -130,3 +133,79 @@ def test_a_process_far_behind_the_change_feed_reloads_the_saved_index(
     after = server.search(photo, purpose=PURPOSE)
     assert not set(plan.face_ids) & {m.face_id for m in after.matches}
     assert len(server.index) == len(cli.catalog.indexed_ids())
+
+
+# -- key rotation --------------------------------------------------------------------------------
+def key_changes(engine: Engine) -> list[dict]:
+    return [
+        e.details
+        for e in engine.audit.entries(action=actions.KEY_CHANGE)
+        if "templates" in e.details
+    ]
+
+
+def test_a_key_rotation_is_refused_while_a_server_has_the_data_directory_open(
+    two: tuple[Engine, Engine], gallery_split: tuple[list[Path], list]
+) -> None:
+    server, cli = two
+    key_file = Path(os.environ["VULTUS_KEY_FILE"])
+    before = key_file.read_bytes()
+    with pytest.raises(VultusError, match="another Vultus process has it open") as refused:
+        cli.rotate_keys()
+    assert refused.value.code == "data_dir_busy"
+    assert key_file.read_bytes() == before  # nothing retired under the server's feet
+
+    # The server goes on sealing under the one key there is; after a restart all of it opens.
+    probes = [p for p, _ in gallery_split[1][:3]]
+    for probe in probes:
+        server.add([probe], source="test")
+    data_dir = server.settings.data_dir
+    server.close()
+    counts = cli.rotate_keys()  # alone now
+    assert counts["templates"] == cli.catalog.counts()["faces_indexed"]
+    cli.close()
+    with Engine.open(data_dir, workers=1) as restarted:
+        for probe in probes:
+            assert restarted.search(probe, purpose=PURPOSE).matches[0].distance < 1e-3
+        restarted.rebuild_index()
+
+
+def test_no_engine_opens_while_a_rotation_holds_the_data_directory(data: Path) -> None:
+    with Engine.open(data, workers=1) as rotating:
+        with rotating.presence.alone("a test"):
+            with pytest.raises(VultusError, match="re-encrypting") as refused:
+                Engine.open(data, workers=1)
+            assert refused.value.code == "data_dir_busy"
+        with Engine.open(data, workers=1):  # and once it is done, they open again
+            pass
+
+
+def test_a_rotation_killed_before_its_audit_entry_is_audited_by_the_rerun(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vultus.audit import AuditLog
+
+    real = AuditLog.append
+
+    def killed(self: AuditLog, action: str, *args: object, **kwargs: object) -> object:
+        if action == actions.KEY_CHANGE:
+            raise KeyboardInterrupt("killed")
+        return real(self, action, *args, **kwargs)  # type: ignore[arg-type]
+
+    with Engine.open(data, workers=1) as engine:
+        old = engine.keyring.active_id
+        monkeypatch.setattr(AuditLog, "append", killed)
+        with pytest.raises(KeyboardInterrupt):
+            engine.rotate_keys()
+        monkeypatch.setattr(AuditLog, "append", real)
+        new = read_key_file(Path(os.environ["VULTUS_KEY_FILE"]))
+        assert new.active_id != old and not new.retired_ids  # the rotation itself was done
+        assert key_changes(engine) == []
+    with Engine.open(data, workers=1) as rerun:
+        counts = rerun.rotate_keys()
+        assert rerun.keyring.active_id == new.active_id  # no second rotation
+        audited = key_changes(rerun)
+        assert len(audited) == 1
+        assert audited[0]["from"] == old and audited[0]["to"] == new.active_id
+        assert audited[0]["templates"] == counts["templates"] > 0
+        assert rerun.audit.verify().ok

@@ -10,6 +10,7 @@ from rich.table import Table
 from vultus.cli.common import console, open_engine
 from vultus.crypto import KEY_ENV, KeyRing
 from vultus.engine.apikeys import ROLES
+from vultus.engine.jobs import JobQueue
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -67,13 +68,30 @@ def revoke(name: str = typer.Argument(...)) -> None:
 
 
 @app.command("rotate")
-def rotate() -> None:
+def rotate(
+    background: bool = typer.Option(
+        False,
+        "--background",
+        help="Queue it as a job for the `vultus serve` running on this data directory.",
+    ),
+) -> None:
     """Re-encrypt every template, the suppression list and the index under a new master key.
     Safe to interrupt: run it again to finish.
+
+    It needs the data directory to itself: while a server (or another command) has it open,
+    it is refused, since that process would go on sealing under the retired key. Stop the
+    server first, or queue the rotation for the server with --background.
 
     Example: vultus keys rotate
     """
     with open_engine() as engine:
+        if background:
+            job = JobQueue(engine).submit("rotate_keys", {}, "cli")
+            console.print(
+                f"[green]✓[/] queued as job {job.id}; `vultus serve` on this data directory "
+                "runs it (the API's /jobs shows its progress)"
+            )
+            return
         counts = engine.rotate_keys()
         active = engine.keyring.active_id
     table = Table(title=f"Re-encrypted under key {active}", show_header=False)

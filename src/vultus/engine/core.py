@@ -33,10 +33,11 @@ from vultus.engine.apikeys import KeyStore
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
-from vultus.engine.locking import locked
+from vultus.engine.locking import Presence, locked
 from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
 from vultus.errors import NotFoundError
+from vultus.files import private_dir
 from vultus.index import VectorIndex
 from vultus.index.backends import open_backend
 from vultus.index.keeper import IndexKeeper
@@ -61,13 +62,21 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        # A new data directory may create the master key; an existing one must be given its own.
-        self.keyring: KeyRing = load_keyring(
-            settings.data_dir, key_file=settings.key_file, create=new
-        )
-        self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
-        self._check_key()
+        # Only its owner may enter: the catalog, the index and stored photos are personal data.
+        private_dir(settings.data_dir)
+        # Before the key is read: a rotation in another process must not change it under us.
+        self.presence = Presence(settings.data_dir)
+        try:
+            # A new data directory may create the master key; an existing one must be given
+            # its own.
+            self.keyring: KeyRing = load_keyring(
+                settings.data_dir, key_file=settings.key_file, create=new
+            )
+            self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
+            self._check_key()
+        except BaseException:
+            self.presence.close()
+            raise
         # Through lambdas: a key rotation swaps self.keyring, and the log must follow it.
         self.audit = AuditLog(
             self.catalog,
@@ -127,6 +136,7 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     def close(self) -> None:
         self.indexes.close()
         self.catalog.close()
+        self.presence.close()
 
     def __enter__(self) -> Engine:
         return self
