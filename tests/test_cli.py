@@ -126,3 +126,60 @@ def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Pat
     assert "17 proposal(s)" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert engine.subjects() == []  # proposals only: nothing was linked
+
+
+def test_add_exits_3_when_it_finished_with_errors(
+    data_dir: Path, gallery_split: tuple[list[Path], list], tmp_path: Path
+) -> None:
+    good = gallery_split[0][0]
+    missing = tmp_path / "no-such-folder"
+    code, out = vultus(data_dir, "add", str(good), str(missing), "--source", "press")
+    assert code == 3, out
+    out = " ".join(out.split())  # rich wraps lines at the console's width
+    assert "finished with errors" in out and "no such file or folder" in out
+    with Engine.open(data_dir, workers=1) as engine:
+        assert engine.catalog.counts()["images"] == 1  # what could be added was
+
+    code, out = vultus(data_dir, "add", str(good), "--source", "press")
+    assert code == 0, out  # already held is no error
+
+
+def test_a_dry_run_says_what_it_does(
+    data_dir: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    code, out = vultus(data_dir, "add", "--help")
+    assert "detection and embedding" in " ".join(out.split())
+    code, out = vultus(data_dir, "add", str(gallery_split[0][0]), "--source", "press", "--dry-run")
+    assert code == 0, out
+    out = " ".join(out.split())
+    assert "every new photo is analysed" in out and "nothing was written" in out
+
+
+def test_long_commands_print_progress_lines_when_output_is_not_a_terminal(
+    data_dir: Path,
+    gallery_split: tuple[list[Path], list],
+    faces_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vultus.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_EVERY", 0.0)  # a line at every step
+    photos = list(map(str, gallery_split[0][:3]))
+    code, out = vultus(data_dir, "add", *photos, "--source", "press", "--workers", "1")
+    assert code == 0, out
+    assert "ingest: 3/3 (100%) files" in out and "/s" in out and "left" in out
+
+    code, out = vultus(data_dir, "index", "rebuild")
+    assert code == 0 and "reading templates: 3/3 (100%) faces" in out, out
+
+    labels = tmp_path / "labels.csv"
+    rows = (faces_dir / "dev" / "labels.csv").read_text().splitlines()[:5]
+    labels.write_text(
+        "\n".join(
+            [rows[0]]
+            + [f"{faces_dir / 'dev' / r.split(',')[0]},{r.split(',')[1]}" for r in rows[1:]]
+        )
+    )
+    code, out = vultus(data_dir, "eval", str(labels))
+    assert "embedding photos: 4/4 (100%) photos" in out, out
