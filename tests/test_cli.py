@@ -183,3 +183,29 @@ def test_long_commands_print_progress_lines_when_output_is_not_a_terminal(
     )
     code, out = vultus(data_dir, "eval", str(labels))
     assert "embedding photos: 4/4 (100%) photos" in out, out
+
+
+def test_api_keys_expire_after_a_positive_number_of_days(data_dir: Path) -> None:
+    for days in ("0", "-1"):
+        code, out = vultus(
+            data_dir, "keys", "create", "--name", f"k{days}", "--role", "auditor",
+            "--expires-days", days,
+        )  # fmt: skip
+        assert code == 2 and "expires_invalid" in out, out
+    code, out = vultus(data_dir, "keys", "list")
+    assert code == 0 and "k0" not in out and "k-1" not in out
+
+    code, out = vultus(
+        data_dir, "keys", "create", "--name", "brief", "--role", "auditor", "--expires-days", "1"
+    )
+    assert code == 0, out
+    with Engine.open(data_dir, workers=1) as engine:
+        from sqlalchemy import update
+
+        from vultus.catalog.models import ApiKey
+        from vultus.clock import now
+
+        with engine.catalog.session() as s, s.begin():
+            s.execute(update(ApiKey).values(expires_at=now()))
+    code, out = vultus(data_dir, "keys", "list")
+    assert "expired" in out and "active" not in out
