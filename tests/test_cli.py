@@ -209,3 +209,24 @@ def test_api_keys_expire_after_a_positive_number_of_days(data_dir: Path) -> None
             s.execute(update(ApiKey).values(expires_at=now()))
     code, out = vultus(data_dir, "keys", "list")
     assert "expired" in out and "active" not in out
+
+
+def test_the_data_directory_and_its_files_are_private(
+    data_dir: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    import stat
+
+    from vultus.rights.erasure import blur_faces
+
+    vultus(data_dir, "add", str(gallery_split[0][0]), "--source", "press")
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for name in ("catalog.db", "index.faiss"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    with Engine.open(data_dir, workers=1) as engine:
+        summary, image_id = engine.upload(gallery_split[0][1].read_bytes(), "x.jpg", source="press")
+        assert image_id is not None
+        stored = Path(engine.catalog.image_summary(image_id).path)
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert blur_faces(stored, [[0, 0, 10, 10]])  # as an erasure blurs a stored copy
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600

@@ -64,6 +64,13 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
         new = not catalog_exists(settings.catalog_url)
         # Only its owner may enter: the catalog, the index and stored photos are personal data.
         private_dir(settings.data_dir)
+        if settings.data_dir.stat().st_mode & 0o077:
+            # Made before Vultus created it private, or opened up by hand: said, not changed.
+            log.warning(
+                "the data directory %s can be entered by other users; run `chmod 700 %s`",
+                settings.data_dir,
+                settings.data_dir,
+            )
         # Before the key is read: a rotation in another process must not change it under us.
         self.presence = Presence(settings.data_dir)
         try:

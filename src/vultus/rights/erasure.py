@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from vultus.crypto import KeyRing
 from vultus.errors import SourceError
-from vultus.files import atomic_file, atomic_write
+from vultus.files import atomic_file, atomic_write, private_dir
 from vultus.storage import is_s3, read_location, write_object
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def receipt_id(face_ids: list[int], at: datetime) -> str:
 
 
 def write_receipt(receipt: ErasureReceipt, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     path = folder / f"{receipt.receipt_id}.json"
     atomic_write(path, json.dumps(receipt.to_json(), indent=2))
     return path
@@ -119,9 +120,12 @@ def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
     try:
         with Image.open(path) as opened:
             image, fmt = _blurred(opened, boxes)
+        # The blurred file keeps the mode it had: a stored copy stays private, an original
+        # stays as its owner set it.
+        mode = stat.S_IMODE(path.stat().st_mode)
     except (FileNotFoundError, OSError):
         return False
-    with atomic_file(path, mode=0o644) as fh:
+    with atomic_file(path, mode=mode) as fh:
         image.save(fh, format=fmt)
     return True
 
