@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +216,140 @@ def test_a_rotation_killed_before_its_audit_entry_is_audited_by_the_rerun(
         assert audited[0]["from"] == old and audited[0]["to"] == new.active_id
         assert audited[0]["templates"] == counts["templates"] > 0
         assert rerun.audit.verify().ok
+
+
+# -- a real `vultus serve` beside the command line ------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`vultus serve` in a subprocess on loopback, with an API key for each role it needs."""
+
+    def __init__(self, data: Path, keys: dict[str, str]) -> None:
+        self.data = data
+        self.keys = keys
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data.parent / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vultus", "--data-dir", str(self.data), "serve",
+                 "--port", str(self.port), "--log-level", "warning"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1)
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        raise AssertionError(f"the server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def call(self, role: str, method: str, path: str, **kwargs: Any) -> dict:
+        import httpx
+
+        headers = {"X-API-Key": self.keys[role]}
+        response = httpx.request(method, self.url + path, headers=headers, timeout=120, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def search(self, photo: Path) -> dict:
+        return self.call(
+            "investigator", "POST", "/v1/search",
+            files={"photo": (photo.name, photo.read_bytes())},
+            data={"purpose": PURPOSE, "top_k": "20"},
+        )  # fmt: skip
+
+    def upload(self, photo: Path) -> dict:
+        return self.call(
+            "operator", "POST", "/v1/images",
+            files={"file": (photo.name, photo.read_bytes())}, data={"source": "test"},
+        )  # fmt: skip
+
+
+@pytest.fixture
+def server(data: Path) -> Iterator[Server]:
+    with Engine.open(data, workers=1) as engine:
+        keys = {
+            role: engine.keys.create(f"test {role}", role)[1]
+            for role in ("investigator", "operator", "admin")
+        }
+    running = Server(data, keys)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_running_server_and_the_command_line_beside_it(
+    server: Server, data: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    from typer.testing import CliRunner
+
+    from vultus.cli import app
+
+    gallery, probes = gallery_split
+    photo = gallery[0]
+    # Photos of other people: the erased person's stay out (the suppression list).
+    probes = [(p, who) for p, who in probes if who != photo.parent.name]
+    assert server.search(photo)["found"]  # the server holds the index in memory
+
+    # An erasure from the command line: the server no longer finds the faces, and its next
+    # save (an upload makes one) does not write them back into index.faiss.
+    with Engine.open(data, workers=1) as cli:
+        plan = cli.find_person(photo)
+        erased = set(plan.face_ids)
+        cli.erase(plan)
+    assert not erased & {m["face_id"] for m in server.search(photo)["matches"]}
+    server.upload(probes[0][0])
+    with Engine.open(data, workers=1) as cli:
+        assert not erased & saved_ids(cli)
+
+    # A photo added from the command line is found by the running server.
+    newcomer = probes[1][0]
+    with Engine.open(data, workers=1) as cli:
+        cli.add([newcomer], source="test")
+    assert server.search(newcomer)["matches"][0]["distance"] < 1e-3
+
+    # A key rotation from the command line is refused while the server runs...
+    runner = CliRunner()
+    result = runner.invoke(app, ["--data-dir", str(data), "keys", "rotate"])
+    assert result.exit_code == 2 and "data_dir_busy" in result.output, result.output
+    # ... and queued for the server, which runs it alone in its process.
+    result = runner.invoke(app, ["--data-dir", str(data), "keys", "rotate", "--background"])
+    assert result.exit_code == 0, result.output
+    job_id = int(result.output.split("job ")[1].split(";")[0])
+    deadline = time.monotonic() + 120
+    while (job := server.call("admin", "GET", f"/v1/jobs/{job_id}"))["status"] not in (
+        "done",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["status"] == "done", job
+
+    # Three uploads after the rotation, a restart: everything opens with the one key left.
+    uploaded = [p for p, _ in probes[2:5]]
+    for p in uploaded:
+        server.upload(p)
+    server.stop()
+    assert not read_key_file(Path(os.environ["VULTUS_KEY_FILE"])).retired_ids
+    with Engine.open(data, workers=1) as restarted:
+        for p in uploaded:
+            assert restarted.search(p, purpose=PURPOSE).matches[0].distance < 1e-3
+        restarted.rebuild_index()
+        assert len(restarted.index) == len(restarted.catalog.indexed_ids())
