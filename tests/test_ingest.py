@@ -80,6 +80,40 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(tmp_path: Path) -> None:
         assert run.errors == len(expected) and len(errors) == len(expected)
 
 
+def test_fifos_and_symlink_loops_are_skipped_with_a_reason(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list], tmp_path: Path
+) -> None:
+    import threading
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(gallery_split[0][0], folder / "good.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # reading it would wait for a writer forever
+    os.symlink(folder / "loop-b.jpg", folder / "loop-a.jpg")
+    os.symlink(folder / "loop-a.jpg", folder / "loop-b.jpg")
+    os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
+    done: dict[str, object] = {}
+
+    def ingest() -> None:
+        try:
+            done["summary"] = empty_engine.add([folder, folder / "loop-a.jpg"], source="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            done["error"] = exc
+
+    worker = threading.Thread(target=ingest, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the ingest hung"
+    assert "error" not in done, done.get("error")
+    summary = done["summary"]
+    assert summary.images_added == 1  # the good photo went in
+    codes = {Path(p).name: (code, message) for p, code, message in summary.errors}
+    assert codes["pipe.jpg"][0] == "not_a_file" and "FIFO" in codes["pipe.jpg"][1]
+    assert codes["loop-a.jpg"][0] == "symlink_loop" and "skipped" in codes["loop-a.jpg"][1]
+    assert codes["loop-b.jpg"][0] == "symlink_loop"
+    assert codes["dangling.jpg"][0] == "file_not_found"
+
+
 def test_nothing_enters_without_a_lawful_source(empty_engine: Engine, faces_dir: Path) -> None:
     with pytest.raises(SourceError, match="no source named"):
         empty_engine.add([faces_dir / "dev" / "extra"], source="nowhere")
@@ -212,6 +246,18 @@ def test_an_ingest_killed_mid_run_and_resumed_equals_an_uninterrupted_one(
         capture_output=True,
     )
     assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "whole")
+
+    # The killed run was closed by the next one, and what it committed was audited.
+    with Engine.open(tmp_path / "killed", workers=1) as engine:
+        first, _ = engine.catalog.get_run(1)
+        assert first.status == "interrupted" and first.finished_at is not None
+        assert 0 < first.images_added < 20
+        audited = {e.details["run"]: e.details for e in engine.audit.entries(action="ingest")}
+        assert audited[1]["images_added"] == first.images_added
+        assert audited[1]["status"] == "interrupted" and audited[1]["closed_by_a_later_run"]
+        assert audited[2]["images_added"] == 20 - first.images_added
+        assert engine.catalog.running_runs() == []
+        assert not list((tmp_path / "killed" / "runs").iterdir())  # no lock file left over
 
     # The index, saved only at the end of a run, is brought back in line on open.
     with Engine.open(tmp_path / "killed", workers=1) as engine:

@@ -233,7 +233,7 @@ def test_cli_add_manifest(photos: list[Path], tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["--data-dir", str(data_dir), "add", "--manifest", str(manifest), "--workers", "1"]
     result = runner.invoke(app, [*args, "--source", "test"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # finished, with the missing file's error
     assert "into scans" in result.output and "into test" in result.output
     assert "line 4" in result.output and "file_not_found" in result.output
 

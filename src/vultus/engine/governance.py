@@ -8,6 +8,7 @@ records and their withdrawal, master-key rotation, and the Art. 30 and Art. 35 d
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from vultus.catalog.models import (
     Consent,
     Face,
     Image,
+    Meta,
     RightsRequest,
     Source,
     Subject,
@@ -34,6 +36,7 @@ from vultus.clock import now
 from vultus.config import require_controller
 from vultus.crypto import (
     KEY_ENV,
+    KeyRing,
     default_key_file,
     finish_rotation,
     make_canary,
@@ -52,6 +55,10 @@ from vultus.rights.erasure import (
 )
 from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
 from vultus.search.tiers import Tiering
+
+# A key rotation under way: the key ids it goes from and to and, once every value is
+# re-encrypted, the counts its audit entry reports. Removed with that entry.
+ROTATION_KEY = "key_rotation"
 
 
 @dataclass(frozen=True)
@@ -178,22 +185,66 @@ class Governance(EngineParts):
     def rotate_keys(self, *, actor: str | None = None) -> dict[str, int]:
         """Re-encrypt everything under a new key. The new key file (new key first, old kept)
         is written before any data changes, so a killed rotation loses nothing and running
-        the command again finishes it."""
+        the command again finishes it, audit entry included.
+
+        Only while no other process has the data directory open: one that did would go on
+        sealing new templates under the key this retires (see docs/processes.md)."""
+        with self.presence.alone("a key rotation"):
+            return self._rotate_keys(actor)
+
+    def _rotate_keys(self, actor: str | None) -> dict[str, int]:
         from_env = bool(os.environ.get(KEY_ENV))
-        if from_env and not self.keyring.retired_ids:
-            raise ConfigError(
-                f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
-                "generate`), run `vultus keys rotate` again, then set it to NEW alone"
-            )
         # With a key file, the new ring is written BEFORE any data changes; with the
         # environment, the operator already put both keys there.
         path = None if from_env else (self.settings.key_file or default_key_file())
-        old_id = self.keyring.retired_ids[0] if self.keyring.retired_ids else self.keyring.active_id
-        if path is not None and not self.keyring.retired_ids:
-            write_key_file(path, rotated(self.keyring))
+        stored = self.catalog.get_meta(ROTATION_KEY)
+        pending: dict[str, Any] | None = json.loads(stored) if stored else None
+        active = self.keyring.active_id
+        # Under way: old keys still in the ring, or a record naming the active key as the
+        # one rotated to (killed after the key file was finished, before the audit entry).
+        resuming = bool(self.keyring.retired_ids) or (
+            pending is not None and pending["to"] == active
+        )
+        if not resuming:
+            if from_env:
+                raise ConfigError(
+                    f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
+                    "generate`), run `vultus keys rotate` again, then set it to NEW alone"
+                )
+            assert path is not None
+            ring = rotated(self.keyring)
+            pending = {"from": active, "to": ring.active_id}
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
+            write_key_file(path, ring)
             self.keyring = read_key_file(path)
+        elif pending is None or pending["to"] != active:
+            pending = {"from": self.keyring.retired_ids[0], "to": active}
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
         ring = self.keyring
         self.catalog.keyring = ring
+        counts: dict[str, int] | None = pending.get("counts")
+        if counts is None:
+            counts = self._reencrypt_all(ring)
+            # Kept with the record: a rerun after a kill from here on audits these counts.
+            pending["counts"] = counts
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
+        final = finish_rotation(ring)
+        if path is not None and ring.retired_ids:
+            write_key_file(path, final)
+        self.keyring = final
+        self.catalog.keyring = final
+        with self.catalog.session() as s, s.begin():
+            s.execute(delete(Meta).where(Meta.key == ROTATION_KEY))
+            self.audit.append(
+                actions.KEY_CHANGE,
+                actor=actor,
+                details={"from": pending["from"], "to": final.active_id, **counts},
+                session=s,
+            )
+        self.catalog.scrub()
+        return counts
+
+    def _reencrypt_all(self, ring: KeyRing) -> dict[str, int]:
         counts = {
             "templates": reencrypt_table(
                 self.catalog.session, Face.__table__, "id", "template", ring, aad=TEMPLATE_AAD
@@ -220,17 +271,6 @@ class Governance(EngineParts):
             from vultus.index.backends import INDEX_AAD
 
             counts["index"] = int(reencrypt_file(self.settings.index_path, ring, aad=INDEX_AAD))
-        final = finish_rotation(ring)
-        if path is not None:
-            write_key_file(path, final)
-        self.keyring = final
-        self.catalog.keyring = final
-        self.audit.append(
-            actions.KEY_CHANGE,
-            actor=actor,
-            details={"from": old_id, "to": final.active_id, **counts},
-        )
-        self.catalog.scrub()
         return counts
 
     # -- Art. 30 and Art. 35 documents -----------------------------------------------------

@@ -23,7 +23,7 @@ from vultus.errors import (
     NotFoundError,
     SourceError,
 )
-from vultus.files import atomic_write
+from vultus.files import atomic_write, private_dir
 from vultus.ingest.batches import (
     IngestSummary,
 )
@@ -255,8 +255,7 @@ class Library(EngineParts):
             decoded = decode_image(data, max_pixels=self.settings.max_pixels)
         except DecodeError as exc:
             raise DecodeError(f"{filename}: {exc.message}", code=exc.code) from None
-        folder = self.settings.data_dir / UPLOADS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.settings.data_dir / UPLOADS_DIR)
         path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
         written = not path.exists()
         if written:

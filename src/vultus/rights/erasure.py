@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image, ImageFilter, ImageOps
 from vultus.catalog.records import ErasedFaces
 from vultus.crypto import KeyRing
 from vultus.errors import SourceError
-from vultus.files import atomic_file, atomic_write
+from vultus.files import atomic_file, atomic_write, private_dir
 from vultus.storage import (
     bucket_keeps_versions,
     delete_object,
@@ -132,7 +133,7 @@ def receipt_path(folder: Path, rid: str) -> Path:
 
 
 def write_receipt(receipt: ErasureReceipt, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     path = receipt_path(folder, receipt.receipt_id)
     atomic_write(path, json.dumps(receipt.to_json(), indent=2))
     return path
@@ -284,9 +285,12 @@ def blur_faces(path: Path, boxes: list[list[int]]) -> bool:
     try:
         with Image.open(path) as opened:
             image, fmt = _blurred(opened, boxes)
+        # The blurred file keeps the mode it had: a stored copy stays private, an original
+        # stays as its owner set it.
+        mode = stat.S_IMODE(path.stat().st_mode)
     except (FileNotFoundError, OSError):
         return False
-    with atomic_file(path, mode=0o644) as fh:
+    with atomic_file(path, mode=mode) as fh:
         image.save(fh, format=fmt)
     return True
 
