@@ -12,7 +12,8 @@ fitted to real dlib descriptors that benchmarks/search.py uses) to each larger s
 A simulated reviewer includes the person's candidates and strikes the others; each round of
 expansion reruns the engine's search from the faces confirmed so far (`Engine.expand_review`).
 Reported per gallery size: the share of the person's other photos in the match tier, in match +
-possible, and after one and two rounds of expansion; what the engine decides without a reviewer
+possible, after one and two rounds of expansion and once the review is complete (every
+confirmed face searched from, at most MAX_ROUNDS rounds); what the engine decides without a reviewer
 (`find_person`: matches, expanded from matches); the strangers per request in each tier (the
 reviewer's load); and the time per request (search and expansion, not the selfie's analysis).
 
@@ -48,6 +49,8 @@ from vultus.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "rights_recall.json"
+# Rounds of expansion a simulated review may take before it is called complete.
+MAX_ROUNDS = 8
 CACHE = Path(os.environ.get("VULTUS_BENCH_CACHE", Path.home() / ".cache" / "vultus-bench"))
 
 
@@ -150,6 +153,8 @@ class Row:
     match_possible: float
     round1: float
     round2: float
+    complete: float
+    rounds_mean: float
     automatic: float
     strangers_match: float
     strangers_possible: float
@@ -162,7 +167,8 @@ class Row:
 
 def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], label: str) -> Row:
     templates = engine.catalog.templates_of([r.selfie_face for r in reqs if r.selfie_face])
-    found = {k: 0 for k in ("match", "possible", "r1", "r2", "auto")}
+    found = {k: 0 for k in ("match", "possible", "r1", "r2", "all", "auto")}
+    rounds: list[int] = []
     strangers_match: list[int] = []
     strangers_possible: list[int] = []
     strangers_total: list[int] = []
@@ -188,16 +194,22 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         shown = {c.face_id: c.tier for c in review.candidates}
         found["match"] += photos_in({f for f, t in shown.items() if t == "match"})
         found["possible"] += photos_in(set(shown))
-        for rnd in ("r1", "r2"):
+        for rnd in ("r1", "r2", *["all"] * (MAX_ROUNDS - 2)):
             undecided = [c.face_id for c in review.candidates if c.decision is None]
             review.decide(
                 include=[f for f in undecided if not is_stranger(f)],
                 strike=[f for f in undecided if is_stranger(f)],
             )
+            before = review.rounds
             t0 = time.perf_counter()
             engine.expand_review(review, max_rounds=1)
             elapsed += time.perf_counter() - t0
-            found[rnd] += photos_in({c.face_id for c in review.candidates})
+            if rnd != "all":
+                found[rnd] += photos_in({c.face_id for c in review.candidates})
+            if review.rounds == before:
+                break  # every confirmed face searched from: the review is complete
+        rounds.append(review.rounds)
+        found["all"] += photos_in({c.face_id for c in review.candidates})
         times.append(elapsed)
         strangers = [c for c in review.candidates if is_stranger(c.face_id)]
         strangers_match.append(sum(c.tier != "possible" for c in strangers))
@@ -215,6 +227,8 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         match_possible=share["possible"],
         round1=share["r1"],
         round2=share["r2"],
+        complete=share["all"],
+        rounds_mean=statistics.fmean(rounds),
         automatic=share["auto"],
         strangers_match=statistics.fmean(strangers_match),
         strangers_possible=statistics.fmean(strangers_possible),
@@ -262,6 +276,7 @@ def print_table(rows: list[Row], console: Console) -> None:
         "match+possible",
         "+1 round",
         "+2 rounds",
+        "complete (rounds)",
         "no reviewer",
         "strangers: match",
         "possible",
@@ -277,6 +292,7 @@ def print_table(rows: list[Row], console: Console) -> None:
             f"{r.match_possible:.1%}",
             f"{r.round1:.1%}",
             f"{r.round2:.1%}",
+            f"{r.complete:.1%} ({r.rounds_mean:.1f})",
             f"{r.automatic:.1%}",
             f"{r.strangers_match:.2f}",
             f"{r.strangers_possible:.2f}",
@@ -317,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--label", default=None, help="name of this run in the JSON")
     ap.add_argument("--work", type=Path, default=CACHE / "rights_recall")
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=170)
     folder = lfw_dir()
     who = labels(folder)
     base = args.work / ("lfw-a-before" if args.before else "lfw-a")

@@ -59,7 +59,7 @@ IDENTITY_CHECK_FMR = 1e-4
 # A round of expansion searches from the fused person and at most this many templates in all.
 MAX_QUERIES_PER_ROUND = 8
 # At most this many possible candidates enter a review per round, nearest first.
-POSSIBLE_PER_ROUND = 50
+POSSIBLE_PER_ROUND = 25
 
 
 class Rights(EngineParts):
