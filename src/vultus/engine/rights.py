@@ -151,10 +151,9 @@ class Rights(EngineParts):
         ]
         return plan
 
-    def find_person(self, selfie: Path | bytes, *, fmr: float | None = None) -> ErasurePlan:
+    def find_person(self, selfie: Path | bytes | npt.NDArray[np.float32]) -> ErasurePlan:
         """The review settled as proposed (matches and what expanding from them finds; no
         possible candidate): for scripts that accept the calibrated decision alone."""
-        del fmr  # the match tier's rate is `rights_fmr`
         return self.settle(self.review_person(selfie))
 
     def _selfie_template(
