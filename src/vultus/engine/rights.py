@@ -1043,7 +1043,7 @@ class Rights(EngineParts):
             )
         review = self.request_review(ref, reviewer=actor)
         _check_version(review, version)
-        checked = verify_with is not None
+        seen = review.version
         if verify_with is not None:
             review.identity_check = self._identity_check(
                 review.template, verify_with, ref, actor
@@ -1055,7 +1055,7 @@ class Rights(EngineParts):
             review = self.expand_review(review)
         new = {c.face_id for c in review.candidates} - known
         new_ingested = self.refresh_review(review)
-        if checked or include or strike or new or new_ingested:
+        if review.version != seen:
             self.record_review(ref, review, actor=actor)
         if new or new_ingested:
             n = len(new) + new_ingested

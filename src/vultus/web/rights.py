@@ -275,7 +275,8 @@ def review_page(request: Request, ref: str, engine: EngineDep, principal: Dpo) -
         "review.html",
         title=f"Review {ref}",
         ref=ref,
-        r=rights_request,
+        r=engine.request(ref),  # read again: the first review moves it into review
+        labels=req.STATUS_LABELS,
         review=review,
         act=ACTS[rights_request.kind],
         rounds=_rounds(review),
