@@ -652,6 +652,13 @@ def test_a_photo_with_no_face_is_refused_and_one_of_several_people_opens_a_picke
     assert "The photo was not replaced: no usable face" in flash(refused)
     assert web.engine.request_selfie(request.ref) == rose
 
+    # A photo kept before intake checked it leads to its replacement, not to a dead end.
+    old = web.engine.create_request("access", selfie=two)
+    stuck = web.client.get(f"/ui/rights/requests/{old.ref}/review")
+    assert stuck.url.path == f"/ui/rights/requests/{old.ref}"
+    assert "cannot be reviewed: the photo shows 2 faces" in flash(stuck)
+    assert "Replace the photo" in stuck.text
+
 
 def test_a_requests_page_tells_its_life_notes_deadline_and_refusal(web: Web) -> None:
     created = web.engine.create_request("access", contact="p@example.org", notes="by post")

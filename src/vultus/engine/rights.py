@@ -653,7 +653,14 @@ class Rights(EngineParts):
         `intake_photo(copy, face=n)` then cuts out. Nothing is stored."""
         image = decode_image(photo, max_pixels=self.settings.max_pixels)
         copy = working_copy(image.rgb)
-        return copy, self.photo_faces(copy)
+        found = self.photo_faces(copy)
+        if not found.faces:
+            raise RightsError(
+                "the faces in this photo are too small to tell apart: send a photo of the "
+                "person alone",
+                code="several_faces",
+            )
+        return copy, found
 
     def intake_photo(self, photo: bytes, *, face: int | None = None) -> bytes:
         """The photo a request by selfie keeps. A photo of one person is kept as sent; of

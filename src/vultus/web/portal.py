@@ -168,7 +168,10 @@ async def _submit(request: Request, token: str) -> Response:
         kept = await run_in_threadpool(engine.intake_photo, data, face=face)
     except RightsError as exc:
         if exc.code == "several_faces" and face is None:
-            return await run_in_threadpool(_picker, request, token, data, values)
+            try:
+                return await run_in_threadpool(_picker, request, token, data, values)
+            except RightsError as unclear:
+                exc = unclear
         problem = PHOTO_PROBLEMS.get(exc.code, exc.message)
         return _render(
             request, "portal/form.html", token, status=422, form=values, problems=[problem]

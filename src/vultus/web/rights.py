@@ -269,7 +269,14 @@ def review_page(request: Request, ref: str, engine: EngineDep, principal: Dpo) -
     rights_request = engine.request(ref)
     if rights_request.status in req.CLOSED or rights_request.selfie is None:
         return redirect(_request_page(ref))
-    review = engine.request_review(ref, reviewer=principal.actor, refresh=True)
+    try:
+        review = engine.request_review(ref, reviewer=principal.actor, refresh=True)
+    except RightsError as exc:
+        # A photo kept before intake was checked (no face, several): replace it there.
+        return redirect(
+            f"{_request_page(ref)}#photo-h",
+            error=f"This request's photo cannot be reviewed: {exc.message}. Replace it below.",
+        )
     return page(
         request,
         "review.html",
