@@ -12,7 +12,8 @@ fitted to real dlib descriptors that benchmarks/search.py uses) to each larger s
 A simulated reviewer includes the person's candidates and strikes the others; each round of
 expansion reruns the engine's search from the faces confirmed so far (`Engine.expand_review`).
 Reported per gallery size: the share of the person's other photos in the match tier, in match +
-possible, and after one and two rounds of expansion; what the engine decides without a reviewer
+possible, after one and two rounds of expansion and once the review is complete (every
+confirmed face searched from, at most MAX_ROUNDS rounds); what the engine decides without a reviewer
 (`find_person`: matches, expanded from matches); the strangers per request in each tier (the
 reviewer's load); and the time per request (search and expansion, not the selfie's analysis).
 
@@ -48,6 +49,8 @@ from vultus.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "rights_recall.json"
+# Rounds of expansion a simulated review may take before it is called complete.
+MAX_ROUNDS = 8
 CACHE = Path(os.environ.get("VULTUS_BENCH_CACHE", Path.home() / ".cache" / "vultus-bench"))
 
 
@@ -102,7 +105,7 @@ class Request:
     person: str
     selfie_path: str
     selfie_face: int | None  # the request photo's own face in the gallery
-    targets: set[int]  # the person's other photos' faces
+    targets: list[set[int]]  # the faces of each of the person's other photos
 
 
 def requests(paths: dict[int, str], who: dict[str, str], limit: int | None) -> list[Request]:
@@ -117,8 +120,9 @@ def requests(paths: dict[int, str], who: dict[str, str], limit: int | None) -> l
         if len(photos) < 2:
             continue
         first = photos[0]
-        # A photo with two detected faces (rare in lfw-a) holds the person in one of them.
-        targets = {f for p in photos[1:] for f in by_person[person][p]}
+        # A photo with two detected faces (rare in lfw-a) holds the person in one of them: it
+        # is found when any of its faces is.
+        targets = [set(by_person[person][p]) for p in photos[1:]]
         own = by_person[person][first]
         out.append(Request(person, first, own[0] if len(own) == 1 else None, targets))
     return out[:limit] if limit else out
@@ -149,6 +153,8 @@ class Row:
     match_possible: float
     round1: float
     round2: float
+    complete: float
+    rounds_mean: float
     automatic: float
     strangers_match: float
     strangers_possible: float
@@ -156,12 +162,13 @@ class Row:
     strangers_max: int
     ms_per_request: float
     possible_fmr: float
-    possible_max: int
+    possible_strangers: float
 
 
 def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], label: str) -> Row:
     templates = engine.catalog.templates_of([r.selfie_face for r in reqs if r.selfie_face])
-    found = {k: 0 for k in ("match", "possible", "r1", "r2", "auto")}
+    found = {k: 0 for k in ("match", "possible", "r1", "r2", "all", "auto")}
+    rounds: list[int] = []
     strangers_match: list[int] = []
     strangers_possible: list[int] = []
     strangers_total: list[int] = []
@@ -174,6 +181,10 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         used += 1
         n_targets += len(r.targets)
 
+        def photos_in(faces: set[int], r: Request = r) -> int:
+            return sum(bool(t & faces) for t in r.targets)
+
+
         def is_stranger(fid: int, person: str = r.person) -> bool:
             return person_of.get(fid) != person
 
@@ -181,25 +192,31 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         review = engine.review_person(templates[r.selfie_face], expand=False)
         elapsed = time.perf_counter() - t0
         shown = {c.face_id: c.tier for c in review.candidates}
-        found["match"] += len({f for f, t in shown.items() if t == "match"} & r.targets)
-        found["possible"] += len(set(shown) & r.targets)
-        for rnd in ("r1", "r2"):
+        found["match"] += photos_in({f for f, t in shown.items() if t == "match"})
+        found["possible"] += photos_in(set(shown))
+        for rnd in ("r1", "r2", *["all"] * (MAX_ROUNDS - 2)):
             undecided = [c.face_id for c in review.candidates if c.decision is None]
             review.decide(
                 include=[f for f in undecided if not is_stranger(f)],
                 strike=[f for f in undecided if is_stranger(f)],
             )
+            before = review.rounds
             t0 = time.perf_counter()
             engine.expand_review(review, max_rounds=1)
             elapsed += time.perf_counter() - t0
-            found[rnd] += len({c.face_id for c in review.candidates} & r.targets)
+            if rnd != "all":
+                found[rnd] += photos_in({c.face_id for c in review.candidates})
+            if review.rounds == before:
+                break  # every confirmed face searched from: the review is complete
+        rounds.append(review.rounds)
+        found["all"] += photos_in({c.face_id for c in review.candidates})
         times.append(elapsed)
         strangers = [c for c in review.candidates if is_stranger(c.face_id)]
         strangers_match.append(sum(c.tier != "possible" for c in strangers))
         strangers_possible.append(sum(c.tier == "possible" for c in strangers))
         strangers_total.append(len(strangers))
         auto = engine.find_person(templates[r.selfie_face])
-        found["auto"] += len(set(auto.face_ids) & r.targets)
+        found["auto"] += photos_in(set(auto.face_ids))
     share = {k: v / max(1, n_targets) for k, v in found.items()}
     return Row(
         label=label,
@@ -210,6 +227,8 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         match_possible=share["possible"],
         round1=share["r1"],
         round2=share["r2"],
+        complete=share["all"],
+        rounds_mean=statistics.fmean(rounds),
         automatic=share["auto"],
         strangers_match=statistics.fmean(strangers_match),
         strangers_possible=statistics.fmean(strangers_possible),
@@ -217,7 +236,7 @@ def measure(engine: Engine, reqs: list[Request], person_of: dict[int, str], labe
         strangers_max=max(strangers_total),
         ms_per_request=1000 * statistics.median(times),
         possible_fmr=engine.settings.possible_fmr,
-        possible_max=engine.settings.possible_max,
+        possible_strangers=engine.settings.possible_strangers,
     )
 
 
@@ -227,20 +246,23 @@ def measure_before(engine: Engine, reqs: list[Request], label: str) -> dict[str,
     times = []
     paths = face_paths(engine.settings.data_dir)
     for r in reqs:
+        if r.selfie_face is None:
+            continue  # two faces in the request photo: not a valid request
         t0 = time.perf_counter()
         plan = engine.find_person(Path(r.selfie_path))
         times.append(time.perf_counter() - t0)
         got = set(plan.face_ids)
-        found += len(got & r.targets)
+        found += sum(bool(t & got) for t in r.targets)
         n += len(r.targets)
-        strangers += len([f for f in got if f not in r.targets and paths[f] != r.selfie_path])
+        mine = set().union(*r.targets)
+        strangers += len([f for f in got if f not in mine and paths[f] != r.selfie_path])
     return {
         "label": label,
         "gallery": len(engine.index),
-        "requests": len(reqs),
+        "requests": len(times),
         "photos": n,
         "automatic": found / max(1, n),
-        "strangers_total": strangers / max(1, len(reqs)),
+        "strangers_total": strangers / max(1, len(times)),
         "ms_per_request_with_analysis": 1000 * statistics.median(times),
     }
 
@@ -254,6 +276,7 @@ def print_table(rows: list[Row], console: Console) -> None:
         "match+possible",
         "+1 round",
         "+2 rounds",
+        "complete (rounds)",
         "no reviewer",
         "strangers: match",
         "possible",
@@ -269,6 +292,7 @@ def print_table(rows: list[Row], console: Console) -> None:
             f"{r.match_possible:.1%}",
             f"{r.round1:.1%}",
             f"{r.round2:.1%}",
+            f"{r.complete:.1%} ({r.rounds_mean:.1f})",
             f"{r.automatic:.1%}",
             f"{r.strangers_match:.2f}",
             f"{r.strangers_possible:.2f}",
@@ -278,8 +302,9 @@ def print_table(rows: list[Row], console: Console) -> None:
     console.print(table)
     if rows:
         console.print(
-            f"possible tier: per-pair FMR <= {rows[0].possible_fmr:g}, at most "
-            f"{rows[0].possible_max} per round; load {os.getloadavg()[0]:.1f}"
+            f"possible tier: per-pair FMR <= {rows[0].possible_fmr:g} and <= "
+            f"{rows[0].possible_strangers:g} expected strangers per round; "
+            f"load {os.getloadavg()[0]:.1f}"
         )
 
 
@@ -303,12 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="lfw,100000,1000000")
     ap.add_argument("--requests", type=int, default=None, help="at most this many (default all)")
     ap.add_argument("--possible-fmr", type=float, default=None)
-    ap.add_argument("--possible-max", type=int, default=None)
+    ap.add_argument("--possible-strangers", type=float, default=None)
     ap.add_argument("--before", action="store_true", help="only find_person, lfw-a gallery")
     ap.add_argument("--label", default=None, help="name of this run in the JSON")
     ap.add_argument("--work", type=Path, default=CACHE / "rights_recall")
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=170)
     folder = lfw_dir()
     who = labels(folder)
     base = args.work / ("lfw-a-before" if args.before else "lfw-a")
@@ -328,8 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides: dict[str, Any] = {"workers": 1}
     if args.possible_fmr is not None:
         overrides["possible_fmr"] = args.possible_fmr
-    if args.possible_max is not None:
-        overrides["possible_max"] = args.possible_max
+    if args.possible_strangers is not None:
+        overrides["possible_strangers"] = args.possible_strangers
     rows = []
     work = args.work / "padded"
     for size in args.sizes.split(","):

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from conftest import PURPOSE, add_test_source
+from conftest import PURPOSE, add_test_source, name_controller
 from vultus.api import create_app
 from vultus.audit import EXPORT_FIELDS, verify_export
 from vultus.cli import app as cli_app
@@ -76,7 +76,7 @@ def api_dir(
     photos.mkdir()
     for photo in gallery_split[0]:
         shutil.copy(photo, photos / f"{photo.parent.name}{photo.suffix}")
-    with Engine.open(root / "data", workers=1) as engine:
+    with Engine.open(name_controller(root / "data"), workers=1) as engine:
         add_test_source(engine)
         assert engine.add([photos], source="test").images_added == 17
     return root / "data"
@@ -122,6 +122,7 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     }
     created = client.post("/v1/sources", json=source, headers=op)
     assert created.status_code == 201 and created.json()["images"] == 0
+    assert created.json()["originals_deletable"] is False  # originals are left unless allowed
     assert {s["name"] for s in client.get("/v1/sources", headers=op).json()} == {"test", "uploads"}
 
     # Given a photo of Katy Perry uploaded under the source ...
@@ -156,9 +157,10 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert matched == {image_id, api.image_ids()["Katy_Perry"]}
     best = result["matches"][0]
     assert set(best) == set(
-        "face_id image_id box distance similarity fmr pair_fmr odds tier is_match source "
+        "face_id image_id box distance similarity fmr is_match tier pair_fmr odds source "
         "lawful_basis subject".split()
     )
+    assert best["tier"] == "match" and "faces come this close" in best["odds"]
     assert (
         best["fmr"] < 1e-3 and best["lawful_basis"] == "legitimate_interests / archiving_research"
     )
@@ -307,6 +309,9 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     client, dpo, inv = api.client, api.as_("dpo"), api.as_("investigator")
     kit = api.face_of("Kit_Harington")
     kit_image = api.image_ids()["Kit_Harington"]
+    kit_path = client.get(f"/v1/images/{kit_image}", headers=api.as_("operator")).json()["image"][
+        "path"
+    ]
     selfie = dev(faces_dir, "Kit_Harington", 1).read_bytes()
 
     def search_kit() -> dict:
@@ -380,12 +385,29 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert receipt.status_code == 200, receipt.text
     assert receipt.json()["faces_erased"] == 1 and receipt.json()["suppression_added"]
     assert receipt.json()["signature"]
+    # The photo is the operator's original, outside the data directory, under a source that
+    # does not let Vultus delete originals: it is left in place, and the receipt says so.
+    assert receipt.json()["images_erased"] == 1 and receipt.json()["originals_deleted"] == []
+    ((left),) = receipt.json()["left_in_place"]
+    assert left["location"] == kit_path and "originals_deletable" in left["reason"]
+    assert Path(kit_path).exists()
+    rid = receipt.json()["receipt_id"]
+    assert client.get(f"/v1/rights/requests/{ref}", headers=dpo).json()["receipt_id"] == rid
 
     # Then the person no longer appears: not in a search, not as a face, not as a photo.
     after = search_kit()
     assert kit not in [m["face_id"] for m in after["matches"]] and not after["found"]
     assert client.get(f"/v1/faces/{kit}", headers=dpo).status_code == 404
     assert client.get(f"/v1/images/{kit_image}", headers=api.as_("operator")).status_code == 404
+    # Uploaded again, the photo is refused as suppressed, and the answer names it.
+    again = client.post(
+        "/v1/images",
+        files=upload(Path(kit_path), "kit-again.jpg"),
+        data={"source": "test"},
+        headers=api.as_("operator"),
+    )
+    assert again.status_code == 201 and again.json()["image_id"] is None
+    assert again.json()["summary"]["suppressed_photos"] == ["kit-again.jpg"]
     (entry,) = client.get("/v1/rights/suppression", headers=dpo).json()
     # The erasure closed the request, with its receipt; its photo is gone.
     done = client.get(f"/v1/rights/requests/{ref}", headers=dpo).json()
@@ -454,16 +476,14 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     elon = api.face_of("Elon_Musk")
     restrict = {"face_ids": [elon], "reason": "accuracy contested"}
     assert client.post("/v1/rights/restrictions", json=restrict, headers=dpo).json() == {"count": 1}
-    elon_photo = {"photo": ("e.jpg", dev(faces_dir, "Elon_Musk", 1).read_bytes(), "image/jpeg")}
-
-    def search_elon() -> list[int]:
-        found = client.post("/v1/search", files=elon_photo, data={"purpose": PURPOSE}, headers=inv)
-        return [m["face_id"] for m in found.json()["matches"]]
-
-    assert elon not in search_elon()
+    query = {"photo": ("e.jpg", dev(faces_dir, "Elon_Musk", 1).read_bytes(), "image/jpeg")}
+    form = {"purpose": PURPOSE}
+    hidden = client.post("/v1/search", files=query, data=form, headers=inv).json()
+    assert elon not in [m["face_id"] for m in hidden["matches"]]
     lift = {**restrict, "lift": True}
     assert client.post("/v1/rights/restrictions", json=lift, headers=dpo).json() == {"count": 1}
-    assert elon in search_elon()
+    shown = client.post("/v1/search", files=query, data=form, headers=inv).json()
+    assert elon in [m["face_id"] for m in shown["matches"]]
     rose = dev(faces_dir, "Rose_Leslie", 1).read_bytes()
     objection = client.post(
         "/v1/rights/objections", files={"selfie": ("r.jpg", rose, "image/jpeg")}, headers=dpo
@@ -565,10 +585,10 @@ def test_the_audit_log_is_queried_exported_and_verified(
     api: Api, tmp_path: Path, faces_dir: Path
 ) -> None:
     client, inv = api.client, api.as_("investigator")
-    photo = {"photo": ("k.jpg", dev(faces_dir, "Katy_Perry", 1).read_bytes(), "image/jpeg")}
+    query = {"photo": ("k.jpg", dev(faces_dir, "Katy_Perry", 1).read_bytes(), "image/jpeg")}
     form = {"purpose": PURPOSE, "case_ref": "CASE-9"}
-    found = client.post("/v1/search", files=photo, data=form, headers=inv).json()["matches"]
-    assert found  # her photo in the gallery, at least
+    found = client.post("/v1/search", files=query, data=form, headers=inv).json()["matches"]
+    assert found and found[0]["face_id"] == api.face_of("Katy_Perry")
 
     for reader in ("dpo", "auditor"):
         entries = client.get("/v1/audit", params={"action": "search"}, headers=api.as_(reader))
@@ -778,6 +798,40 @@ def test_bad_uploads_are_refused_with_the_error_model_and_write_nothing(
         assert len(api.image_ids()) == 17
         assert len(engine.audit.entries(action="ingest")) == ingests
         _record(api, request)
+
+
+def test_a_consent_source_takes_photos_only_with_their_consent(api: Api, faces_dir: Path) -> None:
+    client, op = api.client, api.as_("operator")
+    source = {
+        "name": "event",
+        "lawful_basis": "consent",
+        "special_condition": "explicit_consent",
+        "purpose": "event photos",
+        "retention_days": 30,
+    }
+    assert client.post("/v1/sources", json=source, headers=op).status_code == 201
+    photo = dev(faces_dir, "Katy_Perry", 1)
+    refused = client.post("/v1/images", files=upload(photo), data={"source": "event"}, headers=op)
+    assert refused.status_code == 422 and refused.json()["code"] == "consent_required"
+    job = client.post(
+        "/v1/jobs/ingest", json={"path": str(photo.parent), "source": "event"}, headers=op
+    )
+    assert job.status_code == 422 and job.json()["code"] == "consent_required"
+    registered = client.post(
+        "/v1/images/register", json={"path": str(photo), "source": "event"}, headers=op
+    )
+    assert registered.status_code == 422 and registered.json()["code"] == "consent_required"
+    assert len(api.image_ids()) == 17  # nothing entered
+
+    consent = api.engine.add_consent("event", "Katy", notice_version="v1")
+    added = client.post(
+        "/v1/images",
+        files=upload(photo),
+        data={"source": "event", "consent": str(consent)},
+        headers=op,
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["summary"]["images_added"] == 1
 
 
 def test_vultus_serve_is_a_command() -> None:

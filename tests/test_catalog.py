@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.pool import QueuePool
 
 from vultus.catalog import NewFace, NewImage, open_catalog
-from vultus.catalog.models import Base, Face, Image
+from vultus.catalog.models import Base, Face, Image, IndexChange
 from vultus.config import Settings
 from vultus.crypto import KeyRing
 from vultus.errors import ConfigError
@@ -96,6 +96,33 @@ def test_faces_round_trip_and_erasure_cascades(catalog_url: str) -> None:
     with catalog.session() as s:
         assert list(s.scalars(select(Face.id))) == [ids[1]]
         assert list(s.scalars(select(Image.path))) == ["photo-1.jpg"]
+
+
+def test_every_change_to_the_searchable_faces_is_in_the_change_feed(catalog_url: str) -> None:
+    """What the index of every process catches up from: recorded by the database itself, in
+    the transaction of the change, whichever code made it."""
+    catalog = open_catalog(catalog_url, KeyRing.generate())
+    add_source(catalog_url)
+    source = catalog.get_source("archive")
+    start = catalog.change_head()
+    added = catalog.write_batch(catalog.start_run(source.id), source, [new_image(1, faces=3)])
+    ids = [face_id for face_id, _ in added]
+    catalog.set_restricted([ids[0]], True)
+    catalog.erase_faces([ids[1]])
+    with catalog.session() as s, s.begin():  # a write that no catalog method made
+        s.execute(update(Face).where(Face.id == ids[2]).values(status="skipped"))
+    with pytest.raises(RuntimeError), catalog.session() as s, s.begin():
+        s.execute(update(Face).where(Face.id == ids[2]).values(status="indexed"))
+        raise RuntimeError("rolled back: no record of it either")
+    with catalog.session() as s, s.begin():
+        s.execute(update(Face).values(sharpness=1.0))  # not about searchability: no record
+    head, changed = catalog.changes_since(start)
+    assert head == catalog.change_head() > start
+    assert changed == {ids[0]: False, ids[1]: True, ids[2]: False}
+    with catalog.session() as s:
+        ops = [(c.face_id, c.op) for c in s.scalars(select(IndexChange).order_by(IndexChange.seq))]
+    assert ops == [(i, "I") for i in ids] + [(ids[0], "U"), (ids[1], "D"), (ids[2], "U")]
+    assert catalog.changes_since(head) == (head, {})
 
 
 def test_the_catalog_serves_many_threads_at_once(catalog_url: str) -> None:

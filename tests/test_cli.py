@@ -126,3 +126,184 @@ def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Pat
     assert "17 proposal(s)" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert engine.subjects() == []  # proposals only: nothing was linked
+
+
+def test_erase_says_which_originals_it_left_and_sources_say_who_may_delete_them(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    rose = faces_dir / "dev" / "images" / "Rose_Leslie"
+    selfie = kit / "Kit_Harington_1.jpeg"
+    originals = [p for p in sorted(kit.iterdir()) if p != selfie]
+    code, out = vultus(data_dir, "add", *map(str, [*originals, rose]), "-s", "press", "-w", "1")
+    assert code == 0, out
+
+    code, out = vultus(data_dir, "rights", "erase", str(selfie), "--yes")
+
+    assert code == 0, out
+    assert "2 face(s) removed from Vultus (catalog and index)" in out
+    assert "original files deleted: 0" in out
+    assert "files left in place, which may still show the person: 2" in out
+    flat = out.replace("\n", "")
+    assert all(str(p) in flat for p in originals) and all(p.exists() for p in originals)
+    assert "originals_deletable is off" in flat
+
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "own-archive",
+        "--basis",
+        "legitimate_interests",
+        "--condition",
+        "archiving_research",
+        "--purpose",
+        "our archive",
+        "--retention-days",
+        "30",
+        "--originals-deletable",
+    )
+    assert code == 0, out
+    code, out = vultus(data_dir, "sources", "list")
+    cells = {c.strip() for line in out.splitlines() for c in line.split("│")}
+    assert code == 0 and {"yes", "no"} <= cells
+    with Engine.open(data_dir, workers=1) as engine:
+        deletable = {s.name: s.originals_deletable for s, _, _ in engine.sources()}
+    assert deletable == {"own-archive": True, "press": False}
+
+
+def test_a_consent_source_refuses_photos_without_consent_and_refusals_are_named(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    code, out = vultus(
+        data_dir,
+        "sources",
+        "add",
+        "event",
+        "--basis",
+        "consent",
+        "--condition",
+        "explicit_consent",
+        "--purpose",
+        "event photos",
+        "--retention-days",
+        "30",
+    )
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "event", "--workers", "1")
+    assert code == 2 and "consent_required" in out and "--consent" in out.replace("\n", "")
+
+    # An erased person's photos, offered again, are refused and named one by one.
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0, out
+    code, out = vultus(data_dir, "rights", "erase", str(kit / "Kit_Harington_1.jpeg"), "--yes")
+    assert code == 0, out
+    code, out = vultus(data_dir, "add", str(kit), "--source", "press", "--workers", "1")
+    assert code == 0 and "faces refused (suppression list)" in out
+    refused = [line for line in out.splitlines() if "refused (suppression list):" in line]
+    assert len(refused) == 3 and all(p.name in out for p in kit.iterdir())
+
+
+def test_add_exits_3_when_it_finished_with_errors(
+    data_dir: Path, gallery_split: tuple[list[Path], list], tmp_path: Path
+) -> None:
+    good = gallery_split[0][0]
+    missing = tmp_path / "no-such-folder"
+    code, out = vultus(data_dir, "add", str(good), str(missing), "--source", "press")
+    assert code == 3, out
+    out = " ".join(out.split())  # rich wraps lines at the console's width
+    assert "finished with errors" in out and "no such file or folder" in out
+    with Engine.open(data_dir, workers=1) as engine:
+        assert engine.catalog.counts()["images"] == 1  # what could be added was
+
+    code, out = vultus(data_dir, "add", str(good), "--source", "press")
+    assert code == 0, out  # already held is no error
+
+
+def test_a_dry_run_says_what_it_does(
+    data_dir: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    code, out = vultus(data_dir, "add", "--help")
+    assert "detection and embedding" in " ".join(out.split())
+    code, out = vultus(data_dir, "add", str(gallery_split[0][0]), "--source", "press", "--dry-run")
+    assert code == 0, out
+    out = " ".join(out.split())
+    assert "every new photo is analysed" in out and "nothing was written" in out
+
+
+def test_long_commands_print_progress_lines_when_output_is_not_a_terminal(
+    data_dir: Path,
+    gallery_split: tuple[list[Path], list],
+    faces_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vultus.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_EVERY", 0.0)  # a line at every step
+    photos = list(map(str, gallery_split[0][:3]))
+    code, out = vultus(data_dir, "add", *photos, "--source", "press", "--workers", "1")
+    assert code == 0, out
+    assert "ingest: 3/3 (100%) files" in out and "/s" in out and "left" in out
+
+    code, out = vultus(data_dir, "index", "rebuild")
+    assert code == 0 and "reading templates: 3/3 (100%) faces" in out, out
+
+    labels = tmp_path / "labels.csv"
+    rows = (faces_dir / "dev" / "labels.csv").read_text().splitlines()[:5]
+    labels.write_text(
+        "\n".join(
+            [rows[0]]
+            + [f"{faces_dir / 'dev' / r.split(',')[0]},{r.split(',')[1]}" for r in rows[1:]]
+        )
+    )
+    code, out = vultus(data_dir, "eval", str(labels))
+    assert "embedding photos: 4/4 (100%) photos" in out, out
+
+
+def test_api_keys_expire_after_a_positive_number_of_days(data_dir: Path) -> None:
+    for days in ("0", "-1"):
+        code, out = vultus(
+            data_dir, "keys", "create", "--name", f"k{days}", "--role", "auditor",
+            "--expires-days", days,
+        )  # fmt: skip
+        assert code == 2 and "expires_invalid" in out, out
+    code, out = vultus(data_dir, "keys", "list")
+    assert code == 0 and "k0" not in out and "k-1" not in out
+
+    code, out = vultus(
+        data_dir, "keys", "create", "--name", "brief", "--role", "auditor", "--expires-days", "1"
+    )
+    assert code == 0, out
+    with Engine.open(data_dir, workers=1) as engine:
+        from sqlalchemy import update
+
+        from vultus.catalog.models import ApiKey
+        from vultus.clock import now
+
+        with engine.catalog.session() as s, s.begin():
+            s.execute(update(ApiKey).values(expires_at=now()))
+    code, out = vultus(data_dir, "keys", "list")
+    assert "expired" in out and "active" not in out
+
+
+def test_the_data_directory_and_its_files_are_private(
+    data_dir: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    import stat
+
+    from vultus.rights.erasure import blur_faces
+
+    vultus(data_dir, "add", str(gallery_split[0][0]), "--source", "press")
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for name in ("catalog.db", "index.faiss"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    with Engine.open(data_dir, workers=1) as engine:
+        summary, image_id = engine.upload(gallery_split[0][1].read_bytes(), "x.jpg", source="press")
+        assert image_id is not None
+        stored = Path(engine.catalog.image_summary(image_id).path)
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert blur_faces(stored, [[0, 0, 10, 10]])  # as an erasure blurs a stored copy
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600

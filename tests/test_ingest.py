@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from PIL import Image
 
 from conftest import PURPOSE, add_test_source
 from vultus.engine import Engine
-from vultus.errors import ModelMismatchError, SourceError
+from vultus.engine.jobs import JobQueue
+from vultus.errors import ConsentRequiredError, ModelMismatchError, SourceError
 
 
 def test_multi_face_photos_give_several_faces_and_dogs_none(
@@ -76,6 +78,40 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(tmp_path: Path) -> None:
         assert counts["images"] == 0 and counts["faces_indexed"] == 0
         run, errors = engine.catalog.get_run(summary.run_id)
         assert run.errors == len(expected) and len(errors) == len(expected)
+
+
+def test_fifos_and_symlink_loops_are_skipped_with_a_reason(
+    empty_engine: Engine, gallery_split: tuple[list[Path], list], tmp_path: Path
+) -> None:
+    import threading
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(gallery_split[0][0], folder / "good.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # reading it would wait for a writer forever
+    os.symlink(folder / "loop-b.jpg", folder / "loop-a.jpg")
+    os.symlink(folder / "loop-a.jpg", folder / "loop-b.jpg")
+    os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
+    done: dict[str, object] = {}
+
+    def ingest() -> None:
+        try:
+            done["summary"] = empty_engine.add([folder, folder / "loop-a.jpg"], source="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            done["error"] = exc
+
+    worker = threading.Thread(target=ingest, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the ingest hung"
+    assert "error" not in done, done.get("error")
+    summary = done["summary"]
+    assert summary.images_added == 1  # the good photo went in
+    codes = {Path(p).name: (code, message) for p, code, message in summary.errors}
+    assert codes["pipe.jpg"][0] == "not_a_file" and "FIFO" in codes["pipe.jpg"][1]
+    assert codes["loop-a.jpg"][0] == "symlink_loop" and "skipped" in codes["loop-a.jpg"][1]
+    assert codes["loop-b.jpg"][0] == "symlink_loop"
+    assert codes["dangling.jpg"][0] == "file_not_found"
 
 
 def test_nothing_enters_without_a_lawful_source(empty_engine: Engine, faces_dir: Path) -> None:
@@ -211,8 +247,76 @@ def test_an_ingest_killed_mid_run_and_resumed_equals_an_uninterrupted_one(
     )
     assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "whole")
 
+    # The killed run was closed by the next one, and what it committed was audited.
+    with Engine.open(tmp_path / "killed", workers=1) as engine:
+        first, _ = engine.catalog.get_run(1)
+        assert first.status == "interrupted" and first.finished_at is not None
+        assert 0 < first.images_added < 20
+        audited = {e.details["run"]: e.details for e in engine.audit.entries(action="ingest")}
+        assert audited[1]["images_added"] == first.images_added
+        assert audited[1]["status"] == "interrupted" and audited[1]["closed_by_a_later_run"]
+        assert audited[2]["images_added"] == 20 - first.images_added
+        assert engine.catalog.running_runs() == []
+        assert not list((tmp_path / "killed" / "runs").iterdir())  # no lock file left over
+
     # The index, saved only at the end of a run, is brought back in line on open.
     with Engine.open(tmp_path / "killed", workers=1) as engine:
         assert len(engine.index) == engine.catalog.counts()["faces_indexed"]
         probe = sorted(folder.iterdir())[0]
         assert engine.search(probe, purpose=PURPOSE, top_k=1).matches[0].distance < 1e-3
+
+
+def test_a_consent_source_refuses_photos_without_their_consent_on_every_path(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Given a source that rests on consent, when photos come without a consent record (by
+    file, folder, manifest row, upload, server path or ingest job), then they are refused
+    before anything is written; with the record they enter."""
+    engine = empty_engine
+    engine.add_source(
+        "event",
+        lawful_basis_code="consent",
+        special_condition="explicit_consent",
+        purpose="event photos",
+        retention_days=30,
+    )
+    # Art. 9(2)(a) explicit consent alone makes a source consent-based too.
+    engine.add_source(
+        "members",
+        lawful_basis_code="legitimate_interests",
+        special_condition="explicit_consent",
+        purpose="member badges",
+        retention_days=30,
+    )
+    kit = faces_dir / "dev" / "images" / "Kit_Harington"
+    photo = kit / "Kit_Harington_2.jpeg"
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f"path,source\n{photo},event\n{kit / 'Kit_Harington_3.jpg'},event\n")
+    refusals: list[Callable[[], object]] = [
+        lambda: engine.add([photo], source="event"),
+        lambda: engine.add([kit], source="members"),
+        lambda: engine.add_manifest(manifest),
+        lambda: engine.upload(photo.read_bytes(), "kit.jpg", source="event"),
+        lambda: engine.register(photo, source="members"),
+        lambda: JobQueue(engine).submit("ingest", {"path": str(kit), "source": "event"}, "ops"),
+    ]
+    for refused in refusals:
+        with pytest.raises(ConsentRequiredError) as caught:
+            refused()
+        assert caught.value.code == "consent_required"
+        assert "rests on consent" in caught.value.message
+    assert "line 2, 3" in _message(lambda: engine.add_manifest(manifest))
+    assert engine.catalog.counts()["images"] == 0
+    assert not list((engine.settings.data_dir / "images").glob("*"))  # no stored upload left
+    assert engine.add([faces_dir / "dev" / "extra"], source="test").images_added > 0
+
+    consent = engine.add_consent("event", "Kit", notice_version="v1")
+    assert engine.add([photo], source="event", consent=consent).images_added == 1
+    manifest.write_text(f"path,source,consent\n{kit / 'Kit_Harington_3.jpg'},event,{consent}\n")
+    assert engine.add_manifest(manifest)[0].images_added == 1
+
+
+def _message(call: Callable[[], object]) -> str:
+    with pytest.raises(ConsentRequiredError) as caught:
+        call()
+    return caught.value.message

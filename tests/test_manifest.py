@@ -17,7 +17,7 @@ from conftest import add_test_source
 from vultus.catalog.models import Image, IngestRun
 from vultus.cli import app
 from vultus.engine import Engine
-from vultus.errors import ManifestError, RightsError, SourceError
+from vultus.errors import ConsentRequiredError, ManifestError, RightsError, SourceError
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def test_cli_add_manifest(photos: list[Path], tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["--data-dir", str(data_dir), "add", "--manifest", str(manifest), "--workers", "1"]
     result = runner.invoke(app, [*args, "--source", "test"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # finished, with the missing file's error
     assert "into scans" in result.output and "into test" in result.output
     assert "line 4" in result.output and "file_not_found" in result.output
 
@@ -259,6 +259,16 @@ def test_rows_carry_their_consent_and_a_consent_of_another_source_is_refused(
     )
     with pytest.raises(RightsError, match="not given for source 'test'"):
         engine.add_manifest(wrong)
+    assert _nothing_written(engine)
+    # A row of the consent source that names no consent refuses the manifest, by line.
+    missing = write_csv(
+        tmp_path / "missing.csv",
+        ["path", "source", "consent"],
+        [[str(photos[0]), "event", str(consent)], [str(photos[1]), "event", ""]],
+    )
+    with pytest.raises(ConsentRequiredError) as caught:
+        engine.add_manifest(missing)
+    assert caught.value.code == "consent_required" and "(line 3)" in caught.value.message
     assert _nothing_written(engine)
 
     manifest = write_csv(

@@ -83,7 +83,7 @@ def test_no_certain_match_is_not_nothing_held(engine: Engine, faces_dir: Path) -
     assert review.headline().startswith("No certain match;")
     assert "nothing" not in review.headline().lower()
     # The reviewer's load stays small: a stranger or two at most besides her photos.
-    assert len(possible - hers) <= engine.settings.possible_max
+    assert len(possible - hers) <= engine.settings.possible_strangers
     # Every candidate carries its odds in words, and nothing is included unconfirmed.
     assert all("strangers' faces come this close" in c.odds for c in review.candidates)
     assert review.included == [] and engine.settle(review).matches == []
@@ -131,7 +131,7 @@ def test_cli_story_preview_then_include_erases_all_three_and_suppresses(
     include = [a for fid in sorted(hers) for a in ("--include", str(fid))]
     code, out = vultus(data_dir, "rights", "erase", str(selfie), *include, "--yes")
     assert code == 0, out
-    assert "erased 3 face(s)" in out
+    assert "3 face(s) removed from Vultus" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert held_faces(engine) == set()
         again = engine.add([selfie.parent], source="test")
@@ -250,7 +250,7 @@ def test_cli_records_a_request_from_a_photo_of_two_people_and_erases_by_it(
     code, out = vultus(
         data_dir, "rights", "erase", str(selfie), "--request", ref, *include, "--yes"
     )
-    assert code == 0 and "erased 3 face(s)" in out, out
+    assert code == 0 and "3 face(s) removed from Vultus" in out, out
     with Engine.open(data_dir, workers=1) as engine:
         closed = engine.request(ref)
         assert closed.status == "done" and closed.receipt_id and closed.selfie is None

@@ -4,6 +4,7 @@ rotation and reports, on the dev photos."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,12 +19,19 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from conftest import PURPOSE, add_test_source
+from conftest import CONTROLLER, PURPOSE, add_test_source, name_controller
 from vultus.clock import now
 from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
-from vultus.errors import NotFoundError, PurposeError, RightsError, VultusError
+from vultus.errors import (
+    ConsentRequiredError,
+    NotFoundError,
+    PurposeError,
+    RightsError,
+    VultusError,
+)
 from vultus.index.backends import INDEX_AAD
+from vultus.rights.erasure import ErasureReceipt
 
 KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
 
@@ -32,7 +40,7 @@ KIT_SELFIE = "images/Kit_Harington/Kit_Harington_1.jpeg"
 def rights_dir(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
     """Every dev photo but Kit Harington's selfie, plus Kit and Rose Leslie together in a
     stored copy (an upload Vultus keeps under its data directory)."""
-    data_dir = tmp_path_factory.mktemp("rights")
+    data_dir = name_controller(tmp_path_factory.mktemp("rights"))
     dev = faces_dir / "dev"
     stored = data_dir / "images"
     stored.mkdir()
@@ -197,7 +205,13 @@ def test_an_erased_person_stays_erased(
     kit_dir = faces_dir / "dev" / "images" / "Kit_Harington"
     again = engine.add([kit_dir], source="test")
     assert again.faces_suppressed == 3 and again.images_added == 0
-    assert engine.audit.entries(action="ingest")[-1].details["faces_suppressed"] == 3
+    # Each refused photo is named, so that an operator can check a wrong refusal.
+    kit_photos = sorted(str(p) for p in kit_dir.iterdir())
+    assert sorted(again.suppressed_photos) == kit_photos
+    ingest = engine.audit.entries(action="ingest")[-1].details
+    assert ingest["faces_suppressed"] == 3 and sorted(ingest["suppressed_photos"]) == kit_photos
+    dry = engine.add([kit_dir], source="test", dry_run=True)
+    assert sorted(dry.suppressed_photos) == kit_photos
     assert not engine.search(selfie, purpose=PURPOSE).found
 
     ((entry_id, _, request_ref),) = engine.suppression_list()
@@ -243,7 +257,8 @@ def test_retention_purges_only_what_has_expired(
         purpose="event photos",
         retention_days=1,
     )
-    empty_engine.add(photos[:3], source="short")
+    consent = empty_engine.add_consent("short", "guests", notice_version="v1")
+    empty_engine.add(photos[:3], source="short", consent=consent)
     empty_engine.add(photos[3:6], source="test")  # 30 days
     later = now() + timedelta(days=2)
     report = empty_engine.retention_report(later)
@@ -269,7 +284,10 @@ def test_withdrawing_consent_erases_the_faces_resting_on_it(
     with pytest.raises(RightsError, match="not given for source"):
         empty_engine.add(gallery_split[0][:1], source="test", consent=consent)
     empty_engine.add(gallery_split[0][:2], source="event", consent=consent)
-    empty_engine.add(gallery_split[0][2:4], source="event")
+    # A consent source takes no photo without the consent it rests on.
+    with pytest.raises(ConsentRequiredError):
+        empty_engine.add(gallery_split[0][2:4], source="event")
+    empty_engine.add(gallery_split[0][2:4], source="test")
     assert empty_engine.withdraw_consent(consent) == 2
     assert empty_engine.catalog.counts()["images"] == 2 and len(empty_engine.index) == 2
     with pytest.raises(RightsError, match="withdrawn"):
@@ -419,6 +437,119 @@ def test_an_erasure_killed_after_its_commit_finishes_on_the_next_open(
         assert reopened.audit.verify().ok
 
 
+def test_an_erasure_says_which_originals_it_left_in_place(
+    engine: Engine, selfie: Path, faces_dir: Path
+) -> None:
+    """The dev photos are the operator's originals under a source that does not let Vultus
+    delete them: the erasure leaves them and says so, file by file, in the signed receipt."""
+    data_dir = engine.settings.data_dir
+    kit_dir = faces_dir / "dev" / "images" / "Kit_Harington"
+    originals = sorted(str(p) for p in kit_dir.iterdir() if p != faces_dir / "dev" / KIT_SELFIE)
+    stored = str(data_dir / "images" / "kit_with_rose.jpg")
+
+    receipt = engine.erase(engine.find_person(selfie), request_ref="R-TEST")
+
+    assert receipt.faces_erased == 3 and receipt.images_erased == 2
+    assert receipt.originals_deleted == [] and receipt.stored_copies_deleted == []
+    assert receipt.blurred == [stored] and receipt.copies_blurred == 1
+    left = {item["location"]: item["reason"] for item in receipt.left_in_place}
+    assert sorted(left) == originals
+    assert all("originals_deletable is off" in why for why in left.values())
+    assert all(Path(p).exists() for p in originals)  # the operator's files, untouched
+    # The file on disk says the same, and its signature covers what was left.
+    on_disk = json.loads((data_dir / "receipts" / f"{receipt.receipt_id}.json").read_text())
+    assert sorted(i["location"] for i in on_disk["left_in_place"]) == originals
+    assert receipt.verify(engine.keyring)
+    hidden = dataclasses.replace(receipt, left_in_place=[])
+    assert not hidden.verify(engine.keyring)
+
+
+def test_a_source_that_lets_vultus_delete_originals_loses_them_on_erasure(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Copies of the photos stand in for an operator's archive that allows deletion."""
+    dev = faces_dir / "dev"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("Kit_Harington_2.jpeg", "Kit_Harington_3.jpg"):
+        shutil.copy(dev / "images" / "Kit_Harington" / name, archive / name)
+    shutil.copy(dev / "extra" / "kit_with_rose.jpg", archive / "kit_with_rose.jpg")
+    for person in ("Rose_Leslie", "Alex_Lacamoire"):
+        for photo in (dev / "images" / person).iterdir():
+            shutil.copy(photo, archive / photo.name)
+    empty_engine.add_source(
+        "own-archive",
+        lawful_basis_code="legitimate_interests",
+        special_condition="archiving_research",
+        purpose="our own archive",
+        retention_days=30,
+        originals_deletable=True,
+    )
+    assert empty_engine.add([archive], source="own-archive").errors == []
+    (src,) = [s for s, _, _ in empty_engine.sources() if s.name == "own-archive"]
+    assert src.originals_deletable
+
+    receipt = empty_engine.erase(empty_engine.find_person(dev / KIT_SELFIE))
+
+    solo = sorted(str(archive / n) for n in ("Kit_Harington_2.jpeg", "Kit_Harington_3.jpg"))
+    assert sorted(receipt.originals_deleted) == solo
+    assert not any(Path(p).exists() for p in solo)
+    # The photo with Rose stays for her: left in place, and the receipt says why.
+    ((item),) = receipt.left_in_place
+    assert item["location"] == str(archive / "kit_with_rose.jpg")
+    assert "other people" in item["reason"]
+    assert (archive / "kit_with_rose.jpg").exists()
+    assert len(list(archive.iterdir())) == 1 + 2 + len(
+        list((dev / "images" / "Alex_Lacamoire").iterdir())
+    )
+    assert receipt.verify(empty_engine.keyring)
+
+
+def test_an_erasure_killed_right_after_its_commit_leaves_its_receipt_on_the_next_open(
+    engine: Engine, selfie: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = engine.settings.data_dir
+    request = engine.create_request("erasure", contact="kit@example.org")
+    plan = engine.find_person(selfie)
+    db = sqlite3.connect(data_dir / "catalog.db")
+    ids = ",".join(map(str, plan.face_ids))
+    sealed = [row[0] for row in db.execute(f"SELECT template FROM faces WHERE id IN ({ids})")]
+    db.close()
+    commit = engine.catalog.erase_faces
+
+    def commit_then_die(*args: object, **kwargs: object) -> object:
+        commit(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt("killed right after the commit")
+
+    monkeypatch.setattr(engine.catalog, "erase_faces", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.erase(plan, request_ref=request.ref)
+    assert not list((data_dir / "receipts").glob("*.json"))  # nothing written yet
+    engine.close()
+
+    with Engine.open(data_dir, workers=1) as reopened:
+        (path,) = (data_dir / "receipts").glob("*.json")
+        receipt = ErasureReceipt.from_json(json.loads(path.read_text()))
+        assert receipt.verify(reopened.keyring)
+        assert (receipt.faces_erased, receipt.images_erased, receipt.images_kept_with_others) == (
+            3,
+            2,
+            1,
+        )
+        assert receipt.request_ref == request.ref and len(receipt.left_in_place) == 2
+        assert reopened.request(request.ref).receipt_id == receipt.receipt_id
+        db = sqlite3.connect(data_dir / "catalog.db")
+        assert db.execute("SELECT request_ref FROM suppression").fetchall() == [(request.ref,)]
+        db.close()
+        assert not reopened.find_person(selfie).matches
+        assert reopened.audit.verify().ok
+        on_disk = _sqlite_bytes(data_dir)  # scrubbed on open, as the erasure would have
+        assert not any(blob in on_disk for blob in sealed)
+    with Engine.open(data_dir, workers=1):  # opened again: still the one receipt
+        assert list((data_dir / "receipts").glob("*.json")) == [path]
+        assert ErasureReceipt.from_json(json.loads(path.read_text())) == receipt
+
+
 def test_a_tampered_audit_log_is_detected(engine: Engine, selfie: Path) -> None:
     for _ in range(3):
         engine.search(selfie, purpose=PURPOSE)
@@ -445,6 +576,48 @@ def test_records_of_processing_and_dpia_state_the_facts(engine: Engine, tmp_path
         or str(engine.catalog.counts()["faces_indexed"]) in draft
     )
     assert PURPOSE in draft
+
+
+OLD_PLACEHOLDER = "the controller (set `controller` in vultus.toml)"
+
+
+def test_packages_and_reports_name_the_controller_or_are_refused(
+    engine: Engine, selfie: Path, tmp_path: Path
+) -> None:
+    """Named in vultus.toml, the controller is what a person reads in every document; unset,
+    no document is written, and the operator is told what to set."""
+    package, _ = engine.access(engine.review_person(selfie), tmp_path / "package.zip")
+    with zipfile.ZipFile(package) as z:
+        texts = {name: z.read(name).decode() for name in ("report.html", "README.txt", "data.json")}
+    for kind in ("ropa", "dpia"):
+        for path in engine.report(kind, tmp_path / "reports"):
+            texts[path.name] = path.read_text()
+    for name, text in texts.items():
+        assert CONTROLLER in text, name
+        assert OLD_PLACEHOLDER not in text and "set `controller`" not in text, name
+
+    data_dir = engine.settings.data_dir
+    engine.close()
+    (data_dir / "vultus.toml").unlink()
+    with Engine.open(data_dir, workers=1) as unset:
+        assert unset.settings.controller == ""
+        exports = len(unset.audit.entries(action="export"))
+        with pytest.raises(VultusError) as caught:
+            unset.access(unset.review_person(selfie), tmp_path / "unset.zip")
+        assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
+        with pytest.raises(VultusError) as caught:
+            unset.report("dpia", tmp_path / "unset")
+        assert caught.value.code == "controller_unset"
+        assert not (tmp_path / "unset.zip").exists() and not (tmp_path / "unset").exists()
+        assert len(unset.audit.entries(action="export")) == exports
+
+
+def test_the_dpia_counts_the_faces_erased_not_the_erasures(
+    engine: Engine, selfie: Path, tmp_path: Path
+) -> None:
+    engine.erase(engine.find_person(selfie))  # one erasure of Kit's three faces
+    engine.report("dpia", tmp_path)
+    assert "Faces erased on request: 3 (in 1 erasure(s))" in (tmp_path / "dpia.md").read_text()
 
 
 def test_errors_of_rights_requests_are_clear(engine: Engine, faces_dir: Path) -> None:

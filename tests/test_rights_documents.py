@@ -21,6 +21,7 @@ from vultus.rights.package import (
     write_access_package,
 )
 from vultus.rights.reports import (
+    REPORT_KINDS,
     RecipientFacts,
     ReportFacts,
     SourceFacts,
@@ -402,6 +403,8 @@ def test_ropa_markdown_states_the_facts() -> None:
     ):
         assert text in md, text
     assert "special-category biometric data under Art. 9(1)" in md
+    # The Art. 6(1)(f) basis is stated whole: the balancing test, not a sentence cut off.
+    assert "interests or fundamental rights and freedoms override them" in md
     assert "Art. 30(1)(e)" in md and "None by design" in md
     # A source without a retention period is flagged for the controller.
     assert "TO COMPLETE" in md and "no limit configured" in md
@@ -428,6 +431,9 @@ def test_dpia_markdown_states_the_facts_and_the_false_match_arithmetic() -> None
     # 50,000 faces x 1e-6 per pair = 0.05 false candidates per search; 81 searches -> 4.05.
     assert "**0.05**" in md
     assert "4.05" in md
+    # Erasures are counted in faces, and the erasures they came in.
+    counted = dpia_markdown(facts(erasures=2, faces_erased=9))
+    assert "Faces erased on request: 9 (in 2 erasure(s))" in counted
     # Without the calibrated per-pair rate, it is bounded from the per-search target.
     bounded = dpia_markdown(facts(pair_fmr_at_threshold=None))
     assert "at most 0.001" in bounded
@@ -499,3 +505,17 @@ def test_unknown_report_kind_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         write_report("minutes", facts(), tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_documents_never_name_a_placeholder_controller(tmp_path: Path) -> None:
+    """An access package or a report that would not name the controller is refused, with
+    what to do, rather than written with a stand-in."""
+    for controller in ("", "   "):
+        with pytest.raises(ConfigError) as caught:
+            write_access_package(package([], controller=controller), tmp_path / "p.zip")
+        assert caught.value.code == "controller_unset" and "vultus.toml" in caught.value.message
+        for kind in REPORT_KINDS:
+            with pytest.raises(ConfigError) as caught:
+                write_report(kind, facts(controller=controller), tmp_path / "reports")
+            assert caught.value.code == "controller_unset"
+    assert not (tmp_path / "p.zip").exists() and not (tmp_path / "reports").exists()

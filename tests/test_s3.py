@@ -213,3 +213,44 @@ def test_erasure_refuses_to_blur_in_a_bucket_that_keeps_versions(
     receipt = engine.erase(plan)
     assert receipt.faces_erased == 1 and receipt.copies_blurred == 0
     assert storage.read_location(uri, endpoint_url=endpoint) == before
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_erasure_deletes_an_original_object_only_where_no_version_would_stay(
+    engine: Engine,
+    bucket: dict[str, str],
+    people: dict[str, list[Path]],
+    endpoint: str,
+    versioned: bool,
+) -> None:
+    """A source that lets Vultus delete originals: the object of a photo that showed only the
+    erased person goes, unless the bucket keeps versions (a delete would only hide it)."""
+    if versioned:
+        boto3.client("s3", endpoint_url=endpoint).put_bucket_versioning(
+            Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
+    engine.add_source(
+        "bucket-archive",
+        lawful_basis_code="legitimate_interests",
+        special_condition="archiving_research",
+        purpose="our own archive",
+        retention_days=30,
+        originals_deletable=True,
+    )
+    who, photos = next(iter(people.items()))
+    uri = bucket[who]
+    assert engine.add([uri], source="bucket-archive").images_added == 1
+
+    receipt = engine.erase(engine.find_person(photos[1]))
+
+    assert receipt.faces_erased == 1 and receipt.images_erased == 1
+    if versioned:
+        assert receipt.originals_deleted == []
+        ((item),) = receipt.left_in_place
+        assert item["location"] == uri and "keeps object versions" in item["reason"]
+        assert storage.read_location(uri, endpoint_url=endpoint)
+    else:
+        assert receipt.originals_deleted == [uri] and receipt.left_in_place == []
+        with pytest.raises(SourceError) as caught:
+            storage.read_location(uri, endpoint_url=endpoint)
+        assert caught.value.code == "object_not_found"

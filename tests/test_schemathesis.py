@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-from conftest import add_test_source
+from conftest import add_test_source, name_controller
 from vultus.api import create_app
 from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES
@@ -64,7 +64,8 @@ def api_schema(
     with pytest.MonkeyPatch.context() as mp:
         # A key file of its own: nothing generated may change the one other tests share.
         mp.setenv("VULTUS_KEY_FILE", str(root / "keys" / "master.key"))
-        with Engine.open(root / "data", workers=1, requests_per_minute=10**6) as engine:
+        data_dir = name_controller(root / "data")
+        with Engine.open(data_dir, workers=1, requests_per_minute=10**6) as engine:
             add_test_source(engine)
             engine.add([photos], source="test")
             # Long names: a generated DELETE /v1/keys/{name} must not revoke the test's own keys.

@@ -103,11 +103,12 @@ class Settings:
     # the wrong person cannot be undone.
     rights_fmr: float = 1e-3
     # Below the match decision, candidates a person checks by eye ("possible, check by eye"):
-    # those whose per-pair false-match rate is at most `possible_fmr`, at most `possible_max`
-    # of them per search (and per round of a rights review). A missed photo makes the answer
-    # to a data subject false; a stranger shown is struck by the reviewer. See docs/rights.md.
+    # down to a per-pair false-match rate of at most `possible_fmr`, lowered as the gallery
+    # grows so that a reviewer expects at most `possible_strangers` strangers per search (and
+    # per round of a rights review). A missed photo makes the answer to a data subject false;
+    # a stranger shown is struck by the reviewer. See docs/rights.md for the measurements.
     possible_fmr: float = 1e-3
-    possible_max: int = 10
+    possible_strangers: float = 10.0
     # Ingest refuses faces this close to a suppressed (erased) person: lenient on purpose,
     # because letting an erased person back in is the worse error.
     suppression_fmr: float = 1e-2
@@ -120,8 +121,10 @@ class Settings:
     max_upload_bytes: int = 30_000_000
     requests_per_minute: int = 120  # per API key
 
-    # Who the controller is, for reports and access packages.
-    controller: str = "the controller (set `controller` in vultus.toml)"
+    # Who the controller is (the organisation, and how to reach it), as the rights portal,
+    # access packages and the Art. 30/35 reports name it to people. Unset by default: each of
+    # those refuses to start or be written until it is set, rather than show a placeholder.
+    controller: str = ""
 
     # The catalog, as a SQLAlchemy URL: empty for SQLite in the data directory, or e.g.
     # postgresql+psycopg://vultus@db.example/vultus (keep the password in ~/.pgpass or
@@ -163,6 +166,19 @@ class Settings:
         values["data_dir"] = root
         typed = {name: _coerce(name, hints[name], value) for name, value in values.items()}
         return cls(**typed)
+
+
+def require_controller(controller: str, what: str) -> str:
+    """The controller's name for `what` (a page or document a person reads), or a
+    ConfigError (`controller_unset`) that tells the operator to set it: never a placeholder."""
+    if not controller.strip():
+        raise ConfigError(
+            f"{what} names the controller, and the `controller` setting is not set: set it in "
+            f'{CONFIG_FILE} in the data directory (controller = "Example Archive, '
+            'dpo@example.org") or in $VULTUS_CONTROLLER',
+            code="controller_unset",
+        )
+    return controller.strip()
 
 
 # Tables in vultus.toml that group settings: `[index] backend = "milvus"` is `index_backend`.

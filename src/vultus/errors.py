@@ -88,6 +88,12 @@ class RightsError(VultusError):
     code = "rights_error"
 
 
+class ConsentRequiredError(RightsError):
+    """Photos offered under a consent-based source without the consent record they rest on."""
+
+    code = "consent_required"
+
+
 class AuthError(VultusError):
     """No key, an unknown key, or an expired or revoked one (HTTP 401)."""
 

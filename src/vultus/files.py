@@ -4,6 +4,7 @@ new one, never half of either."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -50,6 +51,46 @@ def atomic_file(path: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
 def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     with atomic_file(path, mode=mode) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def private_dir(path: Path) -> Path:
+    """Create a folder that only its owner can enter (personal data lies below it). An
+    existing folder keeps the mode its operator gave it."""
+    path = Path(path)
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made by a process beside this one
+        else:
+            os.chmod(path, 0o700)  # mkdir's mode is narrowed by the umask, never widened: exact
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create an empty file only its owner can read, unless it exists: a database that its
+    library would otherwise create with the umask's mode (often world-readable)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    os.close(fd)
+    return path
+
+
+@contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[int]:
+    """Hold an advisory lock on `path` (created 0600) between processes: exclusive, or shared
+    with other shared holders. Blocks until it is granted; the kernel releases it if the
+    process dies. Per open file, so two holders in one process exclude each other too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 def build_in_private_folder(build: Callable[[Path], Path]) -> tuple[Path, Path]:

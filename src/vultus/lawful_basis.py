@@ -14,7 +14,9 @@ ART6_BASES: dict[str, str] = {
     "legal_obligation": "Art. 6(1)(c): necessary to comply with a legal obligation",
     "vital_interests": "Art. 6(1)(d): necessary to protect vital interests",
     "public_task": "Art. 6(1)(e): a task in the public interest or official authority",
-    "legitimate_interests": "Art. 6(1)(f): legitimate interests, balanced against the subject's",
+    "legitimate_interests": "Art. 6(1)(f): necessary for the legitimate interests of the "
+    "controller or a third party, except where the data subject's interests or fundamental "
+    "rights and freedoms override them",
 }
 
 ART9_CONDITIONS: dict[str, str] = {
@@ -32,6 +34,9 @@ ART9_CONDITIONS: dict[str, str] = {
 
 # Conditions that only hold when the law that grants them is named.
 NEEDS_LEGAL_REFERENCE = {"substantial_public_interest", "employment", "public_health"}
+
+# What a source rests on when photos may enter only with a person's consent record.
+CONSENT_BASIS, CONSENT_CONDITION = "consent", "explicit_consent"
 
 SOURCE_KINDS = ("folder", "upload", "archive", "video", "object_storage")
 
@@ -56,3 +61,9 @@ def check(lawful_basis: str, special_condition: str, legal_reference: str | None
             "give --legal-reference",
             code="lawful_basis_invalid",
         )
+
+
+def rests_on_consent(lawful_basis: str, special_condition: str) -> bool:
+    """Art. 6(1)(a) consent or Art. 9(2)(a) explicit consent: each photo needs the consent
+    record of the person in it, or it has no lawful basis at all."""
+    return lawful_basis == CONSENT_BASIS or special_condition == CONSENT_CONDITION

@@ -98,6 +98,17 @@ def write_object(uri: str, data: bytes, *, endpoint_url: str | None = None) -> N
         raise _s3_error(uri, exc) from None
 
 
+def delete_object(uri: str, *, endpoint_url: str | None = None) -> None:
+    """Delete an object. In a bucket that keeps versions this only adds a delete marker and the
+    bytes stay as an older version: check `bucket_keeps_versions` first."""
+    bucket, key = split_s3(uri)
+    client = s3_client(endpoint_url)
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise _s3_error(uri, exc) from None
+
+
 def bucket_keeps_versions(uri: str, *, endpoint_url: str | None = None) -> bool:
     """Whether overwriting an object leaves the old bytes behind as an older version."""
     bucket, _ = split_s3(uri)

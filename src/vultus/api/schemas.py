@@ -93,6 +93,12 @@ class SourceIn(BaseModel):
     kind: str = Field("folder", description="folder, upload, archive, video or object_storage.")
     legal_reference: str | None = Field(None, description="The law a condition rests on.")
     notes: str | None = None
+    originals_deletable: bool = Field(
+        False,
+        description="Let an erasure delete this source's original files (photos that showed "
+        "only the erased person; objects only in buckets that keep no versions). Off: "
+        "originals are left in place, and the receipt names them.",
+    )
 
 
 class SourceOut(BaseModel):
@@ -103,6 +109,7 @@ class SourceOut(BaseModel):
     legal_reference: str | None
     purpose: str
     retention_days: int
+    originals_deletable: bool
     created_at: datetime
     images: int = 0
     faces: int = 0
@@ -117,6 +124,7 @@ class SourceOut(BaseModel):
             legal_reference=source.legal_reference,
             purpose=source.purpose,
             retention_days=source.retention_days,
+            originals_deletable=bool(source.originals_deletable),
             created_at=source.created_at,
             images=images,
             faces=faces,
@@ -143,6 +151,9 @@ class IngestSummaryOut(BaseModel):
     skip_reasons: dict[str, int]
     errors: list[IngestErrorOut]
     seconds: float
+    suppressed_photos: list[str] = Field(
+        description="The photos in which faces were refused as on the suppression list."
+    )
 
     @classmethod
     def of(cls, s: IngestSummary) -> IngestSummaryOut:
@@ -159,6 +170,7 @@ class IngestSummaryOut(BaseModel):
             skip_reasons=s.skip_reasons,
             errors=[IngestErrorOut(path=p, code=c, message=m) for p, c, m in s.errors],
             seconds=round(s.seconds, 3),
+            suppressed_photos=s.suppressed_photos,
         )
 
 
@@ -174,6 +186,9 @@ class RegisterIn(BaseModel):
 
     path: str = Field(min_length=1, description="A photo on the server; folders go to a job.")
     source: NameStr
+    consent: Id | None = Field(
+        None, description="The consent record the photo rests on; required by consent sources."
+    )
 
 
 class ImageOut(BaseModel):
@@ -678,16 +693,30 @@ class ErasureIn(BaseModel):
     blur_originals: bool = Field(False, description="Blur the operator's original files too.")
 
 
+class LeftInPlaceOut(BaseModel):
+    location: str
+    reason: str
+
+
 class ReceiptOut(BaseModel):
+    """What the erasure did, exactly. Original files outside the data directory are deleted
+    only where their source has `originals_deletable`; the others are in `left_in_place`."""
+
     receipt_id: str
     at: datetime
     request_ref: str | None
-    faces_erased: int
-    images_erased: int
+    faces_erased: int = Field(description="Faces removed from the catalog and the index.")
+    images_erased: int = Field(description="Images removed from the catalog.")
     images_kept_with_others: int
     copies_blurred: int
     suppression_added: bool
     image_hashes: list[str]
+    stored_copies_deleted: list[str] = Field(description="Uploads in the data directory.")
+    originals_deleted: list[str]
+    blurred: list[str] = Field(description="Files in which the erased face was blurred.")
+    left_in_place: list[LeftInPlaceOut] = Field(
+        description="Files that may still show the person, each with the reason it stays."
+    )
     signature: str
 
     @classmethod
@@ -702,6 +731,10 @@ class ReceiptOut(BaseModel):
             copies_blurred=r.copies_blurred,
             suppression_added=r.suppression_added,
             image_hashes=r.image_hashes,
+            stored_copies_deleted=r.stored_copies_deleted,
+            originals_deleted=r.originals_deleted,
+            blurred=r.blurred,
+            left_in_place=[LeftInPlaceOut(**item) for item in r.left_in_place],
             signature=r.signature,
         )
 
@@ -816,7 +849,9 @@ class IngestJobIn(BaseModel):
 
     path: str = Field(min_length=1, description="A folder (walked recursively) or file.")
     source: NameStr
-    consent: Id | None = Field(None, description="A consent record, for consent sources.")
+    consent: Id | None = Field(
+        None, description="The consent record the photos rest on; required by consent sources."
+    )
 
 
 class RebuildJobIn(BaseModel):

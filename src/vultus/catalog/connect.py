@@ -13,9 +13,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from vultus.catalog import postgresql
+from vultus.catalog.changes import install_triggers
 from vultus.catalog.store import Catalog
 from vultus.crypto import KeyRing
 from vultus.errors import ConfigError
+from vultus.files import private_file
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -87,7 +89,11 @@ def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
     """Open (creating and migrating as needed) the catalog at a SQLAlchemy URL. The key ring
     seals templates; without one the catalog can be read and audited but holds no templates."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite would create it with the umask's mode, often world-readable; its -wal and
+        # -shm files take the database file's mode.
+        private_file(path)
     engine = _create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -95,6 +101,7 @@ def open_catalog(url: str, keyring: KeyRing | None = None) -> Catalog:
         postgresql.prepare(engine)
     try:
         _migrate(engine)
+        install_triggers(engine)
     except OperationalError as exc:
         engine.dispose()
         raise _unavailable(engine, exc) from exc

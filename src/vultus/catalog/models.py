@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -115,6 +116,19 @@ class Face(Base):
     __table_args__ = (Index("ix_faces_status", "status"),)
 
 
+class IndexChange(Base):
+    """The change feed of `faces` for the vector index, written by triggers (see
+    `vultus.catalog.changes`): "I" added, "D" deleted, "U" searchability changed."""
+
+    __tablename__ = "index_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # a seq is never reused after pruning
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    face_id: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(1))
+
+
 class IngestRun(Base):
     __tablename__ = "ingest_runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -130,6 +144,9 @@ class IngestRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     # Faces refused because they match the suppression list (erased people stay erased).
     faces_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    # The lock file (DATA_DIR/runs/OWNER.lock) its process holds while it runs: free, the
+    # process died, and the next ingest closes the run. None: a run from before 0006.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IngestError(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,10 @@ class ErasedFaces:
     face_ids: list[int]
     images_removed: list[tuple[int, str, str]]  # id, path, sha256
     images_kept: list[tuple[int, str, list[list[int]]]]  # id, path, boxes of the erased faces
+    # Per image: the boxes of the erased faces, and its source's name and whether the operator
+    # lets Vultus delete that source's originals (what happens to the files depends on both).
+    boxes: dict[int, list[list[int]]] = field(default_factory=dict)
+    sources: dict[int, tuple[str, bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from vultus import lawful_basis
 from vultus.catalog import postgresql
+from vultus.catalog.changes import ChangeQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
@@ -49,7 +50,7 @@ SUPPRESSION_AAD = b"suppression.template"
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
-class Catalog(SubjectQueries, JobQueries):
+class Catalog(SubjectQueries, JobQueries, ChangeQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -108,6 +109,7 @@ class Catalog(SubjectQueries, JobQueries):
         kind: str = "folder",
         legal_reference: str | None = None,
         notes: str | None = None,
+        originals_deletable: bool = False,
     ) -> Source:
         lawful_basis.check(lawful_basis_code, special_condition, legal_reference)
         if kind not in lawful_basis.SOURCE_KINDS:
@@ -132,6 +134,7 @@ class Catalog(SubjectQueries, JobQueries):
                 retention_days=retention_days,
                 notes=notes,
                 created_at=now(),
+                originals_deletable=originals_deletable,
             )
             s.add(source)
         return source
@@ -165,10 +168,11 @@ class Catalog(SubjectQueries, JobQueries):
         return [(src, images.get(src.id, 0), faces.get(src.id, 0)) for src in sources]
 
     # -- ingest ------------------------------------------------------------------------------
-    def start_run(self, source_id: int) -> int:
+    def start_run(self, source_id: int, owner: str | None = None) -> int:
         with self.session() as s, s.begin():
             run = IngestRun(
                 source_id=source_id,
+                owner=owner,
                 started_at=now(),
                 status="running",
                 images_added=0,
@@ -182,14 +186,39 @@ class Catalog(SubjectQueries, JobQueries):
             s.add(run)
         return run.id
 
-    def finish_run(self, run_id: int, status: str = "finished") -> IngestRun:
+    def finish_run(
+        self,
+        run_id: int,
+        status: str = "finished",
+        *,
+        in_transaction: Callable[[Session, IngestRun], None] | None = None,
+    ) -> IngestRun | None:
+        """Close a running run, with what must commit with it (its audit entry). None when it
+        was closed already: two processes closing an abandoned run audit it once."""
         with self.session() as s, s.begin():
+            # One conditional write decides, on SQLite and PostgreSQL alike, who closes it.
+            result = s.execute(
+                update(IngestRun)
+                .where(IngestRun.id == run_id, IngestRun.status == "running")
+                .values(status=status, finished_at=now())
+            )
             run = s.get(IngestRun, run_id)
             if run is None:
                 raise NotFoundError(f"no ingest run {run_id}")
-            run.status = status
-            run.finished_at = now()
+            if not cast("CursorResult[Any]", result).rowcount:
+                return None
+            if in_transaction is not None:
+                in_transaction(s, run)
         return run
+
+    def running_runs(self) -> list[IngestRun]:
+        """Ingest runs not finished, oldest first: live ones, and those of processes that died."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(IngestRun).where(IngestRun.status == "running").order_by(IngestRun.id)
+                )
+            )
 
     def known_hashes(self, hashes: Iterable[str]) -> set[str]:
         wanted = list(set(hashes))
@@ -325,6 +354,15 @@ class Catalog(SubjectQueries, JobQueries):
         with self.session() as s:
             ids = s.scalars(select(Face.id).where(SEARCHABLE).order_by(Face.id))
             return np.fromiter(ids, dtype=np.int64)
+
+    def searchable_among(self, face_ids: Sequence[int]) -> set[int]:
+        """Which of these faces the index must hold."""
+        found: set[int] = set()
+        for i in range(0, len(face_ids), 500):
+            with self.session() as s:
+                chunk = face_ids[i : i + 500]
+                found.update(s.scalars(select(Face.id).where(SEARCHABLE, Face.id.in_(chunk))))
+        return found
 
     def iter_templates(
         self, ids: npt.NDArray[np.int64] | None = None, chunk: int = 20_000, *, after: int = 0
@@ -555,12 +593,14 @@ class Catalog(SubjectQueries, JobQueries):
         face_ids: Sequence[int],
         *,
         suppression: tuple[bytes, str] | None = None,
+        request_ref: str | None = None,
         in_transaction: Callable[[Session, ErasedFaces], None] | None = None,
     ) -> ErasedFaces:
         """The catalog half of an erasure, in ONE transaction: the faces go, images left with
         no face go, images with other people stay (minus the erased faces), an optional
-        suppression entry (sealed template, model id) is added, and `in_transaction` writes
-        what must commit with it (the audit entry, pending file work)."""
+        suppression entry (sealed template, model id) is added, recording the request that
+        made it, and `in_transaction` writes what must commit with it (the audit entry, the
+        receipt's content, pending file work)."""
         ids = list(face_ids)
         with self.session() as s, s.begin():
             rows = s.execute(
@@ -574,9 +614,11 @@ class Catalog(SubjectQueries, JobQueries):
             s.execute(delete(Face).where(Face.id.in_(ids)))
             removed: list[tuple[int, str, str]] = []
             kept: list[tuple[int, str, list[list[int]]]] = []
+            sources: dict[int, tuple[str, bool]] = {}
             for image_id, erased_boxes in boxes.items():
                 image = s.get(Image, image_id)
                 assert image is not None
+                sources[image_id] = (image.source.name, bool(image.source.originals_deletable))
                 remaining = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
                 if remaining:
                     kept.append((image_id, image.path, erased_boxes))
@@ -590,9 +632,10 @@ class Catalog(SubjectQueries, JobQueries):
                         model_id=suppression[1],
                         purpose="suppress",
                         created_at=now(),
+                        request_ref=request_ref,
                     )
                 )
-            erased = ErasedFaces([r[0] for r in rows], removed, kept)
+            erased = ErasedFaces([r[0] for r in rows], removed, kept, boxes, sources)
             if in_transaction is not None:
                 in_transaction(s, erased)
         return erased

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import Progress
 
 from vultus.accuracy.calibration import fit_calibration
 from vultus.accuracy.datasets import LabelledTemplates, embed_labelled, read_pairs
 from vultus.accuracy.evaluation import evaluate, print_report
-from vultus.cli.common import console, fail, state
+from vultus.cli.common import console, fail, progress, state
 from vultus.config import Settings
 
 MODEL_HELP = (
@@ -26,11 +25,8 @@ def _templates(
     if embeddings is not None:
         return LabelledTemplates.load(embeddings)
     settings = Settings.load(state["data_dir"], engine=state.get("engine"), model=model)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("embedding photos", total=None)
-        data = embed_labelled(
-            labels, settings, on_progress=lambda d, t: bar.update(task, completed=d, total=t)
-        )
+    with progress("embedding photos", unit="photos") as update:
+        data = embed_labelled(labels, settings, on_progress=update)
     if data.failures:
         console.print(f"[yellow]{len(data.failures)} photo(s) had no usable face[/]")
     if save is not None:

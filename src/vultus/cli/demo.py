@@ -14,6 +14,7 @@ from rich.console import Console
 
 from vultus.cli.ingest import print_summary
 from vultus.cli.search import print_result
+from vultus.config import CONFIG_FILE
 from vultus.engine import Engine
 from vultus.errors import SourceError, VultusError
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
@@ -21,6 +22,7 @@ from vultus.search.sheet import render_sheet
 
 console = Console()
 SOURCE = "demo"
+DEMO_CONTROLLER = "the Vultus demo (a test installation; no real controller)"
 
 
 def _dev_set(faces: Path) -> tuple[list[Path], Path] | None:
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]Vultus demo")
     console.print(f"data directory: {args.data_dir.resolve()}")
+    # The portal, access packages and reports name the controller, and refuse to run without
+    # one: the demo's own data directory names itself.
+    config = args.data_dir / CONFIG_FILE
+    if not config.exists():
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(f"controller = {DEMO_CONTROLLER!r}\n")
     try:
         with Engine.open(args.data_dir) as engine:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from vultus.cli.common import console, open_engine
+from vultus.cli.common import console, open_engine, progress
 
 app = typer.Typer(
     help="The vector index (rebuildable from the catalog at any time).", no_args_is_help=True
@@ -22,9 +22,9 @@ def rebuild(
 
     Example: vultus index rebuild --factory "IVF1024,Flat"
     """
-    with open_engine() as engine:
-        index = engine.rebuild_index(factory)
-        console.print(f"[green]✓[/] rebuilt {index.factory} with {len(index):,} faces")
+    with open_engine() as engine, progress("reading templates", unit="faces") as update:
+        index = engine.rebuild_index(factory, on_progress=update)
+    console.print(f"[green]✓[/] rebuilt {index.factory} with {len(index):,} faces")
 
 
 @app.command("status")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vultus.cli.common import console, open_engine
+from vultus.cli.common import EXIT_PARTIAL, console, err_console, open_engine, progress
 from vultus.ingest.batches import IngestSummary
 from vultus.ingest.batches import Progress as IngestProgress
 
@@ -31,13 +30,22 @@ def add(
         "-m",
         help="A CSV (with a header) or JSONL file of path or uri, and source, one image a row.",
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Analyse and count; write nothing."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Analyse every new photo as a real run would (detection and embedding: it takes as "
+        "long) and count what would be added and refused; write nothing.",
+    ),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes."),
     consent: int | None = typer.Option(
         None, "--consent", help="The consent record these photos rest on (consent sources)."
     ),
 ) -> None:
     """Add photos to the catalog and the index. Idempotent and resumable.
+
+    Exit status: 0 when every file was added or already held; 3 when it finished but some
+    files (or named paths) could not be added, as the summary lists; 2 on an error that
+    stopped it (an unknown source, for one).
 
     Examples:
 
@@ -55,25 +63,23 @@ def add(
         raise typer.BadParameter("give paths to add, or --manifest FILE (not both)")
     if manifest is None and source is None:
         raise typer.BadParameter("--source is required when adding paths", param_hint="--source")
+    if dry_run:
+        err_console.print(
+            "Dry run: every new photo is analysed as in a real run (as long), nothing is written."
+        )
+    latest: list[IngestProgress] = []
+
+    def faces() -> str:
+        return f"{latest[-1].faces_indexed:,} faces" if latest else ""
+
     with (
         open_engine(workers=workers) as engine,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar,
+        progress("ingest", unit="files", note=faces) as shown,
     ):
-        task = bar.add_task("ingest", total=None, rate="")
 
         def update(p: IngestProgress) -> None:
-            rate = (
-                f"{p.files_done / p.elapsed:.1f} img/s · {p.faces_indexed / p.elapsed:.1f} faces/s"
-            )
-            bar.update(task, total=p.files_total, completed=p.files_done, rate=rate)
+            latest[:] = [p]
+            shown(p.files_done, p.files_total)
 
         if manifest is not None:
             summaries = engine.add_manifest(
@@ -92,6 +98,13 @@ def add(
             ]
     for summary in summaries:
         print_summary(summary)
+    failed = sum(len(s.errors) for s in summaries)
+    if failed:
+        err_console.print(
+            f"[yellow]finished with errors:[/] {failed:,} file(s) could not be added (exit "
+            f"status {EXIT_PARTIAL}); what could be added was"
+        )
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def print_summary(s: IngestSummary) -> None:
@@ -107,7 +120,10 @@ def print_summary(s: IngestSummary) -> None:
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(s.skip_reasons.items()))
     table.add_row("faces skipped", f"{s.faces_skipped:,}" + (f" ({skipped})" if skipped else ""))
     if s.faces_suppressed:
-        table.add_row("faces refused (suppression list)", f"{s.faces_suppressed:,}")
+        table.add_row(
+            "faces refused (suppression list)",
+            f"{s.faces_suppressed:,} in {len(s.suppressed_photos):,} photo(s), listed below",
+        )
     table.add_row("errors", f"{len(s.errors):,}")
     table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
     console.print(table)
@@ -117,6 +133,12 @@ def print_summary(s: IngestSummary) -> None:
         )
     if len(s.errors) > 20:
         console.print(f"… and {len(s.errors) - 20} more errors")
+    # Named, so that a wrong refusal (a stranger taken for an erased person) can be checked.
+    for path in s.suppressed_photos[:20]:
+        console.print("[yellow]⊘[/] refused (suppression list): ", end="")
+        console.print(path, markup=False, highlight=False)
+    if len(s.suppressed_photos) > 20:
+        console.print(f"… and {len(s.suppressed_photos) - 20} more refused photos")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,10 @@ import typer
 from rich.table import Table
 
 from vultus.cli.common import console, open_engine
+from vultus.clock import now
 from vultus.crypto import KEY_ENV, KeyRing
-from vultus.engine.apikeys import ROLES
+from vultus.engine.apikeys import MAX_EXPIRES_DAYS, ROLES
+from vultus.engine.jobs import JobQueue
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -18,7 +20,11 @@ app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_he
 def create(
     name: str = typer.Option(..., "--name", help="Who or what uses the key."),
     role: str = typer.Option(..., "--role", help="One of: " + ", ".join(ROLES)),
-    expires_days: int | None = typer.Option(None, "--expires-days"),
+    expires_days: int | None = typer.Option(
+        None,
+        "--expires-days",
+        help=f"Days until the key expires, 1 to {MAX_EXPIRES_DAYS}; leave it out for never.",
+    ),
     searches_per_day: int | None = typer.Option(
         None, "--searches-per-day", help="Cap the searches this key may run per day."
     ),
@@ -45,8 +51,10 @@ def list_keys() -> None:
     table = Table(title="API keys")
     for col in ("name", "role", "created", "expires", "last used", "state"):
         table.add_column(col)
+    stamp = now()
     for k in keys:
-        state = "revoked" if k.revoked_at else "active"
+        expired = k.expires_at is not None and k.expires_at <= stamp
+        state = "revoked" if k.revoked_at else "expired" if expired else "active"
         table.add_row(
             k.name,
             k.role,
@@ -67,13 +75,30 @@ def revoke(name: str = typer.Argument(...)) -> None:
 
 
 @app.command("rotate")
-def rotate() -> None:
+def rotate(
+    background: bool = typer.Option(
+        False,
+        "--background",
+        help="Queue it as a job for the `vultus serve` running on this data directory.",
+    ),
+) -> None:
     """Re-encrypt every template, the suppression list and the index under a new master key.
     Safe to interrupt: run it again to finish.
+
+    It needs the data directory to itself: while a server (or another command) has it open,
+    it is refused, since that process would go on sealing under the retired key. Stop the
+    server first, or queue the rotation for the server with --background.
 
     Example: vultus keys rotate
     """
     with open_engine() as engine:
+        if background:
+            job = JobQueue(engine).submit("rotate_keys", {}, "cli")
+            console.print(
+                f"[green]✓[/] queued as job {job.id}; `vultus serve` on this data directory "
+                "runs it (the API's /jobs shows its progress)"
+            )
+            return
         counts = engine.rotate_keys()
         active = engine.keyring.active_id
     table = Table(title=f"Re-encrypted under key {active}", show_header=False)

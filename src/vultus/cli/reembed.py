@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import Progress
 
-from vultus.cli.common import console, open_engine
+from vultus.cli.common import console, open_engine, progress
 from vultus.engine.jobs import JobQueue
 from vultus.ingest.reembed import cancel as cancel_migration
 from vultus.ingest.reembed import pending
@@ -47,14 +46,9 @@ def reembed(
                 "runs it (the API's /jobs shows its progress)"
             )
             return
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("re-embedding images", total=None)
+        with progress("re-embedding images", unit="images") as update:
             summary = engine.reembed(
-                model,
-                actor="cli",
-                on_progress=lambda p: bar.update(
-                    task, completed=p.images_done, total=p.images_total
-                ),
+                model, actor="cli", on_progress=lambda p: update(p.images_done, p.images_total)
             )
     console.print(
         f"[green]✓[/] now {summary.model_id} (was {summary.previous_model_id}): "

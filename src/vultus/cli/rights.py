@@ -14,6 +14,7 @@ from vultus.cli.common import console, fail, open_engine
 from vultus.clock import now
 from vultus.engine import Engine
 from vultus.errors import RightsError
+from vultus.rights.erasure import ErasureReceipt
 from vultus.rights.review import Review
 
 app = typer.Typer(
@@ -215,11 +216,38 @@ def erase(
             receipt = engine.erase_request(request, blur_originals=blur_originals)
         else:
             receipt = engine.erase(engine.settle(review), blur_originals=blur_originals)
+        folder = engine.settings.data_dir / "receipts"
+    _print_receipt(receipt)
+    console.print(f"Signed receipt: {folder / (receipt.receipt_id + '.json')}")
+
+
+def _print_receipt(receipt: ErasureReceipt) -> None:
+    """Exactly what happened, file by file: an original outside the data directory is the
+    operator's and may still show the person, and the operator must learn that here."""
     console.print(
-        f"[green]✓[/] erased {receipt.faces_erased} face(s); {receipt.images_erased} image(s) "
-        f"removed, {receipt.images_kept_with_others} kept for other people; receipt "
-        f"{receipt.receipt_id} (signed)"
+        f"[green]✓[/] {receipt.faces_erased} face(s) removed from Vultus (catalog and index); "
+        f"{receipt.images_erased} image(s) removed from the catalog, "
+        f"{receipt.images_kept_with_others} kept there for the other people in them"
+        + ("; the person is on the suppression list" if receipt.suppression_added else "")
     )
+    for label, locations in (
+        ("stored copies deleted", receipt.stored_copies_deleted),
+        ("original files deleted", receipt.originals_deleted),
+        ("files with the face blurred", receipt.blurred),
+    ):
+        console.print(f"  {label}: {len(locations)}")
+        for location in locations:
+            console.print(f"    {location}", markup=False, highlight=False)
+    if receipt.left_in_place:
+        console.print(
+            f"[yellow]![/] files left in place, which may still show the person: "
+            f"{len(receipt.left_in_place)}"
+        )
+        for item in receipt.left_in_place:
+            console.print(f"    {item['location']}", markup=False, highlight=False)
+            console.print(f"      {item['reason']}", markup=False, highlight=False)
+    else:
+        console.print("  files left in place: none")
 
 
 @app.command("restrict")

@@ -29,11 +29,19 @@ def add(
         None, "--legal-reference", help="The law a condition rests on, where it needs one."
     ),
     notes: str | None = typer.Option(None, "--notes"),
+    originals_deletable: bool = typer.Option(
+        False,
+        "--originals-deletable",
+        help="Let an erasure delete this source's original files (photos that showed only "
+        "the erased person; in a bucket only if it keeps no object versions). Off: originals "
+        "are left in place, and the receipt names them.",
+    ),
 ) -> None:
     """Register a source with its lawful basis. Nothing can be ingested without one.
 
     Example: vultus sources add staff-badges --basis contract --condition employment
     --legal-reference "Employment Act s.12" --purpose "building access" --retention-days 365
+    --originals-deletable
     """
     with open_engine() as engine:
         engine.add_source(
@@ -45,6 +53,7 @@ def add(
             kind=kind,
             legal_reference=legal_reference,
             notes=notes,
+            originals_deletable=originals_deletable,
         )
     console.print(f"[green]✓[/] source [bold]{name}[/] added")
 
@@ -55,7 +64,8 @@ def list_sources() -> None:
     with open_engine() as engine:
         rows = engine.sources()
     table = Table(title="Sources")
-    for col in ("name", "kind", "Art. 6", "Art. 9(2)", "purpose", "retention", "images", "faces"):
+    columns = ("name", "kind", "Art. 6", "Art. 9(2)", "purpose", "retention")
+    for col in (*columns, "erasure deletes originals", "images", "faces"):
         table.add_column(col)
     for src, images, faces in rows:
         table.add_row(
@@ -65,6 +75,7 @@ def list_sources() -> None:
             src.special_condition + (f" ({src.legal_reference})" if src.legal_reference else ""),
             src.purpose,
             f"{src.retention_days} d",
+            "yes" if src.originals_deletable else "no",
             str(images),
             str(faces),
         )

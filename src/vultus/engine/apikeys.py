@@ -30,6 +30,7 @@ ROLES: dict[str, str] = {
     "auditor": "read-only audit",
 }
 SECRET_PREFIX = "vk_"
+MAX_EXPIRES_DAYS = 36500
 
 
 def _hash(secret: str) -> str:
@@ -68,6 +69,13 @@ class KeyStore:
         """A new key; the secret is returned once and never stored."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; one of: {', '.join(ROLES)}")
+        if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
+            # 0 once made a key that never expired, and a negative count one born expired.
+            raise ConfigError(
+                f"a key expires after 1 to {MAX_EXPIRES_DAYS} days, not {expires_days}; leave "
+                "the expiry out for a key that never expires",
+                code="expires_invalid",
+            )
         prefix = secrets.token_hex(4)
         secret = f"{SECRET_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
         stamp = now()

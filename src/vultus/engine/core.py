@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ from vultus.engine.apikeys import KeyStore
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
-from vultus.engine.locking import locked
+from vultus.engine.locking import Presence, locked
 from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
+from vultus.files import private_dir
 from vultus.index import VectorIndex
 from vultus.index.backends import open_backend
 from vultus.index.keeper import IndexKeeper
@@ -47,6 +49,8 @@ from vultus.rights.review import Review
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "settings"
+# Serialises loads and saves of the persisted index between processes (see IndexKeeper).
+INDEX_LOCK = "index.lock"
 CANARY_KEY = "key_check"
 # Settings that say how this process runs, not what is processed: not audited as changes
 # (and catalog_url may hold a password).
@@ -59,13 +63,28 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        # A new data directory may create the master key; an existing one must be given its own.
-        self.keyring: KeyRing = load_keyring(
-            settings.data_dir, key_file=settings.key_file, create=new
-        )
-        self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
-        self._check_key()
+        # Only its owner may enter: the catalog, the index and stored photos are personal data.
+        private_dir(settings.data_dir)
+        if settings.data_dir.stat().st_mode & 0o077:
+            # Made before Vultus created it private, or opened up by hand: said, not changed.
+            log.warning(
+                "the data directory %s can be entered by other users; run `chmod 700 %s`",
+                settings.data_dir,
+                settings.data_dir,
+            )
+        # Before the key is read: a rotation in another process must not change it under us.
+        self.presence = Presence(settings.data_dir)
+        try:
+            # A new data directory may create the master key; an existing one must be given
+            # its own.
+            self.keyring: KeyRing = load_keyring(
+                settings.data_dir, key_file=settings.key_file, create=new
+            )
+            self.catalog: Catalog = open_catalog(settings.catalog_url, self.keyring)
+            self._check_key()
+        except BaseException:
+            self.presence.close()
+            raise
         # Through lambdas: a key rotation swaps self.keyring, and the log must follow it.
         self.audit = AuditLog(
             self.catalog,
@@ -88,6 +107,7 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
             model_id=lambda: self.model_id,
             dim=lambda: self.pipeline.embedder.dim,
             lock=self.lock,
+            lock_file=settings.data_dir / INDEX_LOCK,
         )
         # An erasure killed after its commit left file work to do: finish it before anything.
         self.finish_pending_erasure()
@@ -124,6 +144,7 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     def close(self) -> None:
         self.indexes.close()
         self.catalog.close()
+        self.presence.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -183,9 +204,13 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
 
     # -- the vector index, derived from the catalog -----------------------------------------
     @locked
-    def rebuild_index(self, factory: str | None = None) -> VectorIndex:
-        """Recreate the index from the catalog's templates, with `factory` or the setting."""
-        return self.indexes.rebuild(factory)
+    def rebuild_index(
+        self, factory: str | None = None, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> VectorIndex:
+        """Recreate the index from the catalog's templates, with `factory` or the setting.
+        `on_progress(templates read, total)` follows the reading, the long part before the
+        one call that trains and fills the index."""
+        return self.indexes.rebuild(factory, on_progress)
 
     @locked
     def tune_index(

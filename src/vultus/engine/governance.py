@@ -8,6 +8,7 @@ records and their withdrawal, master-key rotation, and the Art. 30 and Art. 35 d
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.catalog.models import (
@@ -23,6 +25,7 @@ from vultus.catalog.models import (
     Consent,
     Face,
     Image,
+    Meta,
     RightsRequest,
     Source,
     Subject,
@@ -30,8 +33,10 @@ from vultus.catalog.models import (
 )
 from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD
 from vultus.clock import now
+from vultus.config import require_controller
 from vultus.crypto import (
     KEY_ENV,
+    KeyRing,
     default_key_file,
     finish_rotation,
     make_canary,
@@ -44,10 +49,16 @@ from vultus.crypto import (
 from vultus.engine.parts import EngineParts
 from vultus.engine.rights import REQUEST_AAD
 from vultus.errors import ConfigError, NotFoundError, RightsError
+from vultus.lawful_basis import rests_on_consent
 from vultus.rights.erasure import (
     is_stored_copy,
 )
 from vultus.rights.reports import RecipientFacts, ReportFacts, SourceFacts, write_report
+from vultus.search.tiers import Tiering
+
+# A key rotation under way: the key ids it goes from and to and, once every value is
+# re-encrypted, the counts its audit entry reports. Removed with that entry.
+ROTATION_KEY = "key_rotation"
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,7 @@ class Governance(EngineParts):
         actor: str | None = None,
     ) -> int:
         src = self.catalog.get_source(source)
-        if src.lawful_basis != "consent" and src.special_condition != "explicit_consent":
+        if not rests_on_consent(src.lawful_basis, src.special_condition):
             raise RightsError(
                 f"source {source!r} does not rest on consent ({src.lawful_basis} / "
                 f"{src.special_condition}); consent records belong to consent-based sources"
@@ -174,22 +185,66 @@ class Governance(EngineParts):
     def rotate_keys(self, *, actor: str | None = None) -> dict[str, int]:
         """Re-encrypt everything under a new key. The new key file (new key first, old kept)
         is written before any data changes, so a killed rotation loses nothing and running
-        the command again finishes it."""
+        the command again finishes it, audit entry included.
+
+        Only while no other process has the data directory open: one that did would go on
+        sealing new templates under the key this retires (see docs/processes.md)."""
+        with self.presence.alone("a key rotation"):
+            return self._rotate_keys(actor)
+
+    def _rotate_keys(self, actor: str | None) -> dict[str, int]:
         from_env = bool(os.environ.get(KEY_ENV))
-        if from_env and not self.keyring.retired_ids:
-            raise ConfigError(
-                f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
-                "generate`), run `vultus keys rotate` again, then set it to NEW alone"
-            )
         # With a key file, the new ring is written BEFORE any data changes; with the
         # environment, the operator already put both keys there.
         path = None if from_env else (self.settings.key_file or default_key_file())
-        old_id = self.keyring.retired_ids[0] if self.keyring.retired_ids else self.keyring.active_id
-        if path is not None and not self.keyring.retired_ids:
-            write_key_file(path, rotated(self.keyring))
+        stored = self.catalog.get_meta(ROTATION_KEY)
+        pending: dict[str, Any] | None = json.loads(stored) if stored else None
+        active = self.keyring.active_id
+        # Under way: old keys still in the ring, or a record naming the active key as the
+        # one rotated to (killed after the key file was finished, before the audit entry).
+        resuming = bool(self.keyring.retired_ids) or (
+            pending is not None and pending["to"] == active
+        )
+        if not resuming:
+            if from_env:
+                raise ConfigError(
+                    f"keys come from ${KEY_ENV}: set it to 'NEW,OLD' (NEW from `vultus keys "
+                    "generate`), run `vultus keys rotate` again, then set it to NEW alone"
+                )
+            assert path is not None
+            ring = rotated(self.keyring)
+            pending = {"from": active, "to": ring.active_id}
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
+            write_key_file(path, ring)
             self.keyring = read_key_file(path)
+        elif pending is None or pending["to"] != active:
+            pending = {"from": self.keyring.retired_ids[0], "to": active}
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
         ring = self.keyring
         self.catalog.keyring = ring
+        counts: dict[str, int] | None = pending.get("counts")
+        if counts is None:
+            counts = self._reencrypt_all(ring)
+            # Kept with the record: a rerun after a kill from here on audits these counts.
+            pending["counts"] = counts
+            self.catalog.set_meta(ROTATION_KEY, json.dumps(pending))
+        final = finish_rotation(ring)
+        if path is not None and ring.retired_ids:
+            write_key_file(path, final)
+        self.keyring = final
+        self.catalog.keyring = final
+        with self.catalog.session() as s, s.begin():
+            s.execute(delete(Meta).where(Meta.key == ROTATION_KEY))
+            self.audit.append(
+                actions.KEY_CHANGE,
+                actor=actor,
+                details={"from": pending["from"], "to": final.active_id, **counts},
+                session=s,
+            )
+        self.catalog.scrub()
+        return counts
+
+    def _reencrypt_all(self, ring: KeyRing) -> dict[str, int]:
         counts = {
             "templates": reencrypt_table(
                 self.catalog.session, Face.__table__, "id", "template", ring, aad=TEMPLATE_AAD
@@ -216,21 +271,12 @@ class Governance(EngineParts):
             from vultus.index.backends import INDEX_AAD
 
             counts["index"] = int(reencrypt_file(self.settings.index_path, ring, aad=INDEX_AAD))
-        final = finish_rotation(ring)
-        if path is not None:
-            write_key_file(path, final)
-        self.keyring = final
-        self.catalog.keyring = final
-        self.audit.append(
-            actions.KEY_CHANGE,
-            actor=actor,
-            details={"from": old_id, "to": final.active_id, **counts},
-        )
-        self.catalog.scrub()
         return counts
 
     # -- Art. 30 and Art. 35 documents -----------------------------------------------------
     def report(self, kind: str, out_dir: Path, *, actor: str | None = None) -> list[Path]:
+        # Refused before the facts are gathered (and their export audited) for nothing.
+        require_controller(self.settings.controller, f"the {kind} report")
         return write_report(kind, self.report_facts(actor=actor), out_dir)
 
     def report_facts(self, *, actor: str | None = None) -> ReportFacts:
@@ -251,6 +297,13 @@ class Governance(EngineParts):
         gallery = self.catalog.fingerprint(self.model_id).count
         cal = self.calibration
         threshold = cal.threshold_for(self.settings.search_fmr, gallery_size=max(1, gallery))
+        possible = Tiering.of(
+            cal,
+            fmr=self.settings.rights_fmr,
+            gallery_size=gallery,
+            possible_fmr=self.settings.possible_fmr,
+            possible_strangers=self.settings.possible_strangers,
+        )
         table = []
         for target in (1e-2, 1e-3, 1e-4):
             d = float(cal.threshold_for(target, gallery_size=max(1, gallery)))
@@ -264,8 +317,10 @@ class Governance(EngineParts):
                 ).all()
             )
             count = lambda q: s.scalar(q) or 0  # noqa: E731
-            erasures = count(select(func.count()).where(AuditEntry.action == actions.ERASURE))
-            purged = count(select(func.count()).where(AuditEntry.action == actions.RETENTION))
+            # What the documents count is faces and images, which the entries' details hold;
+            # the number of entries is the number of erasures (or retention runs).
+            erased = _details(s, actions.ERASURE)
+            purged = sum(int(d.get("images") or 0) for d in _details(s, actions.RETENTION))
             open_q = RightsRequest.status.in_(["received", "in_review"])
             facts = ReportFacts(
                 controller=self.settings.controller,
@@ -299,9 +354,13 @@ class Governance(EngineParts):
                 search_fmr_target=self.settings.search_fmr,
                 threshold_distance=float(threshold),
                 tar_at_threshold=float(cal.tar_at(float(threshold))),
+                possible_tar=float(cal.tar_at(possible.possible_threshold)),
+                possible_pair_fmr=possible.possible_pair_fmr,
+                possible_strangers=self.settings.possible_strangers,
                 fmr_table=table,
                 searches_per_purpose={str(k): v for k, v in per_purpose.items()},
-                erasures=erasures,
+                erasures=len(erased),
+                faces_erased=sum(int(d.get("faces") or 0) for d in erased),
                 access_requests=count(
                     select(func.count()).where(AuditEntry.action == actions.ACCESS)
                 ),
@@ -327,3 +386,10 @@ class Governance(EngineParts):
             (k.name, k.role, k.created_at, k.expires_at, k.revoked_at is not None)
             for k in self.keys.list()
         ]
+
+
+def _details(session: Session, action: str) -> list[dict[str, Any]]:
+    """The details of every audit entry of one action (counted in Python: JSON sums differ
+    between SQLite and PostgreSQL, and these entries are few)."""
+    rows = session.scalars(select(AuditEntry.details).where(AuditEntry.action == action))
+    return [dict(d or {}) for d in rows]

@@ -4,25 +4,28 @@ checked against the suppression list; and the migration of a catalog to another 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.accuracy.calibration import calibration_for
 from vultus.catalog import NewImage
-from vultus.catalog.models import Source
-from vultus.engine.locking import each_locked, locked
+from vultus.catalog.models import IngestRun, Source
+from vultus.engine.locking import RunClaim, each_locked, locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
+    ConsentRequiredError,
     ManifestError,
     SourceError,
 )
-from vultus.index.base import normalise
 from vultus.ingest.batches import (
     Analyser,
     BadItem,
@@ -37,14 +40,21 @@ from vultus.ingest.batches import (
     drop_suppressed,
     fetch,
     item_error,
+    suppressed_locations,
 )
 from vultus.ingest.manifest import Manifest
 from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.lawful_basis import rests_on_consent
 from vultus.pipeline.analyse import FacePipeline
 from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
 
+log = logging.getLogger(__name__)
+
 # Objects in a bucket downloaded at once: enough to hide the round trips, few enough to hold.
 FETCH_THREADS = 8
+# Suppressed photos named in an ingest's audit entry: enough to check a wrong refusal, few
+# enough to keep one entry small (the summary names them all).
+AUDITED_PHOTOS = 100
 
 
 class Ingesting(EngineParts):
@@ -67,13 +77,17 @@ class Ingesting(EngineParts):
         worker, in this process one image at a time under the lock), and the lock is held only
         for each batch's catalog and index writes."""
         src = self.catalog.get_source(source)
-        if consent is not None:
-            self.consent_source_check(consent, source)
         items, total = collect_items(
             paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
         )
         return self._ingest(
-            items, [src], total=total, dry_run=dry_run, on_progress=on_progress, actor=actor
+            items,
+            [src],
+            consents={(source, consent)},
+            total=total,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            actor=actor,
         )[0]
 
     def add_manifest(
@@ -108,13 +122,16 @@ class Ingesting(EngineParts):
                 "them first with `vultus sources add NAME --basis ... --purpose ...`",
                 code="source_unknown",
             )
-        for name, consent_id in sorted(scan.consents):
-            self.consent_source_check(consent_id, name)
         if source:  # errors that name no source are recorded in the default source's run
             sources.sort(key=lambda s: s.name != source)
+        unconsented = {
+            name: (lines, scan.no_consent_count[name]) for name, lines in scan.no_consent.items()
+        }
         return self._ingest(
             iter(reader),
             sources,
+            consents={*scan.consents, *((name, None) for name in unconsented)},
+            unconsented=unconsented,
             total=scan.rows,
             dry_run=dry_run,
             on_progress=on_progress,
@@ -122,7 +139,150 @@ class Ingesting(EngineParts):
             origin=str(reader.path),
         )
 
+    def check_consent(self, source: str, consent: int | None) -> None:
+        """Refuse now what an ingest under `source` with `consent` would refuse: for callers
+        that queue the work (an ingest job), so that the refusal comes before the queue."""
+        self._admit([self.catalog.get_source(source)], {(source, consent)})
+
+    def _admit(
+        self,
+        sources: list[Source],
+        consents: set[tuple[str, int | None]],
+        *,
+        unconsented: dict[str, tuple[list[int], int]] | None = None,
+        origin: str | None = None,
+    ) -> None:
+        """The one rule on consent, for every way in (files, folders, buckets, manifest rows,
+        uploads, jobs), checked before any work: photos under a source that rests on consent
+        (Art. 6(1)(a) or Art. 9(2)(a)) enter only with the consent record they rest on, and a
+        consent record only for its own source, and only while it is not withdrawn.
+        `consents`: the (source, consent id or None) pairs the photos come with;
+        `unconsented`: a manifest's rows without a consent, per source (lines, how many)."""
+        by_name = {s.name: s for s in sources}
+        for name, consent in sorted(consents, key=lambda pair: (pair[0], pair[1] or 0)):
+            if consent is not None:
+                self.consent_source_check(consent, name)
+                continue
+            src = by_name[name]
+            if not rests_on_consent(src.lawful_basis, src.special_condition):
+                continue
+            lines, count = (unconsented or {}).get(name, ([], 0))
+            what = (
+                f"{origin}: {count:,} row(s) of source {name!r} name no consent record (line "
+                f"{', '.join(map(str, lines))}{' ...' if count > len(lines) else ''}); fill "
+                "their `consent` column or give --consent ID"
+                if count
+                else f"photos added under source {name!r} without a consent record; give "
+                "--consent ID"
+            )
+            raise ConsentRequiredError(
+                f"{what}. The source rests on consent ({src.lawful_basis} / "
+                f"{src.special_condition}): each photo needs the consent record of the person "
+                f"in it (record one with `vultus consent add {name} PERSON --notice-version V`)"
+            )
+
     def _ingest(
+        self,
+        items: Iterable[Item | BadItem],
+        sources: list[Source],
+        *,
+        consents: set[tuple[str, int | None]],
+        unconsented: dict[str, tuple[list[int], int]] | None = None,
+        total: int | None,
+        dry_run: bool,
+        on_progress: Callable[[Progress], None] | None,
+        actor: str | None,
+        origin: str | None = None,
+    ) -> list[IngestSummary]:
+        """The one ingest loop: consent checked (`_admit`) before any work; one run per
+        source; items hashed and checked against the catalog in chunks before any work; new
+        ones analysed; each batch written per source (and consent) in one transaction. Errors
+        that name no source go to the first's run.
+
+        Its runs are claimed by a lock file while they are open; runs that an earlier
+        process left open when it died are closed and audited first."""
+        self._admit(sources, consents, unconsented=unconsented, origin=origin)
+        if dry_run:
+            return self._ingest_runs(
+                items,
+                sources,
+                total=total,
+                dry_run=True,
+                on_progress=on_progress,
+                actor=actor,
+                origin=origin,
+                owner=None,
+            )
+        claim = RunClaim(self.settings.data_dir)
+        try:
+            self.close_abandoned_runs()
+            return self._ingest_runs(
+                items,
+                sources,
+                total=total,
+                dry_run=False,
+                on_progress=on_progress,
+                actor=actor,
+                origin=origin,
+                owner=claim.token,
+            )
+        finally:
+            claim.release()
+
+    def close_abandoned_runs(self) -> list[int]:
+        """Close, as "interrupted", the ingest runs whose process died before closing them, and
+        audit what they committed. Returns their ids."""
+        sqlite = self.catalog.engine.dialect.name == "sqlite"
+        closed = []
+        for run in self.catalog.running_runs():
+            if run.owner is None:
+                # From before runs had owners. On PostgreSQL it may be another machine's.
+                if not sqlite:
+                    continue
+            elif not RunClaim.abandoned(self.settings.data_dir, run.owner):
+                continue
+            if self._close_run(run.id, "interrupted", None, abandoned=True) is not None:
+                closed.append(run.id)
+            if run.owner is not None:
+                RunClaim.forget(self.settings.data_dir, run.owner)
+        if closed:
+            log.warning("closed ingest runs left open by a stopped process: %s", closed)
+        return closed
+
+    def _close_run(
+        self,
+        run_id: int,
+        status: str,
+        actor: str | None,
+        *,
+        abandoned: bool = False,
+        suppressed_photos: Sequence[str] = (),
+    ) -> IngestRun | None:
+        """Close a run and audit what it committed, in one transaction, with the photos in
+        which faces were refused as suppressed (the first AUDITED_PHOTOS of them)."""
+
+        def audit(session: Session, run: IngestRun) -> None:
+            source = session.get(Source, run.source_id)
+            details: dict[str, Any] = {
+                "run": run.id,
+                "source": source.name if source is not None else None,
+                "images_added": run.images_added,
+                "faces_indexed": run.faces_indexed,
+                "faces_suppressed": run.faces_suppressed,
+                "errors": run.errors,
+            }
+            if suppressed_photos:
+                details["suppressed_photos"] = list(suppressed_photos[:AUDITED_PHOTOS])
+                details["suppressed_photos_total"] = len(suppressed_photos)
+            if status != "finished":
+                details["status"] = status
+            if abandoned:
+                details["closed_by_a_later_run"] = True
+            self.audit.append(actions.INGEST, actor=actor, details=details, session=session)
+
+        return self.catalog.finish_run(run_id, status, in_transaction=audit)
+
+    def _ingest_runs(
         self,
         items: Iterable[Item | BadItem],
         sources: list[Source],
@@ -131,11 +291,9 @@ class Ingesting(EngineParts):
         dry_run: bool,
         on_progress: Callable[[Progress], None] | None,
         actor: str | None,
-        origin: str | None = None,
+        origin: str | None,
+        owner: str | None,
     ) -> list[IngestSummary]:
-        """The one ingest loop: one run per source; items hashed and checked against the
-        catalog in chunks before any work; new ones analysed; each batch written per source
-        (and consent) in one transaction. Errors that name no source go to the first's run."""
         # The suppression list, read once: this model's entries compared directly, earlier
         # models' through their own pipelines (after a `reembed`).
         by_model = entries_by_model(self.catalog)
@@ -151,7 +309,9 @@ class Ingesting(EngineParts):
             self.catalog.check_model(self.pipeline.model_id)
             self.index  # noqa: B018 - open (and reconcile) the index before writing to it
         by_name = {s.name: s for s in sources}
-        runs = {s.name: None if dry_run else self.catalog.start_run(s.id) for s in sources}
+        runs = {
+            s.name: None if dry_run else self.catalog.start_run(s.id, owner=owner) for s in sources
+        }
         totals = {s.name: DryRunTotals() for s in sources}
         seen = dict.fromkeys(by_name, 0)
         pending = PendingBatches()
@@ -229,40 +389,45 @@ class Ingesting(EngineParts):
             if not dry_run:
                 for run_id in runs.values():
                     if run_id is not None:
-                        self.catalog.finish_run(run_id, status="interrupted")
+                        self._close_run(run_id, "interrupted", actor)
                 self.save_index()
             raise
         if dry_run:
             return [totals[s.name].summary(s.name, seen[s.name], progress.elapsed) for s in sources]
-        for run_id in runs.values():
+        for name, run_id in runs.items():
             if run_id is not None:
-                self.catalog.finish_run(run_id)
+                self._close_run(
+                    run_id,
+                    "finished",
+                    actor,
+                    suppressed_photos=totals[name].suppressed_photos,
+                )
         with self.lock:
             self.indexes.maybe_upgrade()
             self.save_index()
         return [
-            self._run_summary(runs[s.name], s, seen[s.name], progress.elapsed, actor)
+            self._run_summary(
+                runs[s.name],
+                s,
+                seen[s.name],
+                progress.elapsed,
+                suppressed_photos=totals[s.name].suppressed_photos,
+            )
             for s in sources
         ]
 
     def _run_summary(
-        self, run_id: int | None, src: Source, files: int, seconds: float, actor: str | None
+        self,
+        run_id: int | None,
+        src: Source,
+        files: int,
+        seconds: float,
+        *,
+        suppressed_photos: list[str],
     ) -> IngestSummary:
-        """An ingest run's summary, from the catalog's counters; audited."""
+        """An ingest run's summary, from the catalog's counters."""
         assert run_id is not None
         run, errs = self.catalog.get_run(run_id)
-        self.audit.append(
-            actions.INGEST,
-            actor=actor,
-            details={
-                "run": run_id,
-                "source": src.name,
-                "images_added": run.images_added,
-                "faces_indexed": run.faces_indexed,
-                "faces_suppressed": run.faces_suppressed,
-                "errors": run.errors,
-            },
-        )
         return IngestSummary(
             run_id=run_id,
             source=src.name,
@@ -276,6 +441,7 @@ class Ingesting(EngineParts):
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
             seconds=seconds,
+            suppressed_photos=list(suppressed_photos),
         )
 
     @locked
@@ -292,15 +458,18 @@ class Ingesting(EngineParts):
         earlier: EarlierModels,
         consent: int | None,
     ) -> None:
+        offered = batch
         batch, suppressed = drop_suppressed(batch, suppression)
         batch, more = earlier.drop(batch)
         suppressed += more
+        if suppressed:
+            totals.suppressed_photos.extend(suppressed_locations(offered, batch))
         if run_id is None:
             totals.add(batch, errors, duplicates, suppressed)
             return
         if not (batch or errors or duplicates or suppressed):
             return
-        added = self.catalog.write_batch(
+        self.catalog.write_batch(
             run_id,
             source,
             batch,
@@ -309,9 +478,9 @@ class Ingesting(EngineParts):
             errors=errors,
             consent_id=consent,
         )
-        if added:
-            ids = np.array([fid for fid, _ in added], dtype=np.int64)
-            self.index.add(ids, normalise(np.stack([t for _, t in added])))
+        # The new faces reach the index the way every process's changes do: from the catalog's
+        # change feed, so that one path keeps all processes' indexes right.
+        self.indexes.sync()
 
     def _earlier_suppression(self, by_model: dict[str, list[bytes]]) -> EarlierModels:
         """Suppression entries of models used before a `reembed`: see vultus.rights.suppression."""

@@ -27,7 +27,7 @@ from typing import Any
 from vultus.catalog.models import Job
 from vultus.clock import now
 from vultus.engine import Engine
-from vultus.errors import ConfigError, NotFoundError, VultusError
+from vultus.errors import ConfigError, NotFoundError, RightsError, VultusError
 from vultus.pipeline.packs import load_pack, pack_folder
 
 log = logging.getLogger(__name__)
@@ -199,9 +199,13 @@ def _checked(engine: Engine, kind: str, params: Mapping[str, Any]) -> dict[str, 
         source = str(params.get("source") or "")
         engine.catalog.get_source(source)
         consent = params.get("consent")
-        if consent is not None:
-            engine.consent_source_check(int(consent), source)
-        return {"path": str(path.resolve()), "source": source, "consent": consent}
+        if consent is not None and not str(consent).strip().isdigit():
+            raise RightsError(
+                f"consent {consent!r}: give the id of a consent record", code="consent_invalid"
+            )
+        consent_id = int(str(consent)) if consent is not None else None
+        engine.check_consent(source, consent_id)
+        return {"path": str(path.resolve()), "source": source, "consent": consent_id}
     if kind == "rebuild_index":
         factory = params.get("factory")
         return {"factory": str(factory) if factory else None}

@@ -3,6 +3,7 @@ of a photo is audited."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from vultus.errors import (
     NotFoundError,
     SourceError,
 )
-from vultus.files import atomic_write
+from vultus.files import atomic_write, private_dir
 from vultus.ingest.batches import (
     IngestSummary,
 )
@@ -237,25 +238,30 @@ class Library(EngineParts):
         return _thumbnail_jpeg(data, max_side, max_pixels=self.settings.max_pixels)
 
     def upload(
-        self, data: bytes, filename: str, *, source: str, actor: str | None = None
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        source: str,
+        consent: int | None = None,
+        actor: str | None = None,
     ) -> tuple[IngestSummary, int | None]:
         """Keep an uploaded photo as `data_dir/images/<sha256><ext>` (a stored copy, which an
-        erasure blurs) and ingest it. The decoder checks it first, so a bad upload writes
-        nothing. Returns the summary and the image's id (None when every face in it was
-        suppressed)."""
-        self.catalog.get_source(source)
+        erasure blurs) and ingest it, under `consent` where the source rests on consent. The
+        decoder checks it first, so a bad upload writes nothing. Returns the summary and the
+        image's id (None when every face in it was suppressed)."""
+        self.check_consent(source, consent)
         try:
             decoded = decode_image(data, max_pixels=self.settings.max_pixels)
         except DecodeError as exc:
             raise DecodeError(f"{filename}: {exc.message}", code=exc.code) from None
-        folder = self.settings.data_dir / UPLOADS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.settings.data_dir / UPLOADS_DIR)
         path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
         written = not path.exists()
         if written:
             atomic_write(path, data)
         try:
-            summary = self.add([path], source=source, actor=actor)
+            summary = self.add([path], source=source, consent=consent, actor=actor)
         except BaseException:
             if written:
                 path.unlink(missing_ok=True)
@@ -263,14 +269,21 @@ class Library(EngineParts):
         image = self.catalog.image_by_sha256(decoded.sha256)
         if written and (image is None or Path(image.path) != path):
             path.unlink(missing_ok=True)  # held already under another path, or suppressed
+        if str(path) in summary.suppressed_photos:  # named as sent: the stored copy is gone
+            summary = dataclasses.replace(summary, suppressed_photos=[filename])
         return summary, image.id if image is not None else None
 
     def register(
-        self, path: Path | str, *, source: str, actor: str | None = None
+        self,
+        path: Path | str,
+        *,
+        source: str,
+        consent: int | None = None,
+        actor: str | None = None,
     ) -> tuple[IngestSummary, int | None]:
         """Ingest one photo where it lies on this machine, checked by the decoder first.
         Returns the summary and the image's id (None when every face was suppressed)."""
-        self.catalog.get_source(source)
+        self.check_consent(source, consent)
         file = Path(path).expanduser()
         if file.is_dir():
             raise SourceError(
@@ -278,7 +291,7 @@ class Library(EngineParts):
                 code="path_is_folder",
             )
         decoded = decode_image(file, max_pixels=self.settings.max_pixels)
-        summary = self.add([file], source=source, actor=actor)
+        summary = self.add([file], source=source, consent=consent, actor=actor)
         image = self.catalog.image_by_sha256(decoded.sha256)
         return summary, image.id if image is not None else None
 

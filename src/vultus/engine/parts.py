@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
+    from vultus.engine.locking import Presence
     from vultus.index import VectorIndex
     from vultus.index.keeper import IndexKeeper
     from vultus.ingest.batches import IngestSummary
@@ -29,6 +30,7 @@ class EngineParts:
         keyring: KeyRing
         audit: AuditLog
         keys: KeyStore
+        presence: Presence
         lock: threading.RLock
         indexes: IndexKeeper
         _pipeline: FacePipeline | None
@@ -49,5 +51,6 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
+        check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]
         compare: Callable[..., Verification]

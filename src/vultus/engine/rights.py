@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vultus import audit as actions
@@ -31,6 +31,7 @@ from vultus.catalog.models import (
 from vultus.catalog.records import ErasedFaces, FaceRecord
 from vultus.catalog.store import SUPPRESSION_AAD
 from vultus.clock import now
+from vultus.config import require_controller
 from vultus.engine.parts import EngineParts
 from vultus.engine.records import SuppressionEntry
 from vultus.errors import NotFoundError, RightsError, VultusError
@@ -38,11 +39,14 @@ from vultus.pipeline.analyse import AnalysedImage
 from vultus.pipeline.decode import decode_image
 from vultus.rights import requests as req
 from vultus.rights.erasure import (
+    LEAVE,
     ErasurePlan,
     ErasureReceipt,
     PersonMatch,
     blur_location,
-    is_stored_copy,
+    carry_out,
+    plan_files,
+    read_receipt,
     receipt_id,
     write_receipt,
 )
@@ -56,6 +60,10 @@ REQUEST_AAD = b"rights_requests.selfie"
 PENDING_ERASURE = "pending_erasure"
 # The stricter 1:1 check behind `--verify-with`: an access package goes only to the person.
 IDENTITY_CHECK_FMR = 1e-4
+# A round of expansion searches from the fused person and at most this many templates in all.
+MAX_QUERIES_PER_ROUND = 8
+# At most this many possible candidates enter a review per round, nearest first.
+POSSIBLE_PER_ROUND = 25
 # What a request by selfie acts on, by request kind; restriction covers objections too.
 ACTS = {"erasure": {"erasure"}, "access": {"access"}, "restriction": {"restriction", "objection"}}
 
@@ -111,22 +119,29 @@ class Rights(EngineParts):
     def expand_review(self, review: Review, *, max_rounds: int = 5) -> Review:
         """Search again from the faces the reviewer confirmed (included) and not yet searched
         from: each on its own and fused with the selfie. Faces linked to the same subject as a
-        confirmed face come along. Stops when a round brings no new candidate."""
-        tiering = self._tiering()
+        confirmed face come along. Stops when every confirmed face has been searched from."""
         for _ in range(max_rounds):
             fresh = [c.face_id for c in review.included if c.face_id not in review.searched_from]
             if not fresh:
                 break
-            review.searched_from += fresh
             round_no = review.rounds + 1
             confirmed = self.catalog.templates_of([c.face_id for c in review.included])
-            queries = [_unit(confirmed[f]) for f in fresh if f in confirmed]
-            queries.append(self._person_template(review, confirmed))
-            added = self._add_candidates(review, np.stack(queries), tiering, round_no)
-            added += self._add_linked(review, fresh, confirmed, tiering, round_no)
+            person = self._person_template(review, confirmed)
+            # The person as a whole, and the confirmed faces least like that whole (other
+            # ages, angles, light): they reach photos the fused template does not. The rest
+            # wait for the next round, so that no round splits its budget too thin.
+            fresh = sorted(
+                (f for f in fresh if f in confirmed),
+                key=lambda f: _distance(person, _unit(confirmed[f])),
+                reverse=True,
+            )[: MAX_QUERIES_PER_ROUND - 1]
+            review.searched_from += fresh
+            queries = [_unit(confirmed[f]) for f in fresh] + [person]
+            # Each query can bring its own strangers: the round shares one budget.
+            tiering = self._tiering(queries=len(queries))
+            self._add_candidates(review, np.stack(queries), tiering, round_no)
+            self._add_linked(review, fresh, confirmed, tiering, round_no)
             review.rounds = round_no
-            if not added:
-                break
         review.newest_face = self.catalog.newest_face_id()
         return review
 
@@ -144,7 +159,7 @@ class Rights(EngineParts):
         if not rows:
             return 0
         queries = np.stack([*rows, self._person_template(review, confirmed)])
-        tiering = self._tiering()
+        tiering = self._tiering(queries=len(queries))
         known = {c.face_id for c in review.candidates}
         nearest: dict[int, float] = {}
         for ids, templates in self.catalog.iter_templates(after=since):
@@ -155,6 +170,9 @@ class Rights(EngineParts):
         ranked = sorted(nearest.items(), key=lambda kv: kv[1])
         tiers = tiering.assign([d for _, d in ranked])
         chosen = {fid: (d, t) for (fid, d), t in zip(ranked, tiers, strict=True) if t}
+        possible = [f for f, (_, t) in chosen.items() if t == "possible"]
+        for fid in possible[POSSIBLE_PER_ROUND:]:
+            del chosen[fid]
         if chosen:
             review.rounds += 1
             review.candidates += self._candidates(chosen, tiering, review.rounds)
@@ -228,14 +246,15 @@ class Rights(EngineParts):
             f"(threshold {check.threshold:.3f}, false-match rate {IDENTITY_CHECK_FMR:g})."
         )
 
-    def _tiering(self) -> Tiering:
+    def _tiering(self, queries: int = 1) -> Tiering:
         gallery = len(self.index) + self.catalog.count_restricted()
         return Tiering.of(
             self.calibration,
             fmr=self.settings.rights_fmr,
             gallery_size=gallery,
             possible_fmr=self.settings.possible_fmr,
-            possible_max=self.settings.possible_max,
+            possible_strangers=self.settings.possible_strangers,
+            queries=queries,
         )
 
     def _person_template(
@@ -260,6 +279,11 @@ class Rights(EngineParts):
         ranked = sorted(nearest.items(), key=lambda kv: kv[1])
         tiers = tiering.assign([d for _, d in ranked])
         chosen = {fid: (d, t) for (fid, d), t in zip(ranked, tiers, strict=True) if t}
+        # A query that many strangers resemble (a blurred or tiny face) would bury the
+        # reviewer: the nearest are shown, and confirming some searches on from them.
+        possible = [f for f, (_, t) in chosen.items() if t == "possible"]
+        for fid in possible[POSSIBLE_PER_ROUND:]:
+            del chosen[fid]
         review.candidates += self._candidates(chosen, tiering, round_no)
         return len(chosen)
 
@@ -293,8 +317,7 @@ class Rights(EngineParts):
         self, queries: npt.NDArray[np.float32], tiering: Tiering, known: set[int]
     ) -> dict[int, float]:
         """Face id -> distance to the nearest query, for faces within the possible threshold
-        and not `known`. Each query fetches until its last hit is past the threshold or it has
-        enough new faces beyond the match threshold to fill the possible tier."""
+        and not `known`. Each query fetches until its last hit is past the threshold."""
         index = self.index
         out: dict[int, float] = {}
         total = len(index)
@@ -305,15 +328,12 @@ class Rights(EngineParts):
             dists = np.sqrt(np.clip(2.0 - 2.0 * scores.astype(np.float64), 0.0, None))
             again = []
             for row, q in enumerate(pending.tolist()):
-                beyond = 0
                 for fid, d in zip(ids[row].tolist(), dists[row].tolist(), strict=True):
                     if fid < 0 or d > tiering.possible_threshold or fid in known:
                         continue
                     out[fid] = min(d, out.get(fid, d))
-                    beyond += d > tiering.match_threshold
                 last = dists[row][ids[row] >= 0]
-                full = len(last) and last[-1] <= tiering.possible_threshold
-                if full and beyond < tiering.possible_max and k < total:
+                if len(last) and last[-1] <= tiering.possible_threshold and k < total:
                     again.append(q)
             pending = np.array(again, dtype=np.int64)
             k = min(total, k * 4)
@@ -369,6 +389,7 @@ class Rights(EngineParts):
     ) -> tuple[Path, ErasurePlan]:
         """Write the access package of a reviewed request: the included faces, what was
         reviewed and by whom, and the identity check (see `review_person(verify_with=...)`)."""
+        require_controller(self.settings.controller, "an access package")
         plan = self.settle(review)
         request_ref = review.request_ref
         ids = plan.face_ids
@@ -445,12 +466,18 @@ class Rights(EngineParts):
     ) -> ErasureReceipt:
         """Carry out a reviewed plan: faces and templates leave the catalog and the index,
         images left with no face go, images with other people keep them, the erased faces are
-        blurred in stored copies (in the operator's originals too, with `blur_originals`), the
-        person joins the suppression list, and a signed receipt is written."""
+        blurred in stored copies (in the operator's originals too, with `blur_originals`),
+        originals are deleted where their source allows it and otherwise left in place, the
+        person joins the suppression list, and a signed receipt says exactly which.
+
+        The receipt's content commits with the erasure (in the pending-erasure record), so a
+        process killed after the commit still leaves its receipt: the next open writes it."""
         if not plan.matches:
             raise RightsError("nothing to erase: the plan holds no faces", code="empty_plan")
         if blur_originals:
             self._check_blurrable({m.image_path for m in plan.matches})
+        # One pending record at a time: an earlier erasure's unfinished file work goes first.
+        self.finish_pending_erasure()
         stamp = now()
         rid = receipt_id(plan.face_ids, stamp)
         sealed = (
@@ -458,18 +485,27 @@ class Rights(EngineParts):
             if suppress and plan.template is not None
             else None
         )
-
         data_dir = self.settings.data_dir
 
         def commit_with(session: Session, erased: ErasedFaces) -> None:
-            blur = [
-                (path, boxes)
-                for _, path, boxes in erased.images_kept
-                if blur_originals or is_stored_copy(path, data_dir)
-            ]
-            drop = [p for _, p, _ in erased.images_removed if is_stored_copy(p, data_dir)]
-            work = {"receipt": rid, "blur": blur, "delete": drop}
-            session.merge(_meta(PENDING_ERASURE, json.dumps(work)))
+            content = {
+                "receipt_id": rid,
+                "at": stamp.isoformat(),
+                "request_ref": request_ref,
+                "faces_erased": len(erased.face_ids),
+                "images_erased": len(erased.images_removed),
+                "images_kept_with_others": len(erased.images_kept),
+                "suppression_added": sealed is not None,
+                "image_hashes": sorted(sha for _, _, sha in erased.images_removed),
+            }
+            files = plan_files(erased, data_dir=data_dir, blur_originals=blur_originals)
+            session.merge(_meta(PENDING_ERASURE, json.dumps({"receipt": content, "files": files})))
+            if request_ref is not None:
+                session.execute(
+                    update(RightsRequest)
+                    .where(RightsRequest.ref == request_ref)
+                    .values(receipt_id=rid)
+                )
             self.audit.append(
                 actions.ERASURE,
                 actor=actor,
@@ -480,48 +516,56 @@ class Rights(EngineParts):
                     "faces": len(erased.face_ids),
                     "images_erased": len(erased.images_removed),
                     "images_kept_with_others": len(erased.images_kept),
+                    "originals_left": sum(f["action"] == LEAVE for f in files),
                     "suppressed": sealed is not None,
                 },
                 session=session,
             )
 
         erased = self.catalog.erase_faces(
-            plan.face_ids, suppression=sealed, in_transaction=commit_with
+            plan.face_ids, suppression=sealed, request_ref=request_ref, in_transaction=commit_with
         )
         self.index.remove(np.array(erased.face_ids, dtype=np.int64))
         self.save_index()
-        blurred = self.finish_pending_erasure()
-        self.catalog.scrub()
-        receipt = ErasureReceipt(
-            receipt_id=rid,
-            at=stamp,
-            request_ref=request_ref,
-            faces_erased=len(erased.face_ids),
-            images_erased=len(erased.images_removed),
-            images_kept_with_others=len(erased.images_kept),
-            copies_blurred=blurred,
-            suppression_added=sealed is not None,
-            image_hashes=sorted(sha for _, _, sha in erased.images_removed),
-        ).signed(self.keyring)
-        write_receipt(receipt, self.settings.data_dir / "receipts")
+        receipt = self.finish_pending_erasure()
+        assert receipt is not None  # the record committed above holds the receipt's content
         return receipt
 
-    def finish_pending_erasure(self) -> int:
-        """File work recorded with an erasure's commit. Run again on open, so a process killed
-        after the commit still blurs and deletes what it must."""
+    def finish_pending_erasure(self) -> ErasureReceipt | None:
+        """Do the file work recorded with an erasure's commit, write its signed receipt and
+        scrub the catalog. Run again on open, so a process killed after the commit still
+        deletes and blurs what it must, leaves no erased bytes in the database files, and
+        leaves its receipt (one: a receipt already written is kept as it is)."""
         raw = self.catalog.get_meta(PENDING_ERASURE)
         if not raw:
-            return 0
+            return None
         work = json.loads(raw)
         endpoint = self.settings.s3_endpoint_url
-        blurred = sum(
-            blur_location(path, boxes, endpoint_url=endpoint) for path, boxes in work["blur"]
-        )
-        for path in work["delete"]:
-            Path(path).unlink(missing_ok=True)
+        receipt = None
+        if isinstance(work.get("receipt"), dict):
+            done = carry_out(work["files"], endpoint_url=endpoint)
+            folder = self.settings.data_dir / "receipts"
+            content = work["receipt"]
+            receipt = read_receipt(folder, content["receipt_id"])
+            if receipt is None:
+                receipt = ErasureReceipt(
+                    **{**content, "at": datetime.fromisoformat(content["at"])},
+                    copies_blurred=len(done.blurred),
+                    stored_copies_deleted=done.stored_copies_deleted,
+                    originals_deleted=done.originals_deleted,
+                    blurred=done.blurred,
+                    left_in_place=done.left_in_place,
+                ).signed(self.keyring)
+                write_receipt(receipt, folder)
+        else:  # a record from before receipts were part of it: the file work alone
+            for path, boxes in work.get("blur", []):
+                blur_location(path, boxes, endpoint_url=endpoint)
+            for path in work.get("delete", []):
+                Path(path).unlink(missing_ok=True)
         with self.catalog.session() as s, s.begin():
             s.merge(_meta(PENDING_ERASURE, ""))
-        return blurred
+        self.catalog.scrub()
+        return receipt
 
     def _check_blurrable(self, locations: set[str]) -> None:
         """Refuse, before anything is erased, to blur originals in a bucket that keeps object
@@ -964,11 +1008,10 @@ class Rights(EngineParts):
                 "close the request with an answer to the person",
                 code="empty_plan",
             )
+        # The erasure keeps its receipt's id with the request, in its own commit.
         receipt = self.erase(
             self.settle(review), request_ref=ref, blur_originals=blur_originals, actor=actor
         )
-        with self.catalog.session() as s, s.begin():
-            _request_row(s, ref).receipt_id = receipt.receipt_id
         self.update_request(ref, status="done", actor=actor)
         return receipt
 

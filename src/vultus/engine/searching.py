@@ -151,7 +151,7 @@ class Searching(EngineParts):
             gallery_size=len(index),
             fmr_target=fmr or self.settings.search_fmr,
             possible_fmr=self.settings.possible_fmr,
-            possible_max=self.settings.possible_max,
+            possible_strangers=self.settings.possible_strangers,
             exclude=exclude,
             top_k=top_k,
             margin=self.settings.search_margin if margin is None else margin,

@@ -96,6 +96,11 @@ class VectorIndex(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
+    def held(self, ids: Ids) -> Ids:
+        """Which of these ids the index holds, ascending. Backends answer without listing
+        every id when they can."""
+        return np.intersect1d(check_ids(ids), self.ids())
+
     @abstractmethod
     def fingerprint(self) -> IndexFingerprint: ...
 

@@ -305,6 +305,10 @@ class FaissIndex(VectorIndex):
         """Every id held, ascending (a copy)."""
         return self._ids.copy()
 
+    def held(self, ids: Ids) -> Ids:
+        wanted = np.unique(check_ids(ids))
+        return wanted[self._present(wanted)]
+
     def __contains__(self, face_id: object) -> bool:
         if not isinstance(face_id, int | np.integer) or self._ids.size == 0:
             return False

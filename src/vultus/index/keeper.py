@@ -1,21 +1,32 @@
-"""Keeps the vector index a faithful derivative of the catalog.
+"""Keeps the vector index a faithful derivative of the catalog, in every process at once.
 
-The catalog is the source of truth. On first use the persisted index is loaded and compared
-with the catalog's fingerprint: a missing, corrupt or foreign-model index is rebuilt, one that
-merely lags (a killed ingest, a crash between a catalog delete and an index save) is
-reconciled id by id. Every backend goes through here, so they all recover the same way.
+The catalog is the source of truth. On first use the persisted index is loaded and brought up
+to date: a missing, corrupt or foreign-model index is rebuilt; one that merely lags (a killed
+ingest, a crash between a catalog commit and an index save) catches up.
+
+Several processes may hold the index in memory on one data directory (a server, and CLI
+commands beside it). Each catches up from the catalog's change feed (`vultus.catalog.changes`)
+before it searches and before it saves: what another process erased leaves this one's memory
+too, and can never be written back to the file; what another added becomes searchable here.
+Saves are serialised by a lock file, and each records the change it reflects, so a process that
+opens the file knows exactly what to replay. Every backend goes through here, so they all
+recover the same way. See docs/processes.md.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from vultus.catalog import Catalog
+from vultus.catalog.changes import PRUNED_THROUGH, SAVED_THROUGH
 from vultus.errors import VectorIndexError
+from vultus.files import file_lock
 from vultus.index.base import IndexBackend, VectorIndex, normalise
 from vultus.index.rerank import RerankedIndex
 from vultus.index.tune import TuneResult, exact_neighbours, tune
@@ -39,6 +50,7 @@ class IndexKeeper:
         model_id: Callable[[], str],
         dim: Callable[[], int],
         lock: threading.RLock,
+        lock_file: Path | None = None,
     ) -> None:
         self.catalog = catalog
         self.backend = backend
@@ -50,15 +62,81 @@ class IndexKeeper:
         self.rerank = rerank
         self._index: VectorIndex | None = None
         self._view: VectorIndex | None = None
+        # Between processes: one at a time loads or saves the persisted index (None: this
+        # process is the only one, as in tests of the index alone).
+        self._lock_file = lock_file
+        self._file_depth = 0
+        # The last catalog change the in-memory index reflects.
+        self._seen = 0
 
     @property
     def index(self) -> VectorIndex:
-        """The index every search goes through: compressed ones behind exact re-ranking."""
+        """The index every search goes through, up to date with the catalog: compressed ones
+        behind exact re-ranking."""
         with self._lock:
             if self._index is None:
                 self._use(self._open())
+            else:
+                self.sync()
             assert self._view is not None
             return self._view
+
+    @contextmanager
+    def _file(self) -> Iterator[None]:
+        # Reentrant within this keeper (an open may rebuild, a save may compact): flock on a
+        # second descriptor would wait for this very process.
+        with self._lock:
+            if self._file_depth or self._lock_file is None:
+                self._file_depth += 1
+                try:
+                    yield
+                finally:
+                    self._file_depth -= 1
+                return
+            with file_lock(self._lock_file):
+                self._file_depth += 1
+                try:
+                    yield
+                finally:
+                    self._file_depth -= 1
+
+    def sync(self) -> None:
+        """Apply to the in-memory index what the catalog changed since it last looked: other
+        processes' additions, erasures and restrictions, and this process's own writes."""
+        with self._lock:
+            if self._index is None:
+                return
+            if self.catalog.change_head() == self._seen:
+                return
+            pruned = self.catalog.meta_int(PRUNED_THROUGH) or 0
+            if self._seen < pruned or self._index.model_id != self._model_id():
+                # Too far behind for the feed, or another process moved to another model.
+                log.info("the index fell behind the catalog: reloading it")
+                self._index = self._view = None
+                self._use(self._open())
+                return
+            self._seen = self._catch_up(self._index, self._seen)
+
+    def _catch_up(self, index: VectorIndex, since: int) -> int:
+        """Replay the catalog's changes after `since` on `index`; returns the last one. Safe to
+        replay twice: each changed face ends as the catalog holds it now."""
+        last, changed = self.catalog.changes_since(since)
+        if not changed:
+            return last
+        ids = sorted(changed)
+        keep = self.catalog.searchable_among(ids)
+        # A deleted face leaves even if its id is held again: SQLite may reuse the id of a
+        # deleted row for a new face, whose template is then read afresh.
+        gone = np.array([i for i in ids if i not in keep or changed[i]], dtype=np.int64)
+        removed = index.remove(gone) if gone.size else 0
+        wanted = np.array([i for i in ids if i in keep], dtype=np.int64)
+        held = set(index.held(wanted).tolist()) if wanted.size else set()
+        missing = np.array([i for i in wanted.tolist() if i not in held], dtype=np.int64)
+        for chunk_ids, templates in self.catalog.iter_templates(missing):
+            index.add(chunk_ids, normalise(templates))
+        if removed or missing.size:
+            log.info("index caught up: %d added, %d removed", missing.size, removed)
+        return last
 
     def _use(self, index: VectorIndex) -> None:
         self._index = index
@@ -72,19 +150,35 @@ class IndexKeeper:
 
     def _open(self) -> VectorIndex:
         model_id = self._model_id()
-        try:
-            index = self.backend.load()
-        except VectorIndexError as exc:
-            if exc.code != "index_missing":
-                log.warning("%s; rebuilding the index from the catalog", exc.message)
-            return self.rebuild()
-        if index.model_id != model_id:
-            log.warning("index holds model %s, catalog %s: rebuilding", index.model_id, model_id)
-            return self.rebuild()
-        if index.fingerprint() != self.catalog.fingerprint(model_id):
-            self._reconcile(index)
-            self.backend.save(index)
-        return index
+        with self._file():
+            # Read before the load: a save by another process is file first, then this mark.
+            saved = self.catalog.meta_int(SAVED_THROUGH)
+            head = self.catalog.change_head()
+            try:
+                index = self.backend.load()
+            except VectorIndexError as exc:
+                if exc.code != "index_missing":
+                    log.warning("%s; rebuilding the index from the catalog", exc.message)
+                return self.rebuild()
+            if index.model_id != model_id:
+                log.warning(
+                    "index holds model %s, catalog %s: rebuilding", index.model_id, model_id
+                )
+                return self.rebuild()
+            pruned = self.catalog.meta_int(PRUNED_THROUGH) or 0
+            if saved is not None and saved >= pruned:
+                seen = self._catch_up(index, saved)
+            else:  # saved before the change feed existed
+                self._reconcile(index)
+                seen = head
+            if index.fingerprint() != self.catalog.fingerprint(model_id):
+                log.warning("the index disagrees with the catalog after catching up: reconciling")
+                self._reconcile(index)
+            if seen != saved:
+                self.backend.save(index)
+                self.catalog.mark_saved(seen)
+            self._seen = seen
+            return index
 
     def _reconcile(self, index: VectorIndex) -> None:
         in_catalog = self.catalog.indexed_ids()
@@ -97,10 +191,14 @@ class IndexKeeper:
             index.add(ids, normalise(templates))
         log.info("index reconciled: %d added, %d removed", missing.size, extra.size)
 
-    def rebuild(self, spec: str | None = None) -> VectorIndex:
-        """Recreate the index from the catalog's templates, with `spec` or the setting."""
-        with self._lock:
+    def rebuild(
+        self, spec: str | None = None, on_progress: Callable[[int, int], None] | None = None
+    ) -> VectorIndex:
+        """Recreate the index from the catalog's templates, with `spec` or the setting.
+        `on_progress(templates read, total)` runs after each chunk read."""
+        with self._lock, self._file():
             model_id = self._model_id()
+            head = self.catalog.change_head()
             count = self.catalog.fingerprint(model_id).count
             config = self.backend.resolve(spec or self.spec, count)
             dim = self._stored_dim() if count else self._dim()
@@ -114,10 +212,14 @@ class IndexKeeper:
                     ids[filled : filled + n] = chunk_ids
                     vectors[filled : filled + n] = normalise(templates)
                     filled += n
+                    if on_progress is not None:
+                        on_progress(filled, count)
                 index.train_and_add(ids[:filled], vectors[:filled])
-            self.backend.save(index)
             self._use(index)
-            return index
+            self._seen = head
+            self.save()
+            assert self._index is not None
+            return self._index
 
     def compact(self) -> VectorIndex:
         """Rebuild the index in its current configuration, dropping erased entries (HNSW's
@@ -128,7 +230,7 @@ class IndexKeeper:
             index = self.rebuild(old.factory)
             if knob is not None:
                 index.set_search_knob(knob.value)
-                self.backend.save(index)
+                self.save()
             return self.index
 
     def _stored_dim(self) -> int:
@@ -172,19 +274,23 @@ class IndexKeeper:
                 self.rebuild()
 
     def save(self) -> None:
-        with self._lock:
+        """Persist the index, caught up with the catalog first: under the lock file, so that
+        no process writes back what another erased since it last looked."""
+        with self._lock, self._file():
             if self._index is None:
                 return
+            self.sync()
             dead = self._index.dead()
             if dead and dead > COMPACT_DEAD_FRACTION * (dead + len(self._index)):
                 log.info("%d erased entries in the index: compacting", dead)
                 self.compact()
                 return
             self.backend.save(self._index)
+            self.catalog.mark_saved(self._seen)
 
     def close(self) -> None:
         with self._lock:
-            self._index = None
+            self._index = self._view = None
             self.backend.close()
 
 

@@ -295,6 +295,9 @@ class MilvusIndex(VectorIndex):
             self.deleted_since_save = self.changed_since_save = True
         return int(held.size)
 
+    def held(self, ids: Ids) -> Ids:
+        return self._held(np.unique(check_ids(ids)))
+
     def _held(self, ids: Ids) -> Ids:
         # Milvus's delete counts the ids it was given, not those it found: ask first.
         found: list[int] = []

@@ -9,9 +9,11 @@ work is done. A run killed at any moment is finished by running it again.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import multiprocessing as mp
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
@@ -60,6 +62,9 @@ class IngestSummary:
     errors: list[tuple[str, str, str]]  # (path, code, message)
     seconds: float
     dry_run: bool = False
+    # The photos in which faces were refused as suppressed (erased people): named, so that
+    # an operator can look at them and check a wrong refusal.
+    suppressed_photos: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -223,26 +228,31 @@ class PendingBatches:
 
 def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[str, str, str]]]:
     """Files named directly are taken whatever their suffix (the decoder judges them); folders
-    are walked recursively for image suffixes. Sorted, so reruns process files in the same order."""
-    files: list[Path] = []
+    are walked recursively for image suffixes, without following links to folders. Sorted, so
+    reruns process files in the same order. What is not a regular file (a FIFO, whose reading
+    would wait forever for a writer; a socket, a device), a symbolic-link loop and a missing
+    path are recorded as errors, with the reason, and skipped."""
+    candidates: list[Path] = []
     errors: list[tuple[str, str, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for root, dirs, names in os.walk(path):
                 dirs.sort()
-                files.extend(
+                candidates.extend(
                     Path(root) / n
                     for n in sorted(names)
                     if Path(n).suffix.lower() in SUPPORTED_SUFFIXES
                 )
-        elif path.is_file():
-            files.append(path)
         else:
-            errors.append((str(path), "file_not_found", f"{path}: no such file or folder"))
+            candidates.append(path)
     seen: set[Path] = set()
     unique = []
-    for f in files:
+    for f in candidates:
+        problem = _not_a_file(f)
+        if problem is not None:
+            errors.append(problem)
+            continue
         resolved = f.resolve()
         if resolved not in seen:
             seen.add(resolved)
@@ -250,14 +260,48 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
     return unique, errors
 
 
+def _not_a_file(path: Path) -> tuple[str, str, str] | None:
+    """(path, code, message) when `path` cannot be read as an image file, else None."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return str(path), "symlink_loop", f"{path}: a loop of symbolic links; skipped"
+        if path.is_symlink():
+            return str(path), "file_not_found", f"{path}: a symbolic link to nothing; skipped"
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return str(path), "file_not_found", f"{path}: no such file or folder"
+        return str(path), "unreadable_file", f"{path}: {exc.strerror or exc}; skipped"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(info.st_mode)
+        else "a socket"
+        if stat.S_ISSOCK(info.st_mode)
+        else "a device"
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+        else "not a regular file"
+    )
+    return str(path), "not_a_file", f"{path}: {kind}, not an image file; skipped"
+
+
 def file_sha256(path: Path | str) -> str | None:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        # Non-blocking open, then a check: a FIFO put in place of a file since the folder was
+        # walked must not hang the ingest waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None  # the worker reports the reason when it tries to decode
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        except OSError:
+            return None
     return digest.hexdigest()
 
 
@@ -363,6 +407,8 @@ class DryRunTotals:
         self.suppressed = 0
         self.reasons: dict[str, int] = {}
         self.errors: list[tuple[str, str, str]] = []
+        # Kept for real runs too: the run's counters live in the catalog, these names do not.
+        self.suppressed_photos: list[str] = []
 
     def add(
         self,
@@ -400,6 +446,7 @@ class DryRunTotals:
             errors=self.errors,
             seconds=seconds,
             dry_run=True,
+            suppressed_photos=list(self.suppressed_photos),
         )
 
 
@@ -428,6 +475,12 @@ def drop_suppressed(
             continue
         kept.append(dataclasses.replace(image, faces=faces))
     return kept, dropped
+
+
+def suppressed_locations(before: Sequence[NewImage], after: Sequence[NewImage]) -> list[str]:
+    """The photos of `before` that lost faces to the suppression list on the way to `after`."""
+    kept = {image.path: len(image.faces) for image in after}
+    return [image.path for image in before if kept.get(image.path, -1) < len(image.faces)]
 
 
 def _unit(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -42,6 +42,10 @@ class ManifestScan:
     consents: set[tuple[str, int]] = field(default_factory=set)
     no_source: list[int] = field(default_factory=list)  # lines with no source and no default
     no_source_count: int = 0
+    # Per source, rows that name no consent record (first lines, and how many): refused
+    # where the source rests on consent, which the caller knows.
+    no_consent: dict[str, list[int]] = field(default_factory=dict)
+    no_consent_count: dict[str, int] = field(default_factory=dict)
 
 
 class Manifest:
@@ -74,6 +78,11 @@ class Manifest:
                     scan.no_source.append(row.line)
             if isinstance(row, Item) and row.consent is not None:
                 scan.consents.add((row.source, row.consent))
+            elif isinstance(row, Item):
+                shown = scan.no_consent.setdefault(row.source, [])
+                scan.no_consent_count[row.source] = scan.no_consent_count.get(row.source, 0) + 1
+                if row.line is not None and len(shown) < SHOWN_LINES:
+                    shown.append(row.line)
         if scan.no_source_count:
             lines = ", ".join(map(str, scan.no_source))
             more = " ..." if scan.no_source_count > len(scan.no_source) else ""

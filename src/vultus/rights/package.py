@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import Image
 
+from vultus.config import require_controller
 from vultus.errors import VultusError
 from vultus.files import atomic_file
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
@@ -131,6 +132,7 @@ def write_access_package(
     decoder's limit; pass the same value ingest used so every catalogued photo can be cropped.
     `endpoint_url` is the S3-compatible store that photos held in a bucket are read from.
     """
+    require_controller(package.controller, "an access package")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     matches = _unique(package.matches)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from vultus.config import require_controller
 from vultus.errors import ConfigError
 from vultus.files import atomic_write
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
@@ -75,16 +76,24 @@ class ReportFacts:
     # (per-search FMR target, distance threshold, true-accept rate) rows, at this gallery size.
     fmr_table: list[tuple[float, float, float]]
     searches_per_purpose: dict[str, int]
-    erasures: int
+    erasures: int  # erasures carried out on request (audit entries)
     access_requests: int
     open_requests: int
     overdue_requests: int
     suppression_entries: int
     restricted_faces: int
-    retention_purged: int
+    retention_purged: int  # images purged at the end of their retention period
     # The calibrated 1:1 (per-pair) false-match rate at threshold_distance. Optional: without it
     # the DPIA derives an upper bound from search_fmr_target and gallery_size.
     pair_fmr_at_threshold: float | None = None
+    # Faces those erasures removed (the sum of their audit entries' counts, not the entries).
+    faces_erased: int = 0
+    # Rights requests are reviewed by a person (vultus.rights.review): the true-accept rate of
+    # one photo against another down to the "possible, check by eye" tier, that tier's per-pair
+    # false-match rate, and the strangers a reviewer expects per round at this gallery size.
+    possible_tar: float | None = None
+    possible_pair_fmr: float | None = None
+    possible_strangers: float | None = None
 
 
 # ---- public API ------------------------------------------------------------------------------
@@ -92,6 +101,7 @@ class ReportFacts:
 
 def write_report(kind: str, facts: ReportFacts, out_dir: Path) -> list[Path]:
     """Write `<kind>.md` and `<kind>.html` into `out_dir`; kind is "ropa" or "dpia"."""
+    require_controller(facts.controller, f"the {kind} report")
     if kind == "ropa":
         text, title = ropa_markdown(facts), f"Record of processing activities: {facts.controller}"
     elif kind == "dpia":
@@ -225,7 +235,7 @@ def ropa_markdown(facts: ReportFacts) -> str:
             [[s.name, _retention(s.retention_days)] for s in f.sources],
         ),
         f"Images erased by retention so far: {_num(f.retention_purged)}. Faces erased on "
-        f"request so far: {_num(f.erasures)}.",
+        f"request so far: {_num(f.faces_erased)} (in {_num(f.erasures)} erasure(s)).",
         "## 8. Technical and organisational security measures (Art. 30(1)(g), Art. 32(1))",
         _bullets([_md(m) for m in f.security_measures])
         if f.security_measures
@@ -354,7 +364,8 @@ def dpia_markdown(facts: ReportFacts) -> str:
         _bullets(
             [
                 f"Access requests handled: {_num(f.access_requests)}",
-                f"Faces erased on request: {_num(f.erasures)}",
+                f"Faces erased on request: {_num(f.faces_erased)} (in {_num(f.erasures)} "
+                "erasure(s))",
                 f"Suppression list entries (erased faces kept out of new ingests): "
                 f"{_num(f.suppression_entries)}",
                 f"Faces under restriction of processing (Art. 18): {_num(f.restricted_faces)}",
@@ -476,12 +487,22 @@ def _missed_matches(f: ReportFacts) -> str:
             "requests incomplete."
         )
     miss = 1.0 - f.tar_at_threshold
-    return (
+    text = (
         f"At the threshold, the calibrated true-accept rate is {_pct(f.tar_at_threshold)}: "
-        f"about {_pct(miss)} of a person's own photos are not found. This matters beyond "
-        "search: an access or erasure request answered by face search can miss the same share "
-        "of that person's photos. **TODO:** state how such requests are completed (for example "
-        "by reviewing lower-ranked candidates or by the subject's name)."
+        f"about {_pct(miss)} of a person's own photos are not found by the automatic match "
+        "decision alone."
+    )
+    if f.possible_tar is None or f.possible_pair_fmr is None:
+        return text
+    return text + (
+        " Access, erasure, restriction and objection requests are therefore never answered "
+        "by that decision alone: a person reviews every candidate down to the \"possible, "
+        f"check by eye\" tier (per-pair false-match rate {f.possible_pair_fmr:.2g}, where one "
+        f"photo finds another of the same person {_pct(f.possible_tar)} of the time, and "
+        f"about {f.possible_strangers or 0:g} strangers per round are shown to be struck), and "
+        "the search reruns from every face the reviewer confirms, until no new candidate "
+        "appears. benchmarks/rights_recall.py measures the share of a person's photos this "
+        "finds (docs/rights.md)."
     )
 
 

@@ -151,7 +151,7 @@ def rank(
     gallery_size: int,
     fmr_target: float,
     possible_fmr: float,
-    possible_max: int,
+    possible_strangers: float,
     exclude: set[int] | frozenset[int] = frozenset(),
     top_k: int,
     uncalibrated: str | None = None,
@@ -176,27 +176,20 @@ def rank(
             fmr=fmr_target,
             gallery_size=gallery,
             possible_fmr=possible_fmr,
-            possible_max=possible_max,
+            possible_strangers=possible_strangers,
         )
         threshold = calibration.threshold_for(fmr_target, gallery_size=gallery)
         possible_threshold = tiering.possible_threshold
         fmrs = np.atleast_1d(calibration.fmr_at_gallery(distances, gallery))
         pair_fmrs = np.atleast_1d(calibration.fmr_at(distances))
-        kept = [
-            i
-            for i, fid in enumerate(ids.tolist())
-            if fid >= 0 and fid not in exclude and fid in records
-        ]
-        tiers = [None] * len(distances)
-        for i, tier in zip(kept, tiering.assign(distances[kept]), strict=True):
-            tiers[i] = tier
-    matches: list[Match] = []
+        tiers = list(tiering.assign(distances))
+    ranked: list[Match] = []
     rows = zip(ids.tolist(), scores.tolist(), distances, fmrs, pair_fmrs, tiers, strict=True)
     for fid, score, dist, fmr, pair_fmr, tier in rows:
         record = records.get(fid)
-        if fid < 0 or fid in exclude or record is None or tier is None:
+        if fid < 0 or fid in exclude or record is None:
             continue
-        matches.append(
+        ranked.append(
             Match(
                 face_id=fid,
                 image_id=record.image_id,
@@ -209,16 +202,17 @@ def rank(
                 source=record.source,
                 lawful_basis=f"{record.lawful_basis} / {record.special_condition}",
                 subject=record.subject,
-                tier=tier,
+                tier=tier or "",
                 pair_fmr=float(pair_fmr),
                 odds=""
                 if calibration is None
                 else odds_in_words(float(pair_fmr), gallery, floor=calibration.fmr_floor),
             )
         )
-        if len(matches) == top_k:
-            break
-    best_subject, subject_gap = subject_margin(matches)
+    # The subject margin looks past what is shown: the nearest other subject may be a stranger
+    # too far away to be a candidate, and that distance is the evidence of a clear answer.
+    best_subject, subject_gap = subject_margin(ranked)
+    matches = [m for m in ranked if m.tier][:top_k]
     return SearchResult(
         gallery_size=gallery_size,
         fmr_target=fmr_target,

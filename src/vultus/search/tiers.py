@@ -7,13 +7,14 @@ candidates into two tiers and shows nothing else:
 - **match**: the calibrated per-search decision. A stranger reaches this tier anywhere in the
   gallery with probability at most the search's false-match rate (`search_fmr`, `rights_fmr`),
   so the threshold shrinks as the gallery grows.
-- **possible, check by eye**: the next candidates down to a *per-pair* false-match rate
-  (`possible_fmr`), at most `possible_max` of them. A per-pair rate does not shrink with the
-  gallery: the person's photos that a weak model places a little too far for a gallery-wide
-  decision are still shown, and the strangers among them are few enough for a reviewer to
-  strike (about `possible_fmr` x gallery size, capped by `possible_max`).
+- **possible, check by eye**: every further candidate down to a *per-pair* false-match rate
+  chosen so that the strangers a reviewer must strike stay few: at most `possible_fmr`, and low
+  enough that the expected number of strangers in the tier (pair rate x gallery size x number
+  of queries) is at most `possible_strangers`. The tier is not cut at a count: a person with a
+  hundred photos has a hundred candidates, all theirs.
 
-`benchmarks/rights_recall.py` measures what each tier finds and costs the reviewer.
+`benchmarks/rights_recall.py` measures what each tier finds and costs the reviewer; the
+figures and the choice of defaults are in docs/rights.md.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ TIER_LABELS: dict[str, str] = {MATCH: "match", POSSIBLE: "possible, check by eye
 
 @dataclass(frozen=True)
 class Tiering:
-    """The two distance thresholds of one search, and the cap on the possible tier."""
+    """The two distance thresholds of one round of search."""
 
     match_threshold: float
     possible_threshold: float
-    possible_max: int
+    # The per-pair false-match rate at the possible threshold.
+    possible_pair_fmr: float
     gallery_size: int
     # The match threshold's target lies below what the calibration resolves (see Threshold).
     beyond_calibration: bool = False
@@ -51,35 +53,34 @@ class Tiering:
         fmr: float,
         gallery_size: int,
         possible_fmr: float,
-        possible_max: int,
+        possible_strangers: float,
+        queries: int = 1,
     ) -> Tiering:
+        """`queries`: how many templates search at once (a review's expansion searches from
+        every confirmed face); each can bring its own strangers, so the budget is shared."""
         gallery = max(1, gallery_size)
         match = calibration.threshold_for(fmr, gallery_size=gallery)
-        possible = calibration.threshold_for(possible_fmr, gallery_size=1)
+        pair = min(possible_fmr, possible_strangers / (gallery * max(1, queries)))
+        possible = calibration.threshold_for(pair, gallery_size=1)
         return cls(
             match_threshold=float(match),
             # A strict per-pair rate on a tiny gallery can sit under the match threshold: the
             # possible tier then adds nothing rather than overlapping.
             possible_threshold=max(float(possible), float(match)),
-            possible_max=possible_max,
+            possible_pair_fmr=pair,
             gallery_size=gallery,
             beyond_calibration=match.floor_reached,
         )
 
+    def tier(self, distance: float) -> Tier | None:
+        if distance <= self.match_threshold:
+            return MATCH
+        if distance <= self.possible_threshold:
+            return POSSIBLE
+        return None
+
     def assign(self, distances: npt.ArrayLike) -> list[Tier | None]:
-        """The tier of each candidate, given in ascending distance: the possible tier takes
-        the nearest `possible_max` below the match threshold; the rest are not shown."""
-        out: list[Tier | None] = []
-        possible = 0
-        for d in np.asarray(distances, dtype=np.float64).tolist():
-            if d <= self.match_threshold:
-                out.append(MATCH)
-            elif d <= self.possible_threshold and possible < self.possible_max:
-                out.append(POSSIBLE)
-                possible += 1
-            else:
-                out.append(None)
-        return out
+        return [self.tier(d) for d in np.asarray(distances, dtype=np.float64).tolist()]
 
 
 def odds_in_words(pair_fmr: float, gallery_size: int, *, floor: float = 0.0) -> str:

@@ -14,13 +14,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.routing import Route
 
+from vultus.config import Settings, require_controller
 from vultus.web.render import HERE, UI
 
 
 def mount(app: FastAPI) -> None:
-    """Add the operator UI, the portal and the static files to `app`."""
+    """Add the operator UI, the portal and the static files to `app`. An enabled portal
+    without a named controller refuses to start: it would tell people nobody's name."""
     from vultus.web.app import create_ui
     from vultus.web.portal import portal_routes
+
+    settings: Settings | None = getattr(app.state, "settings", None)
+    if settings is None and hasattr(app.state, "engine"):
+        settings = app.state.engine.settings
+    if settings is not None and settings.portal_enabled:
+        require_controller(settings.controller, "the rights portal (portal_enabled)")
 
     app.mount(UI, create_ui(app), name="ui")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -52,7 +52,7 @@ def create_key(
         key, secret = engine.keys.create(
             name.strip(),
             role,
-            expires_days=int(expires_days) if expires_days.isdigit() else None,
+            expires_days=_days(expires_days),
             searches_per_day=int(searches_per_day) if searches_per_day.isdigit() else None,
             actor=principal.actor,
         )
@@ -60,6 +60,17 @@ def create_key(
         return redirect(f"{UI}/keys", error=exc.message)
     # Shown once, on this response only: it is stored nowhere but as a hash.
     return _keys_page(request, engine, created=key, secret=secret)
+
+
+def _days(text: str) -> int | None:
+    """The form's expiry: empty for never; anything else must be a number of days, which the
+    key store checks (a "-1" read as "never" once made a key that never expired)."""
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise VultusError(f"{text!r} is not a number of days", code="expires_invalid") from None
 
 
 @router.post("/revoke")

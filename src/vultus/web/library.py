@@ -35,6 +35,7 @@ def _sources(engine: Engine) -> list[dict[str, Any]]:
             "legal_reference": src.legal_reference,
             "purpose": src.purpose,
             "retention_days": src.retention_days,
+            "originals_deletable": bool(src.originals_deletable),
             "images": images,
             "faces": faces,
         }
@@ -87,6 +88,7 @@ def upload(
     engine: EngineDep,
     principal: Operator,
     source: Annotated[str, Form()] = "",
+    consent: Annotated[str, Form()] = "",
     photos: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     settings = settings_of(request)
@@ -95,13 +97,18 @@ def upload(
         return redirect(f"{UI}/library", error="Choose the source the photos come from.")
     if not files:
         return redirect(f"{UI}/library", error="Choose one or more photos to upload.")
+    if consent.strip() and not consent.strip().isdigit():
+        return redirect(f"{UI}/library", error="The consent is the number of a consent record.")
+    consent_id = int(consent) if consent.strip() else None
     added = faces = duplicates = suppressed = 0
     problems: list[str] = []
+    refused: list[str] = []
     for upload_file in files:
+        name = upload_file.filename or "upload"
         try:
             data = read_upload(upload_file, settings.max_upload_bytes)
             summary, _ = engine.upload(
-                data, upload_file.filename or "upload", source=source, actor=principal.actor
+                data, name, source=source, consent=consent_id, actor=principal.actor
             )
         except VultusError as exc:
             problems.append(exc.message)
@@ -110,12 +117,17 @@ def upload(
         faces += summary.faces_indexed
         duplicates += summary.images_duplicate
         suppressed += summary.faces_suppressed
+        refused.extend(summary.suppressed_photos)
         problems.extend(f"{path}: {message}" for path, _, message in summary.errors)
     text = f"{added} photo(s) added under {source}, {faces} face(s) indexed"
     if duplicates:
         text += f"; {duplicates} already held"
     if suppressed:
-        text += f"; {suppressed} face(s) refused (on the suppression list)"
+        text += (
+            f"; {suppressed} face(s) refused (on the suppression list) in "
+            + ", ".join(refused[:10])
+            + (f" and {len(refused) - 10} more" if len(refused) > 10 else "")
+        )
     if problems:
         text += ". Not added: " + "; ".join(problems[:5])
         return redirect(f"{UI}/library?source={source}", error=text)
@@ -133,7 +145,13 @@ def job_json(job: Job) -> dict[str, Any]:
     params = job.params or {}
     summary: dict[str, Any] = {
         k: result[k]
-        for k in ("images_added", "images_duplicate", "faces_indexed", "faces_suppressed")
+        for k in (
+            "images_added",
+            "images_duplicate",
+            "faces_indexed",
+            "faces_suppressed",
+            "suppressed_photos",
+        )
         if k in result
     }
     if "errors" in result:
@@ -172,12 +190,14 @@ def start_ingest(
     principal: Operator,
     path: Annotated[str, Form()] = "",
     source: Annotated[str, Form()] = "",
+    consent: Annotated[str, Form()] = "",
 ) -> Response:
     queue = _jobs(request)
     if queue is None:
         return redirect(f"{UI}/ingest", error="Background jobs are unavailable on this server.")
+    params = {"path": path.strip(), "source": source, "consent": consent.strip() or None}
     try:
-        job = queue.submit("ingest", {"path": path.strip(), "source": source}, principal.actor)
+        job = queue.submit("ingest", params, principal.actor)
     except VultusError as exc:
         return redirect(f"{UI}/ingest", error=exc.message)
     return redirect(f"{UI}/ingest?job={job.id}", ok=f"Ingest job {job.id} queued.")

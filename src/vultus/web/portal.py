@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from vultus.config import Settings
+from vultus.config import Settings, require_controller
 from vultus.errors import DecodeError, RightsError, VultusError
 from vultus.pipeline.decode import decode_image
 from vultus.web import media
@@ -77,8 +77,9 @@ def _render(
     request: Request, template: str, token: str, *, status: int = 200, **context: object
 ) -> Response:
     settings = _settings(request)
+    controller = require_controller(settings.controller, "the rights portal")
     html = ENV.get_template(template).render(
-        csrf=token, kinds=KINDS, controller=settings.controller, **context
+        csrf=token, kinds=KINDS, controller=controller, **context
     )
     response = HTMLResponse(html, status_code=status)
     response.set_cookie(

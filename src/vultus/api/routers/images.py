@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from vultus.api.deps import EngineDep, Offset, PathId, read_upload, require
 from vultus.api.errors import responses
 from vultus.api.schemas import (
+    MAX_ID,
     Count,
     FaceOut,
     ImageDetailOut,
@@ -34,10 +35,11 @@ IMAGE_CONTENT = {"content": {"image/*": {"schema": {"type": "string", "format": 
     summary="Upload a photo under a source, and ingest it",
     description="Multipart upload, refused past `max_upload_bytes` and checked by the same "
     "decoder as the command line before anything is written. The photo is kept under the data "
-    "directory, so that an erasure can blur it.",
+    "directory, so that an erasure can blur it. A source that rests on consent takes a photo "
+    "only with `consent`, the id of the consent record it rests on (else `consent_required`).",
     response_model=IngestOut,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(413, 422),
+    responses=responses(404, 413, 422),
 )
 def upload_image(
     request: Request,
@@ -45,10 +47,13 @@ def upload_image(
     source: Annotated[str, Form(min_length=1, max_length=200, description="A registered source.")],
     engine: EngineDep,
     principal: Operator,
+    consent: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="The consent record the photo rests on.")
+    ] = None,
 ) -> IngestOut:
     data = read_upload(file, request.app.state.settings.max_upload_bytes)
     summary, image_id = engine.upload(
-        data, file.filename or "upload", source=source, actor=principal.actor
+        data, file.filename or "upload", source=source, consent=consent, actor=principal.actor
     )
     return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
 
@@ -59,10 +64,12 @@ def upload_image(
     description="For a folder, start an ingest job instead (`POST /v1/jobs/ingest`).",
     response_model=IngestOut,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(422),
+    responses=responses(404, 422),
 )
 def register_image(body: RegisterIn, engine: EngineDep, principal: Operator) -> IngestOut:
-    summary, image_id = engine.register(body.path, source=body.source, actor=principal.actor)
+    summary, image_id = engine.register(
+        body.path, source=body.source, consent=body.consent, actor=principal.actor
+    )
     return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
 
 

@@ -45,5 +45,6 @@ def create_source(
         kind=body.kind,
         legal_reference=body.legal_reference,
         notes=body.notes,
+        originals_deletable=body.originals_deletable,
     )
     return SourceOut.of(source)

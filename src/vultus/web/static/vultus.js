@@ -151,7 +151,7 @@ function setUpJobs() {
       const s = job.summary || {};
       if (s.images_added !== undefined) parts.push(`${s.images_added} photos added, ${s.faces_indexed} faces indexed`);
       if (s.images_duplicate) parts.push(`${s.images_duplicate} already held`);
-      if (s.faces_suppressed) parts.push(`${s.faces_suppressed} suppressed`);
+      if (s.faces_suppressed) parts.push(`${s.faces_suppressed} faces refused (suppression list) in ${(s.suppressed_photos || []).join(", ")}`);
       if (s.errors) parts.push(`${s.errors} errors`);
       if (job.error) parts.push(job.error);
       const badge = document.createElement("span");
