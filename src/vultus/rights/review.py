@@ -110,9 +110,15 @@ class Review:
     def headline(self) -> str:
         """One line for the top of the review. Never "nothing held" while candidates exist."""
         matches = sum(c.tier != "possible" for c in self.candidates)
-        possible = sum(c.tier == "possible" for c in self.candidates)
+        possible = len(self.to_check)
         if not self.candidates:
             return "No face of this person is held, and no possible match."
+        if not possible and any(c.decision for c in self.candidates):
+            included = len(self.included)
+            return (
+                f"Reviewed: {included} face{'s' if included != 1 else ''} judged to be this "
+                f"person, {len(self.candidates) - included} not."
+            )
         to_check = f"{possible} possible match{'es' if possible != 1 else ''} to check"
         if not matches:
             return f"No certain match; {to_check}."
