@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vultus.cli.common import console, open_engine
-from vultus.ingest.batches import IngestSummary
-from vultus.ingest.batches import Progress as IngestProgress
+
+if TYPE_CHECKING:
+    from vultus.ingest.batches import IngestSummary
+    from vultus.ingest.batches import Progress as IngestProgress
 
 
 def add(
@@ -55,6 +57,14 @@ def add(
         raise typer.BadParameter("give paths to add, or --manifest FILE (not both)")
     if manifest is None and source is None:
         raise typer.BadParameter("--source is required when adding paths", param_hint="--source")
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     with (
         open_engine(workers=workers) as engine,
         Progress(

@@ -8,8 +8,7 @@ import typer
 from rich.table import Table
 
 from vultus.cli.common import console, open_engine
-from vultus.crypto import KEY_ENV, KeyRing
-from vultus.engine.apikeys import ROLES
+from vultus.engine.roles import ROLES
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -80,6 +79,8 @@ def rotate() -> None:
     for key, value in counts.items():
         table.add_row(key, str(value))
     console.print(table)
+    from vultus.crypto import KEY_ENV
+
     if os.environ.get(KEY_ENV):
         console.print(f"Now set ${KEY_ENV} to the new key alone (the first of the two).")
 
@@ -90,4 +91,6 @@ def generate() -> None:
 
     Example: export VULTUS_KEY=$(vultus keys generate)
     """
+    from vultus.crypto import KeyRing
+
     typer.echo(KeyRing.generate().to_env())

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import Progress
 
 from vultus.cli.common import console, open_engine
-from vultus.engine.jobs import JobQueue
-from vultus.ingest.reembed import cancel as cancel_migration
-from vultus.ingest.reembed import pending
 
 
 def reembed(
@@ -29,6 +25,12 @@ def reembed(
 
     Example: vultus reembed --model buffalo_l
     """
+    from rich.progress import Progress
+
+    from vultus.engine.jobs import JobQueue
+    from vultus.ingest.reembed import cancel as cancel_migration
+    from vultus.ingest.reembed import pending
+
     with open_engine() as engine:
         if cancel:
             n = cancel_migration(engine.catalog)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from vultus.cli.common import console, open_engine
 from vultus.clock import now
-from vultus.rights.erasure import ErasurePlan
+
+if TYPE_CHECKING:
+    from vultus.rights.erasure import ErasurePlan
 
 app = typer.Typer(
     help="Data-subject rights: access, erasure, restriction, objection.", no_args_is_help=True

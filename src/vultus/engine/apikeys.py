@@ -20,15 +20,9 @@ from vultus.audit import AuditLog
 from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey
 from vultus.clock import now
+from vultus.engine.roles import ROLES
 from vultus.errors import AuthError, ConfigError, NotFoundError
 
-ROLES: dict[str, str] = {
-    "admin": "configuration and keys",
-    "operator": "ingest and subjects",
-    "investigator": "search and verify, always with a purpose",
-    "dpo": "rights requests, audit and reports",
-    "auditor": "read-only audit",
-}
 SECRET_PREFIX = "vk_"
 
 
