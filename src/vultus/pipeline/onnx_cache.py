@@ -1,11 +1,12 @@
-"""The ONNX graphs built from the installed model files, cached in the models folder.
+"""The model files Vultus derives from the installed ones, cached in the models folder: the ONNX
+graphs built from dlib's .dat files, and dlib's HOG detector in its binary form.
 
-A cached graph is used only if it was built from the very inputs at hand (the .dat file, and
+A cached file is used only if it was built from the very inputs at hand (the .dat file, and
 for the int8 graph the shipped activation ranges) and is intact; anything else is rebuilt. Both
-facts live in a small file beside the graph, `<graph>.json`: the inputs' digest and the graph
-file's own sha256 (damage inside raw weights would still parse as protobuf). So a start-up
-reads and hashes the graph but never parses it, and never imports the `onnx` package, which
-alone takes 0.7 s or more: ONNX Runtime loads the bytes as they are.
+facts live in a small file beside it, `<file>.json`: the inputs' digest and the file's own
+sha256 (damage inside raw weights would still parse as protobuf). So a start-up reads and
+hashes a graph but never parses it, and never imports the `onnx` package, which alone takes
+0.7 s or more: ONNX Runtime loads the bytes as they are.
 """
 
 from __future__ import annotations
@@ -46,6 +47,22 @@ def _load_cached(model_path: Path, key: str) -> bytes | None:
     return data
 
 
+def load_or_build(model_path: Path, key: str, build: Callable[[Path], object]) -> bytes:
+    """The bytes of `model_path` if it was built for `key` and is intact; else `build(path)`
+    writes it (atomically), and its stamp is written after it."""
+    data = _load_cached(model_path, key)
+    if data is None:
+        log.info("building %s", model_path)
+        build(model_path)
+        try:
+            data = model_path.read_bytes()
+            stamp = {"key": key, "sha256": hashlib.sha256(data).hexdigest()}
+            atomic_write(_stamp_path(model_path), json.dumps(stamp) + "\n", mode=0o644)
+        except OSError as exc:
+            raise ModelError(f"the built model {model_path} could not be kept: {exc}") from exc
+    return data
+
+
 def load_or_convert(
     source: Path,
     model_path: Path,
@@ -55,18 +72,8 @@ def load_or_convert(
 ) -> bytes:
     """The converted graph's bytes, converting `source` into `model_path` first if needed.
     `also`: digests of further inputs of the conversion (the int8 graph's ranges)."""
-    key = hashlib.sha256("\n".join((CACHE_FORMAT, file_sha256(source), *also)).encode()).hexdigest()
-    data = _load_cached(model_path, key)
-    if data is None:
-        log.info("converting %s to %s", source.name, model_path)
-        convert(source, model_path)
-        try:
-            data = model_path.read_bytes()
-            stamp = {"key": key, "sha256": hashlib.sha256(data).hexdigest()}
-            atomic_write(_stamp_path(model_path), json.dumps(stamp) + "\n", mode=0o644)
-        except OSError as exc:
-            raise ModelError(f"the converted model {model_path} could not be kept: {exc}") from exc
-    return data
+    key = hashlib.sha256("\n".join((CACHE_FORMAT, file_sha256(source), *also)).encode())
+    return load_or_build(model_path, key.hexdigest(), lambda path: convert(source, path))
 
 
 def cpu_session(data: bytes, threads: int, what: Path) -> ort.InferenceSession:
