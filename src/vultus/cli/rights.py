@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from vultus.cli.common import console, fail, open_engine
 from vultus.clock import now
-from vultus.engine import Engine
 from vultus.errors import RightsError
-from vultus.rights.erasure import ErasureReceipt
-from vultus.rights.review import Review
+
+if TYPE_CHECKING:
+    from vultus.engine import Engine
+    from vultus.rights.erasure import ErasureReceipt
+    from vultus.rights.review import Review
 
 app = typer.Typer(
     help="Data-subject rights: access, erasure, restriction, objection.", no_args_is_help=True
