@@ -205,9 +205,11 @@ def erase(
             return
         if not review.included:
             if review.candidates:
+                possible = sum(c.tier == "possible" for c in review.candidates)
                 raise fail(
-                    f"{review.headline()} Nothing was erased: confirm the person's faces with "
-                    "--include FACE.",
+                    f"{review.headline()} No certain match, and none of the {possible} possible "
+                    "match(es) was confirmed. Nothing was erased: look at them (--preview) and "
+                    "confirm the person's faces with --include FACE.",
                     code=1,
                 )
             console.print(review.headline())
