@@ -207,9 +207,9 @@ def erase(
             if review.candidates:
                 possible = sum(c.tier == "possible" for c in review.candidates)
                 raise fail(
-                    f"{review.headline()} No certain match, and none of the {possible} possible "
-                    "match(es) was confirmed. Nothing was erased: look at them (--preview) and "
-                    "confirm the person's faces with --include FACE.",
+                    f"{review.headline()} Nothing was erased: none of the candidates was "
+                    f"confirmed ({possible} possible match(es) among them). Look at them "
+                    "(--preview) and confirm the person's faces with --include FACE.",
                     code=1,
                 )
             console.print(review.headline())
