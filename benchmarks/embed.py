@@ -1,12 +1,16 @@
-"""Embedding throughput: faces per second for the ONNX and dlib engines of dlib's ResNet.
+"""Embedding throughput: faces per second for dlib's ResNet in ONNX Runtime, int8 against
+float32, and dlib's own engine for reference.
 
-ONNX Runtime is measured at batch sizes 1, 16 and 64 with 1 and 2 threads, plain and with the
-mirror test-time augmentation (`onnx+flip`: each face and its mirror image); dlib (single-threaded)
-at the same batch sizes, over a few batches only, since it is about 25 times slower. Chips are
-the already-aligned 150x150 crops among the shared dev photos when present, else random pixels
-(the network's cost does not depend on the pixels).
+Both precisions run plain and with the mirror test-time augmentation (`+mirror`, the default
+model: each face and its mirror image, so twice the work per face) at batch sizes 1 and 16,
+with 1 and 2 ONNX Runtime threads. The two precisions are measured interleaved, in short
+alternating rounds, so that a busy machine slows both alike: read the ratio, not the absolute
+figures, when the load average (printed) is high. dlib (single-threaded) runs a few batches
+only, since it is about 25 times slower. Chips are the already-aligned 150x150 crops among the
+shared dev photos when present, else random pixels (the network's cost does not depend on the
+pixels).
 
-    python benchmarks/embed.py [--out benchmarks/results/embed.json]
+    python benchmarks/embed.py [--out benchmarks/results/embed.json] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from rich.console import Console
 from rich.table import Table
 
 from vultus.pipeline.augment import MirrorAveraged
+from vultus.pipeline.base import Embedder
 from vultus.pipeline.embed import DlibEmbedder, OnnxDlibEmbedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BATCH_SIZES = (1, 16, 64)
+BATCH_SIZES = (1, 16)
 ONNX_THREADS = (1, 2)
+PRECISIONS = ("fp32", "int8")
 
 Chips = npt.NDArray[np.uint8]
 
@@ -80,10 +86,23 @@ def measure(
     return batches, time.perf_counter() - start
 
 
-def record(
-    engine: str, threads: int, batch: int, batches: int, seconds: float
-) -> dict[str, object]:
-    faces = batch * batches
+def interleaved(
+    embedders: dict[str, Embedder], chips: Chips, *, rounds: int, seconds: float
+) -> dict[str, tuple[int, float]]:
+    """Faces embedded and seconds taken by each embedder, over `rounds` alternating rounds of
+    about `seconds` each."""
+    totals = dict.fromkeys(embedders, (0, 0.0))
+    for embedder in embedders.values():
+        embedder.embed(chips)  # warm-up
+    for _ in range(rounds):
+        for name, embedder in embedders.items():
+            batches, took = measure(embedder.embed, chips, min_seconds=seconds, min_batches=1)
+            faces, total = totals[name]
+            totals[name] = (faces + batches * len(chips), total + took)
+    return totals
+
+
+def record(engine: str, threads: int, batch: int, faces: int, seconds: float) -> dict[str, object]:
     return {
         "engine": engine,
         "threads": threads,
@@ -110,37 +129,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "embed.json"
     )
-    parser.add_argument("--seconds", type=float, default=1.5, help="time per ONNX measurement")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per cell")
+    parser.add_argument("--seconds", type=float, default=0.25, help="time per round")
     parser.add_argument(
-        "--dlib-faces", type=int, default=16, help="faces per dlib measurement (at least a batch)"
+        "--dlib-faces", type=int, default=16, help="faces per dlib measurement (0: skip dlib)"
     )
     args = parser.parse_args(argv)
 
     chips, chip_source = load_chips()
+    load_before = os.getloadavg()
     results: list[dict[str, object]] = []
+    rows: list[tuple[int, int, str, float, float]] = []
     with tempfile.TemporaryDirectory() as models_dir:
         for threads in ONNX_THREADS:
-            onnx = OnnxDlibEmbedder(Path(models_dir), threads=threads)
+            plain = {
+                p: OnnxDlibEmbedder(Path(models_dir), threads=threads, precision=p)
+                for p in PRECISIONS
+            }
             for batch in BATCH_SIZES:
-                batches, seconds = measure(
-                    onnx.embed, fill(chips, batch), min_seconds=args.seconds, min_batches=3
-                )
-                results.append(record("onnx", threads, batch, batches, seconds))
-                # Mirror test-time augmentation (model = "dlib", the default): two views per face.
-                batches, seconds = measure(
-                    MirrorAveraged(onnx).embed,
-                    fill(chips, batch),
-                    min_seconds=args.seconds,
-                    min_batches=3,
-                )
-                results.append(record("onnx+flip", threads, batch, batches, seconds))
-    dlib = DlibEmbedder()
-    for batch in BATCH_SIZES:
-        min_batches = max(1, math.ceil(args.dlib_faces / batch))
-        batches, seconds = measure(
-            dlib.embed, fill(chips, batch), min_seconds=0.0, min_batches=min_batches
-        )
-        results.append(record("dlib", 1, batch, batches, seconds))
+                for mirror in (False, True):
+                    suffix = "+mirror" if mirror else ""
+                    embedders: dict[str, Embedder] = {
+                        f"onnx-{p}{suffix}": MirrorAveraged(e) if mirror else e
+                        for p, e in plain.items()
+                    }
+                    totals = interleaved(
+                        embedders, fill(chips, batch), rounds=args.rounds, seconds=args.seconds
+                    )
+                    for name, (faces, seconds) in totals.items():
+                        results.append(record(name, threads, batch, faces, seconds))
+                    rate = {n: faces / seconds for n, (faces, seconds) in totals.items()}
+                    rows.append(
+                        (
+                            threads,
+                            batch,
+                            "mirror" if mirror else "plain",
+                            rate[f"onnx-fp32{suffix}"],
+                            rate[f"onnx-int8{suffix}"],
+                        )
+                    )
+    if args.dlib_faces > 0:
+        dlib = DlibEmbedder()
+        for batch in BATCH_SIZES:
+            min_batches = max(1, math.ceil(args.dlib_faces / batch))
+            batches, seconds = measure(
+                dlib.embed, fill(chips, batch), min_seconds=0.0, min_batches=min_batches
+            )
+            results.append(record("dlib", 1, batch, batches * batch, seconds))
+    load_after = os.getloadavg()
 
     report = {
         "benchmark": "embed",
@@ -154,25 +190,32 @@ def main(argv: list[str] | None = None) -> int:
             "cpus_usable": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
         },
         "versions": versions(),
         "chips": chip_source,
         "results": results,
     }
 
-    table = Table(title=f"Embedding throughput ({chip_source})")
-    for column in ("engine", "threads", "batch", "faces/s", "ms/face", "faces timed"):
-        table.add_column(column, justify="left" if column == "engine" else "right")
-    for r in results:
+    console = Console()
+    table = Table(title=f"dlib's ResNet in ONNX Runtime, faces/s ({chip_source})")
+    for column in ("threads", "batch", "templates", "fp32", "int8", "int8 / fp32"):
+        table.add_column(column, justify="right")
+    for threads, batch, mode, fp32, int8 in rows:
         table.add_row(
-            str(r["engine"]),
-            str(r["threads"]),
-            str(r["batch"]),
-            f"{r['faces_per_s']:.1f}",
-            f"{r['ms_per_face']:.2f}",
-            str(r["faces"]),
+            str(threads), str(batch), mode, f"{fp32:.0f}", f"{int8:.0f}", f"{int8 / fp32:.2f}x"
         )
-    Console().print(table)
+    console.print(table)
+    for r in results:
+        if r["engine"] == "dlib":
+            console.print(f"dlib itself, batch {r['batch']}: {r['faces_per_s']:.1f} faces/s")
+    console.print(
+        "load average (1, 5, 15 min): before "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after "
+        + ", ".join(f"{x:.2f}" for x in load_after)
+    )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

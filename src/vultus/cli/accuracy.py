@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from vultus.accuracy.calibration import fit_calibration
-from vultus.accuracy.datasets import LabelledTemplates, embed_labelled, read_pairs
-from vultus.accuracy.evaluation import evaluate, print_report
 from vultus.cli.common import console, fail, progress, state
 from vultus.config import Settings
+
+if TYPE_CHECKING:
+    from vultus.accuracy.datasets import LabelledTemplates
 
 MODEL_HELP = (
     'The face model to measure: "dlib" (mirror-averaged), "dlib-plain", or a model pack '
@@ -22,6 +23,9 @@ MODEL_HELP = (
 def _templates(
     labels: Path, embeddings: Path | None, save: Path | None, model: str | None
 ) -> LabelledTemplates:
+
+    from vultus.accuracy.datasets import LabelledTemplates, embed_labelled
+
     if embeddings is not None:
         return LabelledTemplates.load(embeddings)
     settings = Settings.load(state["data_dir"], engine=state.get("engine"), model=model)
@@ -47,6 +51,8 @@ def calibrate(
 
     Example: vultus calibrate ../shared/faces/lfw-a/labels.csv --out calibration.json
     """
+    from vultus.accuracy.calibration import fit_calibration
+
     data = _templates(labels, embeddings, save_embeddings, model)
     if len(set(data.labels)) < 2:
         raise fail("calibration needs photos of at least two people")
@@ -74,6 +80,9 @@ def eval_(
 
     Example: vultus eval lfw-a/labels.csv --pairs lfw-a/pairs.csv --model dlib-plain --json e.json
     """
+    from vultus.accuracy.datasets import read_pairs
+    from vultus.accuracy.evaluation import evaluate, print_report
+
     data = _templates(labels, embeddings, save_embeddings, model)
     pair_idx = None
     if pairs is not None:

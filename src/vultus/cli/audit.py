@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vultus.audit import EXPORT_FORMATS
 from vultus.cli.common import console, err_console, open_engine
 
 app = typer.Typer(
@@ -52,7 +51,7 @@ def export(
     since: datetime | None = typer.Option(
         None, "--since", formats=DATE_FORMATS, help="Only entries from this date (UTC) on."
     ),
-    fmt: str = typer.Option("jsonl", "--format", help="One of: " + ", ".join(EXPORT_FORMATS) + "."),
+    fmt: str = typer.Option("jsonl", "--format", help="One of: jsonl, csv."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="File to write; standard output when not given."
     ),

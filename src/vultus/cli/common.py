@@ -1,19 +1,26 @@
 """What every command group shares: the console, the engine for the chosen data directory, the
-exit statuses, and the progress of long commands."""
+exit statuses, and the progress of long commands.
+
+The command modules import only this, Typer and Rich at module level, and the engine and the
+library inside the commands that use them: `vultus --help` and `--version` must not pay for
+the whole engine (seconds of imports), and a command pays only for what it runs.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vultus.config import Settings
-from vultus.engine import Engine
+
+if TYPE_CHECKING:
+    from vultus.engine import Engine
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,6 +40,8 @@ state: dict[str, Any] = {"data_dir": None, "engine": None}
 
 
 def open_engine(**overrides: object) -> Engine:
+    from vultus.engine import Engine
+
     return Engine(Settings.load(state["data_dir"], engine=state.get("engine"), **overrides))
 
 

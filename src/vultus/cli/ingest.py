@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from vultus.cli.common import EXIT_PARTIAL, console, err_console, open_engine, progress
-from vultus.ingest.batches import IngestSummary
-from vultus.ingest.batches import Progress as IngestProgress
+
+if TYPE_CHECKING:
+    from vultus.ingest.batches import IngestSummary
+    from vultus.ingest.batches import Progress as IngestProgress
 
 
 def add(

@@ -9,9 +9,7 @@ from rich.table import Table
 
 from vultus.cli.common import console, open_engine
 from vultus.clock import now
-from vultus.crypto import KEY_ENV, KeyRing
-from vultus.engine.apikeys import MAX_EXPIRES_DAYS, ROLES
-from vultus.engine.jobs import JobQueue
+from vultus.engine.roles import MAX_EXPIRES_DAYS, ROLES
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -93,6 +91,8 @@ def rotate(
     """
     with open_engine() as engine:
         if background:
+            from vultus.engine.jobs import JobQueue
+
             job = JobQueue(engine).submit("rotate_keys", {}, "cli")
             console.print(
                 f"[green]✓[/] queued as job {job.id}; `vultus serve` on this data directory "
@@ -105,6 +105,8 @@ def rotate(
     for key, value in counts.items():
         table.add_row(key, str(value))
     console.print(table)
+    from vultus.crypto import KEY_ENV
+
     if os.environ.get(KEY_ENV):
         console.print(f"Now set ${KEY_ENV} to the new key alone (the first of the two).")
 
@@ -115,4 +117,6 @@ def generate() -> None:
 
     Example: export VULTUS_KEY=$(vultus keys generate)
     """
+    from vultus.crypto import KeyRing
+
     typer.echo(KeyRing.generate().to_env())

@@ -5,9 +5,6 @@ from __future__ import annotations
 import typer
 
 from vultus.cli.common import console, open_engine, progress
-from vultus.engine.jobs import JobQueue
-from vultus.ingest.reembed import cancel as cancel_migration
-from vultus.ingest.reembed import pending
 
 
 def reembed(
@@ -28,6 +25,11 @@ def reembed(
 
     Example: vultus reembed --model buffalo_l
     """
+
+    from vultus.engine.jobs import JobQueue
+    from vultus.ingest.reembed import cancel as cancel_migration
+    from vultus.ingest.reembed import pending
+
     with open_engine() as engine:
         if cancel:
             n = cancel_migration(engine.catalog)

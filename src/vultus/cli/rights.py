@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from vultus.cli.common import console, fail, open_engine
 from vultus.clock import now
-from vultus.engine import Engine
 from vultus.errors import RightsError
-from vultus.rights.erasure import ErasureReceipt
-from vultus.rights.review import Review
+
+if TYPE_CHECKING:
+    from vultus.engine import Engine
+    from vultus.rights.erasure import ErasureReceipt
+    from vultus.rights.review import Review
 
 app = typer.Typer(
     help="Data-subject rights: access, erasure, restriction, objection.", no_args_is_help=True
@@ -202,9 +205,11 @@ def erase(
             return
         if not review.included:
             if review.candidates:
+                possible = sum(c.tier == "possible" for c in review.candidates)
                 raise fail(
-                    f"{review.headline()} Nothing was erased: confirm the person's faces with "
-                    "--include FACE.",
+                    f"{review.headline()} Nothing was erased: none of the candidates was "
+                    f"confirmed ({possible} possible match(es) among them). Look at them "
+                    "(--preview) and confirm the person's faces with --include FACE.",
                     code=1,
                 )
             console.print(review.headline())

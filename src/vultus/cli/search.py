@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from vultus.cli.common import console, fail, open_engine
-from vultus.search.results import SearchResult
-from vultus.search.sheet import render_sheet
+
+if TYPE_CHECKING:
+    from vultus.search.results import SearchResult
 
 
 def _short(path: str) -> str:
@@ -81,6 +83,8 @@ def search(
                 subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr, margin=margin
             )
     if sheet is not None:
+        from vultus.search.sheet import render_sheet
+
         render_sheet(result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url)
     if as_json:
         typer.echo(json.dumps(result.to_json(), default=str, indent=2))

@@ -20,17 +20,10 @@ from vultus.audit import AuditLog
 from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey
 from vultus.clock import now
+from vultus.engine.roles import MAX_EXPIRES_DAYS, ROLES
 from vultus.errors import AuthError, ConfigError, NotFoundError
 
-ROLES: dict[str, str] = {
-    "admin": "configuration and keys",
-    "operator": "ingest and subjects",
-    "investigator": "search and verify, always with a purpose",
-    "dpo": "rights requests, audit and reports",
-    "auditor": "read-only audit",
-}
 SECRET_PREFIX = "vk_"
-MAX_EXPIRES_DAYS = 36500
 
 
 def _hash(secret: str) -> str:

@@ -19,16 +19,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from vultus.catalog import NewFace, NewImage
 from vultus.config import Settings
 from vultus.errors import SourceError, VultusError
 from vultus.pipeline.analyse import AnalysedImage, FacePipeline
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
 from vultus.storage import is_s3, is_uri, list_objects, local_path, read_location
+
+if TYPE_CHECKING:  # the catalog loads SQLAlchemy (half a second): workers never need it
+    from vultus.catalog import NewImage
 
 # Per-process pipeline for pool workers: dlib and ONNX Runtime objects cannot cross processes.
 _worker_pipeline: FacePipeline | None = None
@@ -306,6 +309,8 @@ def file_sha256(path: Path | str) -> str | None:
 
 
 def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
+    from vultus.catalog import NewFace, NewImage
+
     return NewImage(
         path=location,
         sha256=analysed.sha256,
@@ -331,13 +336,15 @@ def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
     )
 
 
-AnalyseResult = tuple[str, NewImage | None, tuple[str, str, str] | None]
+AnalyseResult = tuple[str, "NewImage | None", tuple[str, str, str] | None]
+# What a worker sends back: the pipeline's record, made a catalog record by the parent.
+_Analysed = tuple[str, AnalysedImage | None, tuple[str, str, str] | None]
 
 # Images a worker analyses together, so that their faces are embedded in one batch.
 WORKER_CHUNK = 8
 
 
-def _analyse(pipeline: FacePipeline, works: Sequence[Work]) -> list[AnalyseResult]:
+def _analyse(pipeline: FacePipeline, works: Sequence[Work]) -> list[_Analysed]:
     try:
         results = pipeline.analyse_many(
             [w.data if w.data is not None else Path(w.location) for w in works]
@@ -347,15 +354,20 @@ def _analyse(pipeline: FacePipeline, works: Sequence[Work]) -> list[AnalyseResul
             return [r for w in works for r in _analyse(pipeline, [w])]
         where = works[0].location
         return [(where, None, (where, "internal_error", f"{where}: unexpected failure"))]
-    out: list[AnalyseResult] = []
+    out: list[_Analysed] = []
     for work, result in zip(works, results, strict=True):
         if isinstance(result, VultusError):
             # Fetched bytes have no name of their own: the decoder calls them "the image data".
             message = result.message.replace("the image data", work.location, 1)
             out.append((work.location, None, (work.location, result.code, message)))
         else:
-            out.append((work.location, to_new_image(work.location, result), None))
+            out.append((work.location, result, None))
     return out
+
+
+def _to_result(analysed: _Analysed) -> AnalyseResult:
+    location, image, error = analysed
+    return location, None if image is None else to_new_image(location, image), error
 
 
 def _init_worker(settings: Settings) -> None:
@@ -363,7 +375,7 @@ def _init_worker(settings: Settings) -> None:
     _worker_pipeline = FacePipeline(settings, embed_threads=1)
 
 
-def _worker_analyse(works: list[Work]) -> list[AnalyseResult]:
+def _worker_analyse(works: list[Work]) -> list[_Analysed]:
     assert _worker_pipeline is not None
     return _analyse(_worker_pipeline, works)
 
@@ -395,8 +407,9 @@ class Analyser:
         chunks = [list(works[i : i + WORKER_CHUNK]) for i in range(0, len(works), WORKER_CHUNK)]
         if self._pool is None:
             pipeline = self._pipeline()
-            return (r for chunk in chunks for r in _analyse(pipeline, chunk))
-        return (r for results in self._pool.imap(_worker_analyse, chunks) for r in results)
+            return (_to_result(r) for chunk in chunks for r in _analyse(pipeline, chunk))
+        imap = self._pool.imap(_worker_analyse, chunks)
+        return (_to_result(r) for results in imap for r in results)
 
 
 class DryRunTotals:

@@ -16,7 +16,6 @@ import numpy.typing as npt
 from vultus.config import Settings
 from vultus.errors import VultusError
 from vultus.pipeline.align import FivePointAligner
-from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
 from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
@@ -24,7 +23,6 @@ from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.packs import DLIB_PLAIN, load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
-from vultus.pipeline.scrfd import ScrfdDetector
 
 
 @dataclass
@@ -62,6 +60,9 @@ class FacePipeline:
         self.embedder: Embedder
         folder = pack_folder(settings.model, settings.data_dir)
         if folder is not None:
+            from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
+            from vultus.pipeline.scrfd import ScrfdDetector
+
             pack = load_pack(folder)
             self.detector = ScrfdDetector(pack.detector)
             self.aligner = ArcFaceAligner()
@@ -75,7 +76,10 @@ class FacePipeline:
         )
         self.aligner = FivePointAligner()
         self.embedder = make_embedder(
-            settings.engine, settings.models_dir, threads=embed_threads
+            settings.engine,
+            settings.models_dir,
+            threads=embed_threads,
+            precision=settings.embed_precision,
         )
         if settings.model != DLIB_PLAIN:
             self.embedder = MirrorAveraged(self.embedder)

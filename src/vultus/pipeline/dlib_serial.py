@@ -18,14 +18,16 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 
 from vultus.errors import ModelError
 from vultus.files import atomic_write
+
+if TYPE_CHECKING:  # importing onnx costs 0.7 s: only building a graph needs it
+    import onnx
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -234,8 +236,9 @@ def file_sha256(path: Path) -> str:
 
 
 def graph_sha256(model: onnx.ModelProto) -> str:
-    """A digest of the graph (weights included), to tell an intact cached file from a damaged
-    one: damage inside raw tensor data still parses as valid protobuf."""
+    """A digest of the graph (weights included), kept in its metadata: it tells an intact file
+    from a damaged one without the cache's stamp (damage inside raw tensor data still parses as
+    valid protobuf)."""
     return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -247,8 +250,11 @@ def read_file(path: Path) -> bytes:
 
 
 def finish_model(model: onnx.ModelProto, dat_path: Path, **props: str) -> onnx.ModelProto:
-    """Stamp a graph converted from `dat_path` with its source's hash and its own (the cache
-    checks both), then check it: a converter bug must fail here, not at inference."""
+    """Stamp a graph converted from `dat_path` with its source's hash and its own, so that the
+    file says where it came from, then check it: a converter bug must fail here, not at
+    inference."""
+    import onnx
+
     onnx.helper.set_model_props(
         model,
         {

@@ -19,10 +19,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from vultus.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # importing onnx costs 0.7 s: only reading a pack needs it
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def _load(path: Path) -> onnx.ModelProto:
+    import onnx
+
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf's DecodeError, or an unreadable file
