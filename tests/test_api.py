@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -688,6 +689,44 @@ def test_a_consent_source_takes_photos_only_with_their_consent(api: Api, faces_d
     )
     assert added.status_code == 201, added.text
     assert added.json()["summary"]["images_added"] == 1
+
+
+def test_the_documentation_pages_load_from_the_server_alone(api: Api) -> None:
+    """On a machine without internet /docs and /redoc still work, and a visit tells no third
+    party: every script, style and icon they load is served by Vultus itself."""
+    client = api.client
+    spec = client.get("/openapi.json")
+    assert spec.status_code == 200 and spec.json()["info"]["title"] == "Vultus"
+    loaded: dict[str, str] = {}
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+        html = response.text
+        # No host named anywhere: not as a link, not as a font, not as the online validator.
+        assert not re.search(r"https?:|//[\w-]+\.", html), html
+        refs = re.findall(r'(?:src|href|spec-url)="([^"]*)"|url: \'([^\']*)\'', html)
+        urls = [a or b for a, b in refs]
+        assert "/openapi.json" in urls and len(urls) >= 3
+        # ... and the browser is told to fetch from nowhere else (ReDoc's bundle would show
+        # its maker's logo from their CDN).
+        policy = response.headers["content-security-policy"]
+        sources = {s for d in policy.split(";") for s in d.split()[1:]}
+        assert sources and all(
+            s in {"'self'", "'none'", "data:", "blob:", "'unsafe-inline'"}
+            or re.fullmatch(r"'sha256-[A-Za-z0-9+/]+=*'", s)
+            for s in sources
+        ), policy
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), url
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 100, url
+            loaded[url] = asset.headers["content-type"]
+    assert '"validatorUrl": null' in client.get("/docs").text
+    assert {t.split(";")[0] for u, t in loaded.items() if u.endswith(".js")} == {"text/javascript"}
+    assert any(u.endswith(".css") and t.startswith("text/css") for u, t in loaded.items())
+    # The copied files' licences are served beside them.
+    notice = client.get("/docs/assets/NOTICE")
+    assert "Apache License" in notice.text and "MIT License" in notice.text
 
 
 def test_vultus_serve_is_a_command() -> None:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vultus import __version__
-from vultus.api import errors
+from vultus.api import docs, errors
 from vultus.api.deps import RateLimiter, roles_of
 from vultus.api.metrics import Gauges, Metrics, MetricsMiddleware, RouteTemplates
 from vultus.api.routers import (
@@ -100,6 +100,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served by vultus.api.docs, from the package rather than a CDN
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.jobs = queue
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         _document(module.router)
         app.include_router(module.router, prefix="/v1")
     app.include_router(health.router)
+    docs.install(app)
     _mount_web(app)
 
     # Room for the two photos of a verification; each file's own limit is checked on reading.
