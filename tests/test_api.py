@@ -126,17 +126,35 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert created.json()["originals_deletable"] is False  # originals are left unless allowed
     assert {s["name"] for s in client.get("/v1/sources", headers=op).json()} == {"test", "uploads"}
 
-    # Given a photo of Katy Perry uploaded under the source ...
+    # Given a photo of Katy Perry uploaded under the source, with the integrator's own id ...
     data = dev(faces_dir, "Katy_Perry", 1).read_bytes()
-    response = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    form = {"source": "uploads", "external_id": "crm-42"}
+    response = client.post(
+        "/v1/images", files=upload(data, "red carpet.jpg"), data=form, headers=op
+    )
     assert response.status_code == 201, response.text
     image_id = response.json()["image_id"]
     assert response.json()["summary"]["faces_indexed"] == 1
+    image = response.json()["image"]
+    assert (image["id"], image["file_name"], image["external_id"]) == (
+        image_id,
+        "red carpet.jpg",
+        "crm-42",
+    )
     stored = api.engine.settings.data_dir / "images" / f"{hashlib.sha256(data).hexdigest()}.jpg"
     assert stored.read_bytes() == data  # a stored copy, which an erasure can blur
-    again = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    assert image["path"] == str(stored)  # ... named by its content, but known by its name
+    # Sent again, it is the same image; it keeps its names, and may not take another id.
+    again = client.post("/v1/images", files=upload(data, "x.jpg"), data=form, headers=op)
     assert again.json()["image_id"] == image_id
     assert again.json()["summary"]["images_duplicate"] == 1
+    assert again.json()["image"]["file_name"] == "red carpet.jpg"
+    other_id = {"source": "uploads", "external_id": "crm-43"}
+    refused = client.post("/v1/images", files=upload(data), data=other_id, headers=op)
+    assert refused.status_code == 422 and refused.json()["code"] == "external_id_conflict"
+    assert "crm-42" in refused.json()["message"]
+    by_id = client.get("/v1/images", params={"external_id": "crm-42"}, headers=op).json()
+    assert [i["id"] for i in by_id] == [image_id]
 
     detail = client.get(f"/v1/images/{image_id}", headers=op).json()
     assert detail["image"]["source"] == "uploads" and detail["image"]["faces"] == 1
@@ -158,10 +176,16 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert matched == {image_id, api.image_ids()["Katy_Perry"]}
     best = result["matches"][0]
     assert set(best) == set(
-        "face_id image_id box distance similarity fmr is_match tier pair_fmr odds source "
-        "lawful_basis subject".split()
+        "face_id image_id file_name external_id image_path box distance similarity fmr "
+        "is_match tier pair_fmr odds source lawful_basis subject".split()
     )
     assert best["tier"] == "match" and "faces come this close" in best["odds"]
+    # The photos are named as their senders know them; where they lie on the server is for
+    # the operator, not the investigator.
+    names = {m["image_id"]: (m["file_name"], m["external_id"]) for m in result["matches"]}
+    assert names[image_id] == ("red carpet.jpg", "crm-42")
+    assert names[api.image_ids()["Katy_Perry"]] == ("Katy_Perry.jpg", None)
+    assert all(m["image_path"] is None for m in result["matches"])
     assert (
         best["fmr"] < 1e-3 and best["lawful_basis"] == "legitimate_interests / archiving_research"
     )

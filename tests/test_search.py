@@ -66,9 +66,10 @@ def test_search_reports_every_face_and_uses_the_one_asked_for(
     first = gallery.search(photo, purpose=PURPOSE, top_k=1)
     second = gallery.search(photo, purpose=PURPOSE, top_k=1, face=2)
     assert first.faces_seen == second.faces_seen == 2
-    assert first.query and second.query
-    box_area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-    assert box_area(first.query.box) >= box_area(second.query.box)
+    assert first.query_face and second.query_face
+    box_area = lambda b: (b.right - b.left) * (b.bottom - b.top)  # noqa: E731
+    assert box_area(first.query_face.box) >= box_area(second.query_face.box)
+    assert first.faces == second.faces and second.query_face == first.other_faces[0]
     assert first.matches[0].image_id != second.matches[0].image_id
     with pytest.raises(NoFaceError) as info:
         gallery.search(photo, purpose=PURPOSE, face=3)

@@ -12,13 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vultus import __version__
-from vultus.api import docs, errors
+from vultus.api import bodies, docs, errors
 from vultus.api.deps import RateLimiter, roles_of
 from vultus.api.metrics import Gauges, Metrics, MetricsMiddleware, RouteTemplates
 from vultus.api.routers import (
@@ -125,8 +125,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         jobs,
     ):
         _document(module.router)
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(
+            module.router,
+            prefix="/v1",
+            dependencies=[Depends(bodies.refuse_unknown_form_fields)],
+        )
     app.include_router(health.router)
+    bodies.install(app)
     docs.install(app)
     _mount_web(app)
 

@@ -16,9 +16,10 @@ from datetime import datetime
 from datetime import time as dtime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Security, UploadFile
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile
 
 from vultus import audit as actions
 from vultus.api.errors import UploadTooLargeError

@@ -29,6 +29,10 @@ ROLES: dict[str, str] = {
     "dpo": "rights requests, audit and reports",
     "auditor": "read-only audit",
 }
+# Who sees where photos lie on the server (a search result's `image_path`): those who manage
+# the library. The others know a photo by its id, file name and external id, and see it through
+# the API, which audits each view.
+SEES_PATHS = frozenset({"operator"})
 SECRET_PREFIX = "vk_"
 MAX_EXPIRES_DAYS = 36500
 
