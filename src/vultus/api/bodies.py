@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -29,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from vultus.api.deps import read_upload
+from vultus.api.deps import check_known, read_upload
 from vultus.api.errors import UnknownFieldError, UploadTooLargeError
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,6 +84,7 @@ class PhotoBody(Generic[M]):
         }
 
     async def __call__(self, request: Request) -> PhotoRequest[M]:
+        # Declare it after the key's dependency: the key is checked before the body is read.
         limit: int = request.app.state.settings.max_upload_bytes
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == JSON:
@@ -155,31 +154,21 @@ class PhotoBody(Generic[M]):
         return values, photos, errors
 
 
-def check_known(values: Iterable[str], known: Collection[str], request: Request) -> None:
-    """Refuse fields the endpoint does not know, naming the nearest known one."""
-    unknown = [name for name in values if name not in known]
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hints.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
-    raise UnknownFieldError(
-        f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: "
-        f"{request.method} {request.url.path} takes {', '.join(known)}"
-    )
-
-
 async def refuse_unknown_form_fields(request: Request) -> None:
     """For the endpoints whose form FastAPI reads: a field none of their parameters names is
-    refused (FastAPI would drop it). Endpoints that read their body by hand check it there."""
+    refused (FastAPI would drop it). Runs before the key is checked, so the refusal waits in
+    `request.state` for `Require` to raise once the caller is admitted: a caller without a
+    valid key learns only that. Endpoints that read their body by hand check it there."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     route = request.scope.get("route")
     if kind not in FORMS or not isinstance(route, APIRoute):
         return
     names = _body_names(route)
     if names:
-        check_known((await request.form()).keys(), names, request)
+        try:
+            check_known((await request.form()).keys(), names, request)
+        except UnknownFieldError as exc:
+            request.state.refused = exc
 
 
 def install(app: FastAPI) -> None:

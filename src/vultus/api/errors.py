@@ -87,7 +87,8 @@ STATUS: dict[type[VultusError], int] = {
 }
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "The request body could not be read.",
+    400: "The request body could not be read (`bad_request`): not valid JSON, or a form "
+    "with more files than the endpoint takes.",
     401: "No API key, or an unknown, expired (`key_expired`) or revoked (`key_revoked`) one.",
     403: "The key's role may not do this (`forbidden`).",
     404: "No such resource (`not_found`, ...).",

@@ -45,13 +45,13 @@ upload_body = PhotoBody("ImageUpload", ImageUploadFields, {"file": "The photo."}
     "rests on (else `consent_required`). Sending a photo already held answers its image id.",
     response_model=IngestOut,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(404, 413, 415, 422),
+    responses=responses(400, 404, 413, 415, 422),
     openapi_extra=upload_body.openapi,
 )
 def upload_image(
+    principal: Operator,
     body: Annotated[PhotoRequest[ImageUploadFields], Depends(upload_body)],
     engine: EngineDep,
-    principal: Operator,
 ) -> IngestOut:
     fields, photo = body.fields, body.photos["file"]
     summary, image_id = engine.upload(

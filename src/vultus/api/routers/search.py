@@ -41,13 +41,13 @@ verify_body = PhotoBody(
     "form data, or as JSON with `photo` in base64; a field the endpoint does not take is "
     "refused (`unknown_field`).",
     response_model=SearchOut,
-    responses=responses(404, 413, 415, 422),
+    responses=responses(400, 404, 413, 415, 422),
     openapi_extra=search_body.openapi,
 )
 def search_photo(
+    principal: Searcher,
     body: Annotated[PhotoRequest[SearchPhotoFields], Depends(search_body)],
     engine: EngineDep,
-    principal: Searcher,
 ) -> SearchOut:
     q = body.fields
     result = engine.search(
@@ -107,13 +107,13 @@ def search_subject(body: SearchBySubject, engine: EngineDep, principal: Searcher
     description="Send the photos as multipart form data, or as JSON with `photo_a` and "
     "`photo_b` in base64.",
     response_model=VerifyOut,
-    responses=responses(413, 415, 422),
+    responses=responses(400, 413, 415, 422),
     openapi_extra=verify_body.openapi,
 )
 def verify(
+    principal: Annotated[Principal, Depends(require("investigator"))],
     body: Annotated[PhotoRequest[VerifyFields], Depends(verify_body)],
     engine: EngineDep,
-    principal: Annotated[Principal, Depends(require("investigator"))],
 ) -> VerifyOut:
     result = engine.verify(
         body.photos["photo_a"].data,
