@@ -4,6 +4,7 @@ real SQLite, real FAISS, real photos from the dev set."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import hashlib
@@ -17,6 +18,7 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -910,6 +912,54 @@ def test_a_search_result_has_one_shape_in_the_api_the_command_line_and_python(
         result.query_face is not None
         and result.query_face.box.top == from_cli["query_face"]["box"]["top"]
     )
+
+
+def readme_block(marker: str) -> str:
+    """The Python code block that follows `<!-- marker: ... -->` in the README."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return text.split(f"<!-- {marker}:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_smallest_integration_in_the_readme_uploads_and_finds_a_photo(
+    api: Api,
+    faces_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = readme_block("smallest-integration")
+    lines = code.strip().splitlines()
+    assert lines[0] == "import httpx" and len(lines) <= 5
+    # Given the server the README sets up: a source for uploads, an operator's and an
+    # investigator's key, and two photos of one person beside the program ...
+    source = {
+        "name": "uploads",
+        "lawful_basis": "legitimate_interests",
+        "special_condition": "archiving_research",
+        "purpose": "photos sent in by the newsroom",
+        "retention_days": 30,
+    }
+    assert api.client.post("/v1/sources", json=source, headers=api.as_("operator")).is_success
+    shutil.copy(dev(faces_dir, "Katy_Perry", 1), tmp_path / "ada.jpg")
+    shutil.copy(dev(faces_dir, "Katy_Perry", 2), tmp_path / "query.jpg")
+    monkeypatch.chdir(tmp_path)
+
+    def client(base_url: str) -> TestClient:
+        assert base_url == "http://127.0.0.1:8000/v1"
+        return TestClient(api.app, base_url="http://testserver/v1")
+
+    # ... when the program runs, then it prints the uploaded photo, named the integrator's way.
+    exec(
+        code.replace("import httpx\n", ""),
+        {
+            "httpx": SimpleNamespace(Client=client),
+            "OPERATOR_KEY": api.secrets["operator"],
+            "INVESTIGATOR_KEY": api.secrets["investigator"],
+        },
+    )
+    printed = ast.literal_eval(capsys.readouterr().out)
+    assert ("crm-42", "ada.jpg", "match") in [p[:3] for p in printed]
+    assert all(isinstance(odds, str) and odds for *_, odds in printed)
 
 
 def test_the_documentation_pages_load_from_the_server_alone(api: Api) -> None:
