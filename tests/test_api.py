@@ -784,6 +784,24 @@ def test_photos_come_as_multipart_or_as_base64_json_with_the_same_answers(
     assert "photo" in client.post("/v1/search", json={"purpose": PURPOSE}, headers=inv).text
     assert len(api.engine.audit.entries(action="search")) == searches
 
+    # The OpenAPI document offers both ways, each with exactly the fields the server takes.
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for path, photos in {
+        "/v1/images": ["file"],
+        "/v1/search": ["photo"],
+        "/v1/verify": ["photo_a", "photo_b"],
+    }.items():
+        content = doc["paths"][path]["post"]["requestBody"]["content"]
+        assert set(content) == {"multipart/form-data", "application/json"}
+        form, as_json = (schemas[c["schema"]["$ref"].rsplit("/", 1)[-1]] for c in content.values())
+        assert set(form["properties"]) == set(as_json["properties"])
+        assert form["required"][: len(photos)] == as_json["required"][: len(photos)] == photos
+        assert all(form["properties"][p]["contentMediaType"] for p in photos)
+        assert all(as_json["properties"][p]["contentEncoding"] == "base64" for p in photos)
+        assert form["additionalProperties"] is as_json["additionalProperties"] is False
+    assert "external_id" in schemas["ImageUploadJson"]["properties"]
+
 
 def test_a_field_the_endpoint_does_not_take_is_refused_not_ignored(
     api: Api, faces_dir: Path
