@@ -56,7 +56,8 @@ def fill(
     pending = np.empty((0, 128), dtype=np.float32)
     with engine.catalog.session() as s:
         first_id = (s.scalar(select(func.max(ImageRow.id))) or 0) + 1
-    source = engine.add_source(
+    known = {s.name: s for s, _, _ in engine.sources()}
+    source = known.get(source_name) or engine.add_source(
         source_name,
         lawful_basis_code="legitimate_interests",
         special_condition="archiving_research",

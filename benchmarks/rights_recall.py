@@ -138,7 +138,7 @@ def pad(engine: Engine, total: int, console: Console) -> None:
     if have >= total:
         return
     need = total - have
-    chunks = (vecs for _, vecs in Identities(need, seed=11).chunks())
+    chunks = (vecs for _, vecs in Identities(need, seed=total).chunks())
     fill(engine, need, console, vectors=chunks, source_name="synthetic-padding")
     engine.rebuild_index()
 

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vultus.engine import Engine
@@ -117,3 +118,38 @@ def empty_engine(tmp_path: Path) -> Iterator[Engine]:
     with Engine.open(name_controller(tmp_path / "data"), workers=1) as engine:
         add_test_source(engine)
         yield engine
+
+
+HARD_TO_FIND = "Katy_Perry"
+
+
+def hard_to_find(data_dir: Path, faces_dir: Path) -> Path:
+    """A data directory where finding Katy Perry from her selfie (her first photo) takes a
+    reviewer and expansion: every identity's first photo and her three others, the controller
+    named. As for a weak model at a large gallery, no distance passes the match decision
+    (`rights_fmr` 1e-12); the possible tier reaches two of her photos from the selfie, and the
+    third only from another photo of hers."""
+    dev = faces_dir / "dev" / "images"
+    hers = sorted((dev / HARD_TO_FIND).iterdir())
+    firsts = [sorted(folder.iterdir())[0] for folder in sorted(dev.iterdir())]
+    name_controller(data_dir)
+    with Engine.open(data_dir, workers=1) as engine:
+        add_test_source(engine)
+        assert engine.add(sorted({*firsts, *hers[1:]} - {hers[0]}), source="test").errors == []
+        unit = [_unit(engine.pipeline.analyse(p).indexable[0].template) for p in hers]
+
+        def dist(a: int, b: int) -> float:
+            return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(unit[a] @ unit[b]))))
+
+        near, far = max(dist(0, 1), dist(0, 2)), dist(0, 3)
+        edge = (near + far) / 2
+        assert near < edge < far and min(dist(1, 3), dist(2, 3)) < edge, "the photos changed"
+        pair_fmr = float(engine.calibration.fmr_at(edge))
+    with (data_dir / "vultus.toml").open("a") as fh:
+        fh.write(f"rights_fmr = 1e-12\npossible_fmr = {pair_fmr!r}\n")
+    return data_dir
+
+
+def _unit(x: object) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float64)
+    return v / np.linalg.norm(v)

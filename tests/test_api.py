@@ -262,14 +262,14 @@ def test_search_by_face_and_by_subject_and_verify_two_photos(api: Api, faces_dir
             "photo_b": ("b.jpg", b.read_bytes(), "image/jpeg"),
         }
         response = client.post("/v1/verify", files=files, data=form, headers=inv)
-        return {"status": response.status_code, **response.json()}
+        return {**response.json(), "http": response.status_code}
 
     same = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Katy_Perry", 3), purpose=PURPOSE)
-    assert same["status"] == 200 and same["same_person"] is True
+    assert same["http"] == 200 and same["same_person"] is True
     other = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Elon_Musk", 1), purpose=PURPOSE)
     assert other["same_person"] is False and other["distance"] > same["distance"]
     refused = verify(dev(faces_dir, "Katy_Perry", 2), dev(faces_dir, "Katy_Perry", 3))
-    assert refused["status"] == 422 and refused["code"] == "purpose_required"
+    assert refused["http"] == 422 and refused["code"] == "purpose_required"
     assert [e.actor for e in api.engine.audit.entries(action="verify")] == ["key:investigator"] * 2
 
     # Searches from many threads at once answer as one alone does (the engine serialises the
@@ -374,16 +374,42 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     ).json()
     assert extended["deadline"] == extended["extended_until"] > extended["due_at"]
 
-    # The DPO previews, then erases exactly what was reviewed.
+    # The DPO reviews the candidates: the match is included; possible ones are decided by eye.
+    review = client.get(f"/v1/rights/requests/{ref}/review", headers=dpo).json()
+    assert review["kind"] == "erasure" and review["included"] == [kit]
+    assert review["headline"].startswith("1 match") and review["version"]
+    (candidate,) = [c for c in review["candidates"] if c["face_id"] == kit]
+    assert candidate["tier"] == "match" and candidate["included"] and candidate["odds"]
+    assert client.get(f"/v1/rights/requests/{ref}", headers=dpo).json()["reviewed"]
+    if review["to_check"]:
+        pending = client.post(
+            f"/v1/rights/requests/{ref}/erasure", json={"confirm": True}, headers=dpo
+        )
+        assert pending.status_code == 422 and pending.json()["code"] == "review_pending"
+        review = client.post(
+            f"/v1/rights/requests/{ref}/review",
+            data={"strike": review["to_check"], "review_version": review["version"]},
+            headers=dpo,
+        ).json()
+    assert review["to_check"] == [] and review["included"] == [kit]
+
+    # Then previews, and erases exactly what was reviewed.
     preview = client.get(f"/v1/rights/requests/{ref}/erasure-preview", headers=dpo).json()
     assert preview["face_ids"] == [kit] and preview["images_removed"] == 1
+    assert preview["review_version"] == review["version"] and preview["to_check"] == []
     erase = f"/v1/rights/requests/{ref}/erasure"
     unconfirmed = client.post(erase, json={"confirm": False}, headers=dpo)
     assert unconfirmed.json()["code"] == "confirmation_required"
     stale = client.post(erase, json={"confirm": True, "face_ids": [kit, 10**6]}, headers=dpo)
     assert stale.status_code == 422 and stale.json()["code"] == "plan_changed"
+    old = client.post(erase, json={"confirm": True, "review_version": "0" * 16}, headers=dpo)
+    assert old.status_code == 422 and old.json()["code"] == "review_changed"
     assert client.get(f"/v1/faces/{kit}", headers=dpo).status_code == 200  # nothing erased yet
-    receipt = client.post(erase, json={"confirm": True, "face_ids": [kit]}, headers=dpo)
+    receipt = client.post(
+        erase,
+        json={"confirm": True, "face_ids": [kit], "review_version": review["version"]},
+        headers=dpo,
+    )
     assert receipt.status_code == 200, receipt.text
     assert receipt.json()["faces_erased"] == 1 and receipt.json()["suppression_added"]
     assert receipt.json()["signature"]
@@ -411,13 +437,24 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert again.status_code == 201 and again.json()["image_id"] is None
     assert again.json()["summary"]["suppressed_photos"] == ["kit-again.jpg"]
     (entry,) = client.get("/v1/rights/suppression", headers=dpo).json()
-    done = client.patch(f"/v1/rights/requests/{ref}", json={"status": "done"}, headers=dpo)
-    assert done.json()["closed_at"] and not done.json()["overdue"]
+    # The erasure closed the request, with its receipt; its photo is gone.
+    done = client.get(f"/v1/rights/requests/{ref}", headers=dpo).json()
+    assert done["status"] == "done" and done["closed_at"] and not done["overdue"]
+    assert done["receipt_id"] == receipt.json()["receipt_id"] and not done["has_selfie"]
+    same = client.patch(f"/v1/rights/requests/{ref}", json={"status": "done"}, headers=dpo)
+    assert same.status_code == 200 and same.json()["closed_at"] == done["closed_at"]
+    reopen = client.patch(f"/v1/rights/requests/{ref}", json={"status": "received"}, headers=dpo)
+    assert reopen.status_code == 422 and reopen.json()["code"] == "closed"
     assert ref not in [r["ref"] for r in client.get("/v1/rights/requests", headers=dpo).json()]
     closed = client.get("/v1/rights/requests", params={"all": True}, headers=dpo).json()
     assert ref in [r["ref"] for r in closed]
     again = client.get(f"/v1/rights/requests/{ref}/erasure-preview", headers=dpo)
     assert again.json()["code"] == "closed"
+    history = client.get(f"/v1/rights/requests/{ref}/history", headers=dpo).json()
+    assert [h["action"] for h in history][0] == "request" and "erasure" in {
+        h["action"] for h in history
+    }
+    assert all(h["details"]["request"] == ref for h in history)
     removed = client.post(
         f"/v1/rights/suppression/{entry['id']}/remove",
         json={"reason": "consent given"},
@@ -425,7 +462,8 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     )
     assert removed.is_success and client.get("/v1/rights/suppression", headers=dpo).json() == []
 
-    # An access request: the package holds the person's photos, and nothing else.
+    # An access request: reviewed, with an identity check; the package holds the person's
+    # photos, and nothing else.
     katy_selfie = dev(faces_dir, "Katy_Perry", 1).read_bytes()
     access = client.post(
         "/v1/rights/requests",
@@ -435,7 +473,26 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     ).json()["ref"]
     wrong = client.get(f"/v1/rights/requests/{access}/erasure-preview", headers=dpo)
     assert wrong.status_code == 422 and wrong.json()["code"] == "wrong_kind"
-    package = client.post(f"/v1/rights/requests/{access}/access-package", headers=dpo)
+    katy_review = client.get(f"/v1/rights/requests/{access}/review", headers=dpo).json()
+    strangers = client.post(
+        f"/v1/rights/requests/{access}/review",
+        data={"strike": katy_review["to_check"]},
+        files={"verify_with": ("id.jpg", selfie, "image/jpeg")},  # Kit's face, not hers
+        headers=dpo,
+    )
+    assert strangers.status_code == 422 and strangers.json()["code"] == "identity_check_failed"
+    katy_review = client.post(
+        f"/v1/rights/requests/{access}/review",
+        data={"strike": katy_review["to_check"]},
+        files={"verify_with": ("id.jpg", dev(faces_dir, "Katy_Perry", 2).read_bytes(), "i/j")},
+        headers=dpo,
+    ).json()
+    assert katy_review["identity_check"].startswith("The selfie matched")
+    package = client.post(
+        f"/v1/rights/requests/{access}/access-package",
+        data={"review_version": katy_review["version"]},
+        headers=dpo,
+    )
     assert package.status_code == 200, package.text
     assert package.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(package.content)) as z:
@@ -462,7 +519,94 @@ def test_a_rights_request_is_answered_and_the_erased_person_is_gone(
     assert objection["faces_restricted"] == 1
     assert objection["request"]["kind"] == "objection"
     assert objection["request"]["status"] == "in_review"
+    rose_face = api.face_of("Rose_Leslie")
+    listed = client.get("/v1/rights/restrictions", headers=dpo).json()
+    assert [f["id"] for f in listed] == [rose_face] and listed[0]["restricted"]
+    # Settled: the restriction of the reviewed faces is lifted, through the review.
+    objection_ref = objection["request"]["ref"]
+    rose_review = client.get(f"/v1/rights/requests/{objection_ref}/review", headers=dpo).json()
+    client.post(
+        f"/v1/rights/requests/{objection_ref}/review",
+        data={"strike": rose_review["to_check"]},
+        headers=dpo,
+    )
+    lifted = client.post(
+        f"/v1/rights/requests/{objection_ref}/restriction", json={"lift": True}, headers=dpo
+    )
+    assert lifted.json() == {"face_ids": [rose_face], "lifted": True}
+    assert client.get("/v1/rights/restrictions", headers=dpo).json() == []
     assert all(e.actor == "key:dpo" for e in api.engine.audit.entries(action="request"))
+
+
+def test_a_request_photo_must_show_the_person_and_can_be_replaced(
+    api: Api, faces_dir: Path
+) -> None:
+    client, dpo = api.client, api.as_("dpo")
+    extra = faces_dir / "dev" / "extra"
+    two = (extra / "kit_with_rose.jpg").read_bytes()
+    faces = client.post(
+        "/v1/rights/photo-faces", files={"photo": ("two.jpg", two, "image/jpeg")}, headers=dpo
+    ).json()
+    assert [f["number"] for f in faces["faces"]] == [1, 2] and faces["unusable"] == 0
+    assert faces["faces"][0]["box"]["right"] > faces["faces"][0]["box"]["left"]
+
+    def new(photo: bytes, **fields: str) -> dict:
+        response = client.post(
+            "/v1/rights/requests",
+            data={"kind": "erasure", **fields},
+            files={"selfie": ("p.jpg", photo, "image/jpeg")},
+            headers=dpo,
+        )
+        return {**response.json(), "http": response.status_code}
+
+    dogs = new((extra / "dogs.jpg").read_bytes())
+    assert (dogs["http"], dogs["code"]) == (422, "no_face")
+    several = new(two)
+    assert (several["http"], several["code"]) == (422, "several_faces")
+    assert new(two, face="3")["code"] == "no_such_face"
+    assert client.get("/v1/rights/requests", headers=dpo).json() == []  # nothing stored
+    created = new(two, face="1")
+    assert created["http"] == 201 and created["has_selfie"]
+    ref = created["ref"]
+    kept = api.engine.request_selfie(ref)
+    assert kept != two and len(api.engine.photo_faces(kept).faces) == 1
+    kit = api.face_of("Kit_Harington")
+    assert client.get(f"/v1/rights/requests/{ref}/review", headers=dpo).json()["included"] == [kit]
+
+    rose = dev(faces_dir, "Rose_Leslie", 1).read_bytes()
+    replaced = client.put(
+        f"/v1/rights/requests/{ref}/selfie",
+        files={"selfie": ("r.jpg", rose, "image/jpeg")},
+        headers=dpo,
+    )
+    assert replaced.status_code == 200 and not replaced.json()["reviewed"]
+    rose_face = api.face_of("Rose_Leslie")
+    review = client.get(f"/v1/rights/requests/{ref}/review", headers=dpo).json()
+    assert review["included"] == [rose_face]
+
+    noted = client.post(
+        f"/v1/rights/requests/{ref}/notes", json={"text": "Photo replaced by email"}, headers=dpo
+    )
+    assert "key:dpo: Photo replaced by email" in noted.json()["notes"]
+    events = [
+        h["details"].get("event")
+        for h in client.get(f"/v1/rights/requests/{ref}/history", headers=dpo).json()
+    ]
+    assert events == ["received", "reviewed", "photo_replaced", "reviewed", "note"]
+    refused = client.patch(f"/v1/rights/requests/{ref}", json={"status": "rejected"}, headers=dpo)
+    assert refused.json()["status"] == "rejected" and not refused.json()["has_selfie"]
+    late = client.put(
+        f"/v1/rights/requests/{ref}/selfie",
+        files={"selfie": ("r.jpg", rose, "image/jpeg")},
+        headers=dpo,
+    )
+    assert late.status_code == 422 and late.json()["code"] == "closed"
+    assert (
+        client.get(f"/v1/rights/requests/{ref}/history", headers=dpo).json()[-1]["details"][
+            "photo_destroyed"
+        ]
+        is True
+    )
 
 
 def test_the_audit_log_is_queried_exported_and_verified(

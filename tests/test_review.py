@@ -11,6 +11,7 @@ be enough to find, erase and suppress them all.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,108 @@ def test_review_is_kept_with_the_request_and_survives_reloading(
     assert Review.from_json(reloaded.to_json()).to_json() == reloaded.to_json()
     entry = engine.audit.entries(action="request")[-1]
     assert entry.details["event"] == "reviewed" and set(entry.details["included"]) == hers
+
+
+def settle_as_hers(engine: Engine, ref: str, hers: set[int]) -> Review:
+    """A reviewer includes her faces and strikes the others, until nothing is left to check."""
+    review = engine.request_review(ref, reviewer="dpo")
+    while review.to_check or not set(review.face_ids) >= hers & {
+        c.face_id for c in review.candidates
+    }:
+        ids = {c.face_id for c in review.candidates}
+        review = engine.decide_request(
+            ref,
+            include=ids & hers,
+            strike=ids - hers,
+            version=review.version,
+            reviewer="dpo",
+        )
+    return review
+
+
+def test_an_erasure_by_request_waits_for_every_decision_and_for_photos_added_since(
+    engine: Engine, faces_dir: Path
+) -> None:
+    hers = held_faces(engine)
+    selfie = selfie_of(faces_dir)
+    request = engine.create_request("erasure", selfie=engine.intake_photo(selfie.read_bytes()))
+    ref = request.ref
+    first = engine.request_review(ref, reviewer="dpo")
+    with pytest.raises(RightsError) as pending:
+        engine.erase_request(ref, actor="dpo")
+    assert pending.value.code == "review_pending" and "not yet decided" in pending.value.message
+
+    review = settle_as_hers(engine, ref, hers)
+    assert set(review.face_ids) == hers and review.version != first.version
+    with pytest.raises(RightsError) as stale:
+        engine.erase_request(ref, version=first.version, actor="dpo")
+    assert stale.value.code == "review_changed"
+
+    # A photo of her is catalogued after the review: nothing goes until it is looked at.
+    assert engine.add([selfie], source="test").images_added == 1
+    (new,) = held_faces(engine) - hers
+    with pytest.raises(RightsError) as changed:
+        engine.erase_request(ref, version=review.version, actor="dpo")
+    assert changed.value.code == "review_changed" and "photos added since" in changed.value.message
+    assert engine.face(new)  # nothing was erased
+    review = engine.request_review(ref)
+    (arrived,) = [c for c in review.candidates if c.face_id == new]
+    assert arrived.found_in_round == review.rounds
+    review = settle_as_hers(engine, ref, hers | {new})
+
+    receipt = engine.erase_request(ref, version=review.version, actor="dpo")
+    assert receipt.faces_erased == 4 and held_faces(engine) == set()
+    closed = engine.request(ref)
+    assert (closed.status, closed.receipt_id, closed.selfie) == ("done", receipt.receipt_id, None)
+    assert engine.request_receipt(ref)["faces_erased"] == 4  # type: ignore[index]
+    kept = engine.stored_review(ref)
+    assert kept is not None and set(kept.face_ids) == hers | {new} and kept.template is None
+    with pytest.raises(RightsError, match="nothing more is done"):
+        engine.request_review(ref)
+    actions = [e.action for e in engine.request_history(ref)]
+    assert actions[0] == "request" and "erasure" in actions
+
+
+def test_cli_records_a_request_from_a_photo_of_two_people_and_erases_by_it(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    extra = faces_dir / "dev" / "extra"
+    code, out = vultus(
+        data_dir, "rights", "request", "erasure", "--selfie", str(extra / "dogs.jpg")
+    )
+    assert code != 0 and "no usable face" in out
+    two = str(extra / "two_people.jpg")
+    code, out = vultus(data_dir, "rights", "request", "erasure", "--selfie", two)
+    assert code == 2 and "shows 2 faces" in out and "--face N" in out
+    code, out = vultus(data_dir, "rights", "request", "erasure", "--selfie", two, "--face", "2")
+    assert code == 0, out
+    found = re.search(r"request (R-\d{8}-[0-9A-F]{6})", out)
+    assert found is not None
+    ref = found[1]
+    with Engine.open(data_dir, workers=1) as engine:
+        assert len(engine.photo_faces(engine.request_selfie(ref)).faces) == 1
+
+    selfie = selfie_of(faces_dir)
+    code, out = vultus(
+        data_dir, "rights", "update", ref, "--selfie", str(selfie), "--note", "better photo"
+    )
+    assert code == 0 and "photo replaced" in out, out
+    with Engine.open(data_dir, workers=1) as engine:
+        assert engine.request_selfie(ref) == selfie.read_bytes()
+        assert "better photo" in (engine.request(ref).notes or "")
+        hers = held_faces(engine)
+
+    include = [a for fid in sorted(hers) for a in ("--include", str(fid))]
+    code, out = vultus(
+        data_dir, "rights", "erase", str(selfie), "--request", ref, *include, "--yes"
+    )
+    assert code == 0 and "3 face(s) removed from Vultus" in out, out
+    with Engine.open(data_dir, workers=1) as engine:
+        closed = engine.request(ref)
+        assert closed.status == "done" and closed.receipt_id and closed.selfie is None
+        review = engine.stored_review(ref)
+        assert review is not None and review.to_check == []  # --yes struck the rest
+    code, out = vultus(data_dir, "rights", "erase", str(selfie), "--request", ref, "--yes")
+    assert code == 2 and "nothing more is done" in out
+    code, out = vultus(data_dir, "rights", "suppression")
+    assert code == 0 and ref in out  # the entry names the request that erased the person

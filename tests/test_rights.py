@@ -23,7 +23,13 @@ from conftest import CONTROLLER, PURPOSE, add_test_source, name_controller
 from vultus.clock import now
 from vultus.crypto import WrongKeyError, read_encrypted_file, read_key_file
 from vultus.engine import Engine
-from vultus.errors import ConsentRequiredError, PurposeError, RightsError, VultusError
+from vultus.errors import (
+    ConsentRequiredError,
+    NotFoundError,
+    PurposeError,
+    RightsError,
+    VultusError,
+)
 from vultus.index.backends import INDEX_AAD
 from vultus.rights.erasure import ErasureReceipt
 
@@ -208,7 +214,8 @@ def test_an_erased_person_stays_erased(
     assert sorted(dry.suppressed_photos) == kit_photos
     assert not engine.search(selfie, purpose=PURPOSE).found
 
-    ((entry_id, _),) = engine.suppression_list()
+    ((entry_id, _, request_ref),) = engine.suppression_list()
+    assert request_ref is None  # erased without a request
     with pytest.raises(RightsError, match="reason"):
         engine.remove_suppression(entry_id, reason=" ")
     engine.remove_suppression(entry_id, reason="the person asked to be included again")
@@ -301,6 +308,16 @@ def test_requests_carry_the_one_month_deadline(empty_engine: Engine) -> None:
     assert [q.kind for q in empty_engine.requests()] == ["access", "erasure"]
     empty_engine.update_request(r.ref, status="done")
     assert [q.kind for q in empty_engine.requests()] == ["access"]
+    # Closed: its photo is destroyed, and it stays closed.
+    with pytest.raises(NotFoundError, match="holds no photo"):
+        empty_engine.request_selfie(r.ref)
+    assert empty_engine.update_request(r.ref, status="done").status == "done"  # no change
+    with pytest.raises(RightsError, match="stays closed"):
+        empty_engine.update_request(r.ref, status="in_review")
+    with pytest.raises(RightsError, match="stays closed"):
+        empty_engine.update_request(r.ref, extend_months=1, reason="late")
+    entry = empty_engine.request_history(r.ref)[-1]
+    assert entry.details["status"] == "done" and entry.details["photo_destroyed"] is True
 
 
 def test_key_rotation_preserves_every_search_result_and_a_wrong_key_changes_nothing(

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import re
+import shutil
 import time
 import zipfile
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import CONTROLLER, PURPOSE
+from conftest import CONTROLLER, HARD_TO_FIND, PURPOSE, hard_to_find
 from vultus.api import create_app
 from vultus.cli import app as cli_app
 from vultus.engine import Engine
@@ -270,8 +271,48 @@ def test_the_faces_of_a_photo_are_found_before_searching(gallery_web: Web, faces
     assert bad.status_code == 422 and "not" in bad.json()["error"]
 
 
-# -- rights: erasure with preview and confirmation ---------------------------------------------
-def test_the_dpo_erases_a_person_after_reviewing_the_preview(
+# -- rights: every act by selfie starts from a review of the candidates ------------------------
+@dataclasses.dataclass
+class ReviewPage:
+    """The review screen as a reviewer sees it: the form's version, the faces shown and ticked."""
+
+    text: str
+    version: str
+    shown: list[int]
+    ticked: list[int]
+
+    def form(self, include: list[int] | None = None, **extra: object) -> dict[str, object]:
+        """The form as sent, with `include` ticked (as shown when None)."""
+        ticked = self.ticked if include is None else include
+        return {
+            "version": self.version,
+            "shown": [str(i) for i in self.shown],
+            "include": [str(i) for i in ticked],
+            **extra,
+        }
+
+
+def review_page(web: Web, ref: str) -> ReviewPage:
+    response = web.client.get(f"/ui/rights/requests/{ref}/review")
+    assert response.status_code == 200, response.text
+    text = response.text
+    version = re.search(r'name="version" value="([0-9a-f]+)"', text)
+    assert version is not None
+    return ReviewPage(
+        text,
+        version[1],
+        [int(i) for i in re.findall(r'name="shown" value="(\d+)"', text)],
+        [int(i) for i in re.findall(r'name="include" value="(\d+)" checked', text)],
+    )
+
+
+def flash(response: object) -> str:
+    text = getattr(response, "text", "")
+    found = re.search(r'<div class="flash (?:ok|error)"[^>]*>(.*?)</div>', text, re.S)
+    return found[1].strip() if found else ""
+
+
+def test_the_dpo_erases_a_person_after_reviewing_the_candidates(
     gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
 ) -> None:
     web = gallery_web
@@ -284,22 +325,29 @@ def test_the_dpo_erases_a_person_after_reviewing_the_preview(
     )
     assert created.status_code == 200
     (request,) = web.engine.requests()
-    assert request.ref in created.text and "Review erasure" in created.text
+    assert f"<h1>Request <code>{request.ref}</code></h1>" in created.text
+    assert "Review the candidates" in created.text and "received" in created.text
+    # The old preview address leads to the review.
+    old = web.client.get(f"/ui/rights/requests/{request.ref}/erasure", follow_redirects=False)
+    assert old.headers["location"] == f"/ui/rights/requests/{request.ref}/review"
 
-    preview = web.client.get(f"/ui/rights/requests/{request.ref}/erasure")
-    reviewed = [int(i) for i in re.findall(r'name="reviewed" value="(\d+)"', preview.text)]
-    assert preview.status_code == 200 and len(reviewed) == 1
-    assert web.client.get(f"/ui/media/faces/{reviewed[0]}.jpg?o=erase").status_code == 200
+    review = review_page(web, request.ref)
+    assert review.shown == review.ticked and len(review.ticked) == 1  # the match, pre-ticked
+    (kit,) = review.ticked
+    assert re.search(r'class="lead headline"[^>]*>1 match\.<', review.text)
+    assert "strangers&#39; faces come this close" in review.text  # the odds, in words
+    assert web.engine.request(request.ref).status == "in_review"
+    assert web.client.get(f"/ui/media/faces/{kit}.jpg?o=erase").status_code == 200
 
-    form = {"reviewed": [str(i) for i in reviewed]}
-    unconfirmed = web.client.post(f"/ui/rights/requests/{request.ref}/erasure", data=form)
-    assert "Tick the confirmation" in unconfirmed.text
-    assert web.engine.face(reviewed[0])  # still there
+    erase = f"/ui/rights/requests/{request.ref}/erasure"
+    unconfirmed = web.client.post(erase, data=review.form())
+    assert "Tick the confirmation" in flash(unconfirmed)
+    stale = web.client.post(erase, data={**review.form(confirm="yes"), "version": "0" * 16})
+    assert "changed since it was shown" in flash(stale) and web.engine.face(kit)
 
-    done = web.client.post(
-        f"/ui/rights/requests/{request.ref}/erasure", data={**form, "confirm": "yes"}
-    )
-    assert done.status_code == 200 and "Faces removed from Vultus" in done.text
+    done = web.client.post(erase, data=review.form(confirm="yes"))
+    assert done.status_code == 200 and f"Erased: {request.ref}" in done.text
+    assert "Faces removed from Vultus" in done.text
     # The gallery's photo is the operator's original: the page says it stays, and where.
     original = next(p for p in gallery_split[0] if p.parent.name == who)
     assert "Photos deleted" not in done.text and "Left in place" in done.text
@@ -308,6 +356,142 @@ def test_the_dpo_erases_a_person_after_reviewing_the_preview(
     result = web.engine.search(selfie, purpose=PURPOSE)
     assert not result.found
     assert who not in {Path(m.image_path).parent.name for m in result.matches}
+
+    # The request is done: its photo is destroyed, its receipt kept, nothing offered again.
+    closed = web.engine.request(request.ref)
+    assert closed.status == "done" and closed.selfie is None and closed.receipt_id
+    page = web.client.get(f"/ui/rights/requests/{request.ref}").text
+    assert "The photo was destroyed when the request closed" in page
+    assert closed.receipt_id in page and "Erasure receipt" in page
+    assert "Review the candidates" not in page and "Continue the review" not in page
+    assert 'action="/ui/rights/requests/' + request.ref + '/update"' not in page
+    again = web.client.post(erase, data=review.form(confirm="yes"))
+    assert "is done: nothing more is done for it" in flash(again)
+    # The button the receipt page offers changes nothing now.
+    marked = web.client.post(f"/ui/rights/requests/{request.ref}/update", data={"status": "done"})
+    assert "already done" in flash(marked)
+
+
+@pytest.fixture(scope="module")
+def hard_dir(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
+    return hard_to_find(tmp_path_factory.mktemp("hard"), faces_dir)
+
+
+@pytest.fixture
+def hard_web(hard_dir: Path, tmp_path: Path) -> Iterator[Web]:
+    copy = tmp_path / "data"
+    shutil.copytree(hard_dir, copy)
+    with Engine.open(copy, workers=1) as engine:
+        yield _web(engine)
+
+
+def hers(web: Web) -> set[int]:
+    return {
+        f.face_id
+        for f in web.engine.list_faces(limit=1000)
+        if Path(f.image_path).parent.name == HARD_TO_FIND
+    }
+
+
+def test_an_access_package_comes_from_a_review_with_possible_matches_expansion_and_an_id_check(
+    hard_web: Web, faces_dir: Path
+) -> None:
+    web = hard_web
+    photos = sorted((faces_dir / "dev" / "images" / HARD_TO_FIND).iterdir())
+    selfie = photos[0].read_bytes()
+    web.sign_in("dpo")
+    web.client.post(
+        "/ui/rights/requests",
+        data={"kind": "access", "contact": "katy@example.org"},
+        files={"selfie": ("me.jpg", selfie, "image/jpeg")},
+    )
+    (request,) = web.engine.requests()
+    ref = request.ref
+    her_faces = hers(web)
+    assert len(her_faces) == 3
+
+    # No certain match, two possible: shown, not ticked, and never "nothing held".
+    first = review_page(web, ref)
+    assert "No certain match; 2 possible matches to check." in first.text
+    headline = re.search(r'headline"[^>]*>([^<]*)<', first.text)
+    assert headline is not None and "nothing" not in headline[1].lower()
+    assert len(first.shown) == 2 and first.ticked == []
+    assert "possible, check by eye" in first.text and "to check" in first.text
+    assert set(first.shown) < her_faces
+
+    # Nothing leaves while a possible match is undecided.
+    early = web.client.post(f"/ui/rights/requests/{ref}/access", data={"version": first.version})
+    assert "not yet decided" in flash(early)
+
+    # Confirming her faces searches again from them, which finds her third photo.
+    saved = web.client.post(
+        f"/ui/rights/requests/{ref}/review", data=first.form(include=first.shown)
+    )
+    assert "Decisions saved." in flash(saved) and "found 1 new candidate" in flash(saved)
+    second = review_page(web, ref)
+    assert set(second.ticked) == set(first.shown) and len(second.shown) == 3
+    assert "search 1 from the confirmed faces" in second.text
+    (found,) = set(second.shown) - set(first.shown)
+    assert found in her_faces and found not in second.ticked
+    stale = web.client.post(f"/ui/rights/requests/{ref}/review", data=first.form(first.shown))
+    assert "changed since it was shown" in flash(stale)
+
+    # The identity check: a stranger's photo is refused and nothing is disclosed ...
+    stranger = next((faces_dir / "dev" / "images" / "Kit_Harington").iterdir()).read_bytes()
+    refused = web.client.post(
+        f"/ui/rights/requests/{ref}/review",
+        data=second.form(include=second.shown),
+        files={"verify_with": ("id.jpg", stranger, "image/jpeg")},
+    )
+    assert "identity check failed" in flash(refused)
+    failed = web.engine.audit.entries(action="access")[-1]
+    assert failed.details == {"request": ref, "identity_check": "failed"}
+
+    # ... and her own ID photo passes; the check shows on the review.
+    verified = web.client.post(
+        f"/ui/rights/requests/{ref}/review",
+        data=second.form(include=sorted(her_faces)),
+        files={"verify_with": ("id.jpg", photos[1].read_bytes(), "image/jpeg")},
+    )
+    assert "Identity check passed." in flash(verified)
+    final = review_page(web, ref)
+    assert set(final.ticked) == her_faces
+    assert re.search(
+        r'class="identity"><span class="badge ok">passed</span> The selfie matched', final.text
+    )
+
+    package = web.client.post(f"/ui/rights/requests/{ref}/access", data=final.form())
+    assert package.status_code == 200, flash(package)
+    assert package.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(package.content)) as z:
+        crops = [n for n in z.namelist() if n.startswith("crops/")]
+        data = json.loads(z.read("data.json"))
+    assert len(crops) == 3
+    assert {f["face_id"] for img in data["images"] for f in img["faces"]} == her_faces
+    assert "matched the second photo" in json.dumps(data)
+
+    # The request's page tells its life; marked done, its photo goes and nothing more is done.
+    assert web.client.get(f"/ui/media/requests/{ref}/selfie.jpg").status_code == 200
+    page = web.client.get(f"/ui/rights/requests/{ref}").text
+    for line in (
+        "Request received (access)",
+        "Review kept",
+        "identity check passed",
+        "Identity check failed: nothing disclosed",
+        "Access package made: 3 face(s)",
+        "The request&#39;s photo viewed",
+    ):
+        assert line in page, line
+    web.client.post(f"/ui/rights/requests/{ref}/update", data={"status": "done", "back": "request"})
+    assert web.engine.request(ref).selfie is None
+    after = web.client.post(f"/ui/rights/requests/{ref}/access", data=final.form())
+    assert "is done: nothing more is done for it" in flash(after)
+    assert (
+        web.client.get(f"/ui/rights/requests/{ref}/review", follow_redirects=False).headers[
+            "location"
+        ]
+        == f"/ui/rights/requests/{ref}"
+    )
 
 
 def test_the_queue_shows_deadlines_with_overdue_requests_in_red(web: Web) -> None:
@@ -364,30 +548,169 @@ def test_the_audit_log_filters_verifies_and_exports(web: Web) -> None:
     assert web.client.get("/ui/reports/dpia.md").status_code == 200
 
 
-def test_the_dpo_answers_access_and_restriction_requests(
+def test_the_dpo_restricts_the_reviewed_faces_of_a_restriction_request_and_lifts_them(
     gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
 ) -> None:
     web = gallery_web
     selfie = next(p for p, w in gallery_split[1] if w == "Jack_Dorsey")
     web.sign_in("dpo")
     photo = {"selfie": (selfie.name, selfie.read_bytes(), "image/jpeg")}
-    for kind in ("access", "restriction"):
-        web.client.post("/ui/rights/requests", data={"kind": kind}, files=photo)
-    refs = {r.kind: r.ref for r in web.engine.requests()}
-
-    package = web.client.post(f"/ui/rights/requests/{refs['access']}/access")
-    assert package.status_code == 200 and package.headers["content-type"] == "application/zip"
-    with zipfile.ZipFile(io.BytesIO(package.content)) as z:
-        assert len([n for n in z.namelist() if n.startswith("crops/")]) == 1
-
-    restricted = web.client.post(f"/ui/rights/requests/{refs['restriction']}/restrict")
-    assert "Restriction placed on 1 face(s)" in restricted.text
-    assert not web.engine.search(selfie, purpose=PURPOSE).found
-    lifted = web.client.post(
-        f"/ui/rights/requests/{refs['restriction']}/restrict", data={"action": "lift"}
+    web.client.post("/ui/rights/requests", data={"kind": "restriction"}, files=photo)
+    (request,) = web.engine.requests()
+    review = review_page(web, request.ref)
+    (jack,) = review.ticked
+    # Every possible candidate is decided on the form: unticked ones are struck.
+    restricted = web.client.post(
+        f"/ui/rights/requests/{request.ref}/restrict", data=review.form(action="restrict")
     )
-    assert "Restriction lifted for 1 face(s)" in lifted.text
+    assert "Restriction placed on 1 face(s)" in flash(restricted)
+    assert not web.engine.search(selfie, purpose=PURPOSE).found
+
+    # The DPO's page lists the restricted face, with its lifting.
+    rights = web.client.get("/ui/rights").text
+    assert f'id="restricted-{jack}"' in rights and f"/ui/media/faces/{jack}.jpg" in rights
+    again = review_page(web, request.ref)
+    assert "restricted" in again.text
+    lifted = web.client.post(
+        f"/ui/rights/requests/{request.ref}/restrict", data=again.form(action="lift")
+    )
+    assert "Restriction lifted for 1 face(s)" in flash(lifted)
     assert web.engine.search(selfie, purpose=PURPOSE).found
+    entries = web.engine.request_history(request.ref)
+    assert [e.details["lifted"] for e in entries if e.action == "restriction"] == [False, True]
+
+    # A face restricted by hand is lifted from the list, with a reason.
+    web.client.post("/ui/rights/restrictions", data={"faces": str(jack), "reason": "contested"})
+    assert f'id="restricted-{jack}"' in web.client.get("/ui/rights").text
+    web.client.post(
+        "/ui/rights/restrictions",
+        data={"faces": str(jack), "action": "lift", "reason": "settled"},
+    )
+    assert f'id="restricted-{jack}"' not in web.client.get("/ui/rights").text
+
+
+def test_a_photo_with_no_face_is_refused_and_one_of_several_people_opens_a_picker(
+    gallery_web: Web, faces_dir: Path
+) -> None:
+    web = gallery_web
+    extra = faces_dir / "dev" / "extra"
+    web.sign_in("dpo")
+    dogs = web.client.post(
+        "/ui/rights/requests",
+        data={"kind": "erasure", "contact": "a@example.org"},
+        files={"selfie": ("dogs.jpg", (extra / "dogs.jpg").read_bytes(), "image/jpeg")},
+    )
+    assert "Nothing was recorded: no usable face in the photo" in flash(dogs)
+    assert web.engine.requests() == []
+
+    two = (extra / "kit_with_rose.jpg").read_bytes()
+    picker = web.client.post(
+        "/ui/rights/requests",
+        data={"kind": "erasure", "contact": "kit@example.org", "notes": "by letter"},
+        files={"selfie": ("kit_with_rose.jpg", two, "image/jpeg")},
+    )
+    assert picker.status_code == 200 and "Which face is the person" in picker.text
+    assert web.engine.requests() == []  # nothing stored while the person is chosen
+    faces = re.findall(r'name="face" value="(\d+)"', picker.text)
+    assert faces == ["1", "2"] and picker.text.count('class="box pick"') == 2
+    photo = re.search(r'name="photo" value="([^"]+)"', picker.text)
+    assert photo is not None
+    hidden = dict(
+        re.findall(r'type="hidden" name="(kind|contact|notes)" value="([^"]*)"', picker.text)
+    )
+    assert hidden == {"kind": "erasure", "contact": "kit@example.org", "notes": "by letter"}
+
+    chosen = web.client.post("/ui/rights/requests", data={**hidden, "photo": photo[1], "face": "1"})
+    assert "recorded" in flash(chosen)
+    (request,) = web.engine.requests()
+    kept = web.engine.request_selfie(request.ref)
+    assert kept != two and len(web.engine.photo_faces(kept).faces) == 1
+    assert "by letter" in (request.notes or "")
+    # The crop is Kit alone, and finds his photos.
+    review = review_page(web, request.ref)
+    kit = {f.face_id for f in web.engine.list_faces(limit=100) if "Kit_Harington" in f.image_path}
+    assert set(review.ticked) == kit
+
+    # The photo is replaced (a photo of one person is kept as sent); the review starts again.
+    rose = next((faces_dir / "dev" / "images" / "Rose_Leslie").iterdir()).read_bytes()
+    replaced = web.client.post(
+        f"/ui/rights/requests/{request.ref}/photo",
+        files={"selfie": ("rose.jpg", rose, "image/jpeg")},
+    )
+    assert "Photo replaced" in flash(replaced)
+    assert web.engine.request_selfie(request.ref) == rose
+    assert web.engine.request(request.ref).review is None
+    refused = web.client.post(
+        f"/ui/rights/requests/{request.ref}/photo",
+        files={"selfie": ("dogs.jpg", (extra / "dogs.jpg").read_bytes(), "image/jpeg")},
+    )
+    assert "The photo was not replaced: no usable face" in flash(refused)
+    assert web.engine.request_selfie(request.ref) == rose
+
+    # A photo kept before intake checked it leads to its replacement, not to a dead end.
+    old = web.engine.create_request("access", selfie=two)
+    stuck = web.client.get(f"/ui/rights/requests/{old.ref}/review")
+    assert stuck.url.path == f"/ui/rights/requests/{old.ref}"
+    assert "cannot be reviewed: the photo shows 2 faces" in flash(stuck)
+    assert "Replace the photo" in stuck.text
+
+
+def test_a_requests_page_tells_its_life_notes_deadline_and_refusal(web: Web) -> None:
+    created = web.engine.create_request("access", contact="p@example.org", notes="by post")
+    ref = created.ref
+    web.sign_in("dpo")
+    page = web.client.get(f"/ui/rights/requests/{ref}")
+    assert page.status_code == 200
+    assert 'data-status="received">received<' in page.text
+    assert "No photo with this request" in page.text and "Add a photo" in page.text
+    assert "by post" in page.text and "Request received (access)" in page.text
+
+    noted = web.client.post(f"/ui/rights/requests/{ref}/notes", data={"text": "Called back"})
+    assert "Note added" in flash(noted)
+    assert (
+        web.client.post(f"/ui/rights/requests/{ref}/notes", data={"text": " "}).status_code == 200
+    )
+    extended = web.client.post(
+        f"/ui/rights/requests/{ref}/update",
+        data={"extend": "1", "reason": "many archives", "back": "request"},
+    )
+    assert "Called back" in extended.text and "key:dpo-key: Called back" in extended.text
+    assert "many archives" in extended.text and "deadline extended by 1 month(s)" in extended.text
+    moved = web.client.post(
+        f"/ui/rights/requests/{ref}/update", data={"status": "in_review", "back": "request"}
+    )
+    assert 'data-status="in_review">in review<' in moved.text
+
+    refused = web.client.post(
+        f"/ui/rights/requests/{ref}/update", data={"status": "rejected", "back": "request"}
+    )
+    assert 'data-status="rejected">refused<' in refused.text
+    assert "Status: refused" in refused.text and "Add a photo" not in refused.text
+    reopened = web.client.post(
+        f"/ui/rights/requests/{ref}/update", data={"status": "received", "back": "request"}
+    )
+    assert "a closed request stays closed" in flash(reopened)
+    assert web.engine.request(ref).status == "rejected"
+    assert [e.details.get("event") for e in web.engine.request_history(ref)][:2] == [
+        "received",
+        "note",
+    ]
+
+
+def test_the_suppression_list_names_the_request_behind_each_entry(
+    gallery_web: Web, gallery_split: tuple[list[Path], list[tuple[Path, str]]]
+) -> None:
+    web = gallery_web
+    selfie = next(p for p, w in gallery_split[1] if w == "Katy_Perry")
+    request = web.engine.create_request("erasure", selfie=selfie.read_bytes())
+    web.engine.request_review(request.ref)
+    web.engine.erase_request(request.ref)
+    ((entry_id, _, ref),) = web.engine.suppression_list()
+    assert ref == request.ref
+    web.sign_in("dpo")
+    page = web.client.get("/ui/rights").text
+    row = re.search(rf"<th scope=\"row\">{entry_id}</th>(.*?)</tr>", page, re.S)
+    assert row is not None and f'href="/ui/rights/requests/{request.ref}"' in row[1]
 
 
 # -- the rights portal ---------------------------------------------------------------------
@@ -429,12 +752,15 @@ def _portal_form(web: Web) -> str:
     return token[1]
 
 
-def test_a_portal_request_joins_the_dpo_queue_with_its_one_month_deadline(portal: Web) -> None:
+def test_a_portal_request_joins_the_dpo_queue_with_its_one_month_deadline(
+    portal: Web, faces_dir: Path
+) -> None:
     token = _portal_form(portal)
+    me = (faces_dir / "dev" / "images" / "Kit_Harington" / "Kit_Harington_1.jpeg").read_bytes()
     response = portal.client.post(
         "/portal",
         data={"csrf": token, "email": "person@example.org", "kind": "erasure"},
-        files={"selfie": ("me.jpg", jpeg(), "image/jpeg")},
+        files={"selfie": ("me.jpg", me, "image/jpeg")},
     )
     assert response.status_code == 200
     (request,) = portal.engine.requests()
@@ -445,7 +771,7 @@ def test_a_portal_request_joins_the_dpo_queue_with_its_one_month_deadline(portal
         "person@example.org",
     )
     assert request.due_at == req.add_months(request.received_at, 1)
-    assert portal.engine.request_selfie(request.ref) == jpeg()
+    assert portal.engine.request_selfie(request.ref) == me  # one face: kept as sent
     # Nothing held is shown to the requester: no pictures, no results, no faces.
     assert "<img" not in response.text and "/media/" not in response.text
     assert "match" not in response.text.lower() and "similarity" not in response.text.lower()
@@ -466,6 +792,47 @@ def test_the_portal_refuses_a_file_that_is_not_an_image(portal: Web) -> None:
     assert "We cannot use that photo: the file is not an image" in response.text
     assert 'value="person@example.org"' in response.text  # what was typed is kept
     assert portal.engine.requests() == []
+
+
+def test_the_portal_refuses_a_photo_without_a_face_and_stores_nothing(
+    portal: Web, faces_dir: Path
+) -> None:
+    for photo in (jpeg(), (faces_dir / "dev" / "extra" / "dogs.jpg").read_bytes()):
+        token = _portal_form(portal)
+        response = portal.client.post(
+            "/portal",
+            data={"csrf": token, "email": "person@example.org", "kind": "access"},
+            files={"selfie": ("me.jpg", photo, "image/jpeg")},
+        )
+        assert response.status_code == 422
+        assert "We could not find a face in your photo" in response.text
+        assert "Nothing was stored" in response.text
+    assert portal.engine.requests() == []
+
+
+def test_a_portal_photo_of_two_people_lets_the_person_choose_their_face(
+    portal: Web, faces_dir: Path
+) -> None:
+    token = _portal_form(portal)
+    two = (faces_dir / "dev" / "extra" / "two_people.jpg").read_bytes()
+    picker = portal.client.post(
+        "/portal",
+        data={"csrf": token, "email": "joe@example.org", "kind": "erasure"},
+        files={"selfie": ("us.jpg", two, "image/jpeg")},
+    )
+    assert picker.status_code == 200 and "Which face is yours?" in picker.text
+    assert portal.engine.requests() == []
+    assert re.findall(r'name="face" value="(\d+)"', picker.text) == ["1", "2"]
+    fields = dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', picker.text))
+    assert {"csrf", "kind", "email", "photo"} <= set(fields)
+
+    unchosen = portal.client.post("/portal", data=fields)
+    assert unchosen.status_code == 422 and "choose one of the numbered faces" in unchosen.text
+    done = portal.client.post("/portal", data={**fields, "face": "2"})
+    assert done.status_code == 200 and "Request received" in done.text
+    (request,) = portal.engine.requests()
+    kept = portal.engine.request_selfie(request.ref)
+    assert kept != two and len(portal.engine.photo_faces(kept).faces) == 1
 
 
 def test_the_portal_refuses_a_form_without_its_token(portal: Web) -> None:

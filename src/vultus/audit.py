@@ -116,6 +116,11 @@ def face_hash(template: npt.ArrayLike) -> str:
     return hashlib.sha256(np.ascontiguousarray(vec).tobytes()).hexdigest()
 
 
+def _like(text: str) -> str:
+    """`text` matched literally by LIKE (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _iso(at: datetime | str) -> str:
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
@@ -461,12 +466,13 @@ class AuditLog:
         actor: str | None = None,
         purpose: str | None = None,
         containing_face: int | None = None,
+        request: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[AuditEntry]:
         """Entries matching every given filter (`since` inclusive, `until` exclusive, naive
         UTC). `containing_face`: entries whose results included that face, i.e. everyone who
-        received that person's data."""
+        received that person's data. `request`: entries about a rights request (its history)."""
         where: list[ColumnElement[bool]] = []
         since, until = _naive_utc(since), _naive_utc(until)
         if since is not None:
@@ -483,11 +489,16 @@ class AuditLog:
             # A text match narrows in SQL (it also hits 12 for 1 and 123); the exact list
             # membership check below decides.
             where.append(cast(AuditEntry.result_ids, Text).like(f"%{int(containing_face)}%"))
+        if request is not None:
+            # Narrowed in SQL by the reference's text; the exact field is checked below.
+            where.append(cast(AuditEntry.details, Text).like(f"%{_like(request)}%", escape="\\"))
         out: list[AuditEntry] = []
         if limit is not None and limit <= 0:
             return out
         for entry in self._stream(*where, newest_first=newest_first):
             if containing_face is not None and containing_face not in entry.result_ids:
+                continue
+            if request is not None and entry.details.get("request") != request:
                 continue
             out.append(entry)
             if limit is not None and len(out) >= limit:

@@ -24,6 +24,7 @@ from vultus.engine.records import (
 from vultus.ingest.batches import IngestSummary
 from vultus.rights import requests as req
 from vultus.rights.erasure import ErasurePlan, ErasureReceipt
+from vultus.rights.review import Review
 from vultus.search.results import SearchResult, Verification
 
 Role = Literal["admin", "operator", "investigator", "dpo", "auditor"]
@@ -506,6 +507,9 @@ class RequestOut(BaseModel):
     receipt_id: str | None = Field(
         None, description="The signed receipt of the erasure made for this request, if any."
     )
+    reviewed: bool = Field(
+        False, description="A review of the candidates is kept with the request."
+    )
 
     @classmethod
     def of(cls, r: RightsRequest) -> RequestOut:
@@ -527,7 +531,129 @@ class RequestOut(BaseModel):
             notes=r.notes,
             closed_at=r.closed_at,
             receipt_id=r.receipt_id,
+            reviewed=r.review is not None,
         )
+
+
+class PhotoFaceOut(BaseModel):
+    number: int = Field(description="1 is the largest usable face: send as `face`.")
+    box: Box
+
+
+class PhotoFacesOut(BaseModel):
+    """The usable faces of a photo, for choosing the person's among several."""
+
+    width: int
+    height: int
+    faces: list[PhotoFaceOut]
+    unusable: int = Field(description="Faces seen but too small or unclear to be used.")
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class CandidateOut(BaseModel):
+    face_id: int
+    image_id: int
+    image_path: str
+    box: Box
+    tier: Literal["match", "possible", "linked"] = Field(
+        description="match: the calibrated decision, pre-included; possible: check by eye, "
+        "included only when a reviewer includes it; linked: tied to the same named person as "
+        "a confirmed face."
+    )
+    label: str = Field(description="The tier in words.")
+    distance: float = Field(description="To the nearest query: the selfie or a confirmed face.")
+    pair_fmr: float = Field(description="The chance that one stranger's face is this close.")
+    odds: str = Field(description="`pair_fmr` in words, for the reviewer.")
+    found_in_round: int = Field(description="0: from the selfie; n: the n-th search again.")
+    other_faces: int = Field(description="Other people's faces in the photo: an erasure keeps.")
+    restricted: bool
+    subject: str | None
+    decision: Literal["include", "strike"] | None
+    included: bool
+
+
+class ReviewOut(BaseModel):
+    """The candidates of a request by selfie, as a reviewer settles them. Nothing leaves or
+    goes (access package, erasure, restriction) but the included faces of this review."""
+
+    request: str | None
+    kind: str
+    headline: str = Field(description="Never says nothing is held while candidates exist.")
+    version: str = Field(
+        description="Send back as `review_version` to act only on the review as seen."
+    )
+    candidates: list[CandidateOut]
+    included: list[int] = Field(description="The face ids an act would use.")
+    to_check: list[int] = Field(
+        description="Possible candidates no one has decided on: acting is refused until "
+        "each is included or struck."
+    )
+    match_threshold: float
+    possible_threshold: float
+    fmr_target: float
+    gallery_size: int
+    rounds: int = Field(description="Searches again from confirmed faces so far.")
+    reviewer: str | None
+    identity_check: str | None = Field(
+        description="The result of the check against an ID photo, when one was made."
+    )
+
+    @classmethod
+    def of(cls, review: Review) -> ReviewOut:
+        return cls(
+            request=review.request_ref,
+            kind=review.kind,
+            headline=review.headline(),
+            version=review.version,
+            candidates=[
+                CandidateOut(
+                    face_id=c.face_id,
+                    image_id=c.image_id,
+                    image_path=c.image_path,
+                    box=Box.of(c.box),
+                    tier=c.tier,
+                    label=c.label,
+                    distance=c.distance,
+                    pair_fmr=c.pair_fmr,
+                    odds=c.odds,
+                    found_in_round=c.found_in_round,
+                    other_faces=c.other_faces,
+                    restricted=c.restricted,
+                    subject=c.subject,
+                    decision=c.decision,
+                    included=c.included,
+                )
+                for c in review.candidates
+            ],
+            included=review.face_ids,
+            to_check=[c.face_id for c in review.to_check],
+            match_threshold=review.match_threshold,
+            possible_threshold=review.possible_threshold,
+            fmr_target=review.fmr_target,
+            gallery_size=review.gallery_size,
+            rounds=review.rounds,
+            reviewer=review.reviewer,
+            identity_check=review.identity_check,
+        )
+
+
+class RequestRestrictionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lift: bool = Field(False, description="Lift the restriction of the reviewed faces instead.")
+    review_version: str | None = Field(
+        None, max_length=64, description="The review's `version` as seen; refused if changed."
+    )
+
+
+class RequestRestrictionOut(BaseModel):
+    face_ids: list[int] = Field(description="The included faces of the review, acted on.")
+    lifted: bool
 
 
 class RequestUpdate(BaseModel):
@@ -549,6 +675,8 @@ class PersonMatchOut(BaseModel):
 
 
 class ErasurePreviewOut(BaseModel):
+    """The included faces of the request's review, as an erasure would act on them."""
+
     request: str
     matches: list[PersonMatchOut]
     face_ids: list[int] = Field(description="Send these back to erase exactly this plan.")
@@ -556,10 +684,19 @@ class ErasurePreviewOut(BaseModel):
     fmr_target: float
     gallery_size: int
     images_removed: int
+    headline: str = Field(description="The review's headline: what was found, in tiers.")
+    review_version: str = Field(description="Send back to erase only the review as seen.")
+    to_check: list[int] = Field(
+        description="Possible candidates still undecided: the erasure is refused until each "
+        "is decided (POST the review)."
+    )
 
     @classmethod
-    def of(cls, ref: str, plan: ErasurePlan) -> ErasurePreviewOut:
+    def of(cls, ref: str, plan: ErasurePlan, review: Review) -> ErasurePreviewOut:
         return cls(
+            headline=review.headline(),
+            review_version=review.version,
+            to_check=[c.face_id for c in review.to_check],
             request=ref,
             matches=[
                 PersonMatchOut(
@@ -589,10 +726,15 @@ class ErasureIn(BaseModel):
         None,
         max_length=100_000,
         description="The faces of the reviewed preview. When given, the erasure goes ahead only "
-        "if the plan is still exactly these (minus `exclude`).",
+        "if the review still includes exactly these (minus `exclude`).",
+    )
+    review_version: str | None = Field(
+        None, max_length=64, description="The review's `version` as seen; refused if changed."
     )
     exclude: list[Id] = Field(
-        default_factory=list, max_length=100_000, description="Matches judged not the person."
+        default_factory=list,
+        max_length=100_000,
+        description="Candidates judged not the person: struck in the review before erasing.",
     )
     blur_originals: bool = Field(False, description="Blur the operator's original files too.")
 
@@ -660,6 +802,7 @@ class ObjectionOut(BaseModel):
 class SuppressionOut(BaseModel):
     id: int
     created_at: datetime
+    request_ref: str | None = Field(description="The request that erased the person, if any.")
 
 
 class UnsuppressIn(BaseModel):

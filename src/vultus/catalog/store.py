@@ -365,10 +365,10 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
         return found
 
     def iter_templates(
-        self, ids: npt.NDArray[np.int64] | None = None, chunk: int = 20_000
+        self, ids: npt.NDArray[np.int64] | None = None, chunk: int = 20_000, *, after: int = 0
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
-        """Indexed templates in chunks (all, or those of `ids`), so that a rebuild of millions
-        never holds them twice."""
+        """Indexed templates in chunks (all, or those of `ids`, or those of faces after the face
+        id `after`), so that a rebuild of millions never holds them twice."""
         if ids is not None:
             for i in range(0, len(ids), chunk):
                 with self.session() as s:
@@ -380,7 +380,7 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
                 if rows:
                     yield self._unpack(rows)
             return
-        last = 0
+        last = after
         while True:
             with self.session() as s:
                 rows = s.execute(
@@ -539,6 +539,22 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
                 )
                 or 0
             )
+
+    def newest_face_id(self) -> int:
+        """The largest face id: faces catalogued later have larger ones."""
+        with self.session() as s:
+            return int(s.scalar(select(func.max(Face.id))) or 0)
+
+    def restricted_faces(self, *, limit: int = 500) -> list[FaceRecord]:
+        with self.session() as s:
+            faces = s.scalars(
+                select(Face)
+                .where(Face.status == "indexed", Face.restricted.is_(True))
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+                .order_by(Face.id)
+                .limit(limit)
+            ).unique()
+            return [face_record_of(f) for f in faces]
 
     def restricted_templates(self) -> list[tuple[int, npt.NDArray[np.float32]]]:
         """Restricted faces are out of the index but still held: rights requests must see them."""

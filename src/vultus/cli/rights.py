@@ -13,6 +13,7 @@ from rich.table import Table
 from vultus.cli.common import console, fail, open_engine
 from vultus.clock import now
 from vultus.engine import Engine
+from vultus.errors import RightsError
 from vultus.rights.erasure import ErasureReceipt
 from vultus.rights.review import Review
 
@@ -36,10 +37,12 @@ def _review(
     request: str | None,
     verify_with: Path | None = None,
     ask: bool,
+    settle: bool = False,
 ) -> Review:
     """The review of a request by selfie: settled by --include/--exclude, then, when a person
     is at the terminal, by asking about each possible candidate; every confirmation reruns the
-    search from the confirmed faces."""
+    search from the confirmed faces. With `settle` (--yes), possible candidates not given with
+    --include are recorded as struck: a request's review leaves none undecided."""
     if request is not None:
         _check_open(engine, request)
     review = engine.review_person(
@@ -58,6 +61,8 @@ def _review(
             )
             review.decide(include=[c.face_id] if yes else [], strike=[] if yes else [c.face_id])
         review = engine.expand_review(review)
+    if settle and review.to_check:
+        review.decide(strike=[c.face_id for c in review.to_check])
     if request is not None:
         engine.record_review(request, review)
     return review
@@ -119,7 +124,12 @@ def access(
     exclude: list[int] = _EXCLUDE,
     preview: bool = _PREVIEW,
     as_json: bool = _JSON,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Ask nothing (scripts)."),
+    yes: bool = typer.Option(
+        False,
+        "--yes",
+        "-y",
+        help="Ask nothing (scripts): possible matches not --include'd are struck.",
+    ),
 ) -> None:
     """Art. 15: review the candidates, then write what is held about the person to a package.
 
@@ -135,20 +145,30 @@ def access(
             request=request,
             verify_with=verify_with,
             ask=not (yes or preview or as_json),
+            settle=yes and not (preview or as_json),
         )
         _show(review, as_json)
         if preview or as_json:
             return
         if out is None:
             raise fail("give --out FILE for the package (or --preview to see the review)", 2)
-        path, plan = engine.access(review, out, include_templates=include_templates)
+        if request is not None:
+            # From the reviewed review kept with the request.
+            path, plan = engine.access_request(request, out, include_templates=include_templates)
+        else:
+            path, plan = engine.access(review, out, include_templates=include_templates)
     console.print(f"[green]✓[/] package written: {path} ({len(plan.matches)} face(s))")
 
 
 @app.command("erase")
 def erase(
     selfie: Path = typer.Argument(..., exists=True, help="A photo of the person, alone."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Erase without asking (scripts)."),
+    yes: bool = typer.Option(
+        False,
+        "--yes",
+        "-y",
+        help="Erase without asking (scripts): possible matches not --include'd are struck.",
+    ),
     include: list[int] = _INCLUDE,
     exclude: list[int] = _EXCLUDE,
     preview: bool = _PREVIEW,
@@ -175,6 +195,7 @@ def erase(
             exclude=exclude,
             request=request,
             ask=not (yes or preview or as_json),
+            settle=yes and not (preview or as_json),
         )
         _show(review, as_json)
         if preview or as_json:
@@ -190,11 +211,11 @@ def erase(
             return
         if not yes and not typer.confirm(f"Erase these {len(review.included)} face(s)?"):
             raise typer.Exit(1)
-        receipt = engine.erase(
-            engine.settle(review), request_ref=request, blur_originals=blur_originals
-        )
         if request is not None:
-            engine.update_request(request, status="done")
+            # The reviewed review kept with the request; the request closes with its receipt.
+            receipt = engine.erase_request(request, blur_originals=blur_originals)
+        else:
+            receipt = engine.erase(engine.settle(review), blur_originals=blur_originals)
         folder = engine.settings.data_dir / "receipts"
     _print_receipt(receipt)
     console.print(f"Signed receipt: {folder / (receipt.receipt_id + '.json')}")
@@ -259,37 +280,75 @@ def object_(
     console.print(f"[green]✓[/] {n} face(s) restricted; request {request.ref} is in review")
 
 
+_FACE = typer.Option(
+    None, "--face", min=1, help="In a photo of several people, the person's face (1: largest)."
+)
+
+
+def _intake(engine: Engine, photo: Path, face: int | None) -> bytes:
+    """The request's photo through the engine's check: one face, or the one chosen."""
+    try:
+        return engine.intake_photo(photo.read_bytes(), face=face)
+    except RightsError as exc:
+        if exc.code == "several_faces" and face is None:
+            table = Table(title=f"Faces in {photo.name}, largest first")
+            for col in ("face", "left", "top", "right", "bottom"):
+                table.add_column(col)
+            for f in engine.photo_faces(photo).faces:
+                table.add_row(str(f.number), *(str(v) for v in f.box))
+            console.print(table)
+            raise fail(f"{exc.message}: give --face N", code=2) from None
+        raise
+
+
 @app.command("request")
 def new_request(
     kind: str = typer.Argument(..., help="access, erasure, restriction or objection"),
     contact: str | None = typer.Option(None, "--contact"),
     selfie: Path | None = typer.Option(None, "--selfie", exists=True),
+    face: int | None = _FACE,
     notes: str | None = typer.Option(None, "--notes"),
 ) -> None:
-    """Record a request received, with its one-month deadline (Art. 12(3)).
+    """Record a request received, with its one-month deadline (Art. 12(3)). A photo with no
+    usable face is refused; of several people, choose the person's face with --face.
 
     Example: vultus rights request erasure --contact person@example.org --selfie selfie.jpg
     """
     with open_engine() as engine:
-        r = engine.create_request(
-            kind, contact=contact, selfie=selfie.read_bytes() if selfie else None, notes=notes
-        )
+        photo = _intake(engine, selfie, face) if selfie else None
+        r = engine.create_request(kind, contact=contact, selfie=photo, notes=notes)
     console.print(f"[green]✓[/] request {r.ref} ({kind}) due {r.due_at:%Y-%m-%d}")
 
 
 @app.command("update")
 def update_request(
     ref: str = typer.Argument(...),
-    status: str | None = typer.Option(None, "--status"),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help="received, in_review, done or rejected (closing destroys the request's photo).",
+    ),
     extend: int = typer.Option(0, "--extend", help="Extend by 1 or 2 months (Art. 12(3))."),
     reason: str | None = typer.Option(None, "--reason"),
+    selfie: Path | None = typer.Option(
+        None, "--selfie", exists=True, help="Replace the request's photo (its review restarts)."
+    ),
+    face: int | None = _FACE,
+    note: str | None = typer.Option(None, "--note", help="Add a dated note to the request."),
 ) -> None:
-    """Move a request along, or extend its deadline with reasons.
+    """Move a request along, extend its deadline with reasons, replace its photo or add a note.
 
-    Example: vultus rights update R-20261121-A1B2C3 --status done
+    Example: vultus rights update R-20261121-A1B2C3 --selfie better-photo.jpg
     """
     with open_engine() as engine:
-        r = engine.update_request(ref, status=status, extend_months=extend, reason=reason)
+        if selfie is not None:
+            engine.replace_request_photo(ref, _intake(engine, selfie, face))
+            console.print(f"[green]✓[/] {ref}: photo replaced; its review starts again")
+        if note:
+            engine.add_request_note(ref, note)
+        r = engine.request(ref)
+        if status is not None or extend or selfie is None and not note:
+            r = engine.update_request(ref, status=status, extend_months=extend, reason=reason)
     due = r.extended_until or r.due_at
     console.print(f"[green]✓[/] {r.ref}: {r.status}, due {due:%Y-%m-%d}")
 
@@ -327,8 +386,9 @@ def suppression() -> None:
     table = Table(title="Suppression list")
     table.add_column("id")
     table.add_column("added")
-    for i, at in rows:
-        table.add_row(str(i), f"{at:%Y-%m-%d %H:%M}")
+    table.add_column("request")
+    for entry in rows:
+        table.add_row(str(entry.id), f"{entry.created_at:%Y-%m-%d %H:%M}", entry.request_ref or "")
     console.print(table)
 
 

@@ -242,6 +242,18 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
         return Rights.review_person(self, selfie, **options)
 
     expand_review = locked(Rights.expand_review)
+    refresh_review = locked(Rights.refresh_review)
+    # A request's life: its photo checked, its review decided, the act done on the reviewed
+    # faces, each as one step that no ingest or other reviewer slips into.
+    photo_faces = locked(Rights.photo_faces)
+    face_choice = locked(Rights.face_choice)
+    intake_photo = locked(Rights.intake_photo)
+    replace_request_photo = locked(Rights.replace_request_photo)
+    request_review = locked(Rights.request_review)
+    decide_request = locked(Rights.decide_request)
+    erase_request = locked(Rights.erase_request)
+    access_request = locked(Rights.access_request)
+    restrict_request = locked(Rights.restrict_request)
     settle = locked(Rights.settle)
     find_person = locked(Rights.find_person)
     access = locked(Rights.access)

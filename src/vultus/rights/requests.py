@@ -8,6 +8,15 @@ from datetime import datetime
 
 KINDS = ("access", "erasure", "restriction", "objection")
 STATUSES = ("received", "in_review", "done", "rejected")
+OPEN = frozenset({"received", "in_review"})
+CLOSED = frozenset({"done", "rejected"})
+# What people read: a rejected request is one the controller refused (Art. 12(4) and (5)).
+STATUS_LABELS = {
+    "received": "received",
+    "in_review": "in review",
+    "done": "done",
+    "rejected": "refused",
+}
 # Art. 12(3): one month, extendable by two further months where necessary.
 MAX_EXTENSION_MONTHS = 2
 

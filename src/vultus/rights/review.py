@@ -11,6 +11,8 @@ included faces, and the package says what was reviewed, by whom, with what ident
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -67,6 +69,9 @@ class Review:
     identity_check: str | None = None
     # Faces whose templates have already been searched from (the expansion's bookkeeping).
     searched_from: list[int] = field(default_factory=list)
+    # The newest catalogued face when the review last searched: faces added after it are
+    # looked at before anything is done (None: a review stored before this was kept).
+    newest_face: int | None = None
     # The selfie's template: the first query. Never shown, exported or stored with the review
     # (the request keeps the selfie itself, encrypted, until it closes).
     template: Any = field(repr=False, default=None)
@@ -89,12 +94,31 @@ class Review:
     def face_ids(self) -> list[int]:
         return [c.face_id for c in self.included]
 
+    @property
+    def version(self) -> str:
+        """A short digest of what the reviewer sees and decides: the candidates, their tiers
+        and decisions, and the identity check. A form carries it, so that acting on a review
+        that changed since it was shown (another reviewer, new candidates) is refused."""
+        seen = [
+            self.kind,
+            [[c.face_id, c.tier, c.decision] for c in self.candidates],
+            self.identity_check,
+        ]
+        digest = hashlib.sha256(json.dumps(seen, separators=(",", ":")).encode())
+        return digest.hexdigest()[:16]
+
     def headline(self) -> str:
         """One line for the top of the review. Never "nothing held" while candidates exist."""
         matches = sum(c.tier != "possible" for c in self.candidates)
-        possible = sum(c.tier == "possible" for c in self.candidates)
+        possible = len(self.to_check)
         if not self.candidates:
             return "No face of this person is held, and no possible match."
+        if not possible and any(c.decision for c in self.candidates):
+            included = len(self.included)
+            return (
+                f"Reviewed: {included} face{'s' if included != 1 else ''} judged to be this "
+                f"person, {len(self.candidates) - included} not."
+            )
         to_check = f"{possible} possible match{'es' if possible != 1 else ''} to check"
         if not matches:
             return f"No certain match; {to_check}."
@@ -164,11 +188,12 @@ class Review:
             out["included"] = c.included
             out["label"] = c.label
         data["headline"] = self.headline()
+        data["version"] = self.version
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Review:
-        fields = {k: v for k, v in data.items() if k not in {"headline", "candidates"}}
+        fields = {k: v for k, v in data.items() if k not in {"headline", "candidates", "version"}}
         candidates = [
             Candidate(
                 **{

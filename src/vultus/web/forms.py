@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated
 
@@ -48,3 +50,24 @@ def parse_ids(text: str) -> list[int]:
     if bad:
         raise ConfigError(f"face ids are numbers; not {', '.join(bad[:3])}", code="bad_ids")
     return [int(p) for p in parts]
+
+
+def photo_field(photo: bytes) -> str:
+    """A photo as a form field (base64): the working copy a person chooses a face in travels
+    back with the choice, so nothing is kept on the server in between."""
+    return base64.b64encode(photo).decode()
+
+
+def read_photo_field(value: str, limit: int) -> bytes:
+    """The photo a `photo_field` carried back; checked again like any upload."""
+    try:
+        data = base64.b64decode(value.encode(), validate=True)
+    except (ValueError, binascii.Error):
+        raise DecodeError(
+            "the photo sent back is damaged: choose it again", code="not_an_image"
+        ) from None
+    if len(data) > limit:
+        raise UploadTooLarge(f"the photo is over the limit of {limit:,} bytes")
+    if not data:
+        raise DecodeError("choose a photo to upload", code="empty_file")
+    return data

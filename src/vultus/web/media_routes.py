@@ -78,9 +78,10 @@ def image_picture(
 
 
 @router.get("/requests/{ref}/selfie.jpg")
-def request_selfie(request: Request, ref: str, engine: EngineDep, _: Dpo) -> Response:
-    """The photo a data subject sent with their request, for the DPO comparing matches."""
-    data = engine.request_selfie(ref)
+def request_selfie(request: Request, ref: str, engine: EngineDep, principal: Dpo) -> Response:
+    """The photo a data subject sent with their request, for the DPO comparing candidates;
+    each view is in the request's history."""
+    data = engine.view_request_photo(ref, actor=principal.actor)
     return _jpeg(
         media.photo_with_boxes(data, [], max_side=480, max_pixels=settings_of(request).max_pixels)
     )

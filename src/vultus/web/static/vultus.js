@@ -165,22 +165,49 @@ function setUpJobs() {
   }
 }
 
-// Erasure: a struck face is kept; the button says how many will go.
-function setUpErasure() {
-  const form = document.getElementById("erasure-form");
+// Review: a ticked face is the person; the act's button says how many faces it takes, and
+// the page says when decisions are not saved yet.
+function setUpReview() {
+  const form = document.getElementById("review-form");
   if (!form) return;
-  const button = form.querySelector("[data-erase-count]");
+  const note = form.querySelector("[data-unsaved]");
+  const initial = new Map();
+  for (const box of form.querySelectorAll('input[name="include"]')) initial.set(box, box.checked);
   const update = () => {
     let n = 0;
+    let changed = false;
     for (const card of form.querySelectorAll("[data-face]")) {
-      const struck = card.querySelector('input[name="strike"]').checked;
-      card.classList.toggle("struck", struck);
-      if (!struck) n += 1;
+      const box = card.querySelector('input[name="include"]');
+      card.classList.toggle("included", box.checked);
+      if (box.checked) n += 1;
+      if (box.checked !== initial.get(box)) changed = true;
     }
-    button.textContent = `Erase ${n} face${n === 1 ? "" : "s"}`;
-    button.disabled = n === 0;
+    for (const button of form.querySelectorAll("[data-count]")) {
+      button.textContent = `${button.dataset.count} ${n} face${n === 1 ? "" : "s"}`;
+      button.disabled = n === 0;
+    }
+    if (note) note.hidden = !changed;
   };
   form.addEventListener("change", update);
+  update();
+}
+
+// A photo of several people: clicking a face (its box or number) chooses it.
+function setUpPhotoPicker() {
+  for (const shape of document.querySelectorAll("svg [data-pick]")) {
+    const radio = document.getElementById(shape.dataset.pick);
+    if (!radio) continue;
+    shape.addEventListener("click", () => {
+      radio.checked = true;
+      radio.dispatchEvent(new Event("change", { bubbles: true }));
+      radio.focus();
+    });
+    radio.addEventListener("change", () => {
+      for (const other of document.querySelectorAll("svg [data-pick]")) {
+        other.classList.toggle("chosen", document.getElementById(other.dataset.pick).checked);
+      }
+    });
+  }
 }
 
 // Actions that cannot be undone ask first.
@@ -197,5 +224,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpDropZones();
   setUpFacePicker();
   setUpJobs();
-  setUpErasure();
+  setUpReview();
+  setUpPhotoPicker();
 });
