@@ -965,6 +965,8 @@ def test_a_field_the_endpoint_does_not_take_is_refused_not_ignored(
     files = {"photo": ("q.jpg", photo, "image/jpeg")}
     for typo in ("top", "tpo_k"):
         form = {"purpose": PURPOSE, typo: "2"}
+        empty = client.post("/v1/search", files=files, data={**form, typo: ""}, headers=inv)
+        assert empty.json()["code"] == "unknown_field"  # even empty, as a browser sends it
         message = refused(client.post("/v1/search", files=files, data=form, headers=inv), typo)
         assert "did you mean `top_k`?" in message and "takes photo, purpose" in message
     as_json = {"photo": base64.b64encode(photo).decode(), "purpose": PURPOSE, "tpo_k": 2}

@@ -49,9 +49,16 @@ Self-hosted face search with data protection by design.
 ingest, images, faces, subjects), investigator (search and verify, always with a purpose),
 dpo (rights requests, audit, reports), auditor (read-only audit).
 
+**Photos** go to `POST /v1/images`, `/v1/search` and `/v1/verify` as multipart form data, or
+as JSON with each photo in base64. A field an endpoint does not take is refused
+(`unknown_field`), never ignored. A search result names each photo by the file name it was
+uploaded with and the `external_id` given then; where it lies on the server (`image_path`) is
+for operator keys only.
+
 **Errors** are `{"code": ..., "message": ...}` with a stable code: 401 no or bad key, 403 role
-not admitted, 404 not found, 413 upload too large, 422 the request cannot be carried out
-(purpose, image, face, source ...), 429 rate limited, 503 index or model unavailable.
+not admitted, 404 not found, 413 upload too large, 415 a body neither form data nor JSON, 422
+the request cannot be carried out (purpose, image, face, source, an unknown field ...), 429
+rate limited, 503 index or model unavailable.
 
 Every search, verification, view of a photo, erasure and key change is written to the
 tamper-evident audit log with the key as the actor.

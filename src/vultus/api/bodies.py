@@ -95,7 +95,8 @@ class PhotoBody(Generic[M]):
             raise HTTPException(
                 415, f"send the photo as multipart/form-data, or as {JSON} with it in base64"
             )
-        check_known(values, self.names, request)
+        if kind != JSON:  # an empty form field is an absent one, as browsers send them
+            values = {name: value for name, value in values.items() if value != ""}
         try:
             fields = self.fields.model_validate(values)
         except ValidationError as exc:
@@ -113,6 +114,7 @@ class PhotoBody(Generic[M]):
             raise HTTPException(400, "the body is not valid JSON") from None
         if not isinstance(values, dict):
             raise RequestValidationError([_error("body", "model_type", "must be a JSON object")])
+        check_known(values, self.names, request)
         photos: dict[str, Photo] = {}
         errors: list[dict[str, Any]] = []
         for name in self.photos:
@@ -132,24 +134,29 @@ class PhotoBody(Generic[M]):
         self, request: Request, limit: int
     ) -> tuple[dict[str, Any], dict[str, Photo], list[dict[str, Any]]]:
         form = await request.form(max_files=len(self.photos))
-        values: dict[str, Any] = {}
-        photos: dict[str, Photo] = {}
-        errors: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for name, value in form.multi_items():
-            if name in seen:
-                errors.append(_error(name, "duplicate", "given more than once"))
-                continue
-            seen.add(name)
-            if name in self.photos:
-                if isinstance(value, UploadFile):
-                    photos[name] = Photo(read_upload(value, limit), value.filename)
+        # The photos are read into memory: their spooled files go, whatever happens.
+        try:
+            check_known(form.keys(), self.names, request)
+            values: dict[str, Any] = {}
+            photos: dict[str, Photo] = {}
+            errors: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for name, value in form.multi_items():
+                if name in seen:
+                    errors.append(_error(name, "duplicate", "given more than once"))
+                    continue
+                seen.add(name)
+                if name in self.photos:
+                    if isinstance(value, UploadFile):
+                        photos[name] = Photo(read_upload(value, limit), value.filename)
+                    else:
+                        errors.append(_error(name, "file_type", "must be a file"))
+                elif isinstance(value, UploadFile):
+                    errors.append(_error(name, "string_type", "must be a value, not a file"))
                 else:
-                    errors.append(_error(name, "file_type", "must be a file"))
-            elif isinstance(value, UploadFile):
-                errors.append(_error(name, "string_type", "must be a value, not a file"))
-            elif value != "":  # an empty field is an absent one, as browsers send them
-                values[name] = value
+                    values[name] = value
+        finally:
+            await form.close()
         errors += [_error(n, "missing", "Field required") for n in self.photos if n not in seen]
         return values, photos, errors
 
