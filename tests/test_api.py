@@ -4,17 +4,21 @@ real SQLite, real FAISS, real photos from the dev set."""
 
 from __future__ import annotations
 
+import ast
+import base64
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -125,17 +129,35 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert created.json()["originals_deletable"] is False  # originals are left unless allowed
     assert {s["name"] for s in client.get("/v1/sources", headers=op).json()} == {"test", "uploads"}
 
-    # Given a photo of Katy Perry uploaded under the source ...
+    # Given a photo of Katy Perry uploaded under the source, with the integrator's own id ...
     data = dev(faces_dir, "Katy_Perry", 1).read_bytes()
-    response = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    form = {"source": "uploads", "external_id": "crm-42"}
+    response = client.post(
+        "/v1/images", files=upload(data, "red carpet.jpg"), data=form, headers=op
+    )
     assert response.status_code == 201, response.text
     image_id = response.json()["image_id"]
     assert response.json()["summary"]["faces_indexed"] == 1
+    image = response.json()["image"]
+    assert (image["id"], image["file_name"], image["external_id"]) == (
+        image_id,
+        "red carpet.jpg",
+        "crm-42",
+    )
     stored = api.engine.settings.data_dir / "images" / f"{hashlib.sha256(data).hexdigest()}.jpg"
     assert stored.read_bytes() == data  # a stored copy, which an erasure can blur
-    again = client.post("/v1/images", files=upload(data), data={"source": "uploads"}, headers=op)
+    assert image["path"] == str(stored)  # ... named by its content, but known by its name
+    # Sent again, it is the same image; it keeps its names, and may not take another id.
+    again = client.post("/v1/images", files=upload(data, "x.jpg"), data=form, headers=op)
     assert again.json()["image_id"] == image_id
     assert again.json()["summary"]["images_duplicate"] == 1
+    assert again.json()["image"]["file_name"] == "red carpet.jpg"
+    other_id = {"source": "uploads", "external_id": "crm-43"}
+    refused = client.post("/v1/images", files=upload(data), data=other_id, headers=op)
+    assert refused.status_code == 422 and refused.json()["code"] == "external_id_conflict"
+    assert "crm-42" in refused.json()["message"]
+    by_id = client.get("/v1/images", params={"external_id": "crm-42"}, headers=op).json()
+    assert [i["id"] for i in by_id] == [image_id]
 
     detail = client.get(f"/v1/images/{image_id}", headers=op).json()
     assert detail["image"]["source"] == "uploads" and detail["image"]["faces"] == 1
@@ -157,10 +179,16 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert matched == {image_id, api.image_ids()["Katy_Perry"]}
     best = result["matches"][0]
     assert set(best) == set(
-        "face_id image_id box distance similarity fmr is_match tier pair_fmr odds source "
-        "lawful_basis subject".split()
+        "face_id image_id file_name external_id image_path box distance similarity fmr "
+        "is_match tier pair_fmr odds source lawful_basis subject".split()
     )
     assert best["tier"] == "match" and "faces come this close" in best["odds"]
+    # The photos are named as their senders know them; where they lie on the server is for
+    # the operator, not the investigator.
+    names = {m["image_id"]: (m["file_name"], m["external_id"]) for m in result["matches"]}
+    assert names[image_id] == ("red carpet.jpg", "crm-42")
+    assert names[api.image_ids()["Katy_Perry"]] == ("Katy_Perry.jpg", None)
+    assert all(m["image_path"] is None for m in result["matches"])
     assert (
         best["fmr"] < 1e-3 and best["lawful_basis"] == "legitimate_interests / archiving_research"
     )
@@ -785,6 +813,14 @@ def test_bad_uploads_are_refused_with_the_error_model_and_write_nothing(
             assert response.status_code == status, (name, response.text)
             assert set(response.json()) == {"code", "message"}
             assert response.json()["code"] in codes, (name, response.json())
+        # In JSON, in base64, the same limit and the same decoder.
+        for data, status, code in (
+            (big, 413, "upload_too_large"),
+            (good[:1000], 422, "corrupt_image"),
+        ):
+            body = {"file": base64.b64encode(data).decode(), "source": "test"}
+            response = client.post("/v1/images", json=body, headers=op)
+            assert (response.status_code, response.json()["code"]) == (status, code)
         search = client.post(
             "/v1/search",
             files={"photo": ("c.jpg", good[:1000], "image/jpeg")},
@@ -832,6 +868,300 @@ def test_a_consent_source_takes_photos_only_with_their_consent(api: Api, faces_d
     )
     assert added.status_code == 201, added.text
     assert added.json()["summary"]["images_added"] == 1
+
+
+def b64(photo: Path) -> str:
+    return base64.b64encode(photo.read_bytes()).decode()
+
+
+def test_photos_come_as_multipart_or_as_base64_json_with_the_same_answers(
+    api: Api, faces_dir: Path
+) -> None:
+    client, op, inv = api.client, api.as_("operator"), api.as_("investigator")
+    # Given an integrator whose HTTP library makes JSON easier than multipart: the photo goes
+    # in base64, with its file name and the integrator's own id for it ...
+    elon = dev(faces_dir, "Elon_Musk", 1)
+    body = {"file": b64(elon), "filename": "elon.jpg", "source": "test", "external_id": "E-1"}
+    added = client.post("/v1/images", json=body, headers=op)
+    assert added.status_code == 201, added.text
+    assert added.json()["image"]["file_name"] == "elon.jpg"
+    assert added.json()["image"]["external_id"] == "E-1"
+
+    # ... when they search the same way, the answer is the multipart search's, to the byte.
+    query = dev(faces_dir, "Elon_Musk", 2)
+    as_json = client.post(
+        "/v1/search", json={"photo": b64(query), "purpose": PURPOSE, "top_k": 3}, headers=inv
+    )
+    assert as_json.status_code == 200, as_json.text
+    files = {"photo": ("q.jpg", query.read_bytes(), "image/jpeg")}
+    as_form = client.post(
+        "/v1/search", files=files, data={"purpose": PURPOSE, "top_k": "3"}, headers=inv
+    )
+    assert as_json.json() == as_form.json()
+    found = [(m["file_name"], m["external_id"]) for m in as_json.json()["matches"] if m["is_match"]]
+    assert ("elon.jpg", "E-1") in found
+    # A data: URL, as a browser's FileReader makes one, is taken as it is.
+    data_url = {"photo": f"data:image/jpeg;base64,{b64(query)}", "purpose": PURPOSE, "top_k": 3}
+    assert client.post("/v1/search", json=data_url, headers=inv).json() == as_json.json()
+    # Verification takes both photos in JSON too.
+    pair = {"photo_a": b64(elon), "photo_b": b64(query), "purpose": PURPOSE}
+    verified = client.post("/v1/verify", json=pair, headers=inv)
+    assert verified.status_code == 200 and verified.json()["same_person"] is True
+
+    # What cannot be read is refused with the error model, and no search is made of it.
+    searches = len(api.engine.audit.entries(action="search"))
+    refusals = [
+        ({"json": {"photo": "not base64!", "purpose": PURPOSE}}, 422, "invalid_request"),
+        ({"json": {"purpose": PURPOSE}}, 422, "invalid_request"),
+        ({"json": {"photo": b64(query)}}, 422, "purpose_required"),
+        ({"json": [b64(query)]}, 422, "invalid_request"),
+        ({"json": {"photo": 42, "purpose": PURPOSE}}, 422, "invalid_request"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, None),
+        ({"content": b64(query), "headers": {"content-type": "text/plain"}}, 415, None),
+    ]
+    for kwargs, status, code in refusals:
+        headers = {**inv, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        response = client.post("/v1/search", headers=headers, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == status, (kwargs, response.text)
+        assert set(response.json()) == {"code", "message"}
+        assert code is None or response.json()["code"] == code, response.json()
+    assert "photo" in client.post("/v1/search", json={"purpose": PURPOSE}, headers=inv).text
+    assert len(api.engine.audit.entries(action="search")) == searches
+
+    # The OpenAPI document offers both ways, each with exactly the fields the server takes.
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    for path, photos in {
+        "/v1/images": ["file"],
+        "/v1/search": ["photo"],
+        "/v1/verify": ["photo_a", "photo_b"],
+    }.items():
+        content = doc["paths"][path]["post"]["requestBody"]["content"]
+        assert set(content) == {"multipart/form-data", "application/json"}
+        form, as_json = (schemas[c["schema"]["$ref"].rsplit("/", 1)[-1]] for c in content.values())
+        assert set(form["properties"]) == set(as_json["properties"])
+        assert form["required"][: len(photos)] == as_json["required"][: len(photos)] == photos
+        assert all(form["properties"][p]["contentMediaType"] for p in photos)
+        assert all(as_json["properties"][p]["contentEncoding"] == "base64" for p in photos)
+        assert form["additionalProperties"] is as_json["additionalProperties"] is False
+    assert "external_id" in schemas["ImageUploadJson"]["properties"]
+
+
+def test_a_field_the_endpoint_does_not_take_is_refused_not_ignored(
+    api: Api, faces_dir: Path
+) -> None:
+    """`top=3` and a typo'd `tpo_k=2` used to be dropped in silence: ten results came back."""
+    client, op, inv, dpo = (api.client, *(api.as_(r) for r in ("operator", "investigator", "dpo")))
+    photo = dev(faces_dir, "Katy_Perry", 2).read_bytes()
+    searches = len(api.engine.audit.entries(action="search"))
+
+    def refused(response: object, *names: str) -> str:
+        assert response.status_code == 422, response.text  # type: ignore[attr-defined]
+        body = response.json()  # type: ignore[attr-defined]
+        assert body["code"] == "unknown_field", body
+        assert all(f"`{n}`" in body["message"] for n in names), body
+        return str(body["message"])
+
+    files = {"photo": ("q.jpg", photo, "image/jpeg")}
+    for typo in ("top", "tpo_k"):
+        form = {"purpose": PURPOSE, typo: "2"}
+        empty = client.post("/v1/search", files=files, data={**form, typo: ""}, headers=inv)
+        assert empty.json()["code"] == "unknown_field"  # even empty, as a browser sends it
+        message = refused(client.post("/v1/search", files=files, data=form, headers=inv), typo)
+        assert "did you mean `top_k`?" in message and "takes photo, purpose" in message
+    as_json = {"photo": base64.b64encode(photo).decode(), "purpose": PURPOSE, "tpo_k": 2}
+    refused(client.post("/v1/search", json=as_json, headers=inv), "tpo_k")
+    by_face = {"face_id": api.face_of("Katy_Perry"), "purpose": PURPOSE, "top": 2}
+    refused(client.post("/v1/search/face", json=by_face, headers=inv), "top")
+    two = {"photo_a": files["photo"], "photo_b": files["photo"]}
+    verify = {"purpose": PURPOSE, "fmr": "0.001", "threshold": "0.6"}
+    refused(client.post("/v1/verify", files=two, data=verify, headers=inv), "threshold")
+    assert len(api.engine.audit.entries(action="search")) == searches  # nothing was searched
+
+    # An upload with a misspelt field is not filed under a default: nothing is written.
+    message = refused(
+        client.post(
+            "/v1/images",
+            files=upload(photo),
+            data={"source": "test", "externalid": "X-1"},
+            headers=op,
+        ),
+        "externalid",
+    )
+    assert "did you mean `external_id`?" in message
+    assert len(api.image_ids()) == 17
+    # Endpoints whose form FastAPI reads refuse the same way, once the key is admitted.
+    request = {"kind": "access", "contcat": "someone@example.org"}
+    selfie = {"selfie": ("s.jpg", photo, "image/jpeg")}
+    refused(client.post("/v1/rights/requests", data=request, files=selfie, headers=dpo), "contcat")
+    anonymous = client.post("/v1/rights/requests", data=request, files=selfie)
+    assert anonymous.status_code == 401
+    wrong_role = client.post("/v1/search", files=files, data={"top": "2"}, headers=op)
+    assert wrong_role.status_code == 403
+
+    # A value where the file belongs, a field twice: refused. A second file is not even read.
+    text = {"photo": ("q.jpg", b"x", "text/plain"), "case_ref": ("c.txt", b"x", "text/plain")}
+    cases: list[tuple[dict, object, int, str]] = [
+        ({}, {"purpose": PURPOSE, "photo": "q.jpg"}, 422, "invalid_request"),
+        (files, {"purpose": [PURPOSE, "legal claim"]}, 422, "invalid_request"),
+        (text, {"purpose": PURPOSE}, 400, "bad_request"),
+    ]
+    for sent, data, status, code in cases:
+        response = client.post("/v1/search", files=sent, data=data, headers=inv)  # type: ignore[arg-type]
+        assert (response.status_code, response.json()["code"]) == (status, code), (
+            data,
+            response.text,
+        )
+
+    # Spelt right, the field is obeyed.
+    ok = client.post(
+        "/v1/search", files=files, data={"purpose": PURPOSE, "top_k": "2"}, headers=inv
+    )
+    assert ok.status_code == 200 and len(ok.json()["matches"]) <= 2
+
+
+def test_a_search_result_has_one_shape_in_the_api_the_command_line_and_python(
+    api_dir: Path, tmp_path: Path, faces_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    query = dev(faces_dir, "Kit_Harington", 1)
+    with _open(api_dir, tmp_path) as engine:
+        app = create_app(engine=engine)
+        api = _api(engine, app, TestClient(app))
+        files = {"photo": ("q.jpg", query.read_bytes(), "image/jpeg")}
+        form = {"purpose": PURPOSE, "top_k": "5"}
+        answered = api.client.post(
+            "/v1/search", files=files, data=form, headers=api.as_("investigator")
+        )
+        assert answered.status_code == 200, answered.text
+        from_api = answered.json()
+        result = engine.search(query, purpose=PURPOSE, top_k=5)
+        from_python = result.to_json()
+        _record(api, request)
+    run = CliRunner().invoke(
+        cli_app,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "search",
+            str(query),
+            "-p",
+            PURPOSE,
+            "--top",
+            "5",
+            "--json",
+        ],
+    )
+    assert run.exit_code == 0, run.output
+    from_cli = json.loads(run.output)
+
+    # The command line and Python see where each photo lies; the investigator's key does not.
+    paths = [m["image_path"] for m in from_python["matches"]]
+    assert all(paths) and [m["image_path"] for m in from_cli["matches"]] == paths
+    assert [m["image_path"] for m in from_api["matches"]] == [None] * len(paths)
+    for answer in (from_api, from_cli, from_python):
+        for m in answer["matches"]:
+            m.pop("image_path")
+    # Otherwise one shape, value for value: boxes are objects, tiers and odds are there.
+    assert from_api == from_cli == from_python
+    assert json.loads(json.dumps(from_python, allow_nan=False)) == from_python
+    best = from_api["matches"][0]
+    assert set(best["box"]) == {"left", "top", "right", "bottom"}
+    assert best["tier"] == "match" and best["pair_fmr"] > 0 and best["odds"]
+    assert best["file_name"] == Path(paths[0]).name and "Kit_Harington" in best["file_name"]
+    # The Python objects carry the same names: a box has sides, a match its photo's names.
+    m = result.matches[0]
+    assert m.box.left == best["box"]["left"] and tuple(m.box) == tuple(best["box"].values())
+    assert (m.file_name, m.external_id, m.tier) == (best["file_name"], None, "match")
+    assert (
+        result.query_face is not None
+        and result.query_face.box.top == from_cli["query_face"]["box"]["top"]
+    )
+
+
+def readme_block(marker: str) -> str:
+    """The Python code block that follows `<!-- marker: ... -->` in the README."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return text.split(f"<!-- {marker}:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_smallest_integration_in_the_readme_uploads_and_finds_a_photo(
+    api: Api,
+    faces_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = readme_block("smallest-integration")
+    lines = code.strip().splitlines()
+    assert lines[0] == "import httpx" and len(lines) <= 5
+    # Given the server the README sets up: a source for uploads, an operator's and an
+    # investigator's key, and two photos of one person beside the program ...
+    source = {
+        "name": "uploads",
+        "lawful_basis": "legitimate_interests",
+        "special_condition": "archiving_research",
+        "purpose": "photos sent in by the newsroom",
+        "retention_days": 30,
+    }
+    assert api.client.post("/v1/sources", json=source, headers=api.as_("operator")).is_success
+    shutil.copy(dev(faces_dir, "Katy_Perry", 1), tmp_path / "ada.jpg")
+    shutil.copy(dev(faces_dir, "Katy_Perry", 2), tmp_path / "query.jpg")
+    monkeypatch.chdir(tmp_path)
+
+    def client(base_url: str) -> TestClient:
+        assert base_url == "http://127.0.0.1:8000/v1"
+        return TestClient(api.app, base_url="http://testserver/v1")
+
+    # ... when the program runs, then it prints the uploaded photo, named the integrator's way.
+    exec(
+        code.replace("import httpx\n", ""),
+        {
+            "httpx": SimpleNamespace(Client=client),
+            "OPERATOR_KEY": api.secrets["operator"],
+            "INVESTIGATOR_KEY": api.secrets["investigator"],
+        },
+    )
+    printed = ast.literal_eval(capsys.readouterr().out)
+    assert ("crm-42", "ada.jpg", "match") in [p[:3] for p in printed]
+    assert all(isinstance(odds, str) and odds for *_, odds in printed)
+
+
+def test_the_documentation_pages_load_from_the_server_alone(api: Api) -> None:
+    """On a machine without internet /docs and /redoc still work, and a visit tells no third
+    party: every script, style and icon they load is served by Vultus itself."""
+    client = api.client
+    spec = client.get("/openapi.json")
+    assert spec.status_code == 200 and spec.json()["info"]["title"] == "Vultus"
+    loaded: dict[str, str] = {}
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+        html = response.text
+        # No host named anywhere: not as a link, not as a font, not as the online validator.
+        assert not re.search(r"https?:|//[\w-]+\.", html), html
+        refs = re.findall(r'(?:src|href|spec-url)="([^"]*)"|url: \'([^\']*)\'', html)
+        urls = [a or b for a, b in refs]
+        assert "/openapi.json" in urls and len(urls) >= 3
+        # ... and the browser is told to fetch from nowhere else (ReDoc's bundle would show
+        # its maker's logo from their CDN).
+        policy = response.headers["content-security-policy"]
+        sources = {s for d in policy.split(";") for s in d.split()[1:]}
+        assert sources and all(
+            s in {"'self'", "'none'", "data:", "blob:", "'unsafe-inline'"}
+            or re.fullmatch(r"'sha256-[A-Za-z0-9+/]+=*'", s)
+            for s in sources
+        ), policy
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), url
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 100, url
+            loaded[url] = asset.headers["content-type"]
+    assert '"validatorUrl": null' in client.get("/docs").text
+    assert {t.split(";")[0] for u, t in loaded.items() if u.endswith(".js")} == {"text/javascript"}
+    assert any(u.endswith(".css") and t.startswith("text/css") for u, t in loaded.items())
+    # The copied files' licences are served beside them.
+    notice = client.get("/docs/assets/NOTICE")
+    assert "Apache License" in notice.text and "MIT License" in notice.text
 
 
 def test_vultus_serve_is_a_command() -> None:

@@ -32,7 +32,6 @@ PUBLIC = {
     "/metrics",
     "/openapi.json",
     "/docs",
-    "/docs/oauth2-redirect",
     "/redoc",
 }
 

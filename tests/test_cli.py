@@ -57,9 +57,12 @@ def test_add_search_verify_and_status(
     assert code == 0, out
     result = json.loads(out)
     assert result["found"] is True
-    assert result["faces_seen"] == 1
+    assert len(result["faces"]) == 1 and result["query_face"] == result["faces"][0]
     top = result["matches"][0]
     assert top["distance"] < 1e-3 and Path(top["image_path"]).parent.name == who
+    # The shape the REST API answers: a box is an object, a photo has its file name.
+    assert set(top["box"]) == {"left", "top", "right", "bottom"}
+    assert top["file_name"] == probe.name and top["external_id"] is None
     others = [m for m in result["matches"][1:] if m["is_match"]]
     assert others and all(Path(m["image_path"]).parent.name == who for m in others)
 

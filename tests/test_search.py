@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,10 @@ def test_search_reports_every_face_and_uses_the_one_asked_for(
     first = gallery.search(photo, purpose=PURPOSE, top_k=1)
     second = gallery.search(photo, purpose=PURPOSE, top_k=1, face=2)
     assert first.faces_seen == second.faces_seen == 2
-    assert first.query and second.query
-    box_area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-    assert box_area(first.query.box) >= box_area(second.query.box)
+    assert first.query_face and second.query_face
+    box_area = lambda b: (b.right - b.left) * (b.bottom - b.top)  # noqa: E731
+    assert box_area(first.query_face.box) >= box_area(second.query_face.box)
+    assert first.faces == second.faces and second.query_face == first.other_faces[0]
     assert first.matches[0].image_id != second.matches[0].image_id
     with pytest.raises(NoFaceError) as info:
         gallery.search(photo, purpose=PURPOSE, face=3)
@@ -133,3 +135,37 @@ def test_deleted_face_is_gone_at_once_and_after_reopening(
         ids = [m.face_id for m in reopened.search(probe, purpose=PURPOSE, top_k=20).matches]
         assert target not in ids
         assert len(reopened.index) == reopened.catalog.counts()["faces_indexed"]
+
+
+def test_the_python_api_example_in_the_readme_runs(
+    gallery_split: tuple[list[Path], list[tuple[Path, str]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("<!-- python-api:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    # Given an archive folder, a photo to upload and one to search with, as the README has ...
+    gallery, probes = gallery_split
+    archive = tmp_path / "archive" / "2024"
+    archive.mkdir(parents=True)
+    for photo in [
+        p for p in gallery if p.parent.name in {"Katy_Perry", "Elon_Musk", "Rose_Leslie"}
+    ]:
+        shutil.copy(photo, archive / f"{photo.parent.name}{photo.suffix}")
+    katy = [p for p, who in probes if who == "Katy_Perry"]
+    shutil.copy(katy[0], tmp_path / "ada.jpg")
+    shutil.copy(katy[1], tmp_path / "query.jpg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VULTUS_WORKERS", "1")
+    # ... when the example runs, then it finds her in the archive and in the upload.
+    names: dict[str, object] = {}
+    exec(code, names)
+    out = capsys.readouterr().out
+    assert "match ada.jpg crm-42" in out and "match Katy_Perry" in out
+    assert out.splitlines()[-1].startswith("match: 2 face(s)")
+    shape = names["shape"]
+    assert isinstance(shape, dict) and {m["file_name"] for m in shape["matches"][:2]} == {
+        "ada.jpg",
+        "Katy_Perry.jpg",
+    }

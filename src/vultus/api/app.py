@@ -12,13 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vultus import __version__
-from vultus.api import errors
+from vultus.api import bodies, docs, errors
 from vultus.api.deps import RateLimiter, roles_of
 from vultus.api.metrics import Gauges, Metrics, MetricsMiddleware, RouteTemplates
 from vultus.api.routers import (
@@ -49,9 +49,16 @@ Self-hosted face search with data protection by design.
 ingest, images, faces, subjects), investigator (search and verify, always with a purpose),
 dpo (rights requests, audit, reports), auditor (read-only audit).
 
+**Photos** go to `POST /v1/images`, `/v1/search` and `/v1/verify` as multipart form data, or
+as JSON with each photo in base64. A field an endpoint does not take is refused
+(`unknown_field`), never ignored. A search result names each photo by the file name it was
+uploaded with and the `external_id` given then; where it lies on the server (`image_path`) is
+for operator keys only.
+
 **Errors** are `{"code": ..., "message": ...}` with a stable code: 401 no or bad key, 403 role
-not admitted, 404 not found, 413 upload too large, 422 the request cannot be carried out
-(purpose, image, face, source ...), 429 rate limited, 503 index or model unavailable.
+not admitted, 404 not found, 413 upload too large, 415 a body neither form data nor JSON, 422
+the request cannot be carried out (purpose, image, face, source, an unknown field ...), 429
+rate limited, 503 index or model unavailable.
 
 Every search, verification, view of a photo, erasure and key change is written to the
 tamper-evident audit log with the key as the actor.
@@ -100,6 +107,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served by vultus.api.docs, from the package rather than a CDN
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.jobs = queue
@@ -123,8 +132,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         jobs,
     ):
         _document(module.router)
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(
+            module.router,
+            prefix="/v1",
+            dependencies=[Depends(bodies.refuse_unknown_form_fields)],
+        )
     app.include_router(health.router)
+    bodies.install(app)
+    docs.install(app)
     _mount_web(app)
 
     # Room for the two photos of a verification; each file's own limit is checked on reading.

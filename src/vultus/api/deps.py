@@ -9,19 +9,22 @@ document and the tests can list them without a second table to keep in step.
 
 from __future__ import annotations
 
+import difflib
 import threading
 import time
 from collections import deque
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from datetime import time as dtime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Security, UploadFile
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile
 
 from vultus import audit as actions
-from vultus.api.errors import UploadTooLargeError
+from vultus.api.errors import UnknownFieldError, UploadTooLargeError
 from vultus.api.schemas import MAX_ID
 from vultus.clock import now
 from vultus.engine import Engine
@@ -109,6 +112,10 @@ class Require:
             )
         if self.counts_search and principal.searches_per_day is not None:
             _check_search_cap(engine, principal)
+        # A form field the endpoint does not take, found before the key was checked.
+        refused: UnknownFieldError | None = getattr(request.state, "refused", None)
+        if refused is not None:
+            raise refused
         return principal
 
 
@@ -152,3 +159,18 @@ def read_upload(upload: UploadFile, limit: int) -> bytes:
             "(setting max_upload_bytes)"
         )
     return data
+
+
+def check_known(values: Iterable[str], known: Collection[str], request: Request) -> None:
+    """Refuse fields the endpoint does not know, naming the nearest known one."""
+    unknown = [name for name in values if name not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hints.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    raise UnknownFieldError(
+        f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: "
+        f"{request.method} {request.url.path} takes {', '.join(known)}"
+    )

@@ -6,9 +6,11 @@ Statuses, by error class (the most specific class decides):
 - 403 ForbiddenError: a valid key whose role may not do this
 - 404 NotFoundError, and unknown paths
 - 413 an upload over `max_upload_bytes` (or a request body over twice that)
+- 415 a body of a content type the endpoint does not read
 - 422 the request cannot be carried out as asked: PurposeError, DecodeError, SourceError,
-  NoFaceError, ConfigError, RightsError, ModelMismatchError; and a request that does not match
-  its schema (code `invalid_request`; a missing `purpose` gives `purpose_required`)
+  NoFaceError, ConfigError, RightsError, ModelMismatchError; a field the endpoint does not know
+  (`unknown_field`); and a request that does not match its schema (code `invalid_request`; a
+  missing `purpose` gives `purpose_required`)
 - 429 RateLimitError: too many requests a minute, or the key's daily search cap
 - 503 VectorIndexError, ModelError, a wrong master key, not ready
 - 500 anything else (code `internal_error`; logged with its traceback, never shown)
@@ -52,6 +54,12 @@ class UploadTooLargeError(VultusError):
     code = "upload_too_large"
 
 
+class UnknownFieldError(VultusError):
+    """A field the endpoint does not take, refused rather than ignored (HTTP 422)."""
+
+    code = "unknown_field"
+
+
 class NotReadyError(VultusError):
     """The catalog or the index cannot be opened yet (HTTP 503)."""
 
@@ -63,6 +71,7 @@ STATUS: dict[type[VultusError], int] = {
     ForbiddenError: 403,
     NotFoundError: 404,
     UploadTooLargeError: 413,
+    UnknownFieldError: 422,
     PurposeError: 422,
     DecodeError: 422,
     SourceError: 422,
@@ -78,15 +87,19 @@ STATUS: dict[type[VultusError], int] = {
 }
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "The request body could not be read.",
+    400: "The request body could not be read (`bad_request`): not valid JSON, or a form "
+    "with more files than the endpoint takes.",
     401: "No API key, or an unknown, expired (`key_expired`) or revoked (`key_revoked`) one.",
     403: "The key's role may not do this (`forbidden`).",
     404: "No such resource (`not_found`, ...).",
     413: "An upload over the server's `max_upload_bytes` (`upload_too_large`).",
+    415: "A body that is neither multipart/form-data nor application/json "
+    "(`unsupported_media_type`).",
     422: "The request cannot be carried out as asked: a missing or unknown purpose "
     "(`purpose_required`, `purpose_unknown`), a file that is not a usable image "
     "(`not_an_image`, `corrupt_image`, ...), no usable face (`no_face`), an unknown source, "
-    "or a request that does not match the schema (`invalid_request`).",
+    "a field the endpoint does not take (`unknown_field`), or a request that does not match "
+    "the schema (`invalid_request`).",
     429: "Too many requests a minute with this key, or its daily search cap (`rate_limited`).",
     503: "The vector index or the face model is unavailable, or the server is not ready.",
 }
@@ -139,6 +152,10 @@ def install(app: FastAPI) -> None:
             return error_response(
                 422, PurposeError.code, "a search must state its purpose (field `purpose`)"
             )
+        extra = [str(e["loc"][-1]) for e in errors if e.get("type") == "extra_forbidden"]
+        if extra:
+            names = ", ".join(f"`{name}`" for name in extra)
+            return error_response(422, UnknownFieldError.code, f"unknown field(s) {names}")
         return error_response(422, "invalid_request", _describe(errors))
 
     @app.exception_handler(StarletteHTTPException)

@@ -25,7 +25,7 @@ from vultus.ingest.batches import IngestSummary
 from vultus.rights import requests as req
 from vultus.rights.erasure import ErasurePlan, ErasureReceipt
 from vultus.rights.review import Review
-from vultus.search.results import Match, QueryFace, SearchResult, Verification
+from vultus.search.results import SearchResult, Verification
 
 Role = Literal["admin", "operator", "investigator", "dpo", "auditor"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
@@ -174,13 +174,6 @@ class IngestSummaryOut(BaseModel):
         )
 
 
-class IngestOut(BaseModel):
-    """An ingested photo: its image id (None when every face in it was suppressed)."""
-
-    image_id: int | None
-    summary: IngestSummaryOut
-
-
 class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -191,8 +184,38 @@ class RegisterIn(BaseModel):
     )
 
 
+# An integrator's id for a photo: printable, as search results and listings show it.
+ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+EXTERNAL_ID_HELP = (
+    "Your own id for the photo (1 to 200 characters): search results and listings carry it. "
+    "A photo already held under another external id is refused (`external_id_conflict`)."
+)
+
+
+class ImageUploadFields(BaseModel):
+    """An upload's fields beside the photo (`file`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: NameStr = Field(description="A registered source.")
+    consent: Id | None = Field(
+        None, description="The consent record the photo rests on; required by consent sources."
+    )
+    external_id: ExternalId | None = Field(None, description=EXTERNAL_ID_HELP)
+    filename: str | None = Field(
+        None,
+        max_length=255,
+        description="The photo's file name, as search results show it (the stored copy is named "
+        "by its content). Multipart: defaults to the file part's name.",
+    )
+
+
 class ImageOut(BaseModel):
     id: int
+    file_name: str = Field(
+        description="The name the photo was uploaded with, else the name of its file."
+    )
+    external_id: str | None = Field(description="The id given at upload.")
     path: str
     source: str
     width: int
@@ -207,6 +230,8 @@ class ImageOut(BaseModel):
     def of(cls, i: ImageSummary) -> ImageOut:
         return cls(
             id=i.id,
+            file_name=i.file_name,
+            external_id=i.external_id,
             path=i.path,
             source=i.source,
             width=i.width,
@@ -217,6 +242,16 @@ class ImageOut(BaseModel):
             status=i.status,
             faces=i.faces,
         )
+
+
+class IngestOut(BaseModel):
+    """An ingested photo: its image id (None when every face in it was suppressed)."""
+
+    image_id: int | None
+    image: ImageOut | None = Field(
+        None, description="The photo as held, with the names search results give it."
+    )
+    summary: IngestSummaryOut
 
 
 class FaceOut(BaseModel):
@@ -315,7 +350,7 @@ class SearchBy(BaseModel):
         max_length=200, description="Why you search: one of the configured purposes."
     )
     case_ref: str | None = Field(None, max_length=200, description="A case reference.")
-    top_k: int = Field(10, ge=1, le=1000)
+    top_k: int = Field(10, ge=1, le=1000, description="At most this many candidates.")
     fmr: float | None = Field(
         None, gt=0, lt=1, description="False-match rate of the match decision."
     )
@@ -330,96 +365,107 @@ class SearchBySubject(SearchBy):
     subject: str = Field(min_length=1, max_length=200)
 
 
+class SearchPhotoFields(SearchBy):
+    """A photo search's fields beside the photo."""
+
+    face: int = Field(1, ge=1, le=1000, description="Which face (1 = largest).")
+
+
+class VerifyFields(BaseModel):
+    """A verification's fields beside the two photos."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(
+        max_length=200, description="Why you compare: one of the configured purposes."
+    )
+    case_ref: str | None = Field(None, max_length=200, description="A case reference.")
+    fmr: float = Field(1e-3, gt=0, lt=1, description="False-match rate of the decision.")
+
+
 class MatchOut(BaseModel):
+    """One candidate face. The same shape as `vultus search --json` and the Python API's
+    `Match.to_json()`."""
+
+    model_config = ConfigDict(extra="forbid")
+
     face_id: int
-    image_id: int
+    image_id: int = Field(description="See the photo at `/v1/images/{image_id}/file`.")
+    file_name: str = Field(description="The photo's name: as uploaded, else the name of its file.")
+    external_id: str | None = Field(description="The id given to the photo at upload.")
+    image_path: str | None = Field(
+        description="Where the photo lies on the server: only for roles that manage the "
+        "library (operator), else null."
+    )
     box: Box
+    tier: Literal["match", "possible"] = Field(
+        description='"match" (the calibrated decision) or "possible" (check by eye); '
+        "faces further away are not returned."
+    )
+    is_match: bool = Field(description='tier == "match".')
     distance: float
     similarity: float
     fmr: float = Field(
         description="Estimated chance that someone else, anywhere in a gallery "
         "of this size, comes this close."
     )
-    is_match: bool
-    tier: str = Field(
-        description='"match" (the calibrated decision) or "possible" (check by eye); '
-        "faces further away are not returned."
-    )
     pair_fmr: float = Field(description="Chance that one stranger's face is this close.")
     odds: str = Field(description="pair_fmr in words, for a reviewer.")
     source: str
-    lawful_basis: str
+    lawful_basis: str = Field(description="The source's Art. 6 basis / Art. 9 condition.")
     subject: str | None
-
-    @classmethod
-    def of(cls, m: Match) -> MatchOut:
-        return cls(
-            face_id=m.face_id,
-            image_id=m.image_id,
-            box=Box.of(m.box),
-            distance=m.distance,
-            similarity=m.similarity,
-            fmr=m.fmr,
-            is_match=m.is_match,
-            tier=m.tier,
-            pair_fmr=m.pair_fmr,
-            odds=m.odds,
-            source=m.source,
-            lawful_basis=m.lawful_basis,
-            subject=m.subject,
-        )
 
 
 class QueryFaceOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     number: int = Field(description="1 = the largest face in the photo.")
     box: Box
-    det_score: float
-    box_size: int
-
-    @classmethod
-    def of(cls, q: QueryFace) -> QueryFaceOut:
-        return cls(number=q.number, box=Box.of(q.box), det_score=q.det_score, box_size=q.box_size)
+    det_score: float = Field(description="The detector's confidence.")
+    box_size: int = Field(description="The face's size in pixels.")
 
 
 class SearchOut(BaseModel):
+    """A search's answer: the same shape as `vultus search --json` and the Python API's
+    `SearchResult.to_json()`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    found: bool = Field(description="A face in the match tier.")
+    decision: str = Field(description="The answer in words.")
     gallery_size: int
     fmr_target: float
-    threshold: float
-    found: bool
-    decision: str
+    threshold: float = Field(description="The match tier's distance threshold.")
+    possible_threshold: float | None = Field(
+        description="The possible tier's distance threshold (null without a calibration)."
+    )
     beyond_calibration: bool
+    uncalibrated: str | None = Field(
+        description="Why there is no decision: the model has no calibration yet."
+    )
     best_subject: str | None = Field(
         description="The nearest named subject among the accepted matches."
     )
     subject_margin: float | None = Field(
         description="How much nearer (distance) the best subject is than the next subject."
     )
+    margin_required: float
     ambiguous: bool = Field(description="A match whose subject margin is under the required one.")
     low_quality_query: bool = Field(
         description="The query face is of low quality: a 'no match' is weak evidence."
     )
-    matches: list[MatchOut]
     query_face: QueryFaceOut | None = Field(description="The face searched with (photo search).")
     faces: list[QueryFaceOut] = Field(description="Every face seen in the query photo.")
+    matches: list[MatchOut]
 
     @classmethod
-    def of(cls, r: SearchResult) -> SearchOut:
-        seen = sorted([*([r.query] if r.query else []), *r.other_faces], key=lambda f: f.number)
-        return cls(
-            gallery_size=r.gallery_size,
-            fmr_target=r.fmr_target,
-            threshold=r.threshold,
-            found=r.found,
-            decision=r.decision,
-            beyond_calibration=r.beyond_calibration,
-            best_subject=r.best_subject,
-            subject_margin=r.subject_margin,
-            ambiguous=r.ambiguous,
-            low_quality_query=r.low_quality_query,
-            matches=[MatchOut.of(m) for m in r.matches],
-            query_face=QueryFaceOut.of(r.query) if r.query else None,
-            faces=[QueryFaceOut.of(f) for f in seen],
-        )
+    def of(cls, r: SearchResult, *, paths: bool) -> SearchOut:
+        """`paths`: whether the caller may see where photos lie on the server."""
+        out = cls.model_validate(r.to_json())
+        if not paths:
+            for m in out.matches:
+                m.image_path = None
+        return out
 
 
 class VerifyOut(BaseModel):

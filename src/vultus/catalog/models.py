@@ -70,6 +70,10 @@ class Image(Base):
     consent_id: Mapped[int | None] = mapped_column(
         ForeignKey("consents.id"), nullable=True, index=True
     )
+    # An upload's file name as sent (its stored copy is named by content), and the id the
+    # integrator gave the photo at upload. None for photos ingested where they lie.
+    original_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(

@@ -37,6 +37,10 @@ class FaceRecord:
     purpose: str = ""
     restricted: bool = False
     image_sha256: str = ""
+    # The photo as the people who sent it know it (see `file_name_of`), and the integrator's
+    # id for it, given at upload.
+    file_name: str = ""
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class ImageSummary:
     faces: int
     format: str = ""
     sha256: str = ""
+    file_name: str = ""
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,12 @@ class NewImage:
     faces: list[NewFace]
 
 
+def file_name_of(image: Image) -> str:
+    """The name an upload was sent with, else the last part of where the photo lies (a path or
+    an `s3://` key): never the content-named stored copy's name, unless that is all there is."""
+    return image.original_name or image.path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def summaries_query() -> Any:
     faces = select(Face.image_id, func.count(Face.id).label("n")).group_by(Face.image_id).subquery()
     return (
@@ -116,6 +128,8 @@ def image_summary_of(image: Image, source: str, faces: int) -> ImageSummary:
         faces=int(faces),
         format=image.format,
         sha256=image.sha256,
+        file_name=file_name_of(image),
+        external_id=image.external_id,
     )
 
 
@@ -138,4 +152,6 @@ def face_record_of(face: Face) -> FaceRecord:
         purpose=image.source.purpose,
         restricted=face.restricted,
         image_sha256=image.sha256,
+        file_name=file_name_of(image),
+        external_id=image.external_id,
     )

@@ -438,7 +438,12 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
 
     # -- reading images ----------------------------------------------------------------------
     def list_images(
-        self, *, source: str | None = None, offset: int = 0, limit: int = 50
+        self,
+        *,
+        source: str | None = None,
+        external_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
     ) -> list[ImageSummary]:
         """Images in the order they were added, with their source and face counts."""
         source_id = self.get_source(source).id if source is not None else None
@@ -446,8 +451,32 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
             q = summaries_query().order_by(Image.id).offset(max(0, offset)).limit(max(0, limit))
             if source_id is not None:
                 q = q.where(Image.source_id == source_id)
+            if external_id is not None:
+                q = q.where(Image.external_id == external_id)
             rows = s.execute(q).all()
         return [image_summary_of(*row) for row in rows]
+
+    def name_image(
+        self, image_id: int, *, original_name: str | None, external_id: str | None
+    ) -> ImageSummary:
+        """Record what an upload is called: the file name it was sent with and the integrator's
+        id for it, each only where none is held yet (a photo sent twice keeps its first name).
+        An external id other than the one held is refused: one photo, one id."""
+        with self.session() as s, s.begin():
+            for column, value in (
+                (Image.original_name, original_name),
+                (Image.external_id, external_id),
+            ):
+                if value:
+                    s.execute(
+                        update(Image)
+                        .where(Image.id == image_id, column.is_(None))
+                        .values({column.key: value})
+                    )
+        summary = self.image_summary(image_id)
+        if external_id and summary.external_id != external_id:
+            raise external_id_conflict(summary, external_id)
+        return summary
 
     def image_summary(self, image_id: int) -> ImageSummary:
         with self.session() as s:
@@ -678,3 +707,11 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
             s.execute(delete(Face).where(Face.image_id == image_id))
             s.execute(delete(Image).where(Image.id == image_id))
         return ids
+
+
+def external_id_conflict(held: ImageSummary, wanted: str) -> ConfigError:
+    return ConfigError(
+        f"this photo is already held as image {held.id} with external id "
+        f"{held.external_id!r}; it cannot also be {wanted!r}",
+        code="external_id_conflict",
+    )

@@ -87,7 +87,7 @@ def search(
 
         render_sheet(result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), default=str, indent=2))
+        typer.echo(json.dumps(result.to_json(), indent=2))
         return
     print_result(result)
     if sheet is not None:
@@ -95,8 +95,8 @@ def search(
 
 
 def print_result(result: SearchResult) -> None:
-    if result.query is not None:
-        q = result.query
+    if result.query_face is not None:
+        q = result.query_face
         others = f"; the others: --face {', '.join(str(f.number) for f in result.other_faces)}"
         console.print(
             f"{result.faces_seen} face(s) in the photo; searching with face {q.number} "
@@ -104,20 +104,26 @@ def print_result(result: SearchResult) -> None:
         )
     table = Table(title=f"Top {len(result.matches)} of {result.gallery_size:,} faces")
     with_subjects = any(m.subject for m in result.matches)
+    with_ids = any(m.external_id for m in result.matches)
     columns = ["#", "face", "image", "distance", "est. FMR", "tier", "source"]
-    for col in columns + (["subject"] if with_subjects else []):
+    extra = (["external id"] if with_ids else []) + (["subject"] if with_subjects else [])
+    for col in columns + extra:
         table.add_column(col, justify="right" if col in {"#", "face"} else "left")
     table.columns[2].overflow = "fold"
     for i, m in enumerate(result.matches, start=1):
+        image = _short(m.image_path)
+        if not image.endswith(m.file_name):  # an upload, stored under its content's hash
+            image = f"{m.file_name} ({image})"
         row = [
             str(i),
             str(m.face_id),
-            _short(m.image_path),
+            image,
             f"{m.distance:.3f}",
             _fmr(m.fmr),
             "[green]match[/]" if m.is_match else "[yellow]possible, check by eye[/]",
             m.source,
         ]
+        row += [m.external_id or ""] if with_ids else []
         table.add_row(*row, *([m.subject or ""] if with_subjects else []))
     console.print(table)
     colour = "yellow" if result.ambiguous or not result.found else "green"

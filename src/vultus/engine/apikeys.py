@@ -23,6 +23,10 @@ from vultus.clock import now
 from vultus.engine.roles import MAX_EXPIRES_DAYS, ROLES
 from vultus.errors import AuthError, ConfigError, NotFoundError
 
+# Who sees where photos lie on the server (a search result's `image_path`): those who manage
+# the library. The others know a photo by its id, file name and external id, and see it through
+# the API, which audits each view.
+SEES_PATHS = frozenset({"operator"})
 SECRET_PREFIX = "vk_"
 
 

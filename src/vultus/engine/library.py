@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from vultus import audit as actions
 from vultus.catalog import FaceRecord
 from vultus.catalog.models import Subject
 from vultus.catalog.records import ImageSummary
+from vultus.catalog.store import external_id_conflict
 from vultus.engine.locking import locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
+    ConfigError,
     DecodeError,
     NotFoundError,
     SourceError,
@@ -37,6 +40,10 @@ SUBJECT = "subject"
 DISCOVERY = "discovery"
 # Where uploads are kept: a stored copy that erasure may blur, named by content.
 UPLOADS_DIR = "images"
+# What an upload is called by the people who sent it (see Catalog.name_image).
+MAX_NAME = 255
+MAX_EXTERNAL_ID = 200
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -183,9 +190,16 @@ class Library(EngineParts):
         )
 
     def list_images(
-        self, *, source: str | None = None, offset: int = 0, limit: int = 50
+        self,
+        *,
+        source: str | None = None,
+        external_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
     ) -> list[ImageSummary]:
-        return self.catalog.list_images(source=source, offset=offset, limit=limit)
+        return self.catalog.list_images(
+            source=source, external_id=external_id, offset=offset, limit=limit
+        )
 
     def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
         return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
@@ -240,21 +254,30 @@ class Library(EngineParts):
     def upload(
         self,
         data: bytes,
-        filename: str,
+        filename: str | None,
         *,
         source: str,
         consent: int | None = None,
+        external_id: str | None = None,
         actor: str | None = None,
     ) -> tuple[IngestSummary, int | None]:
         """Keep an uploaded photo as `data_dir/images/<sha256><ext>` (a stored copy, which an
         erasure blurs) and ingest it, under `consent` where the source rests on consent. The
         decoder checks it first, so a bad upload writes nothing. Returns the summary and the
-        image's id (None when every face in it was suppressed)."""
+        image's id (None when every face in it was suppressed).
+
+        Search results and listings name the photo by `filename` as sent (the stored copy is
+        named by content) and by `external_id`, the caller's own id for it: a photo already
+        held keeps the names it has, and is refused another external id."""
+        external_id = check_external_id(external_id)
         self.check_consent(source, consent)
         try:
             decoded = decode_image(data, max_pixels=self.settings.max_pixels)
         except DecodeError as exc:
-            raise DecodeError(f"{filename}: {exc.message}", code=exc.code) from None
+            raise DecodeError(f"{filename or 'the upload'}: {exc.message}", code=exc.code) from None
+        held = self.catalog.image_by_sha256(decoded.sha256)
+        if held and held.external_id and external_id and held.external_id != external_id:
+            raise external_id_conflict(held, external_id)
         folder = private_dir(self.settings.data_dir / UPLOADS_DIR)
         path = folder / f"{decoded.sha256}{SUFFIXES.get(decoded.format, '.img')}"
         written = not path.exists()
@@ -270,8 +293,13 @@ class Library(EngineParts):
         if written and (image is None or Path(image.path) != path):
             path.unlink(missing_ok=True)  # held already under another path, or suppressed
         if str(path) in summary.suppressed_photos:  # named as sent: the stored copy is gone
-            summary = dataclasses.replace(summary, suppressed_photos=[filename])
-        return summary, image.id if image is not None else None
+            summary = dataclasses.replace(summary, suppressed_photos=[filename or "the upload"])
+        if image is None:
+            return summary, None
+        self.catalog.name_image(
+            image.id, original_name=upload_name(filename), external_id=external_id
+        )
+        return summary, image.id
 
     def register(
         self,
@@ -294,6 +322,26 @@ class Library(EngineParts):
         summary = self.add([file], source=source, consent=consent, actor=actor)
         image = self.catalog.image_by_sha256(decoded.sha256)
         return summary, image.id if image is not None else None
+
+
+def upload_name(filename: str | None) -> str | None:
+    """The file name a client sent, without any folders it named (a browser may send
+    `C:\\fakepath\\a.jpg`) or control characters; None when nothing is left."""
+    name = CONTROL.sub("", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:MAX_NAME] or None
+
+
+def check_external_id(external_id: str | None) -> str | None:
+    """An integrator's id for a photo: 1 to 200 characters, none of them control characters."""
+    if external_id is None:
+        return None
+    if not 1 <= len(external_id) <= MAX_EXTERNAL_ID or CONTROL.search(external_id):
+        raise ConfigError(
+            f"an external id is 1 to {MAX_EXTERNAL_ID} characters without control characters; "
+            f"got {external_id[:40]!r}",
+            code="external_id_invalid",
+        )
+    return external_id
 
 
 def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:

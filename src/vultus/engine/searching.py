@@ -21,7 +21,7 @@ from vultus.errors import (
 )
 from vultus.index.base import normalise
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage
-from vultus.search.results import QueryFace, SearchResult, Verification, rank
+from vultus.search.results import Box, QueryFace, SearchResult, Verification, rank
 
 
 class Searching(EngineParts):
@@ -70,10 +70,8 @@ class Searching(EngineParts):
         chosen = _pick_face(analysed, face, photo)
         assert chosen.template is not None
         result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
-        faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
-        result.query = faces[face - 1]
-        result.faces_seen = len(faces)
-        result.other_faces = [f for f in faces if f.number != face]
+        result.faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
+        result.query_face = result.faces[face - 1]
         self._audit_search(result, chosen.template, "photo", purpose, case_ref, actor)
         return result
 
@@ -241,7 +239,7 @@ def _pick_face(analysed: AnalysedImage, number: int, photo: Path | bytes) -> Ana
 def _query_face(number: int, face: AnalysedFace) -> QueryFace:
     return QueryFace(
         number=number,
-        box=(face.box.left, face.box.top, face.box.right, face.box.bottom),
+        box=Box(face.box.left, face.box.top, face.box.right, face.box.bottom),
         det_score=face.quality.det_score,
         box_size=face.quality.box_size,
     )

@@ -1,10 +1,16 @@
 """What a search or a verification answers: matches with calibrated false-match rates, and a
-decision ("this person is in the gallery, here" or "no match at the chosen rate")."""
+decision ("this person is in the gallery, here" or "no match at the chosen rate").
+
+`SearchResult.to_json()` is the one shape of a search result: the REST API answers it (its
+`SearchOut` model describes exactly this), `vultus search --json` prints it, and the Python
+API's attributes carry the same names.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -21,20 +27,38 @@ from vultus.search.tiers import Tiering, odds_in_words
 LOW_QUALITY_DET_SCORE = 1.0
 
 
+class Box(NamedTuple):
+    """A face's box in the image's upright pixels: `box.left`, or `left, top, right, bottom =
+    box`; in JSON an object with these four keys."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    def to_json(self) -> dict[str, int]:
+        return self._asdict()
+
+
 @dataclass(frozen=True)
 class QueryFace:
     number: int  # 1-based, largest face first
-    box: tuple[int, int, int, int]
+    box: Box
     det_score: float
     box_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "box": self.box.to_json()}
 
 
 @dataclass(frozen=True)
 class Match:
     face_id: int
     image_id: int
+    # Where the photo lies (a path or an s3:// URI). The REST API shows it only to roles that
+    # manage the library; everyone sees `file_name` and `external_id`.
     image_path: str
-    box: tuple[int, int, int, int]
+    box: Box
     distance: float
     similarity: float
     # Chance that a face of someone else, anywhere in a gallery of this size, scores this close.
@@ -48,6 +72,30 @@ class Match:
     tier: str = "match"
     pair_fmr: float = 1.0
     odds: str = ""
+    # The photo as its sender named it (the upload's file name, else the file's own name),
+    # and the id an integrator gave it at upload.
+    file_name: str = ""
+    external_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "face_id": self.face_id,
+            "image_id": self.image_id,
+            "file_name": self.file_name,
+            "external_id": self.external_id,
+            "image_path": self.image_path,
+            "box": self.box.to_json(),
+            "tier": self.tier,
+            "is_match": self.is_match,
+            "distance": self.distance,
+            "similarity": self.similarity,
+            "fmr": self.fmr,
+            "pair_fmr": self.pair_fmr,
+            "odds": self.odds,
+            "source": self.source,
+            "lawful_basis": self.lawful_basis,
+            "subject": self.subject,
+        }
 
 
 @dataclass
@@ -62,11 +110,11 @@ class SearchResult:
     # Why no match was decided: the model has no calibration yet (the message says how to fit
     # one). The matches are still ranked by distance.
     uncalibrated: str | None = None
-    query: QueryFace | None = None
+    # The face searched with, and every face seen in the query photo (a photo search).
+    query_face: QueryFace | None = None
     # Below the match threshold, candidates down to this distance are shown as "possible".
     possible_threshold: float = 0.0
-    faces_seen: int = 0
-    other_faces: list[QueryFace] = field(default_factory=list)
+    faces: list[QueryFace] = field(default_factory=list)
     # Open-set answer by subject: the nearest named subject among the accepted matches, and how
     # much nearer it is than the nearest *other* subject among the results (a distance; None
     # when no other subject came back). Below `margin_required`, a match is flagged ambiguous.
@@ -79,8 +127,17 @@ class SearchResult:
         return any(m.is_match for m in self.matches)
 
     @property
+    def faces_seen(self) -> int:
+        return len(self.faces)
+
+    @property
+    def other_faces(self) -> list[QueryFace]:
+        """The faces of the query photo not searched with: `face=N` searches with one."""
+        return [f for f in self.faces if f != self.query_face]
+
+    @property
     def low_quality_query(self) -> bool:
-        return self.query is not None and self.query.det_score < LOW_QUALITY_DET_SCORE
+        return self.query_face is not None and self.query_face.det_score < LOW_QUALITY_DET_SCORE
 
     @property
     def ambiguous(self) -> bool:
@@ -121,12 +178,28 @@ class SearchResult:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["found"] = self.found
-        data["ambiguous"] = self.ambiguous
-        data["low_quality_query"] = self.low_quality_query
-        data["decision"] = self.decision
-        return data
+        """The one shape of a search result, in JSON's own types (see the module's doc)."""
+        return {
+            "found": self.found,
+            "decision": self.decision,
+            "gallery_size": self.gallery_size,
+            "fmr_target": self.fmr_target,
+            "threshold": self.threshold,
+            # Without a calibration every candidate is "possible": no distance bounds the tier.
+            "possible_threshold": (
+                self.possible_threshold if math.isfinite(self.possible_threshold) else None
+            ),
+            "beyond_calibration": self.beyond_calibration,
+            "uncalibrated": self.uncalibrated,
+            "best_subject": self.best_subject,
+            "subject_margin": self.subject_margin,
+            "margin_required": self.margin_required,
+            "ambiguous": self.ambiguous,
+            "low_quality_query": self.low_quality_query,
+            "query_face": self.query_face.to_json() if self.query_face else None,
+            "faces": [f.to_json() for f in self.faces],
+            "matches": [m.to_json() for m in self.matches],
+        }
 
 
 @dataclass(frozen=True)
@@ -194,7 +267,7 @@ def rank(
                 face_id=fid,
                 image_id=record.image_id,
                 image_path=record.image_path,
-                box=record.box,
+                box=Box(*record.box),
                 distance=round(float(dist), 4),
                 similarity=round(float(score), 4),
                 fmr=float(fmr),
@@ -207,6 +280,8 @@ def rank(
                 odds=""
                 if calibration is None
                 else odds_in_words(float(pair_fmr), gallery, floor=calibration.fmr_floor),
+                file_name=record.file_name,
+                external_id=record.external_id,
             )
         )
     # The subject margin looks past what is shown: the nearest other subject may be a stranger

@@ -64,9 +64,9 @@ def render_sheet(
     """Write a JPEG or PNG contact sheet of `result` to `out`. Matches held in a bucket are
     read from it (`endpoint_url`: an S3-compatible store)."""
     tiles: list[tuple[Image.Image, str, tuple[int, int, int]]] = []
-    if query_photo is not None and result.query is not None:
-        label = f"query: face {result.query.number} of {result.faces_seen}"
-        tiles.append((_tile(query_photo, result.query.box, QUERY), label, QUERY))
+    if query_photo is not None and result.query_face is not None:
+        label = f"query: face {result.query_face.number} of {result.faces_seen}"
+        tiles.append((_tile(query_photo, result.query_face.box, QUERY), label, QUERY))
     for i, m in enumerate(result.matches, start=1):
         colour = MATCH if m.is_match else NO_MATCH
         label = f"#{i} d={m.distance:.3f}\nFMR {m.fmr:.1e} {'match' if m.is_match else ''}"

@@ -109,9 +109,7 @@ def search(
         )
     secret: bytes = request.app.state.secret
     tokens = {m.face_id: face_token(secret, m.face_id, principal) for m in result.matches}
-    query_faces = sorted(
-        [f for f in [result.query, *result.other_faces] if f is not None], key=lambda f: f.number
-    )
+    query_faces = result.faces
     return page(
         request,
         "results.html",

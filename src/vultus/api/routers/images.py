@@ -1,26 +1,29 @@
-"""Images: upload a photo (kept as a stored copy) or register one on the server, list them,
-and view them. Every view is written to the audit log."""
+"""Images: upload a photo (kept as a stored copy; multipart, or JSON in base64) or register one
+on the server, list them, and view them. Every view is written to the audit log."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
-from vultus.api.deps import EngineDep, Offset, PathId, read_upload, require
+from vultus.api.bodies import PhotoBody, PhotoRequest
+from vultus.api.deps import EngineDep, Offset, PathId, require
 from vultus.api.errors import responses
 from vultus.api.schemas import (
-    MAX_ID,
     Count,
     FaceOut,
     ImageDetailOut,
     ImageOut,
+    ImageUploadFields,
     IngestOut,
     IngestSummaryOut,
     RegisterIn,
 )
+from vultus.engine import Engine
 from vultus.engine.apikeys import Principal
+from vultus.ingest.batches import IngestSummary
 
 router = APIRouter(prefix="/images", tags=["images"], responses=responses(401, 403, 429, 503))
 
@@ -28,34 +31,38 @@ Operator = Annotated[Principal, Depends(require("operator"))]
 # Investigators see the photos their results point to; DPOs those a rights request finds.
 Viewer = Annotated[Principal, Depends(require("operator", "investigator", "dpo"))]
 IMAGE_CONTENT = {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
+upload_body = PhotoBody("ImageUpload", ImageUploadFields, {"file": "The photo."})
 
 
 @router.post(
     "",
     summary="Upload a photo under a source, and ingest it",
-    description="Multipart upload, refused past `max_upload_bytes` and checked by the same "
-    "decoder as the command line before anything is written. The photo is kept under the data "
-    "directory, so that an erasure can blur it. A source that rests on consent takes a photo "
-    "only with `consent`, the id of the consent record it rests on (else `consent_required`).",
+    description="Multipart form data, or JSON with `file` in base64 (and `filename`). Refused "
+    "past `max_upload_bytes` and checked by the same decoder as the command line before "
+    "anything is written. The photo is kept under the data directory, so that an erasure can "
+    "blur it; search results name it by its file name as sent and by `external_id`. A source "
+    "that rests on consent takes a photo only with `consent`, the id of the consent record it "
+    "rests on (else `consent_required`). Sending a photo already held answers its image id.",
     response_model=IngestOut,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 415, 422),
+    openapi_extra=upload_body.openapi,
 )
 def upload_image(
-    request: Request,
-    file: Annotated[UploadFile, File(description="The photo.")],
-    source: Annotated[str, Form(min_length=1, max_length=200, description="A registered source.")],
-    engine: EngineDep,
     principal: Operator,
-    consent: Annotated[
-        int | None, Form(ge=1, le=MAX_ID, description="The consent record the photo rests on.")
-    ] = None,
+    body: Annotated[PhotoRequest[ImageUploadFields], Depends(upload_body)],
+    engine: EngineDep,
 ) -> IngestOut:
-    data = read_upload(file, request.app.state.settings.max_upload_bytes)
+    fields, photo = body.fields, body.photos["file"]
     summary, image_id = engine.upload(
-        data, file.filename or "upload", source=source, consent=consent, actor=principal.actor
+        photo.data,
+        fields.filename or photo.filename,
+        source=fields.source,
+        consent=fields.consent,
+        external_id=fields.external_id,
+        actor=principal.actor,
     )
-    return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
+    return _ingested(engine, summary, image_id)
 
 
 @router.post(
@@ -70,7 +77,12 @@ def register_image(body: RegisterIn, engine: EngineDep, principal: Operator) -> 
     summary, image_id = engine.register(
         body.path, source=body.source, consent=body.consent, actor=principal.actor
     )
-    return IngestOut(image_id=image_id, summary=IngestSummaryOut.of(summary))
+    return _ingested(engine, summary, image_id)
+
+
+def _ingested(engine: Engine, summary: IngestSummary, image_id: int | None) -> IngestOut:
+    image = ImageOut.of(engine.image(image_id)[0]) if image_id is not None else None
+    return IngestOut(image_id=image_id, image=image, summary=IngestSummaryOut.of(summary))
 
 
 @router.get(
@@ -83,10 +95,15 @@ def list_images(
     engine: EngineDep,
     _: Operator,
     source: Annotated[str | None, Query(max_length=200)] = None,
+    external_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Only photos given this id at upload."),
+    ] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[ImageOut]:
-    return [ImageOut.of(i) for i in engine.list_images(source=source, offset=offset, limit=limit)]
+    images = engine.list_images(source=source, external_id=external_id, offset=offset, limit=limit)
+    return [ImageOut.of(i) for i in images]
 
 
 @router.get(

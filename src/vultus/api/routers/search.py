@@ -1,62 +1,66 @@
 """Search and verify: always with a purpose from the configured list, always audited, with
-the calling key as the actor."""
+the calling key as the actor. Photos come as multipart form data or as JSON in base64."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends
 
-from vultus.api.deps import EngineDep, read_upload, require
+from vultus.api.bodies import PhotoBody, PhotoRequest
+from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
-from vultus.api.schemas import MARGIN_HELP, SearchByFace, SearchBySubject, SearchOut, VerifyOut
-from vultus.engine.apikeys import Principal
+from vultus.api.schemas import (
+    SearchByFace,
+    SearchBySubject,
+    SearchOut,
+    SearchPhotoFields,
+    VerifyFields,
+    VerifyOut,
+)
+from vultus.engine.apikeys import SEES_PATHS, Principal
 
 router = APIRouter(tags=["search"], responses=responses(401, 403, 429, 503))
 
 Searcher = Annotated[Principal, Depends(require("investigator", counts_search=True))]
-Purpose = Annotated[
-    str,
-    Form(max_length=200, description="Why you search: one of the configured purposes."),
-]
-CaseRef = Annotated[str | None, Form(max_length=200, description="A case reference.")]
-Fmr = Annotated[
-    float | None, Form(gt=0, lt=1, description="False-match rate of the match decision.")
-]
+search_body = PhotoBody(
+    "SearchPhoto", SearchPhotoFields, {"photo": "A photo with the face to look for."}
+)
+verify_body = PhotoBody(
+    "Verify",
+    VerifyFields,
+    {"photo_a": "The first photo (an ID photo).", "photo_b": "The second photo."},
+)
 
 
 @router.post(
     "/search",
     summary="Search with a photo: where else does this person appear?",
     description="Uses the largest face, or face number `face` (1 = largest). The answer lists "
-    "the matches and every face seen in the photo, with boxes.",
+    "the matches and every face seen in the photo, with boxes. Send the photo as multipart "
+    "form data, or as JSON with `photo` in base64; a field the endpoint does not take is "
+    "refused (`unknown_field`).",
     response_model=SearchOut,
-    responses=responses(404, 413, 422),
+    responses=responses(400, 404, 413, 415, 422),
+    openapi_extra=search_body.openapi,
 )
 def search_photo(
-    request: Request,
-    photo: Annotated[UploadFile, File(description="A photo with the face to look for.")],
-    purpose: Purpose,
-    engine: EngineDep,
     principal: Searcher,
-    case_ref: CaseRef = None,
-    top_k: Annotated[int, Form(ge=1, le=1000)] = 10,
-    face: Annotated[int, Form(ge=1, le=1000, description="Which face (1 = largest).")] = 1,
-    fmr: Fmr = None,
-    margin: Annotated[float | None, Form(ge=0, le=2, description=MARGIN_HELP)] = None,
+    body: Annotated[PhotoRequest[SearchPhotoFields], Depends(search_body)],
+    engine: EngineDep,
 ) -> SearchOut:
-    data = read_upload(photo, request.app.state.settings.max_upload_bytes)
+    q = body.fields
     result = engine.search(
-        data,
-        purpose=purpose,
-        case_ref=case_ref,
-        top_k=top_k,
-        face=face,
-        fmr=fmr,
-        margin=margin,
+        body.photos["photo"].data,
+        purpose=q.purpose,
+        case_ref=q.case_ref,
+        top_k=q.top_k,
+        face=q.face,
+        fmr=q.fmr,
+        margin=q.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result)
+    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
 
 
 @router.post(
@@ -75,7 +79,7 @@ def search_face(body: SearchByFace, engine: EngineDep, principal: Searcher) -> S
         margin=body.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result)
+    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
 
 
 @router.post(
@@ -94,32 +98,29 @@ def search_subject(body: SearchBySubject, engine: EngineDep, principal: Searcher
         margin=body.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result)
+    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
 
 
 @router.post(
     "/verify",
     summary="1:1: are the largest faces of two photos the same person?",
+    description="Send the photos as multipart form data, or as JSON with `photo_a` and "
+    "`photo_b` in base64.",
     response_model=VerifyOut,
-    responses=responses(413, 422),
+    responses=responses(400, 413, 415, 422),
+    openapi_extra=verify_body.openapi,
 )
 def verify(
-    request: Request,
-    photo_a: Annotated[UploadFile, File(description="The first photo (an ID photo).")],
-    photo_b: Annotated[UploadFile, File(description="The second photo.")],
-    purpose: Purpose,
-    engine: EngineDep,
     principal: Annotated[Principal, Depends(require("investigator"))],
-    case_ref: CaseRef = None,
-    fmr: Annotated[float, Form(gt=0, lt=1, description="False-match rate of the decision.")] = 1e-3,
+    body: Annotated[PhotoRequest[VerifyFields], Depends(verify_body)],
+    engine: EngineDep,
 ) -> VerifyOut:
-    limit = request.app.state.settings.max_upload_bytes
     result = engine.verify(
-        read_upload(photo_a, limit),
-        read_upload(photo_b, limit),
-        purpose=purpose,
-        case_ref=case_ref,
-        fmr=fmr,
+        body.photos["photo_a"].data,
+        body.photos["photo_b"].data,
+        purpose=body.fields.purpose,
+        case_ref=body.fields.case_ref,
+        fmr=body.fields.fmr,
         actor=principal.actor,
     )
     return VerifyOut.of(result)
