@@ -3,7 +3,7 @@ delete ...`. It owns the catalog, the pipeline and the vector index, and keeps t
 faithful derivative of the catalog.
 
 The methods live by concept in the mixins beside this module (ingesting, searching, library,
-rights and governance); this class owns the parts they share."""
+finding, rights, requests and governance); this class owns the parts they share."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ from vultus.crypto import (
     make_canary,
 )
 from vultus.engine.apikeys import KeyStore
+from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
 from vultus.engine.locking import Presence, locked
+from vultus.engine.requests import Requests
 from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
 from vultus.files import private_dir
@@ -59,7 +61,7 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, Rights, Governance):
+class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
@@ -239,23 +241,23 @@ class Engine(Ingesting, Searching, Library, Rights, Governance):
     @locked
     def review_person(self, selfie: Path | bytes | np.ndarray, **options: Any) -> Review:
         self._check_query_model()
-        return Rights.review_person(self, selfie, **options)
+        return Finding.review_person(self, selfie, **options)
 
-    expand_review = locked(Rights.expand_review)
-    refresh_review = locked(Rights.refresh_review)
+    expand_review = locked(Finding.expand_review)
+    refresh_review = locked(Finding.refresh_review)
     # A request's life: its photo checked, its review decided, the act done on the reviewed
     # faces, each as one step that no ingest or other reviewer slips into.
-    photo_faces = locked(Rights.photo_faces)
-    face_choice = locked(Rights.face_choice)
-    intake_photo = locked(Rights.intake_photo)
-    replace_request_photo = locked(Rights.replace_request_photo)
-    request_review = locked(Rights.request_review)
-    decide_request = locked(Rights.decide_request)
-    erase_request = locked(Rights.erase_request)
-    access_request = locked(Rights.access_request)
-    restrict_request = locked(Rights.restrict_request)
-    settle = locked(Rights.settle)
-    find_person = locked(Rights.find_person)
+    photo_faces = locked(Requests.photo_faces)
+    face_choice = locked(Requests.face_choice)
+    intake_photo = locked(Requests.intake_photo)
+    replace_request_photo = locked(Requests.replace_request_photo)
+    request_review = locked(Requests.request_review)
+    decide_request = locked(Requests.decide_request)
+    erase_request = locked(Requests.erase_request)
+    access_request = locked(Requests.access_request)
+    restrict_request = locked(Requests.restrict_request)
+    settle = locked(Finding.settle)
+    find_person = locked(Finding.find_person)
     access = locked(Rights.access)
     erase = locked(Rights.erase)
     restrict = locked(Rights.restrict)

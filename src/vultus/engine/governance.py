@@ -47,7 +47,7 @@ from vultus.crypto import (
     write_key_file,
 )
 from vultus.engine.parts import EngineParts
-from vultus.engine.rights import REQUEST_AAD
+from vultus.engine.requests import REQUEST_AAD
 from vultus.errors import ConfigError, NotFoundError, RightsError
 from vultus.lawful_basis import rests_on_consent
 from vultus.rights.erasure import (

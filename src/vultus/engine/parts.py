@@ -1,5 +1,6 @@
 """What the engine's mixins share. `core.Engine` sets these; each mixin (ingesting, searching,
-library, rights, governance) declares here, for the type checker, what it uses of the others."""
+library, finding, rights, requests, governance) declares here, for the type checker, what it uses
+of the others."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    import numpy.typing as npt
+
     from vultus.accuracy.calibration import Calibration
     from vultus.audit import AuditLog
     from vultus.catalog import Catalog
-    from vultus.catalog.models import Source
+    from vultus.catalog.models import RightsRequest, Source
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
     from vultus.index.keeper import IndexKeeper
     from vultus.ingest.batches import IngestSummary
     from vultus.pipeline.analyse import FacePipeline
+    from vultus.rights.erasure import ErasurePlan, ErasureReceipt
+    from vultus.rights.review import Review
     from vultus.search.results import Verification
 
 
@@ -54,3 +62,16 @@ class EngineParts:
         check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]
         compare: Callable[..., Verification]
+        # A request's review (finding) is acted on by rights and by the request workflow, which
+        # also records it; rights' objection opens a request.
+        review_person: Callable[..., Review]
+        expand_review: Callable[..., Review]
+        refresh_review: Callable[[Review], int]
+        settle: Callable[[Review], ErasurePlan]
+        _selfie_template: Callable[[Any], npt.NDArray[np.float32]]
+        _identity_check: Callable[..., str]
+        access: Callable[..., tuple[Path, ErasurePlan]]
+        erase: Callable[..., ErasureReceipt]
+        restrict: Callable[..., int]
+        create_request: Callable[..., RightsRequest]
+        record_review: Callable[..., None]
