@@ -310,3 +310,14 @@ def test_the_data_directory_and_its_files_are_private(
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert blur_faces(stored, [[0, 0, 10, 10]])  # as an erasure blurs a stored copy
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+
+
+def test_a_rebuild_too_small_for_ivf_says_why_it_is_exact(data_dir: Path) -> None:
+    # The README's example, on a gallery far too small to train 4,096 IVF lists.
+    code, out = vultus(data_dir, "index", "rebuild", "--factory", "IVF4096,Flat")
+    assert code == 0, out
+    assert "rebuilt IDMap2,Flat" in out
+    assert "at least 159,744 faces" in out and "there are 0" in out
+
+    code, out = vultus(data_dir, "index", "rebuild", "--factory", "IDMap2,Flat")
+    assert code == 0 and "not IDMap2,Flat" not in out
