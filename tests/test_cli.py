@@ -321,3 +321,52 @@ def test_a_rebuild_too_small_for_ivf_says_why_it_is_exact(data_dir: Path) -> Non
 
     code, out = vultus(data_dir, "index", "rebuild", "--factory", "IDMap2,Flat")
     assert code == 0 and "not IDMap2,Flat" not in out
+
+
+def test_eval_keeps_photos_without_a_face_and_calibrate_installs_its_table(
+    data_dir: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    # Given two people's photos and, labelled as Katy Perry, a photo of dogs (no face).
+    dev = faces_dir / "dev"
+    rows = [r.split(",") for r in (dev / "labels.csv").read_text().splitlines()[1:8]]
+    photos = [(str(dev / p), who) for p, who in rows] + [(str(dev / "extra/dogs.jpg"), rows[0][1])]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,identity\n" + "".join(f"{p},{w}\n" for p, w in photos))
+    dogs = photos[-1][0]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "path1,path2,same,fold\n"
+        f"{photos[0][0]},{photos[1][0]},1,0\n{photos[0][0]},{photos[4][0]},0,0\n"
+        f"{photos[2][0]},{photos[3][0]},1,1\n{photos[2][0]},{photos[5][0]},0,1\n"
+        f"{photos[0][0]},{dogs},1,1\n"
+    )
+    # When I evaluate, the pair and the probe with the dogs' photo count as misses...
+    report = tmp_path / "eval.json"
+    code, out = vultus(
+        data_dir, "eval", str(labels), "--pairs", str(pairs), "--json", str(report),
+        "--save-embeddings", str(tmp_path / "t"),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "1 pair(s) lack a face: counted as rejections" in out
+    result = json.loads(report.read_text())
+    assert result["n_photos"] == 8
+    assert result["photos_without_face"] == [
+        {"path": dogs, "identity": "Katy_Perry", "reason": "no usable face"}
+    ]
+    pa = result["pair_accuracy"]
+    assert pa["n_pairs"] == 5 and pa["n_pairs_without_face"] == 1
+    # fold 0: 2 of 2 right; fold 1: 2 of 3 (the same pair with the dogs is a miss)
+    assert pa["accuracy_with_faces"] == 1.0 and pa["accuracy_mean"] == pytest.approx(5 / 6)
+    assert result["identification"]["n_probes_without_face"] == 1
+
+    # ...and calibrating puts the table where searches read it, and says so.
+    code, out = vultus(
+        data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t")
+    )
+    assert code == 0, out
+    installed = data_dir / f"calibration_{result['model_id']}.json"
+    assert installed.is_file() and "in effect" in out
+    code, out = vultus(data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t"),
+                       "--out", str(tmp_path / "c.json"))  # fmt: skip
+    assert code == 0 and (tmp_path / "c.json").is_file()
+    assert "not in effect" in " ".join(out.split())
