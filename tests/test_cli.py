@@ -370,3 +370,23 @@ def test_eval_keeps_photos_without_a_face_and_calibrate_installs_its_table(
                        "--out", str(tmp_path / "c.json"))  # fmt: skip
     assert code == 0 and (tmp_path / "c.json").is_file()
     assert "not in effect" in " ".join(out.split())
+
+
+def test_a_search_photo_with_two_near_equal_faces_asks_which_one(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    two = str(faces_dir / "dev" / "extra" / "two_people.jpg")
+    # Given a photo of two people whose faces are the same size, when I search without --face,
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE, "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    # then face 1 is searched, and the answer names both faces for me to choose from.
+    assert result["face_tie"] == [1, 2] and result["query_face"]["number"] == 1
+    assert "faces 1 and 2 are near-equal in size" in result["decision"]
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE)
+    assert code == 0 and "which did you mean? Search again with --face N" in " ".join(out.split())
+    # When I say which, nothing is asked.
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE, "--face", "2", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["face_tie"] == [] and result["query_face"]["number"] == 2
