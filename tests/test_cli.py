@@ -310,3 +310,83 @@ def test_the_data_directory_and_its_files_are_private(
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert blur_faces(stored, [[0, 0, 10, 10]])  # as an erasure blurs a stored copy
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+
+
+def test_a_rebuild_too_small_for_ivf_says_why_it_is_exact(data_dir: Path) -> None:
+    # The README's example, on a gallery far too small to train 4,096 IVF lists.
+    code, out = vultus(data_dir, "index", "rebuild", "--factory", "IVF4096,Flat")
+    assert code == 0, out
+    assert "rebuilt IDMap2,Flat" in out
+    assert "at least 159,744 faces" in out and "there are 0" in out
+
+    code, out = vultus(data_dir, "index", "rebuild", "--factory", "IDMap2,Flat")
+    assert code == 0 and "not IDMap2,Flat" not in out
+
+
+def test_eval_keeps_photos_without_a_face_and_calibrate_installs_its_table(
+    data_dir: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    # Given two people's photos and, labelled as Katy Perry, a photo of dogs (no face).
+    dev = faces_dir / "dev"
+    rows = [r.split(",") for r in (dev / "labels.csv").read_text().splitlines()[1:8]]
+    photos = [(str(dev / p), who) for p, who in rows] + [(str(dev / "extra/dogs.jpg"), rows[0][1])]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,identity\n" + "".join(f"{p},{w}\n" for p, w in photos))
+    dogs = photos[-1][0]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "path1,path2,same,fold\n"
+        f"{photos[0][0]},{photos[1][0]},1,0\n{photos[0][0]},{photos[4][0]},0,0\n"
+        f"{photos[2][0]},{photos[3][0]},1,1\n{photos[2][0]},{photos[5][0]},0,1\n"
+        f"{photos[0][0]},{dogs},1,1\n"
+    )
+    # When I evaluate, the pair and the probe with the dogs' photo count as misses...
+    report = tmp_path / "eval.json"
+    code, out = vultus(
+        data_dir, "eval", str(labels), "--pairs", str(pairs), "--json", str(report),
+        "--save-embeddings", str(tmp_path / "t"),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "1 pair(s) lack a face: counted as rejections" in out
+    result = json.loads(report.read_text())
+    assert result["n_photos"] == 8
+    assert result["photos_without_face"] == [
+        {"path": dogs, "identity": "Katy_Perry", "reason": "no usable face"}
+    ]
+    pa = result["pair_accuracy"]
+    assert pa["n_pairs"] == 5 and pa["n_pairs_without_face"] == 1
+    # fold 0: 2 of 2 right; fold 1: 2 of 3 (the same pair with the dogs is a miss)
+    assert pa["accuracy_with_faces"] == 1.0 and pa["accuracy_mean"] == pytest.approx(5 / 6)
+    assert result["identification"]["n_probes_without_face"] == 1
+
+    # ...and calibrating puts the table where searches read it, and says so.
+    code, out = vultus(
+        data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t")
+    )
+    assert code == 0, out
+    installed = data_dir / f"calibration_{result['model_id']}.json"
+    assert installed.is_file() and "in effect" in out
+    code, out = vultus(data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t"),
+                       "--out", str(tmp_path / "c.json"))  # fmt: skip
+    assert code == 0 and (tmp_path / "c.json").is_file()
+    assert "not in effect" in " ".join(out.split())
+
+
+def test_a_search_photo_with_two_near_equal_faces_asks_which_one(
+    data_dir: Path, faces_dir: Path
+) -> None:
+    two = str(faces_dir / "dev" / "extra" / "two_people.jpg")
+    # Given a photo of two people whose faces are the same size, when I search without --face,
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE, "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    # then face 1 is searched, and the answer names both faces for me to choose from.
+    assert result["face_tie"] == [1, 2] and result["query_face"]["number"] == 1
+    assert "faces 1 and 2 are near-equal in size" in result["decision"]
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE)
+    assert code == 0 and "which did you mean? Search again with --face N" in " ".join(out.split())
+    # When I say which, nothing is asked.
+    code, out = vultus(data_dir, "search", two, "-p", PURPOSE, "--face", "2", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["face_tie"] == [] and result["query_face"]["number"] == 2

@@ -358,3 +358,53 @@ def test_errors_are_broken_down_by_face_quality():
     assert "Fused gallery templates" in text and "Errors by quality" in text
     with pytest.raises(ValueError, match="quality scores"):
         evaluate(x, labels, quality=[1.0])
+
+
+def test_photos_without_a_face_stay_in_the_protocol_as_misses():
+    # Given 10 folds of one same and one different pair, all cleanly separated, and two more
+    # pairs whose photos had no face found: a same pair in fold 0 and a different one in fold 1.
+    rows, labels, pairs = [], [], []
+    for f in range(10):
+        for d, same in ((0.2, True), (1.4, False)):
+            theta = 2 * math.degrees(math.asin(d / 2))
+            i = len(rows)
+            rows += [unit(8.5 * i), unit(8.5 * i + theta)]  # pairs apart on the circle
+            labels += [f"a{f}{same}", f"a{f}{same}" if same else f"b{f}"]
+            pairs.append((i, i + 1, same, f))
+    report = evaluate(
+        np.asarray(rows),
+        labels,
+        pairs=pairs,
+        pairs_without_face=[(True, 0), (False, 1)],
+        labels_without_face=["a0True"],  # a third photo of a0True: one more probe
+    )
+    pa = report.pair_accuracy
+    # Then the figure is over all 22 pairs: the same pair is missed (fold 0: 2 of 3), the
+    # different one rightly rejected (fold 1: 3 of 3); on the pairs with faces, all are right.
+    assert pa is not None and pa.n_pairs == 22 and pa.n_pairs_without_face == 2
+    assert pa.fold_accuracies[:2] == pytest.approx((2 / 3, 1.0))
+    assert pa.accuracy_mean == pytest.approx((2 / 3 + 9) / 10)
+    assert pa.accuracy_with_faces == 1.0
+    # And the probe without a face is a rank-1 and rank-5 miss: of 11 probes, not 10.
+    ident = report.identification
+    found = evaluate(np.asarray(rows), labels).identification
+    assert ident is not None and found is not None
+    assert ident.n_probes == found.n_probes == 10 and ident.n_probes_without_face == 1
+    assert ident.rank1 == pytest.approx(found.rank1 * 10 / 11)
+    assert ident.rank5 == pytest.approx(found.rank5 * 10 / 11) and ident.rank5 > 0
+    out = report.to_json()
+    assert out["pair_accuracy"]["n_pairs_without_face"] == 2
+    console = Console(record=True, width=200)
+    print_report(report, console=console)
+    text = " ".join(console.export_text().split())  # titles wrap
+    assert "2 without a face counted as rejections" in text and "1 without a face" in text
+
+
+def test_a_photo_without_a_face_that_was_its_identitys_only_other_photo_is_a_missed_probe():
+    # a has two labelled photos, the second without a face: the protocol has one probe of a.
+    report = evaluate(
+        np.asarray([unit(0), unit(40), unit(45)]), ["a", "b", "b"], labels_without_face=["a"]
+    )
+    ident = report.identification
+    assert ident is not None and (ident.n_probes, ident.n_probes_without_face) == (1, 1)
+    assert ident.rank1 == 0.5

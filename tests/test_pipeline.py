@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from vultus.config import Settings
-from vultus.pipeline.analyse import FacePipeline
+from vultus.pipeline.analyse import FacePipeline, order_faces
+from vultus.pipeline.base import Box, Detection
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,31 @@ def test_small_faces_are_recorded_as_skipped_with_the_reason(
     assert result.indexable == []
     quality = pipeline.analyse(photo).faces[0].quality
     assert quality.box_size >= 40 and quality.sharpness > 0 and abs(quality.yaw) < 0.5
+
+
+def test_of_two_near_equal_faces_the_one_nearer_the_centre_is_face_1() -> None:
+    # Given a 400×200 photo with an 88×88 face at the left edge and an 88×87 one in the middle,
+    # and a smaller one at the right: the middle face is face 1, though a pixel shorter.
+    edge = Detection(Box(0, 50, 88, 138), 1.0, "hog")
+    middle = Detection(Box(156, 56, 244, 143), 1.0, "hog")
+    small = Detection(Box(330, 60, 390, 120), 1.0, "hog")
+    ordered, near_equal = order_faces([edge, small, middle], 400, 200)
+    assert ordered == [middle, edge, small] and near_equal == 2
+    # A clearly larger face stays face 1 wherever it is.
+    big = Detection(Box(0, 0, 120, 120), 1.0, "hog")
+    ordered, near_equal = order_faces([middle, big], 400, 200)
+    assert ordered == [big, middle] and near_equal == 1
+    assert order_faces([], 400, 200) == ([], 0)
+
+
+def test_a_photo_of_two_people_the_same_size_says_so(
+    pipeline: FacePipeline, faces_dir: Path
+) -> None:
+    extra = faces_dir / "dev" / "extra"
+    # two_people.jpg: 176×176 on the left (nearer the centre), 176×177 on the right.
+    two = pipeline.analyse(extra / "two_people.jpg")
+    assert two.near_equal == 2
+    first, second = (f.box for f in two.faces)
+    assert first.left < second.left and first.height <= second.height
+    # A group whose largest face is clear names no tie.
+    assert pipeline.analyse(extra / "selfie-many-people.jpg").near_equal == 1

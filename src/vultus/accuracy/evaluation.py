@@ -22,6 +22,13 @@
   detector's margin): FNMR and FMR at the all-pairs FAR 1e-3 threshold, for pairs with a face
   in the lowest tenth of the score against the rest.
 
+**Photos without a face** stay in the protocol: a pair with such a photo is a rejection, as
+ISO/IEC 19795-1 counts a failure to acquire (an error when the pair is of one person, right when
+not), and a probe without a face is a rank-1 and rank-5 miss. The standard figures (pair
+accuracy, rank-1, rank-5, DIR) are so over the whole protocol; pair accuracy on the pairs with
+both faces found is reported beside it. TAR at FAR, fusion and the quality breakdown are
+measured on the photos with a face.
+
 Every decision uses the Vultus distance (see :mod:`vultus.accuracy.calibration`): a pair
 "matches" when its distance is at most the threshold. All pair computations are blocked; about
 6,000 templates take seconds.
@@ -66,9 +73,10 @@ _PROBE_BLOCK_ENTRIES = 4_000_000
 
 @dataclass(frozen=True)
 class PairAccuracy:
-    """k-fold accuracy on a fixed list of pairs (the LFW protocol)."""
+    """k-fold accuracy on a fixed list of pairs (the LFW protocol), pairs with a photo without a
+    face counted as rejections."""
 
-    n_pairs: int
+    n_pairs: int  # every pair of the protocol, with or without faces
     n_folds: int
     accuracy_mean: float
     accuracy_std: float  # sample standard deviation over folds (ddof=1)
@@ -76,6 +84,8 @@ class PairAccuracy:
     threshold_mean: float
     fold_accuracies: tuple[float, ...]
     fold_thresholds: tuple[float, ...]
+    n_pairs_without_face: int = 0  # pairs with a photo where no face was found
+    accuracy_with_faces: float | None = None  # mean over folds of the pairs with both faces
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ class AllPairsVerification:
 @dataclass(frozen=True)
 class Identification:
     gallery_size: int
-    n_probes: int
+    n_probes: int  # probes with a face
     n_distractors: int
     rank1: float
     rank5: float
@@ -110,6 +120,7 @@ class Identification:
     dir_at_fpir: float | None
     dir_threshold: float | None
     achieved_fpir: float | None
+    n_probes_without_face: int = 0  # counted as misses in rank-1, rank-5 and DIR
 
 
 @dataclass(frozen=True)
@@ -185,12 +196,18 @@ def evaluate(
     fusion_photos: int = 3,
     quality: Sequence[float] | None = None,
     quality_measure: str = "det_score",
+    pairs_without_face: Sequence[tuple[bool, int]] = (),
+    labels_without_face: Sequence[str] = (),
 ) -> EvaluationReport:
     """Evaluate templates (n, d) with identity ``labels`` (n strings); see the module docstring.
 
     ``pairs`` are ``(i, j, same, fold)`` with indices into ``templates``; given, pair accuracy is
     computed with leave-one-fold-out over the distinct folds (at least two). ``quality`` holds
     one score per template (higher is better) for the error rates by quality.
+
+    ``pairs_without_face`` are ``(same, fold)`` of the protocol's pairs with a photo where no
+    face was found, ``labels_without_face`` the identities of those photos: both count as misses
+    (see the module docstring), so the figures stay on the whole protocol.
     """
     x = normalise(templates)
     if x.ndim != 2:
@@ -220,11 +237,28 @@ def evaluate(
     return EvaluationReport(
         n_templates=n,
         n_identities=n_identities,
-        pair_accuracy=None if pairs is None else pair_accuracy(x, pairs),
+        pair_accuracy=None if pairs is None else pair_accuracy(x, pairs, pairs_without_face),
         verification=verification,
-        identification=identification(x, codes),
+        identification=identification(
+            x, codes, missing_probes=_missing_probes(labels, labels_without_face)
+        ),
         fusion=fused_identification(x, codes, max_photos=fusion_photos),
         quality=by_quality,
+    )
+
+
+def _missing_probes(labels: Sequence[str], without_face: Sequence[str]) -> int:
+    """Probes the protocol has and the templates lack: per identity, every labelled photo but
+    the gallery one is a probe; with a face or not."""
+    measured: dict[str, int] = {}
+    for label in labels:
+        measured[label] = measured.get(label, 0) + 1
+    lost: dict[str, int] = {}
+    for label in without_face:
+        lost[label] = lost.get(label, 0) + 1
+    return sum(
+        max(0, measured.get(who, 0) + n - 1) - max(0, measured.get(who, 0) - 1)
+        for who, n in lost.items()
     )
 
 
@@ -264,30 +298,41 @@ def best_threshold(d: npt.ArrayLike, same: npt.ArrayLike) -> float:
     return mid if lo <= mid < hi else lo
 
 
-def pair_accuracy(x: FloatArray, pairs: Sequence[Pair]) -> PairAccuracy:
-    """Leave-one-fold-out accuracy on ``pairs`` of rows of normalised ``x``."""
+def pair_accuracy(
+    x: FloatArray, pairs: Sequence[Pair], without_face: Sequence[tuple[bool, int]] = ()
+) -> PairAccuracy:
+    """Leave-one-fold-out accuracy on ``pairs`` of rows of normalised ``x``, with the
+    ``(same, fold)`` pairs ``without_face`` counted as rejections in their folds."""
     if len(pairs) == 0:
         raise ValueError("pairs is empty")
     arr = np.asarray([(int(i), int(j), bool(s), int(f)) for i, j, s, f in pairs], dtype=np.int64)
+    lost = np.asarray([(bool(s), int(f)) for s, f in without_face], dtype=np.int64).reshape(-1, 2)
     i, j, same, fold = arr[:, 0], arr[:, 1], arr[:, 2].astype(bool), arr[:, 3]
     n = x.shape[0]
     if np.any((i < 0) | (i >= n) | (j < 0) | (j >= n)):
         raise ValueError(f"pair indices must lie in [0, {n})")
-    folds = np.unique(fold)
+    folds = np.unique(np.r_[fold, lost[:, 1]])
     if len(folds) < 2:
         raise ValueError("pair accuracy needs at least two folds")
     d = _pair_distances(x, i, j)
     accs: list[float] = []
+    found_accs: list[float] = []
     thresholds: list[float] = []
     for f in folds:
         test = fold == f
         t = best_threshold(d[~test], same[~test])
-        accs.append(float(np.mean((d[test] <= t) == same[test])))
+        right = int(np.sum((d[test] <= t) == same[test]))
+        lost_here = lost[lost[:, 1] == f]
+        # A pair without a face is rejected: right only when it is of two people.
+        lost_right = int(np.sum(lost_here[:, 0] == 0))
+        accs.append((right + lost_right) / (int(test.sum()) + len(lost_here)))
+        if test.any():
+            found_accs.append(right / int(test.sum()))
         thresholds.append(t)
     acc = np.asarray(accs)
     std = float(np.std(acc, ddof=1))
     return PairAccuracy(
-        n_pairs=len(arr),
+        n_pairs=len(arr) + len(lost),
         n_folds=len(folds),
         accuracy_mean=float(acc.mean()),
         accuracy_std=std,
@@ -295,6 +340,8 @@ def pair_accuracy(x: FloatArray, pairs: Sequence[Pair]) -> PairAccuracy:
         threshold_mean=float(np.mean(thresholds)),
         fold_accuracies=tuple(accs),
         fold_thresholds=tuple(thresholds),
+        n_pairs_without_face=len(lost),
+        accuracy_with_faces=float(np.mean(found_accs)),
     )
 
 
@@ -375,11 +422,12 @@ def tar_at_far(
 
 
 def identification(
-    x: FloatArray, label_codes: npt.ArrayLike, *, fpir: float = FPIR
+    x: FloatArray, label_codes: npt.ArrayLike, *, fpir: float = FPIR, missing_probes: int = 0
 ) -> Identification | None:
     """Closed-set rank-1/rank-5 with distractors, and DIR at ``fpir``; ``None`` without probes.
 
-    Gallery: the first template of each identity (in order). Probes: every other template.
+    Gallery: the first template of each identity (in order). Probes: every other template, and
+    ``missing_probes`` more without a face, each a miss.
     """
     codes = np.asarray(label_codes)
     _, first = np.unique(codes, return_index=True)
@@ -419,19 +467,20 @@ def identification(
         dir_t = _rate_threshold(nonmated, len(nonmated), fpir)
         if dir_t is not None:
             hit = (ranks == 1) & (similarity_to_distance(mate_sim) <= dir_t)
-            dir_at = float(np.mean(hit))
+            dir_at = float(np.sum(hit)) / (len(probe_rows) + missing_probes)
             achieved = int(np.searchsorted(nonmated, dir_t, side="right")) / len(nonmated)
     return Identification(
         gallery_size=n_g,
         n_probes=len(probe_rows),
         n_distractors=n_distractors,
-        rank1=float(np.mean(ranks <= 1)),
-        rank5=float(np.mean(ranks <= 5)),
+        rank1=float(np.sum(ranks <= 1)) / (len(probe_rows) + missing_probes),
+        rank5=float(np.sum(ranks <= 5)) / (len(probe_rows) + missing_probes),
         fpir=fpir,
         dir_measurable=dir_at is not None,
         dir_at_fpir=dir_at,
         dir_threshold=dir_t,
         achieved_fpir=achieved,
+        n_probes_without_face=missing_probes,
     )
 
 
@@ -542,7 +591,12 @@ def print_report(report: EvaluationReport, console: Console | None = None) -> No
 
     pa = report.pair_accuracy
     if pa is not None:
-        t = Table(title=f"Pair accuracy ({pa.n_folds}-fold, {pa.n_pairs} pairs)")
+        lost = (
+            f", {pa.n_pairs_without_face} without a face counted as rejections"
+            if pa.n_pairs_without_face
+            else ""
+        )
+        t = Table(title=f"Pair accuracy ({pa.n_folds}-fold, {pa.n_pairs} pairs{lost})")
         t.add_column("accuracy", justify="right")
         t.add_column("± std", justify="right")
         t.add_column("± s.e.", justify="right")
@@ -554,6 +608,8 @@ def print_report(report: EvaluationReport, console: Console | None = None) -> No
             f"{pa.threshold_mean:.4f}",
         )
         console.print(t)
+        if pa.n_pairs_without_face and pa.accuracy_with_faces is not None:
+            console.print(f"on the pairs with both faces found: {_pct(pa.accuracy_with_faces)}")
 
     v = report.verification
     t = Table(
@@ -586,7 +642,12 @@ def print_report(report: EvaluationReport, console: Console | None = None) -> No
     t = Table(
         title=(
             f"Identification (gallery {ident.gallery_size:,} incl. {ident.n_distractors:,} "
-            f"distractors, {ident.n_probes:,} probes)"
+            f"distractors, {ident.n_probes:,} probes"
+            + (
+                f" + {ident.n_probes_without_face:,} without a face, counted as misses)"
+                if ident.n_probes_without_face
+                else ")"
+            )
         )
     )
     t.add_column("rank-1", justify="right")

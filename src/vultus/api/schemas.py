@@ -368,7 +368,13 @@ class SearchBySubject(SearchBy):
 class SearchPhotoFields(SearchBy):
     """A photo search's fields beside the photo."""
 
-    face: int = Field(1, ge=1, le=1000, description="Which face (1 = largest).")
+    face: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Which face (1 = largest). Without it, the largest; when faces are "
+        "near-equal in size, `face_tie` in the answer names them.",
+    )
 
 
 class VerifyFields(BaseModel):
@@ -456,6 +462,10 @@ class SearchOut(BaseModel):
     )
     query_face: QueryFaceOut | None = Field(description="The face searched with (photo search).")
     faces: list[QueryFaceOut] = Field(description="Every face seen in the query photo.")
+    face_tie: list[int] = Field(
+        description="Faces near-equal in size to the largest when no `face` was sent: face 1 "
+        "(nearest the centre) was searched; ask which was meant and send it as `face`."
+    )
     matches: list[MatchOut]
 
     @classmethod

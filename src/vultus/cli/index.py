@@ -24,7 +24,10 @@ def rebuild(
     """
     with open_engine() as engine, progress("reading templates", unit="faces") as update:
         index = engine.rebuild_index(factory, on_progress=update)
+        note = engine.explain_index(factory, len(index)) if factory else None
     console.print(f"[green]✓[/] rebuilt {index.factory} with {len(index):,} faces")
+    if note:
+        console.print(f"[yellow]![/] not {factory}: {note}")
 
 
 @app.command("status")

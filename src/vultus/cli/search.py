@@ -31,7 +31,13 @@ def _fmr(x: float) -> str:
 def search(
     photo: Path | None = typer.Argument(None, help="A photo with the face to look for."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="How many results."),
-    face: int = typer.Option(1, "--face", "-f", min=1, help="Which face (1 = largest)."),
+    face: int | None = typer.Option(
+        None,
+        "--face",
+        "-f",
+        min=1,
+        help="Which face (1 = largest; near-equal largest faces are named, to choose from).",
+    ),
     face_id: int | None = typer.Option(None, "--face-id", help="Search with a catalogued face."),
     subject: str | None = typer.Option(None, "--subject", help="Search with a subject's faces."),
     fmr: float | None = typer.Option(
@@ -102,6 +108,12 @@ def print_result(result: SearchResult) -> None:
             f"{result.faces_seen} face(s) in the photo; searching with face {q.number} "
             f"({q.box_size} px){others if result.other_faces else ''}"
         )
+        if result.face_tie:
+            tied = ", ".join(str(n) for n in result.face_tie)
+            console.print(
+                f"[yellow]![/] faces {tied} are near-equal in size: face {result.face_tie[0]} "
+                f"is the nearest the centre; which did you mean? Search again with --face N"
+            )
     table = Table(title=f"Top {len(result.matches)} of {result.gallery_size:,} faces")
     with_subjects = any(m.subject for m in result.matches)
     with_ids = any(m.external_id for m in result.matches)

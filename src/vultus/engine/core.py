@@ -214,6 +214,11 @@ class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governanc
         one call that trains and fills the index."""
         return self.indexes.rebuild(factory, on_progress)
 
+    def explain_index(self, factory: str, size: int) -> str | None:
+        """Why `factory` at `size` faces is built as another configuration (an IVF index too
+        small to train is exact), in words; None when it is built as named."""
+        return self.indexes.backend.explain(factory, size)
+
     @locked
     def tune_index(
         self, target_recall: float = 0.95, *, sample: int = 1000, actor: str | None = None

@@ -57,21 +57,33 @@ class Searching(EngineParts):
         purpose: str,
         case_ref: str | None = None,
         top_k: int = 10,
-        face: int = 1,
+        face: int | None = None,
         fmr: float | None = None,
         margin: float | None = None,
         actor: str | None = None,
     ) -> SearchResult:
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
-        largest first). Refused without a purpose; written to the audit log."""
+        largest first). Refused without a purpose; written to the audit log.
+
+        When no `face` is given and the largest faces are near-equal in size, face 1 (the one
+        nearest the centre) is searched and `result.face_tie` names them all, so that the
+        caller can ask which one was meant and search again with `face=N`."""
         self.check_purpose(purpose)
         self._check_query_model()
         analysed = self.pipeline.analyse(photo)
-        chosen = _pick_face(analysed, face, photo)
+        chosen = _pick_face(analysed, face or 1, photo)
         assert chosen.template is not None
         result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
         result.faces = [_query_face(i, f) for i, f in enumerate(analysed.faces, start=1)]
-        result.query_face = result.faces[face - 1]
+        result.query_face = result.faces[(face or 1) - 1]
+        if face is None and analysed.near_equal > 1:
+            result.face_tie = [
+                q.number
+                for q, f in zip(result.faces[: analysed.near_equal], analysed.faces, strict=False)
+                if f.template is not None
+            ]
+            if len(result.face_tie) < 2:
+                result.face_tie = []
         self._audit_search(result, chosen.template, "photo", purpose, case_ref, actor)
         return result
 

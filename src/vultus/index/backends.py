@@ -8,7 +8,7 @@ from vultus.config import Settings
 from vultus.crypto import KeyRing, read_encrypted_file, write_encrypted_file
 from vultus.errors import ConfigError, VectorIndexError, VultusError
 from vultus.index.base import IndexBackend, VectorIndex
-from vultus.index.faiss_index import FaissIndex, resolve_factory
+from vultus.index.faiss_index import FaissIndex, explain_factory, resolve_factory
 
 INDEX_AAD = b"vultus-index"
 
@@ -27,6 +27,9 @@ class FaissFileBackend(IndexBackend):
 
     def resolve(self, spec: str, size: int) -> str:
         return resolve_factory(spec, size)
+
+    def explain(self, spec: str, size: int) -> str | None:
+        return explain_factory(spec, size)
 
     def load(self) -> FaissIndex:
         if not self.path.exists():

@@ -154,5 +154,10 @@ class IndexBackend(ABC):
     def save(self, index: VectorIndex) -> None:
         """Persist the index, replacing what was persisted before, atomically."""
 
+    def explain(self, spec: str, size: int) -> str | None:
+        """Why `spec` at `size` vectors resolves to another configuration than it names, in
+        words for the operator; None when it is built as named."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional: only server backends hold anything
         """Release what the backend holds open (a server connection); the index stays."""

@@ -108,6 +108,29 @@ def resolve_factory(factory: str, n: int) -> str:
     return factory if n >= train_minimum(factory) else "IDMap2,Flat"
 
 
+def explain_factory(factory: str, n: int) -> str | None:
+    """Why `resolve_factory(factory, n)` builds another index than `factory` names, or None.
+
+    >>> explain_factory("IVF4096,Flat", 500)  # doctest: +ELLIPSIS
+    'IVF4096,Flat must be trained on at least 159,744 faces (39 per IVF list) and there are 500...
+    """
+    spec = factory.strip()
+    resolved = resolve_factory(spec, n)
+    if spec.lower() == "auto":
+        return None
+    concrete = spec.replace("{auto}", str(nlist_for(n)))
+    if resolved == concrete:
+        return None
+    need = train_minimum(concrete)
+    why = "39 per IVF list" if re.search(r"IVF\d+", concrete) else "one per PQ centroid"
+    return (
+        f"{concrete} must be trained on at least {need:,} faces ({why}) and there are {n:,}, "
+        f"so the index is exact ({resolved}): at this size exact search is also fast. Rebuild "
+        f"with --factory {concrete!r} once there are {need:,} faces, or set index_factory to it "
+        "and the index moves to it by itself then."
+    )
+
+
 def train_minimum(factory: str) -> int:
     """Vectors needed to train a factory: 39 per IVF list, and at least one per PQ centroid."""
     lists = re.search(r"IVF(\d+)", factory)

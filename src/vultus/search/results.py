@@ -121,6 +121,10 @@ class SearchResult:
     best_subject: str | None = None
     subject_margin: float | None = None
     margin_required: float = 0.0
+    # The faces of the query photo near-equal in size to the largest (numbers, face 1 first)
+    # when the search was not told which face: face 1 was searched, but which face was meant
+    # is for the user to say (`face=N`). Empty when the choice was clear or given.
+    face_tie: list[int] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -170,6 +174,12 @@ class SearchResult:
                 text += f"; {possible} possible match{'es' if possible != 1 else ''} to check"
         if self.beyond_calibration:
             text += " (the target is below what the calibration data resolves)"
+        if self.face_tie:
+            numbers = ", ".join(map(str, self.face_tie[:-1])) + f" and {self.face_tie[-1]}"
+            text += (
+                f"; faces {numbers} are near-equal in size: searched with face "
+                f"{self.face_tie[0]}, the nearest the centre; say which with face=N"
+            )
         if self.low_quality_query and not self.found:
             text += (
                 "; the query face is of low quality, so photos of the same person are often "
@@ -198,6 +208,7 @@ class SearchResult:
             "low_quality_query": self.low_quality_query,
             "query_face": self.query_face.to_json() if self.query_face else None,
             "faces": [f.to_json() for f in self.faces],
+            "face_tie": list(self.face_tie),
             "matches": [m.to_json() for m in self.matches],
         }
 
