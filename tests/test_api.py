@@ -773,7 +773,9 @@ def test_health_readiness_and_metrics(api: Api) -> None:
     assert ready["status"] == "ready" and ready["index_size"] == ready["faces_indexed"] == 17
     client.get("/v1/sources", headers=api.as_("operator"))
     client.get("/v1/sources")
-    metrics = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=api.as_("investigator")).status_code == 403
+    metrics = client.get("/metrics", headers=api.as_("auditor"))
     assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = metrics.text
     assert 'vultus_http_requests_total{method="GET",route="/v1/sources",status="200"} 1' in text

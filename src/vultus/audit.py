@@ -40,6 +40,7 @@ from vultus.vectors import normalise
 
 # The known actions. Actions are plain strings, so a new kind of event needs no schema change.
 SEARCH = "search"
+VERIFY = "verify"
 VIEW = "view"
 EXPORT = "export"
 ERASURE = "erasure"

@@ -75,7 +75,10 @@ TAGS = [
     {"name": "reports", "description": "Art. 30 record of processing and Art. 35 DPIA draft."},
     {"name": "keys", "description": "API keys and their roles."},
     {"name": "jobs", "description": "Long work in the background: ingest, rebuild, rotation."},
-    {"name": "health", "description": "Liveness, readiness and metrics (no key needed)."},
+    {
+        "name": "health",
+        "description": "Liveness and readiness (no key needed); metrics (admin or auditor key).",
+    },
 ]
 
 

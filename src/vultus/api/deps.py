@@ -124,14 +124,23 @@ def require(*roles: str, counts_search: bool = False) -> Require:
     return Require(*roles, counts_search=counts_search)
 
 
+# What the daily cap counts: a 1:1 verify compares faces as a search does, so it counts too.
+CAPPED_ACTIONS = (actions.SEARCH, actions.VERIFY)
+
+
 def _check_search_cap(engine: Engine, principal: Principal) -> None:
-    """The audit log is the count: every search is in it, so the cap survives restarts."""
+    """The audit log is the count: every search and verify is in it, so the cap survives
+    restarts."""
     cap = principal.searches_per_day or 0
     midnight = datetime.combine(now().date(), dtime.min)
-    used = engine.audit.entries(
-        since=midnight, action=actions.SEARCH, actor=principal.actor, limit=cap
-    )
-    if len(used) >= cap:
+    used = 0
+    for action in CAPPED_ACTIONS:
+        used += len(
+            engine.audit.entries(
+                since=midnight, action=action, actor=principal.actor, limit=cap - used
+            )
+        )
+    if used >= cap:
         raise RateLimitError(
             f"key {principal.name!r} has used its {cap} searches for today (UTC); "
             "the cap resets at midnight"

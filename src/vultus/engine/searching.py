@@ -193,7 +193,7 @@ class Searching(EngineParts):
         assert ta is not None and tb is not None
         result = self.compare(ta, tb, fmr=fmr)
         self.audit.append(
-            "verify",
+            actions.VERIFY,
             actor=actor,
             purpose=purpose,
             case_ref=case_ref,
