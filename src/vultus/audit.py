@@ -506,6 +506,11 @@ class AuditLog:
                 break
         return out
 
+    def entry(self, entry_id: int) -> AuditEntry | None:
+        """One entry by its id (the id a search's answer names as `search_id`)."""
+        with self.catalog.session() as s:
+            return s.get(AuditEntry, int(entry_id))
+
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the last entry as the head records it; None for an empty log."""
         with self.catalog.session() as s:

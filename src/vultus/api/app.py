@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             prefix="/v1",
             dependencies=[Depends(bodies.refuse_unknown_form_fields)],
         )
+    _document(health.router)
     app.include_router(health.router)
     bodies.install(app)
     docs.install(app)

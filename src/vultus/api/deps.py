@@ -147,6 +147,33 @@ def _check_search_cap(engine: Engine, principal: Principal) -> None:
         )
 
 
+# Roles that see a photo or a face only from their own search's results.
+SEARCH_BOUND = frozenset({"investigator"})
+SearchQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="The search (its `search_id`) whose results hold this photo or face: "
+        "required of an investigator, who sees only their own results; the view is audited "
+        "with that search and its purpose.",
+    ),
+]
+
+
+def via_search(principal: Principal, search: int | None) -> int | None:
+    """The search a view must come from: an investigator's names one, others' need none."""
+    if principal.role not in SEARCH_BOUND:
+        return None
+    if search is None:
+        raise ForbiddenError(
+            f"key {principal.name!r} has role {principal.role!r}: it sees a photo or face only "
+            "from the results of its own search; name that search (`search=<search_id>`)",
+            code="search_required",
+        )
+    return search
+
+
 def roles_of(route: APIRoute) -> frozenset[str] | None:
     """The roles a route admits, read from its `Require` dependency; None for a public one."""
     stack = list(route.dependant.dependencies)

@@ -164,7 +164,7 @@ class Searching(EngineParts):
         case_ref: str | None,
         actor: str | None,
     ) -> None:
-        self.audit.append(
+        result.search_id = self.audit.append(
             actions.SEARCH,
             actor=actor,
             purpose=purpose,
@@ -172,7 +172,7 @@ class Searching(EngineParts):
             query_hash=face_hash(template),
             result_ids=[m.face_id for m in result.matches],
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
-        )
+        ).id
 
     @locked
     def verify(

@@ -121,6 +121,9 @@ class SearchResult:
     best_subject: str | None = None
     subject_margin: float | None = None
     margin_required: float = 0.0
+    # The search's entry in the audit log: a view of a result's photo names it (an
+    # investigator may see only the photos of their own results). None until audited.
+    search_id: int | None = None
 
     @property
     def found(self) -> bool:
@@ -180,6 +183,7 @@ class SearchResult:
     def to_json(self) -> dict[str, Any]:
         """The one shape of a search result, in JSON's own types (see the module's doc)."""
         return {
+            "search_id": self.search_id,
             "found": self.found,
             "decision": self.decision,
             "gallery_size": self.gallery_size,
