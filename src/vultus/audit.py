@@ -538,6 +538,24 @@ class AuditLog:
         return _write(out, self._stream(*where), fmt)
 
 
+# A spreadsheet reads a cell that starts with one of these as a formula (or, for tab and CR,
+# after trimming them); an actor, purpose or case reference is typed by someone. A cell that
+# starts with the apostrophe itself gets one too, so that the rule reverses exactly: a cell
+# that starts with "'" is the value after it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a leading apostrophe before a formula.
+
+    >>> spreadsheet_safe("=HYPERLINK(\"http://x\")")
+    '\'=HYPERLINK("http://x")'
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
 def _write(fh: IO[str], entries: Iterator[AuditEntry], fmt: str) -> int:
     n = 0
     if fmt == "jsonl":
@@ -551,7 +569,7 @@ def _write(fh: IO[str], entries: Iterator[AuditEntry], fmt: str) -> int:
         row = _as_dict(entry)
         row["result_ids"] = json.dumps(row["result_ids"], separators=(",", ":"))
         row["details"] = json.dumps(row["details"], separators=(",", ":"), sort_keys=True)
-        writer.writerow(["" if row[k] is None else row[k] for k in EXPORT_FIELDS])
+        writer.writerow(["" if row[k] is None else spreadsheet_safe(row[k]) for k in EXPORT_FIELDS])
         n += 1
     return n
 
