@@ -548,8 +548,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 def spreadsheet_safe(cell: object) -> object:
     """A CSV cell that a spreadsheet shows as text: a leading apostrophe before a formula.
 
-    >>> spreadsheet_safe("=HYPERLINK(\"http://x\")")
-    '\'=HYPERLINK("http://x")'
+    >>> spreadsheet_safe("=SUM(A1:A9)")
+    "'=SUM(A1:A9)"
     """
     if isinstance(cell, str) and cell.startswith(_FORMULA_START):
         return "'" + cell
