@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -205,15 +206,83 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     assert unknown.status_code == 422 and unknown.json()["code"] == "purpose_unknown"
     assert len(api.engine.audit.entries(action="search")) == 1
 
-    # The investigator may look at the photo; each look is in the audit log.
-    shown = client.get(f"/v1/images/{image_id}/file", headers=inv)
+    # The investigator may look at the photo of a result, naming the search; each look is in
+    # the audit log with that search and its purpose.
+    via = {"search": result["search_id"]}
+    assert result["search_id"] == entry.id
+    shown = client.get(f"/v1/images/{image_id}/file", params=via, headers=inv)
     assert shown.status_code == 200 and shown.content == data
     assert shown.headers["content-type"] == "image/jpeg"
-    thumb = client.get(f"/v1/images/{image_id}/thumbnail", params={"max": 64}, headers=inv)
+    thumb = client.get(f"/v1/images/{image_id}/thumbnail", params={"max": 64, **via}, headers=inv)
     assert thumb.headers["content-type"] == "image/jpeg"
     assert max(PILImage.open(io.BytesIO(thumb.content)).size) <= 64
     views = api.engine.audit.entries(action="view", actor="key:investigator")
     assert [v.result_ids for v in views] == [[face["id"]], [face["id"]]]
+    assert {(v.details["search"], v.purpose, v.case_ref) for v in views} == {
+        (entry.id, PURPOSE, "CASE-1")
+    }
+
+
+def test_an_investigator_sees_the_photos_of_its_own_results_and_nothing_else(
+    api: Api, faces_dir: Path
+) -> None:
+    client, inv = api.client, api.as_("investigator")
+    other_inv = {"X-API-Key": api.engine.keys.create("other", "investigator")[1]}
+    images = api.image_ids()
+    # Given an investigator's search with a photo of Katy Perry, for a purpose ...
+    query = {"photo": ("q.jpg", dev(faces_dir, "Katy_Perry", 2).read_bytes(), "image/jpeg")}
+    form = {"purpose": PURPOSE, "case_ref": "CASE-9", "top_k": "3"}
+    result = client.post("/v1/search", files=query, data=form, headers=inv).json()
+    search = result["search_id"]
+    returned = {m["image_id"] for m in result["matches"]}
+    faces = {m["face_id"] for m in result["matches"]}
+    assert images["Katy_Perry"] in returned
+    # ... then it sees the photos and faces of those results, naming the search ...
+    for image_id in returned:
+        for what in ("file", "thumbnail"):
+            shown = client.get(
+                f"/v1/images/{image_id}/{what}", params={"search": search}, headers=inv
+            )
+            assert shown.status_code == 200, shown.text
+    for face_id in faces:
+        shown = client.get(f"/v1/faces/{face_id}", params={"search": search}, headers=inv)
+        assert shown.status_code == 200
+    # ... and nothing else: no photo without a search, none outside its results, none through
+    # another key's search or an audit entry that is not a search.
+    refused: list[tuple[str, int, str]] = []
+    for image_id in images.values():
+        for params in ({}, {"search": search}, {"search": search + 10_000}):
+            answer = client.get(f"/v1/images/{image_id}/file", params=params, headers=inv)
+            if answer.status_code == 200:
+                assert image_id in returned and params == {"search": search}
+            else:
+                refused.append((str(params), answer.status_code, answer.json()["code"]))
+    assert len(refused) == 3 * len(images) - len(returned)
+    assert {(status, code) for _, status, code in refused} == {
+        (403, "search_required"),
+        (403, "not_in_results"),
+    }
+    katy = images["Katy_Perry"]
+    theirs = client.get(f"/v1/images/{katy}/file", params={"search": search}, headers=other_inv)
+    assert theirs.status_code == 403 and theirs.json()["code"] == "not_in_results"
+    a_view = api.engine.audit.entries(action="view", actor="key:investigator")[-1].id
+    not_a_search = client.get(f"/v1/images/{katy}/file", params={"search": a_view}, headers=inv)
+    assert not_a_search.status_code == 403
+    unlisted = next(f for f in range(1, 100) if f not in faces)
+    face = client.get(f"/v1/faces/{unlisted}", params={"search": search}, headers=inv)
+    assert face.status_code == 403 and face.json()["code"] == "not_in_results"
+    assert client.get(f"/v1/faces/{min(faces)}", headers=inv).status_code == 403
+    # Named subjects are looked up only by searching with them.
+    op = api.as_("operator")
+    client.post("/v1/subjects", json={"name": "Katy", "face_ids": [min(faces)]}, headers=op)
+    assert client.get("/v1/subjects/Katy", headers=inv).status_code == 403
+    # Every view it made is in the audit log with the search it came from, and its purpose.
+    views = api.engine.audit.entries(action="view", actor="key:investigator")
+    assert len(views) == 2 * len(returned) + len(faces) + len(returned)
+    assert {(v.details["search"], v.purpose, v.case_ref) for v in views} == {
+        (search, PURPOSE, "CASE-9")
+    }
+    assert all(set(v.result_ids) & faces for v in views)
 
 
 def test_search_by_face_and_by_subject_and_verify_two_photos(api: Api, faces_dir: Path) -> None:
@@ -234,7 +303,7 @@ def test_search_by_face_and_by_subject_and_verify_two_photos(api: Api, faces_dir
     katy = api.face_of("Katy_Perry")
     made = client.post("/v1/subjects", json={"name": "Katy Perry", "face_ids": [katy]}, headers=op)
     assert made.status_code == 201 and [f["id"] for f in made.json()["faces"]] == [katy]
-    shown = client.get("/v1/subjects/Katy Perry", headers=inv).json()
+    shown = client.get("/v1/subjects/Katy Perry", headers=op).json()
     assert shown["subject"]["faces"] == 1
 
     by_face = client.post(
@@ -317,9 +386,7 @@ def test_subjects_are_created_renamed_merged_linked_and_unlinked(api: Api) -> No
     assert client.get("/v1/subjects", headers=op).json()[0]["faces"] == 2
     faces = client.get("/v1/faces", params={"subject": "Elon Musk"}, headers=op).json()
     assert sorted(f["id"] for f in faces) == sorted([elon, jeff])
-    assert (
-        client.get(f"/v1/faces/{katy}", headers=api.as_("investigator")).json()["subject"] is None
-    )
+    assert client.get(f"/v1/faces/{katy}", headers=op).json()["subject"] is None
 
     # Deleting the only face of a photo takes the photo with it; deleting a photo its faces.
     jeff_image = api.image_ids()["Jeff_Bezos"]
@@ -773,7 +840,9 @@ def test_health_readiness_and_metrics(api: Api) -> None:
     assert ready["status"] == "ready" and ready["index_size"] == ready["faces_indexed"] == 17
     client.get("/v1/sources", headers=api.as_("operator"))
     client.get("/v1/sources")
-    metrics = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=api.as_("investigator")).status_code == 403
+    metrics = client.get("/metrics", headers=api.as_("auditor"))
     assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = metrics.text
     assert 'vultus_http_requests_total{method="GET",route="/v1/sources",status="200"} 1' in text
@@ -897,12 +966,19 @@ def test_photos_come_as_multipart_or_as_base64_json_with_the_same_answers(
     as_form = client.post(
         "/v1/search", files=files, data={"purpose": PURPOSE, "top_k": "3"}, headers=inv
     )
-    assert as_json.json() == as_form.json()
+
+    def answer(response: Any) -> dict[str, Any]:
+        """The answer, less the id of its own audit entry (each search has one)."""
+        out = dict(response.json())
+        assert isinstance(out.pop("search_id"), int)
+        return out
+
+    assert answer(as_json) == answer(as_form)
     found = [(m["file_name"], m["external_id"]) for m in as_json.json()["matches"] if m["is_match"]]
     assert ("elon.jpg", "E-1") in found
     # A data: URL, as a browser's FileReader makes one, is taken as it is.
     data_url = {"photo": f"data:image/jpeg;base64,{b64(query)}", "purpose": PURPOSE, "top_k": 3}
-    assert client.post("/v1/search", json=data_url, headers=inv).json() == as_json.json()
+    assert answer(client.post("/v1/search", json=data_url, headers=inv)) == answer(as_json)
     # Verification takes both photos in JSON too.
     pair = {"photo_a": b64(elon), "photo_b": b64(query), "purpose": PURPOSE}
     verified = client.post("/v1/verify", json=pair, headers=inv)
@@ -1061,6 +1137,8 @@ def test_a_search_result_has_one_shape_in_the_api_the_command_line_and_python(
     for answer in (from_api, from_cli, from_python):
         for m in answer["matches"]:
             m.pop("image_path")
+        # Three searches, three entries in the audit log.
+        assert isinstance(answer.pop("search_id"), int)
     # Otherwise one shape, value for value: boxes are objects, tiers and odds are there.
     assert from_api == from_cli == from_python
     assert json.loads(json.dumps(from_python, allow_nan=False)) == from_python

@@ -26,10 +26,10 @@ from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES
 
 # Routes anyone may call: probes for the orchestrator and the API's own documentation.
+# (`/metrics` is not one: it takes an admin or auditor key.)
 PUBLIC = {
     "/healthz",
     "/readyz",
-    "/metrics",
     "/openapi.json",
     "/docs",
     "/redoc",
@@ -105,7 +105,7 @@ def test_every_v1_route_declares_roles_and_there_are_many(app: FastAPI) -> None:
     routes = guarded_routes(app)
     paths = {r.path for r in routes}
     assert len(routes) >= 40
-    assert all(p.startswith("/v1/") for p in paths)
+    assert all(p.startswith("/v1/") for p in paths - {"/metrics"})
     # Separate duties, as documented: spot-check the table read from the declarations.
     table = {str(r): r.roles for r in routes}
     assert table["POST /v1/search"] == {"investigator"}
@@ -113,6 +113,7 @@ def test_every_v1_route_declares_roles_and_there_are_many(app: FastAPI) -> None:
     assert table["GET /v1/audit"] == {"dpo", "auditor"}
     assert table["POST /v1/rights/requests/{ref}/erasure"] == {"dpo"}
     assert table["POST /v1/images"] == {"operator"}
+    assert table["GET /metrics"] == {"admin", "auditor"}
 
 
 def test_every_route_refuses_a_missing_or_wrong_key_and_every_role_it_does_not_admit(
@@ -236,3 +237,29 @@ def test_the_openapi_document_states_roles_and_errors_for_every_operation(app: F
     assert problems == []
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert set(doc["components"]["schemas"]["Error"]["properties"]) == {"code", "message"}
+
+
+def test_a_verify_counts_against_the_daily_search_cap(app: FastAPI, engine: Engine) -> None:
+    client = TestClient(app)
+    _, secret = engine.keys.create("verifier", "investigator", searches_per_day=2)
+    headers = {"X-API-Key": secret}
+    photo = {"photo_a": ("a.jpg", b"not a photo"), "photo_b": ("b.jpg", b"not a photo")}
+    form = {"purpose": "archive research"}
+    # Given one search and one verify made today with this key, the cap of two is spent ...
+    engine.audit.append(actions.SEARCH, actor="key:verifier", purpose="archive research")
+    engine.audit.append(actions.VERIFY, actor="key:verifier", purpose="archive research")
+    # ... so a search is refused, and so is a verify, before the photos are even read.
+    search = client.post("/v1/search/face", json={"face_id": 1, **form}, headers=headers)
+    assert search.status_code == 429 and "2 searches" in search.json()["message"]
+    verify = client.post("/v1/verify", files=photo, data=form, headers=headers)
+    assert verify.status_code == 429 and verify.json()["code"] == "rate_limited"
+
+
+def test_metrics_take_an_admin_or_auditor_key(app: FastAPI, keys: dict[str, str]) -> None:
+    client = TestClient(app)
+    assert client.get("/metrics").status_code == 401
+    for role in ("operator", "investigator", "dpo"):
+        assert client.get("/metrics", headers={"X-API-Key": keys[role]}).status_code == 403
+    for role in ("admin", "auditor"):
+        answered = client.get("/metrics", headers={"X-API-Key": keys[role]})
+        assert answered.status_code == 200 and "vultus_http_requests_total" in answered.text

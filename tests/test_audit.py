@@ -345,6 +345,31 @@ def test_partial_export_verifies_from_its_first_entry(dated_log: AuditLog, tmp_p
     assert verify_export(out).ok
 
 
+def test_export_csv_cells_are_not_formulas_in_a_spreadsheet(log: AuditLog, tmp_path: Path) -> None:
+    # Given entries whose typed fields a spreadsheet would run as formulas ...
+    hostile = ['=HYPERLINK("http://x","y")', "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=x"]
+    for text in hostile:
+        log.append("search", actor=text, purpose=text, case_ref=text)
+    log.append("search", actor="key:alice", purpose="fraud - check", case_ref="CASE-9")
+    out = tmp_path / "audit.csv"
+    log.export(out, fmt="csv")
+    with out.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    # ... each is written behind an apostrophe, which a reader strips to get the value back ...
+    for row, text in zip(rows, hostile, strict=False):
+        for field in ("actor", "purpose", "case_ref"):
+            assert row[field] == "'" + text
+    # ... and harmless text is left as it is.
+    assert (rows[-1]["actor"], rows[-1]["purpose"], rows[-1]["case_ref"]) == (
+        "key:alice",
+        "fraud - check",
+        "CASE-9",
+    )
+    # The JSON-lines export, which the chain is checked on, keeps every value as it is.
+    log.export(tmp_path / "audit.jsonl")
+    assert verify_export(tmp_path / "audit.jsonl").ok
+
+
 def test_export_csv_has_every_entry(log: AuditLog, tmp_path: Path) -> None:
     fill(log, 4)
     log.append("config", details={})  # empty optional fields still make a full row

@@ -104,6 +104,27 @@ def test_errors_are_one_clear_line_with_exit_code_2(data_dir: Path, faces_dir: P
     assert code == 2 and "Art. 6" in out
 
 
+def test_a_file_name_cannot_forge_a_line_and_errors_stay_on_one_line(
+    data_dir: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    # Given a photo with no face whose name carries a newline, a fake error and a terminal's
+    # escape codes (clear the screen, red), in a folder with a long name ...
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    forged = "dog\nerror (forged): everything is fine\x1b[2J\x1b[31m[bold]x.jpg"
+    (folder / forged).write_bytes((faces_dir / "dev" / "extra" / "dogs.jpg").read_bytes())
+    # ... when it is searched with, and listed by an ingest, output that is not a terminal ...
+    code, out = vultus(data_dir, "search", str(folder / forged), "-p", PURPOSE)
+    assert code == 2
+    # ... holds the error on one line, longer than 80 columns, with the name escaped ...
+    (line,) = out.splitlines()
+    assert line.startswith("error (no_face): no face found in ") and len(line) > 80
+    assert "dog\\nerror (forged): everything is fine\\x1b[2J\\x1b[31m[bold]x.jpg" in line
+    assert "\x1b" not in out
+    code, out = vultus(data_dir, "add", str(folder / "missing\x1b[2J.jpg"), "--source", "press")
+    assert code == 3 and "\x1b" not in out and "missing\\x1b[2J.jpg" in out
+
+
 def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Path], list]) -> None:
     gallery, probes = gallery_split
     vultus(data_dir, "add", *map(str, gallery[:3]), "--source", "press", "--workers", "1")

@@ -478,6 +478,26 @@ def test_to_html_escapes_and_renders_the_subset() -> None:
     assert "<script>" not in page and "<b>" not in page and "<i>" not in page
 
 
+def test_markdown_reports_carry_user_text_as_text() -> None:
+    # Given purposes, a controller and a source typed to make markup in a Markdown viewer ...
+    marked = ["_em_ ~~gone~~", "![x](http://t.example/p.png)", "&lt;b&gt;", "- list", "1. list"]
+    hostile = facts(
+        controller="ACME \x1b[2J(cleared)",
+        search_purposes=marked,
+        sources=[
+            SourceFacts("**b**", "folder", "consent", "explicit_consent", None, "p", 30, 1, 1)
+        ],
+    )
+    for text in (ropa_markdown(hostile), dpia_markdown(hostile)):
+        # ... every value is escaped: no emphasis, strike-through, image, entity or list ...
+        assert "\\_em\\_ \\~\\~gone\\~\\~" in text
+        assert "_em_" not in text and "~~gone" not in text and "![x]" not in text
+        assert "&lt;" not in text.replace("\\&lt;", "")
+        assert "- - list" not in text and "- 1. list" not in text
+        # ... and no terminal escape code survives.
+        assert "\x1b" not in text and "ACME \\[2J(cleared)" in text
+
+
 def test_write_report_writes_markdown_and_html(tmp_path: Path) -> None:
     hostile = facts(
         sources=[

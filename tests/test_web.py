@@ -231,6 +231,9 @@ def test_searching_with_a_photo_and_a_purpose_shows_that_persons_photos(
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
     assert picture.headers["cache-control"] == "private, no-store"
     assert Image.open(io.BytesIO(picture.content)).size == (240, 240)
+    # The view is in the audit log with the search it came from, and that search's purpose.
+    view = web.engine.audit.entries(action="view", actor="key:investigator-key")[-1]
+    assert (view.details["search"], view.purpose, view.case_ref) == (entry.id, PURPOSE, "CASE-9")
     shown = {int(i) for i in re.findall(r"/ui/media/faces/(\d+)\.jpg", response.text)}
     hidden = next(i for i in range(1, 100) if i not in shown)
     assert web.client.get(f"/ui/media/faces/{hidden}.jpg").status_code == 403

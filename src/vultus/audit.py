@@ -40,6 +40,7 @@ from vultus.vectors import normalise
 
 # The known actions. Actions are plain strings, so a new kind of event needs no schema change.
 SEARCH = "search"
+VERIFY = "verify"
 VIEW = "view"
 EXPORT = "export"
 ERASURE = "erasure"
@@ -505,6 +506,11 @@ class AuditLog:
                 break
         return out
 
+    def entry(self, entry_id: int) -> AuditEntry | None:
+        """One entry by its id (the id a search's answer names as `search_id`)."""
+        with self.catalog.session() as s:
+            return s.get(AuditEntry, int(entry_id))
+
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the last entry as the head records it; None for an empty log."""
         with self.catalog.session() as s:
@@ -532,6 +538,24 @@ class AuditLog:
         return _write(out, self._stream(*where), fmt)
 
 
+# A spreadsheet reads a cell that starts with one of these as a formula (or, for tab and CR,
+# after trimming them); an actor, purpose or case reference is typed by someone. A cell that
+# starts with the apostrophe itself gets one too, so that the rule reverses exactly: a cell
+# that starts with "'" is the value after it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a leading apostrophe before a formula.
+
+    >>> spreadsheet_safe("=SUM(A1:A9)")
+    "'=SUM(A1:A9)"
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
 def _write(fh: IO[str], entries: Iterator[AuditEntry], fmt: str) -> int:
     n = 0
     if fmt == "jsonl":
@@ -545,7 +569,7 @@ def _write(fh: IO[str], entries: Iterator[AuditEntry], fmt: str) -> int:
         row = _as_dict(entry)
         row["result_ids"] = json.dumps(row["result_ids"], separators=(",", ":"))
         row["details"] = json.dumps(row["details"], separators=(",", ":"), sort_keys=True)
-        writer.writerow(["" if row[k] is None else row[k] for k in EXPORT_FIELDS])
+        writer.writerow(["" if row[k] is None else spreadsheet_safe(row[k]) for k in EXPORT_FIELDS])
         n += 1
     return n
 

@@ -75,7 +75,10 @@ TAGS = [
     {"name": "reports", "description": "Art. 30 record of processing and Art. 35 DPIA draft."},
     {"name": "keys", "description": "API keys and their roles."},
     {"name": "jobs", "description": "Long work in the background: ingest, rebuild, rotation."},
-    {"name": "health", "description": "Liveness, readiness and metrics (no key needed)."},
+    {
+        "name": "health",
+        "description": "Liveness and readiness (no key needed); metrics (admin or auditor key).",
+    },
 ]
 
 
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             prefix="/v1",
             dependencies=[Depends(bodies.refuse_unknown_form_fields)],
         )
+    _document(health.router)
     app.include_router(health.router)
     bodies.install(app)
     docs.install(app)

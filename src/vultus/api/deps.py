@@ -124,18 +124,54 @@ def require(*roles: str, counts_search: bool = False) -> Require:
     return Require(*roles, counts_search=counts_search)
 
 
+# What the daily cap counts: a 1:1 verify compares faces as a search does, so it counts too.
+CAPPED_ACTIONS = (actions.SEARCH, actions.VERIFY)
+
+
 def _check_search_cap(engine: Engine, principal: Principal) -> None:
-    """The audit log is the count: every search is in it, so the cap survives restarts."""
+    """The audit log is the count: every search and verify is in it, so the cap survives
+    restarts."""
     cap = principal.searches_per_day or 0
     midnight = datetime.combine(now().date(), dtime.min)
-    used = engine.audit.entries(
-        since=midnight, action=actions.SEARCH, actor=principal.actor, limit=cap
-    )
-    if len(used) >= cap:
+    used = 0
+    for action in CAPPED_ACTIONS:
+        used += len(
+            engine.audit.entries(
+                since=midnight, action=action, actor=principal.actor, limit=cap - used
+            )
+        )
+    if used >= cap:
         raise RateLimitError(
             f"key {principal.name!r} has used its {cap} searches for today (UTC); "
             "the cap resets at midnight"
         )
+
+
+# Roles that see a photo or a face only from their own search's results.
+SEARCH_BOUND = frozenset({"investigator"})
+SearchQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="The search (its `search_id`) whose results hold this photo or face: "
+        "required of an investigator, who sees only their own results; the view is audited "
+        "with that search and its purpose.",
+    ),
+]
+
+
+def via_search(principal: Principal, search: int | None) -> int | None:
+    """The search a view must come from: an investigator's names one, others' need none."""
+    if principal.role not in SEARCH_BOUND:
+        return None
+    if search is None:
+        raise ForbiddenError(
+            f"key {principal.name!r} has role {principal.role!r}: it sees a photo or face only "
+            "from the results of its own search; name that search (`search=<search_id>`)",
+            code="search_required",
+        )
+    return search
 
 
 def roles_of(route: APIRoute) -> frozenset[str] | None:

@@ -437,6 +437,10 @@ class SearchOut(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    search_id: int | None = Field(
+        description="The search's audit entry: an investigator names it (`search`) to view "
+        "the photos and faces of these results."
+    )
     found: bool = Field(description="A face in the match tier.")
     decision: str = Field(description="The answer in words.")
     gallery_size: int

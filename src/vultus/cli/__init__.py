@@ -23,7 +23,7 @@ from vultus.cli import (
     serve,
     sources,
 )
-from vultus.cli.common import err_console, state
+from vultus.cli.common import print_error, shown, state
 from vultus.errors import VultusError
 
 
@@ -34,7 +34,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except VultusError as exc:
-            err_console.print(f"[bold red]error[/] [dim]({exc.code})[/]: {exc.message}")
+            print_error(f"[bold red]error[/] [dim]({shown(exc.code)})[/]: {shown(exc.message)}")
             raise typer.Exit(2) from None
 
 

@@ -9,12 +9,14 @@ the whole engine (seconds of imports), and a command pays only for what it runs.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vultus.config import Settings
@@ -45,8 +47,37 @@ def open_engine(**overrides: object) -> Engine:
     return Engine(Settings.load(state["data_dir"], engine=state.get("engine"), **overrides))
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def plain(text: object) -> str:
+    """Text from outside (a file name, or a message naming one) as one printable line: control
+    and format characters, a terminal's escape codes among them, shown escaped as Python writes
+    them (`\\n`, `\\x1b`), so a file name can neither move the cursor nor forge a line."""
+    out = []
+    for c in str(text):
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(repr(c)[1:-1] if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def shown(text: object) -> str:
+    """`plain(text)` with Rich markup escaped too: for text printed inside markup."""
+    return escape_markup(plain(text))
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped (a log or a script reads it whole); `message` may
+    hold markup, so what it quotes from outside goes through `shown`."""
+    err_console.print(message, soft_wrap=True, highlight=False)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    print_error(f"[bold red]error:[/] {shown(message)}")
     return typer.Exit(code)
 
 

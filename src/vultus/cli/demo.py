@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console.print(
         "\nTry it yourself: [bold].venv/bin/vultus --data-dir .vultus-demo search PHOTO "
-        "--purpose \"archive research\"[/]"
+        '--purpose "archive research"[/]'
     )
     return 0
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from vultus.cli.common import EXIT_PARTIAL, console, err_console, open_engine, progress
+from vultus.cli.common import (
+    EXIT_PARTIAL,
+    console,
+    err_console,
+    open_engine,
+    plain,
+    progress,
+    shown,
+)
 
 if TYPE_CHECKING:
     from vultus.ingest.batches import IngestSummary
@@ -131,15 +139,14 @@ def print_summary(s: IngestSummary) -> None:
     table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
     console.print(table)
     for path, code, message in s.errors[:20]:
-        console.print(
-            f"[red]✗[/] [dim]{code}[/] {message if path in message else path + ': ' + message}"
-        )
+        text = message if path in message else f"{path}: {message}"
+        console.print(f"[red]✗[/] [dim]{shown(code)}[/] {shown(text)}", soft_wrap=True)
     if len(s.errors) > 20:
         console.print(f"… and {len(s.errors) - 20} more errors")
     # Named, so that a wrong refusal (a stranger taken for an erased person) can be checked.
     for path in s.suppressed_photos[:20]:
         console.print("[yellow]⊘[/] refused (suppression list): ", end="")
-        console.print(path, markup=False, highlight=False)
+        console.print(plain(path), markup=False, highlight=False, soft_wrap=True)
     if len(s.suppressed_photos) > 20:
         console.print(f"… and {len(s.suppressed_photos) - 20} more refused photos")
 

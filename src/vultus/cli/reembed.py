@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vultus.cli.common import console, open_engine, progress
+from vultus.cli.common import console, open_engine, progress, shown
 
 
 def reembed(
@@ -65,7 +65,7 @@ def reembed(
             f"{summary.faces_file_missing:,} face(s) stay in the catalog, unsearchable:[/]"
         )
         for image_id, path in summary.images_missing:
-            console.print(f"  image {image_id}: {path}")
+            console.print(f"  image {image_id}: {shown(path)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

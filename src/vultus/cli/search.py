@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from vultus.cli.common import console, fail, open_engine
+from vultus.cli.common import console, fail, open_engine, shown
 
 if TYPE_CHECKING:
     from vultus.search.results import SearchResult
@@ -129,14 +129,14 @@ def print_result(result: SearchResult) -> None:
         row = [
             str(i),
             str(m.face_id),
-            image,
+            shown(image),
             f"{m.distance:.3f}",
             _fmr(m.fmr),
             "[green]match[/]" if m.is_match else "[yellow]possible, check by eye[/]",
-            m.source,
+            shown(m.source),
         ]
-        row += [m.external_id or ""] if with_ids else []
-        table.add_row(*row, *([m.subject or ""] if with_subjects else []))
+        row += [shown(m.external_id or "")] if with_ids else []
+        table.add_row(*row, *([shown(m.subject or "")] if with_subjects else []))
     console.print(table)
     colour = "yellow" if result.ambiguous or not result.found else "green"
     console.print(

@@ -23,6 +23,7 @@ from vultus.engine.parts import EngineParts
 from vultus.errors import (
     ConfigError,
     DecodeError,
+    ForbiddenError,
     NotFoundError,
     SourceError,
 )
@@ -70,11 +71,46 @@ class Library(EngineParts):
             raise NotFoundError(f"no face with id {face_id}")
         return record
 
-    def view_face(self, face_id: int, *, actor: str | None = None) -> FaceRecord:
-        """A face's record, shown to someone: audited as a view."""
+    def view_face(
+        self, face_id: int, *, actor: str | None = None, via_search: int | None = None
+    ) -> FaceRecord:
+        """A face's record, shown to someone: audited as a view. With `via_search`, the view
+        must come from that search of `actor`'s, whose results held the face (see
+        `search_grant`); the view is audited with the search's id and purpose."""
+        grant = self.search_grant(via_search, actor=actor, faces=[face_id])
         record = self.face(face_id)
-        self.audit.append(actions.VIEW, actor=actor, result_ids=[face_id])
+        self.audit.append(actions.VIEW, actor=actor, result_ids=[face_id], **grant)
         return record
+
+    def search_grant(
+        self, search_id: int | None, *, actor: str | None, faces: Sequence[int]
+    ) -> dict[str, Any]:
+        """What lets a view through that must come from a search (an investigator's): the
+        search `search_id` (its audit entry's id) was made by `actor`, and its results held
+        one of `faces`. Returns what the view's audit entry records about it (the search, its
+        purpose and case); None for `search_id` asks for no search and grants nothing.
+
+        Refused with `ForbiddenError` (`not_in_results`) otherwise: an investigator sees only
+        the photos of their own results, for their search's purpose."""
+        if search_id is None:
+            return {}
+        entry = self.audit.entry(search_id)
+        if entry is None or entry.action != actions.SEARCH or entry.actor != actor:
+            raise ForbiddenError(
+                f"search {search_id} is not a search made with this key; a photo or face is "
+                "shown only from the results of one's own search",
+                code="not_in_results",
+            )
+        if not set(entry.result_ids) & {int(f) for f in faces}:
+            raise ForbiddenError(
+                f"the results of search {search_id} do not hold this photo or face",
+                code="not_in_results",
+            )
+        return {
+            "purpose": entry.purpose,
+            "case_ref": entry.case_ref,
+            "details": {"search": entry.id},
+        }
 
     @locked
     def delete_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
@@ -222,10 +258,14 @@ class Library(EngineParts):
         self._audit_view(image_id, faces, actor)
         return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
-    def image_data(self, image_id: int, *, actor: str | None = None) -> tuple[bytes, str]:
+    def image_data(
+        self, image_id: int, *, actor: str | None = None, via_search: int | None = None
+    ) -> tuple[bytes, str]:
         """The image's bytes and media type, wherever it lies (a local file or an object in a
-        bucket), to show it; audited as a view like `image_file`."""
+        bucket), to show it; audited as a view like `image_file`. With `via_search`, only a
+        photo that search of `actor`'s returned (see `search_grant`)."""
         summary, faces = self.image(image_id)
+        grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
         try:
             data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
         except SourceError as exc:
@@ -235,20 +275,36 @@ class Library(EngineParts):
                     code="file_missing",
                 ) from None
             raise
-        self._audit_view(image_id, faces, actor)
+        self._audit_view(image_id, faces, actor, grant)
         return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
-    def _audit_view(self, image_id: int, faces: list[FaceRecord], actor: str | None) -> None:
+    def _audit_view(
+        self,
+        image_id: int,
+        faces: list[FaceRecord],
+        actor: str | None,
+        grant: dict[str, Any] | None = None,
+    ) -> None:
+        grant = dict(grant or {})
+        details = {"image": image_id, **grant.pop("details", {})}
         self.audit.append(
             actions.VIEW,
             actor=actor,
             result_ids=[f.face_id for f in faces],
-            details={"image": image_id},
+            details=details,
+            **grant,
         )
 
-    def thumbnail(self, image_id: int, *, max_side: int = 256, actor: str | None = None) -> bytes:
+    def thumbnail(
+        self,
+        image_id: int,
+        *,
+        max_side: int = 256,
+        actor: str | None = None,
+        via_search: int | None = None,
+    ) -> bytes:
         """A JPEG no larger than `max_side`, upright; audited as a view like `image_file`."""
-        data, _ = self.image_data(image_id, actor=actor)
+        data, _ = self.image_data(image_id, actor=actor, via_search=via_search)
         return _thumbnail_jpeg(data, max_side, max_pixels=self.settings.max_pixels)
 
     def upload(

@@ -176,7 +176,7 @@ class Searching(EngineParts):
         case_ref: str | None,
         actor: str | None,
     ) -> None:
-        self.audit.append(
+        result.search_id = self.audit.append(
             actions.SEARCH,
             actor=actor,
             purpose=purpose,
@@ -184,7 +184,7 @@ class Searching(EngineParts):
             query_hash=face_hash(template),
             result_ids=[m.face_id for m in result.matches],
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
-        )
+        ).id
 
     @locked
     def verify(
@@ -205,7 +205,7 @@ class Searching(EngineParts):
         assert ta is not None and tb is not None
         result = self.compare(ta, tb, fmr=fmr)
         self.audit.append(
-            "verify",
+            actions.VERIFY,
             actor=actor,
             purpose=purpose,
             case_ref=case_ref,

@@ -496,8 +496,8 @@ def _missed_matches(f: ReportFacts) -> str:
         return text
     return text + (
         " Access, erasure, restriction and objection requests are therefore never answered "
-        "by that decision alone: a person reviews every candidate down to the \"possible, "
-        f"check by eye\" tier (per-pair false-match rate {f.possible_pair_fmr:.2g}, where one "
+        'by that decision alone: a person reviews every candidate down to the "possible, '
+        f'check by eye" tier (per-pair false-match rate {f.possible_pair_fmr:.2g}, where one '
         f"photo finds another of the same person {_pct(f.possible_tar)} of the time, and "
         f"about {f.possible_strangers or 0:g} strangers per round are shown to be struck), and "
         "the search reruns from every face the reviewer confirms, until no new candidate "
@@ -508,16 +508,24 @@ def _missed_matches(f: ReportFacts) -> str:
 
 # ---- Markdown helpers -------------------------------------------------------------------------
 
-# Characters that would start markup in the emitted subset (or in common Markdown renderers that
-# may display the .md file), backslash-escaped in every value taken from the facts.
-_MD_SPECIAL = re.compile(r"([\\`*|#<>\[\]])")
+# Characters that would start markup in the emitted subset or in common Markdown renderers that
+# may display the .md file (emphasis, strike-through, links and images, entities, raw HTML;
+# a link needs its brackets, so parentheses are left alone),
+# backslash-escaped in every value taken from the facts. An underscore inside a word
+# (`staff_photos`) emphasises nothing and is left as it is.
+_MD_SPECIAL = re.compile(r"([\\`*~|#<>\[\]&]|(?<!\w)_|_(?!\w))")
+_LIST_START = re.compile(r"^(\d*)((?<=\d)[.)]|(?<!\d)[-+])")
+# Control characters (a terminal's escape codes among them) are dropped from values.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _md(value: object) -> str:
     # Newlines in a value (a purpose typed over two lines) would otherwise end a list item or a
     # table row early.
-    text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _CONTROL.sub("", " ".join(str(value).split()))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    # At the start of a list item, "- x", "+ x" and "1. x" would start a list of their own.
+    return _LIST_START.sub(r"\1\\\2", text)
 
 
 def _join(blocks: list[str]) -> str:

@@ -125,6 +125,9 @@ class SearchResult:
     # when the search was not told which face: face 1 was searched, but which face was meant
     # is for the user to say (`face=N`). Empty when the choice was clear or given.
     face_tie: list[int] = field(default_factory=list)
+    # The search's entry in the audit log: a view of a result's photo names it (an
+    # investigator may see only the photos of their own results). None until audited.
+    search_id: int | None = None
 
     @property
     def found(self) -> bool:
@@ -190,6 +193,7 @@ class SearchResult:
     def to_json(self) -> dict[str, Any]:
         """The one shape of a search result, in JSON's own types (see the module's doc)."""
         return {
+            "search_id": self.search_id,
             "found": self.found,
             "decision": self.decision,
             "gallery_size": self.gallery_size,

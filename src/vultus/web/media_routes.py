@@ -3,7 +3,8 @@
 
 Who sees what: operators and the DPO any face (the DPO restricted ones too: rights requests
 need them); an investigator only the faces their own searches returned, by the signed link the
-results page holds; operators see a restricted face as a grey tile.
+results page holds (it names the search, with which each view is audited); operators see a
+restricted face as a grey tile.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import Response
 from vultus.engine.apikeys import Principal
 from vultus.web import media
 from vultus.web.forms import EngineDep, settings_of
-from vultus.web.session import Forbidden, Role, face_token_ok
+from vultus.web.session import Forbidden, Role, face_token_search
 
 router = APIRouter(prefix="/media")
 FaceViewer = Annotated[Principal, Depends(Role("operator", "dpo", "investigator"))]
@@ -45,15 +46,17 @@ def face_picture(
     size: int = 240,
     o: str = "match",
 ) -> Response:
-    if principal.role == "investigator" and not face_token_ok(
-        request.app.state.secret, t, face_id, principal
-    ):
-        raise Forbidden(principal, frozenset({"operator", "dpo"}), "a face not in your results")
+    search: int | None = None
+    if principal.role == "investigator":
+        search = face_token_search(request.app.state.secret, t, face_id, principal)
+        if search is None:
+            raise Forbidden(principal, frozenset({"operator", "dpo"}), "a face not in your results")
     size = _pick(size, TILE_SIZES)
     record = engine.face(face_id)
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
-    data, _ = engine.image_data(record.image_id, actor=principal.actor)
+    # The view is audited with the search it came from, and that search's purpose.
+    data, _ = engine.image_data(record.image_id, actor=principal.actor, via_search=search)
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels
     return _jpeg(media.face_tile(data, record.box, size=size, colour=colour, max_pixels=max_pixels))

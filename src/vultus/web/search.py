@@ -108,7 +108,11 @@ def search(
             **_form(request, chosen=chosen),
         )
     secret: bytes = request.app.state.secret
-    tokens = {m.face_id: face_token(secret, m.face_id, principal) for m in result.matches}
+    assert result.search_id is not None  # audited, so it has its entry
+    tokens = {
+        m.face_id: face_token(secret, m.face_id, principal, result.search_id)
+        for m in result.matches
+    }
     query_faces = result.faces
     return page(
         request,

@@ -129,10 +129,12 @@ def check_search_cap(engine: Engine, principal: Principal) -> None:
     if cap is None:
         return
     midnight = datetime.combine(now().date(), dtime.min)
-    used = engine.audit.entries(
-        since=midnight, action=actions.SEARCH, actor=principal.actor, limit=cap
-    )
-    if len(used) >= cap:
+    used = 0
+    for action in (actions.SEARCH, actions.VERIFY):  # a verify compares faces: it counts too
+        used += len(
+            engine.audit.entries(since=midnight, action=action, actor=principal.actor, limit=cap)
+        )
+    if used >= cap:
         raise RateLimitError(
             f"key {principal.name!r} has used its {cap} searches for today (UTC); "
             "the cap resets at midnight"
@@ -140,22 +142,29 @@ def check_search_cap(engine: Engine, principal: Principal) -> None:
 
 
 # -- face tokens: an investigator sees the faces their own searches returned, no others ---------
-def face_token(secret: bytes, face_id: int, principal: Principal) -> str:
+def face_token(secret: bytes, face_id: int, principal: Principal, search_id: int) -> str:
+    """A signed link to one face of one search's results: the view is audited with it."""
     expires = int(time.time()) + FACE_TOKEN_SECONDS
-    return f"{expires}.{_sign(secret, face_id, principal.key_id, expires)}"
+    sig = _sign(secret, face_id, principal.key_id, expires, search_id)
+    return f"{expires}.{search_id}.{sig}"
 
 
-def face_token_ok(secret: bytes, token: str | None, face_id: int, principal: Principal) -> bool:
-    if not token or "." not in token:
-        return False
-    expires, _, sig = token.partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
-        return False
-    return hmac.compare_digest(sig, _sign(secret, face_id, principal.key_id, int(expires)))
+def face_token_search(
+    secret: bytes, token: str | None, face_id: int, principal: Principal
+) -> int | None:
+    """The search a valid token names; None for a missing, expired or forged one."""
+    parts = (token or "").split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    expires, search_id, sig = int(parts[0]), int(parts[1]), parts[2]
+    if expires < time.time():
+        return None
+    good = _sign(secret, face_id, principal.key_id, expires, search_id)
+    return search_id if hmac.compare_digest(sig, good) else None
 
 
-def _sign(secret: bytes, face_id: int, key_id: int, expires: int) -> str:
-    message = f"{face_id}.{key_id}.{expires}".encode()
+def _sign(secret: bytes, face_id: int, key_id: int, expires: int, search_id: int) -> str:
+    message = f"{face_id}.{key_id}.{expires}.{search_id}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from vultus.api.deps import EngineDep, Offset, PathId, QueryId, require
+from vultus.api.deps import EngineDep, Offset, PathId, QueryId, SearchQuery, require, via_search
 from vultus.api.errors import responses
 from vultus.api.schemas import Count, FaceOut
 from vultus.engine.apikeys import Principal
@@ -38,15 +38,18 @@ def list_faces(
 @router.get(
     "/{face_id}",
     summary="One face: its image, box, source, lawful basis and subject",
+    description="An investigator names the search whose results hold the face (`search`).",
     response_model=FaceOut,
-    responses=responses(404),
+    responses=responses(404, 422),
 )
 def get_face(
     face_id: PathId,
     engine: EngineDep,
     principal: Annotated[Principal, Depends(require("operator", "investigator", "dpo"))],
+    search: SearchQuery = None,
 ) -> FaceOut:
-    return FaceOut.of(engine.view_face(face_id, actor=principal.actor))
+    via = via_search(principal, search)
+    return FaceOut.of(engine.view_face(face_id, actor=principal.actor, via_search=via))
 
 
 @router.delete(

@@ -1,17 +1,23 @@
-"""Liveness, readiness and Prometheus metrics: no key needed, nothing personal in them."""
+"""Liveness and readiness: no key needed, nothing personal in them. Prometheus metrics take a
+key of role admin or auditor: they hold no personal data, but they tell how large the gallery is
+and how each route is used, which is not for anyone who can reach the port."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from vultus.api.deps import EngineDep
+from vultus.api.deps import EngineDep, require
 from vultus.api.errors import NotReadyError, responses
 from vultus.api.metrics import CONTENT_TYPE
 from vultus.api.schemas import HealthOut, ReadyOut
+from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
 
 router = APIRouter(tags=["health"])
+ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
 
 
 @router.get("/healthz", summary="Liveness: the process answers", response_model=HealthOut)
@@ -42,9 +48,18 @@ def readyz(engine: EngineDep) -> ReadyOut:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics (text format 0.0.4)",
+    summary="Prometheus metrics (text format 0.0.4; a key of role admin or auditor)",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "Metrics, as text."}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Metrics, as text."},
+        # Errors are JSON, whatever this route's own media type.
+        **{
+            status: {**spec, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+            for status, spec in responses(401, 403, 429).items()
+        },
+    },
 )
-def metrics(request: Request) -> PlainTextResponse:
+def metrics(
+    request: Request, _: Annotated[Principal, Depends(require("admin", "auditor"))]
+) -> PlainTextResponse:
     return PlainTextResponse(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
 from vultus.api.bodies import PhotoBody, PhotoRequest
-from vultus.api.deps import EngineDep, Offset, PathId, require
+from vultus.api.deps import EngineDep, Offset, PathId, SearchQuery, require, via_search
 from vultus.api.errors import responses
 from vultus.api.schemas import (
     Count,
@@ -28,7 +28,8 @@ from vultus.ingest.batches import IngestSummary
 router = APIRouter(prefix="/images", tags=["images"], responses=responses(401, 403, 429, 503))
 
 Operator = Annotated[Principal, Depends(require("operator"))]
-# Investigators see the photos their results point to; DPOs those a rights request finds.
+# Investigators see the photos their own results point to, naming the search; DPOs those a
+# rights request finds.
 Viewer = Annotated[Principal, Depends(require("operator", "investigator", "dpo"))]
 IMAGE_CONTENT = {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}
 upload_body = PhotoBody("ImageUpload", ImageUploadFields, {"file": "The photo."})
@@ -120,17 +121,23 @@ def get_image(image_id: PathId, engine: EngineDep, _: Operator) -> ImageDetailOu
 @router.get(
     "/{image_id}/file",
     summary="The photo as stored (audited as a view)",
+    description="An investigator names the search whose results hold the photo (`search`).",
     response_class=Response,
-    responses={200: IMAGE_CONTENT, **responses(404)},
+    responses={200: IMAGE_CONTENT, **responses(404, 422)},
 )
-def image_file(image_id: PathId, engine: EngineDep, principal: Viewer) -> Response:
-    data, media_type = engine.image_data(image_id, actor=principal.actor)
+def image_file(
+    image_id: PathId, engine: EngineDep, principal: Viewer, search: SearchQuery = None
+) -> Response:
+    data, media_type = engine.image_data(
+        image_id, actor=principal.actor, via_search=via_search(principal, search)
+    )
     return Response(data, media_type=media_type)
 
 
 @router.get(
     "/{image_id}/thumbnail",
     summary="A JPEG thumbnail of the photo (audited as a view)",
+    description="An investigator names the search whose results hold the photo (`search`).",
     response_class=Response,
     responses={
         200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
@@ -142,8 +149,11 @@ def image_thumbnail(
     engine: EngineDep,
     principal: Viewer,
     max: Annotated[int, Query(ge=16, le=2048, description="Longest side, in pixels.")] = 256,
+    search: SearchQuery = None,
 ) -> Response:
-    data = engine.thumbnail(image_id, max_side=max, actor=principal.actor)
+    data = engine.thumbnail(
+        image_id, max_side=max, actor=principal.actor, via_search=via_search(principal, search)
+    )
     return Response(data, media_type="image/jpeg")
 
 

@@ -111,7 +111,7 @@ def search_subject(body: SearchBySubject, engine: EngineDep, principal: Searcher
     openapi_extra=verify_body.openapi,
 )
 def verify(
-    principal: Annotated[Principal, Depends(require("investigator"))],
+    principal: Searcher,
     body: Annotated[PhotoRequest[VerifyFields], Depends(verify_body)],
     engine: EngineDep,
 ) -> VerifyOut:
