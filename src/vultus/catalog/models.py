@@ -112,7 +112,7 @@ class Face(Base):
     subject_id: Mapped[int | None] = mapped_column(
         ForeignKey("subjects.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
     image: Mapped[Image] = relationship(back_populates="faces")
     subject: Mapped[Subject | None] = relationship()
