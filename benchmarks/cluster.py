@@ -1,6 +1,6 @@
 """Clustering quality on lfw-a: how pure and how complete `vultus people discover` proposals are.
 
-Runs :func:`vultus.clustering.discover` at the calibrated distances for per-pair FMR 1e-3, 1e-4
+Runs :func:`vultus.people.clustering.discover` at the calibrated distances for per-pair FMR 1e-3, 1e-4
 and 1e-5, and at the default (each face a 1% chance of any stranger within reach), each with
 min_faces 1, 2 and 3; scores pairwise and BCubed precision, recall and F1 against the identities
 (unassigned faces count as clusters of one).
