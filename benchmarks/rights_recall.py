@@ -356,14 +356,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.possible_strangers is not None:
         overrides["possible_strangers"] = args.possible_strangers
     rows = []
-    work = args.work / "padded"
     for size in args.sizes.split(","):
         if size == "lfw":
             data_dir = base
         else:
-            if not work.exists():
-                shutil.copytree(base, work)
-            data_dir = work
+            # One padded copy per size: padding only adds, so a copy padded to 1M cannot
+            # stand in for 100k.
+            data_dir = args.work / f"padded-{int(size)}"
+            if not data_dir.exists():
+                shutil.copytree(base, data_dir)
         with Engine.open(data_dir, **overrides) as engine:
             if size != "lfw":
                 pad(engine, int(size), console)
