@@ -179,6 +179,8 @@ def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Pat
     folder = faces_dir / "dev" / "images"
     vultus(data_dir, "add", str(folder), "--source", "press", "--workers", "1")
     code, out = vultus(data_dir, "people", "discover", "--min-faces", "1")
+    assert code != 0 and "--min-faces" in out  # a person is two faces or more
+    code, out = vultus(data_dir, "people", "discover", "--min-faces", "2")
     assert code == 0, out
     assert "Proposed people" in out
     # The 17 dev people each have two or more photos: each becomes a proposal.
