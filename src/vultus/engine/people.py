@@ -177,6 +177,10 @@ class People(EngineParts):
         self._audit_decision("not_subject", actor, subject=person.name, faces=faces)
         return n
 
+    def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
+        """The records of the faces of proposals, by id (those no longer held are left out)."""
+        return self.catalog.face_records(_ids(face_ids))
+
     def unnamed_faces(
         self, *, hidden: bool = False, offset: int = 0, limit: int = 60
     ) -> tuple[list[FaceRecord], int]:
