@@ -895,7 +895,7 @@ def test_an_operator_uploads_names_merges_and_unlinks(
     assert [f.face_id for f in web.engine.subject_faces("E. Musk")] == [face]
     web.client.post(f"/ui/people/{ids['E. Musk']}/rename", data={"name": "Elon Musk"})
     person = web.client.get(f"/ui/people/{ids['E. Musk']}")
-    assert "<h1>Elon Musk" in person.text and f"/ui/media/faces/{face}.jpg" in person.text
+    assert "<h1>Elon Musk" in person.text and f"/ui/people/faces/{face}.jpg" in person.text
     web.client.post(f"/ui/people/{ids['E. Musk']}/unlink", data={"face": [str(face)]})
     assert web.engine.subject_faces("Elon Musk") == []
     events = web.engine.audit.entries(action="subject", actor="key:operator-key")

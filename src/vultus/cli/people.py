@@ -16,7 +16,7 @@ def discover(
         None, "--max-distance", help="Default: calibrated for the gallery size."
     ),
     min_faces: int = typer.Option(
-        3, "--min-faces", min=2, help="Faces a proposed person has at least (2 or more)."
+        2, "--min-faces", min=2, help="Faces a proposed person has at least (2 or more)."
     ),
     limit: int = typer.Option(20, "--limit", help="Proposals to show."),
 ) -> None:

@@ -12,6 +12,7 @@ from vultus.api.deps import EngineDep, Offset, require
 from vultus.api.errors import responses
 from vultus.api.schemas import Count, FaceOut, Id, NameStr, SubjectDetailOut, SubjectOut
 from vultus.engine.apikeys import Principal
+from vultus.engine.people import DEFAULT_MIN_FACES
 
 router = APIRouter(prefix="/people", tags=["people"], responses=responses(401, 403, 429))
 
@@ -79,7 +80,9 @@ class SuggestionOut(BaseModel):
 def proposals(
     engine: EngineDep,
     principal: Operator,
-    min_faces: Annotated[int, Query(ge=2, le=1000, description="Faces a person has at least.")] = 3,
+    min_faces: Annotated[
+        int, Query(ge=2, le=1000, description="Faces a person has at least.")
+    ] = DEFAULT_MIN_FACES,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[ProposalOut]:
