@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 from vultus.catalog.models import (
     Face,
     Image,
+    PersonDecision,
     Subject,
 )
 from vultus.catalog.records import FaceRecord, face_record_of
@@ -95,6 +96,12 @@ class SubjectQueries:
         with self.session() as s, s.begin():
             moved = s.execute(
                 update(Face).where(Face.subject_id == merged.id).values(subject_id=target.id)
+            )
+            # Faces said not to be the one are not the other: the merged person is both.
+            s.execute(
+                update(PersonDecision)
+                .where(PersonDecision.subject_id == merged.id)
+                .values(subject_id=target.id)
             )
             s.execute(delete(Subject).where(Subject.id == merged.id))
         return int(moved.rowcount or 0)  # type: ignore[attr-defined]
