@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "cluster.json"
     )
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
 
     data = load(args)
     calibration = Calibration.default(data.model_id or "dlib-resnet-v1")
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             "processor": platform.processor(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
+            "load_average_start": [round(x, 2) for x in load_start],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
         },
         "versions": versions(),
         "data": {
