@@ -51,6 +51,14 @@ class PersonDecisionQueries:
             )
         return len(face_ids)
 
+    def decisions_version(self) -> tuple[int, int]:
+        """Changes whenever a decision is added or removed: (how many, the highest id)."""
+        with self.session() as s:
+            count, top = s.execute(
+                select(func.count(PersonDecision.id), func.max(PersonDecision.id))
+            ).one()
+        return int(count or 0), int(top or 0)
+
     def faces_apart(self) -> dict[int, set[int]]:
         """Each face set apart, with every face it was said not to be the same person as."""
         out: dict[int, set[int]] = {}

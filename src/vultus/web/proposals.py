@@ -134,7 +134,7 @@ def act_on_proposal(
             return redirect(target, ok=f"{len(unticked)} face(s) split off this proposal.")
         person = engine.accept_person(
             ticked,
-            name=name.strip() or None if not subject else None,
+            name=name.strip() or None,
             subject=subject or None,
             left_out=unticked,
             actor=principal.actor,
@@ -161,7 +161,7 @@ def merge_proposals(
         faces = sorted({f for p in chosen for f in parse_ids(p)})
         person = engine.accept_person(
             faces,
-            name=name.strip() or None if not subject else None,
+            name=name.strip() or None,
             subject=subject or None,
             actor=principal.actor,
         )
@@ -225,7 +225,7 @@ def act_on_unnamed(
             return redirect(back, ok=f"{n} face(s) brought back into proposals.")
         person = engine.accept_person(
             ticked,
-            name=name.strip() or None if not subject else None,
+            name=name.strip() or None,
             subject=subject or None,
             actor=principal.actor,
         )
