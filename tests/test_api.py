@@ -388,6 +388,13 @@ def test_subjects_are_created_renamed_merged_linked_and_unlinked(api: Api) -> No
     assert sorted(f["id"] for f in faces) == sorted([elon, jeff])
     assert client.get(f"/v1/faces/{katy}", headers=op).json()["subject"] is None
 
+    # Deleting a subject takes its name and links, never its faces.
+    assert client.post("/v1/subjects", json={"name": "K", "face_ids": [katy]}, headers=op)
+    assert client.delete("/v1/subjects/K", headers=op).json() == {"count": 1}
+    assert client.get("/v1/subjects/K", headers=op).status_code == 404
+    assert client.delete("/v1/subjects/K", headers=op).status_code == 404
+    assert client.get(f"/v1/faces/{katy}", headers=op).json()["subject"] is None
+
     # Deleting the only face of a photo takes the photo with it; deleting a photo its faces.
     jeff_image = api.image_ids()["Jeff_Bezos"]
     assert client.delete(f"/v1/faces/{jeff}", headers=op).json() == {"count": 1}
@@ -1245,6 +1252,78 @@ def test_the_documentation_pages_load_from_the_server_alone(api: Api) -> None:
 def test_vultus_serve_is_a_command() -> None:
     result = CliRunner().invoke(cli_app, ["serve", "--help"])
     assert result.exit_code == 0 and "--port" in result.output
+
+
+def test_people_are_proposed_named_set_apart_hidden_and_suggested(
+    api: Api, faces_dir: Path
+) -> None:
+    client, op = api.client, api.as_("operator")
+    images: dict[str, list[int]] = {}
+    for who in ("Barack_Obama", "Mark_Zuckerberg"):
+        images[who] = [api.image_ids()[who]]
+        for n in (1, 2, 3):
+            sent = client.post(
+                "/v1/images",
+                files=upload(dev(faces_dir, who, n)),
+                data={"source": "test"},
+                headers=op,
+            )
+            images[who].append(sent.json()["image_id"])
+    refused = client.get("/v1/people/proposals", headers=api.as_("investigator"))
+    assert refused.status_code == 403
+
+    def proposed() -> dict[str, list[int]]:
+        found = client.get("/v1/people/proposals", params={"min_faces": 2}, headers=op).json()
+        by_image = {i: who for who, ids in images.items() for i in ids}
+        out: dict[str, list[int]] = {}
+        for p in found:
+            (who,) = {by_image.get(f["image_id"], "someone else") for f in p["faces"]}
+            out[who] = [f["id"] for f in p["faces"]]
+        return out
+
+    people = proposed()
+    obama, mark = people["Barack_Obama"], people["Mark_Zuckerberg"]
+    assert len(obama) == 4 and len(mark) == 4
+    assert (
+        client.get("/v1/people/proposals", params={"min_faces": 1}, headers=op).status_code == 422
+    )
+
+    # Not this person: remembered, so the next discovery proposes the other three only.
+    stray = obama[0]
+    apart = {"face_ids": [stray], "from_face_ids": obama}
+    assert client.post("/v1/people/apart", json=apart, headers=op).json() == {"count": 1}
+    assert proposed()["Barack_Obama"] == obama[1:]
+
+    both = {"face_ids": obama[1:], "name": "Barack Obama", "subject": "Barack Obama"}
+    assert client.post("/v1/people/accept", json=both, headers=op).status_code == 422
+    named = client.post(
+        "/v1/people/accept", json={"face_ids": obama[1:], "name": "Barack Obama"}, headers=op
+    ).json()
+    assert named["subject"]["faces"] == 3 and "Barack_Obama" not in proposed()
+
+    # His page suggests the face set apart from the proposal, with its odds in words.
+    suggested = client.get("/v1/people/Barack Obama/suggestions", headers=op).json()
+    assert [s["face"]["id"] for s in suggested] == [stray]
+    assert suggested[0]["tier"] in ("match", "possible, check by eye")
+    assert "strangers' faces come this close" in suggested[0]["odds"]
+    said = client.post("/v1/people/Barack Obama/not", json={"face_ids": [stray]}, headers=op)
+    assert said.json() == {"count": 1}
+    assert client.get("/v1/people/Barack Obama/suggestions", headers=op).json() == []
+    assert client.get("/v1/people/Nobody/suggestions", headers=op).status_code == 404
+
+    # Hidden faces leave the proposals and have their own list, until brought back.
+    assert client.post("/v1/people/hide", json={"face_ids": mark}, headers=op).json()["count"] == 4
+    assert "Mark_Zuckerberg" not in proposed()
+    hidden = client.get("/v1/people/unnamed", params={"hidden": True}, headers=op).json()
+    assert hidden["total"] == 4 and {f["id"] for f in hidden["faces"]} == set(mark)
+    unnamed = client.get("/v1/people/unnamed", headers=op).json()
+    assert unnamed["total"] == 17 + 6 - 3 - 4 and stray in {f["id"] for f in unnamed["faces"]}
+    assert (
+        client.post("/v1/people/unhide", json={"face_ids": mark}, headers=op).json()["count"] == 4
+    )
+    assert proposed()["Mark_Zuckerberg"] == mark
+    events = [e.details["event"] for e in api.engine.audit.entries(action="subject")]
+    assert events == ["set_apart", "created", "not_subject", "hidden", "unhidden"]
 
 
 def test_every_route_was_exercised(request: pytest.FixtureRequest, tmp_path: Path) -> None:

@@ -113,6 +113,19 @@ def test_every_v1_route_declares_roles_and_there_are_many(app: FastAPI) -> None:
     assert table["GET /v1/audit"] == {"dpo", "auditor"}
     assert table["POST /v1/rights/requests/{ref}/erasure"] == {"dpo"}
     assert table["POST /v1/images"] == {"operator"}
+    # Naming people is the operator's work, reviewing proposals included.
+    for route in (
+        "DELETE /v1/subjects/{name}",
+        "GET /v1/people/proposals",
+        "POST /v1/people/accept",
+        "POST /v1/people/apart",
+        "POST /v1/people/hide",
+        "POST /v1/people/unhide",
+        "GET /v1/people/unnamed",
+        "GET /v1/people/{name}/suggestions",
+        "POST /v1/people/{name}/not",
+    ):
+        assert table[route] == {"operator"}, route
     assert table["GET /metrics"] == {"admin", "auditor"}
 
 

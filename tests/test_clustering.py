@@ -51,21 +51,39 @@ def test_given_photos_of_several_people_then_each_person_is_one_proposal() -> No
 
 def test_lone_faces_stay_unassigned() -> None:
     ids, x, labels = people([8], outliers=30)
-    predicted = labels_from_proposals(ids, discover(ids, x, max_distance=0.4, min_faces=1))
+    predicted = labels_from_proposals(ids, discover(ids, x, max_distance=0.4, min_faces=2))
     strangers = np.array([label.startswith("stranger") for label in labels])
     assert np.all(predicted[strangers] == -1)
     assert np.all(predicted[~strangers] == 0)
 
 
-def test_min_faces_counts_neighbours_other_than_the_face_itself() -> None:
-    ids, x, _ = people([3, 5])
-    # Three faces: each has two neighbours, too few for a core at min_faces=3.
-    assert [len(p) for p in discover(ids, x, max_distance=0.4, min_faces=3)] == [5]
-    assert [len(p) for p in discover(ids, x, max_distance=0.4, min_faces=2)] == [5, 3]
+def test_min_faces_counts_faces_the_face_itself_included() -> None:
+    ids, x, _ = people([2, 3, 5])
+    assert [len(p) for p in discover(ids, x, max_distance=0.4, min_faces=4)] == [5]
+    assert [len(p) for p in discover(ids, x, max_distance=0.4, min_faces=3)] == [5, 3]
+    # Two photos of one person are a proposal at 2: "--min-faces 2" means two faces.
+    assert [len(p) for p in discover(ids, x, max_distance=0.4, min_faces=2)] == [5, 3, 2]
+
+
+def test_a_face_set_apart_leaves_its_proposal_and_faces_split_off_together_stay_together() -> None:
+    ids, x, _ = people([6])
+    six = ids.tolist()
+    # "Not this person": the first face is not the person of the other five.
+    [rest] = discover(ids, x, max_distance=0.4, min_faces=2, apart={six[0]: six[1:]})
+    assert rest.face_ids == six[1:]
+    # Split off two: each is apart from the other four, not from each other.
+    split = {f: six[2:] for f in six[:2]}
+    found = discover(ids, x, max_distance=0.4, min_faces=2, apart=split)
+    assert [p.face_ids for p in found] == [six[2:], six[:2]]
+    # Two faces turned down one after the other were each apart from the other: no pair.
+    one_by_one = {six[0]: six[1:], six[1]: six[2:]}
+    found = discover(ids, x, max_distance=0.4, min_faces=2, apart=one_by_one)
+    assert [p.face_ids for p in found] == [six[2:]]
 
 
 def test_a_border_face_joins_its_nearest_core_but_links_nothing() -> None:
-    # A tight group at angles 0..0.08 and one face on each side with only two neighbours:
+    # A tight group at angles 0..0.08 and one face on each side with only two neighbours (a
+    # core at min_faces=4 needs three):
     # both join the group, and (0.42 apart) link nothing themselves; the face at 0.9 is noise.
     e = np.eye(4, dtype=np.float64)
 
@@ -74,7 +92,7 @@ def test_a_border_face_joins_its_nearest_core_but_links_nothing() -> None:
 
     angles = [0.0, 0.02, 0.04, 0.06, 0.08, 0.25, -0.17, 0.9]
     x = np.stack([at(a) for a in angles]).astype(np.float32)
-    [p] = discover(np.arange(len(angles)), x, max_distance=0.2, min_faces=3)
+    [p] = discover(np.arange(len(angles)), x, max_distance=0.2, min_faces=4)
     assert p.face_ids == [0, 1, 2, 3, 4, 5, 6]
     assert p.core_face_ids == [0, 1, 2, 3, 4]
 
@@ -128,7 +146,7 @@ def test_everything_left_unassigned_is_precise_but_recalls_nothing() -> None:
 def test_bad_arguments_are_refused() -> None:
     ids, x, _ = people([3])
     with pytest.raises(ValueError, match="min_faces"):
-        discover(ids, x, max_distance=0.4, min_faces=0)
+        discover(ids, x, max_distance=0.4, min_faces=1)
     with pytest.raises(ValueError, match="ids"):
         discover(ids[:2], x, max_distance=0.4)
     assert discover(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), max_distance=0.4) == []
@@ -144,7 +162,7 @@ def test_given_the_dev_photos_then_every_proposal_is_one_person(
     data = embed_labelled(faces_dir / "dev" / "labels.csv", Settings.load(tmp_path, workers=1))
     ids = np.arange(len(data.labels), dtype=np.int64)
     proposals = discover(
-        ids, data.templates, max_distance=default_max_distance(len(ids)), min_faces=1
+        ids, data.templates, max_distance=default_max_distance(len(ids)), min_faces=2
     )
     assert proposals, "the dev photos hold several photos of the same people"
     for p in proposals:

@@ -895,7 +895,7 @@ def test_an_operator_uploads_names_merges_and_unlinks(
     assert [f.face_id for f in web.engine.subject_faces("E. Musk")] == [face]
     web.client.post(f"/ui/people/{ids['E. Musk']}/rename", data={"name": "Elon Musk"})
     person = web.client.get(f"/ui/people/{ids['E. Musk']}")
-    assert "<h1>Elon Musk" in person.text and f"/ui/media/faces/{face}.jpg" in person.text
+    assert "<h1>Elon Musk" in person.text and f"/ui/people/faces/{face}.jpg" in person.text
     web.client.post(f"/ui/people/{ids['E. Musk']}/unlink", data={"face": [str(face)]})
     assert web.engine.subject_faces("Elon Musk") == []
     events = web.engine.audit.entries(action="subject", actor="key:operator-key")
@@ -907,6 +907,36 @@ def test_an_operator_uploads_names_merges_and_unlinks(
         "renamed",
         "unlinked",
     ]
+
+
+def test_people_pages_are_for_operators_and_draw_only_the_faces_their_view_listed(
+    gallery_web: Web,
+) -> None:
+    web = gallery_web
+    faces = [f.face_id for f in web.engine.list_faces(limit=3)]
+    for role in ("investigator", "dpo"):
+        web.sign_in(role)
+        for path in (
+            "/ui/people/proposals",
+            "/ui/people/unnamed",
+            f"/ui/people/faces/{faces[0]}.jpg",
+        ):
+            assert web.client.get(path).status_code == 403, (role, path)
+    web.sign_in("operator")
+    views = len(web.engine.audit.entries(action="view"))
+    page = web.client.get("/ui/people/unnamed")
+    assert page.status_code == 200 and "17 faces" in page.text
+    (entry,) = web.engine.audit.entries(action="view")[views:]
+    assert entry.details["page"] == "people/unnamed" and len(entry.result_ids) == 17
+    drawn = web.client.get(f"/ui/people/faces/{faces[0]}.jpg?v={entry.id}")
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+    assert len(web.engine.audit.entries(action="view")) == views + 1  # the picture adds none
+    # A picture the page did not show, or with no page view at all, is refused.
+    web.engine.hide_faces([faces[1]])
+    page = web.client.get("/ui/people/unnamed")
+    latest = web.engine.audit.entries(action="view")[-1]
+    assert web.client.get(f"/ui/people/faces/{faces[1]}.jpg?v={latest.id}").status_code == 403
+    assert web.client.get(f"/ui/people/faces/{faces[0]}.jpg").status_code == 403
 
 
 def test_an_upload_under_a_consent_source_needs_its_consent(

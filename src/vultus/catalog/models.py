@@ -281,3 +281,21 @@ class StagedFace(Base):
     face: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     template: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
     model_id: Mapped[str] = mapped_column(String(64))
+
+
+class PersonDecision(Base):
+    """What a reviewer decided about a face while naming people, kept so that discovery run
+    again never proposes what was turned down. `kind`: "apart" (not the person of the faces in
+    `others`), "not_subject" (not the named subject `subject_id`), "hidden" (not to be
+    proposed). Goes with its face (erasure) or its subject."""
+
+    __tablename__ = "person_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    others: Mapped[list[int]] = mapped_column(JSON, default=list)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

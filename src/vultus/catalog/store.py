@@ -26,6 +26,7 @@ from vultus.catalog.models import (
     Subject,
     Suppression,
 )
+from vultus.catalog.people import PersonDecisionQueries
 from vultus.catalog.records import (
     ErasedFaces,
     FaceRecord,
@@ -50,7 +51,7 @@ SUPPRESSION_AAD = b"suppression.template"
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
-class Catalog(SubjectQueries, JobQueries, ChangeQueries):
+class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 from vultus.catalog.models import (
     Face,
     Image,
+    PersonDecision,
     Subject,
 )
 from vultus.catalog.records import FaceRecord, face_record_of
@@ -96,8 +97,25 @@ class SubjectQueries:
             moved = s.execute(
                 update(Face).where(Face.subject_id == merged.id).values(subject_id=target.id)
             )
+            # Faces said not to be the one are not the other: the merged person is both.
+            s.execute(
+                update(PersonDecision)
+                .where(PersonDecision.subject_id == merged.id)
+                .values(subject_id=target.id)
+            )
             s.execute(delete(Subject).where(Subject.id == merged.id))
         return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+    def delete_subject(self, name: str) -> int:
+        """Remove the subject, its name and its links; its faces stay, unnamed. Returns how many
+        faces were unlinked."""
+        subject = self.get_subject(name)
+        with self.session() as s, s.begin():
+            unlinked = s.execute(
+                update(Face).where(Face.subject_id == subject.id).values(subject_id=None)
+            )
+            s.execute(delete(Subject).where(Subject.id == subject.id))
+        return int(unlinked.rowcount or 0)  # type: ignore[attr-defined]
 
     def subject_faces(self, name: str) -> list[FaceRecord]:
         subject = self.get_subject(name)

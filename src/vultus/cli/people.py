@@ -16,11 +16,12 @@ def discover(
         None, "--max-distance", help="Default: calibrated for the gallery size."
     ),
     min_faces: int = typer.Option(
-        3, "--min-faces", help="Neighbours a core face needs (itself excluded)."
+        2, "--min-faces", min=2, help="Faces a proposed person has at least (2 or more)."
     ),
     limit: int = typer.Option(20, "--limit", help="Proposals to show."),
 ) -> None:
-    """Propose people for review; nothing is merged into subjects.
+    """Propose people for review; nothing is merged into subjects. Faces once set apart or
+    hidden (in the web UI or the API) stay so.
 
     Example: vultus people discover --min-faces 2
     """
@@ -33,5 +34,5 @@ def discover(
     console.print(table)
     console.print(
         f"{len(proposals)} proposal(s). Review the faces, then name a person with: "
-        "vultus subjects create NAME --face ID ..."
+        "vultus subjects create NAME --face ID ..., or in the web UI's People page"
     )

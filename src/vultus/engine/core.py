@@ -3,7 +3,7 @@ delete ...`. It owns the catalog, the pipeline and the vector index, and keeps t
 faithful derivative of the catalog.
 
 The methods live by concept in the mixins beside this module (ingesting, searching, library,
-finding, rights, requests and governance); this class owns the parts they share."""
+people, finding, rights, requests and governance); this class owns the parts they share."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
 from vultus.engine.library import Library
 from vultus.engine.locking import Presence, locked
+from vultus.engine.people import People
 from vultus.engine.requests import Requests
 from vultus.engine.rights import Rights
 from vultus.engine.searching import Searching
@@ -61,7 +62,7 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governance):
+class Engine(Ingesting, Searching, Library, People, Finding, Rights, Requests, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)

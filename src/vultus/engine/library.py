@@ -31,14 +31,12 @@ from vultus.files import atomic_write, private_dir
 from vultus.ingest.batches import (
     IngestSummary,
 )
-from vultus.people.clustering import Proposal, default_max_distance, discover
 from vultus.pipeline.decode import decode_image
 from vultus.storage import local_path, read_location
 
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
 DELETE = "delete"
 SUBJECT = "subject"
-DISCOVERY = "discovery"
 # Where uploads are kept: a stored copy that erasure may blur, named by content.
 UPLOADS_DIR = "images"
 # What an upload is called by the people who sent it (see Catalog.name_image).
@@ -150,40 +148,6 @@ class Library(EngineParts):
         self._audit_subject("linked", actor, subject=subject, faces=list(face_ids))
         return n
 
-    @locked
-    def discover_people(
-        self, *, max_distance: float | None = None, min_faces: int = 3, actor: str | None = None
-    ) -> list[Proposal]:
-        """Propose people among the indexed faces not yet tied to a subject, for a person to
-        review. Nothing is linked: a wrong merge would attach a name to a stranger's face."""
-        linked = self.catalog.linked_face_ids()
-        chunks = [
-            (ids[keep], templates[keep])
-            for ids, templates in self.catalog.iter_templates()
-            if (keep := ~np.isin(ids, list(linked))).any()
-        ]
-        if not chunks:
-            return []
-        ids = np.concatenate([i for i, _ in chunks])
-        templates = np.concatenate([t for _, t in chunks])
-        distance = (
-            max_distance
-            if max_distance is not None
-            else default_max_distance(len(ids), self.calibration)
-        )
-        proposals = discover(ids, templates, max_distance=distance, min_faces=min_faces)
-        self.audit.append(
-            DISCOVERY,
-            actor=actor,
-            details={
-                "max_distance": distance,
-                "min_faces": min_faces,
-                "faces": len(ids),
-                "proposals": len(proposals),
-            },
-        )
-        return proposals
-
     def _audit_subject(self, event: str, actor: str | None, **details: Any) -> None:
         # Naming a person, or tying a face to a name, is processing a DPO must be able to trace.
         self.audit.append(SUBJECT, actor=actor, details={"event": event, **details})
@@ -206,8 +170,17 @@ class Library(EngineParts):
         return moved
 
     def unlink_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        """Untie faces from whatever subject they are linked to; returns how many were linked."""
         n = self.catalog.unlink_faces(face_ids)
         self._audit_subject("unlinked", actor, faces=list(face_ids))
+        return n
+
+    def delete_subject(self, name: str, *, actor: str | None = None) -> int:
+        """Remove a subject's name and links; its faces stay in the catalog, unnamed (deleting
+        faces is `delete_faces`). Returns how many faces were unlinked."""
+        faces = [f.face_id for f in self.catalog.subject_faces(name)]
+        n = self.catalog.delete_subject(name)
+        self._audit_subject("deleted", actor, subject=name, faces=faces)
         return n
 
     def subject_faces(self, name: str) -> list[FaceRecord]:

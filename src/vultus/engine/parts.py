@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vultus.accuracy.calibration import Calibration
     from vultus.audit import AuditLog
     from vultus.catalog import Catalog
-    from vultus.catalog.models import RightsRequest, Source
+    from vultus.catalog.models import RightsRequest, Source, Subject
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
@@ -75,3 +75,7 @@ class EngineParts:
         restrict: Callable[..., int]
         create_request: Callable[..., RightsRequest]
         record_review: Callable[..., None]
+        # People (discovery and its decisions) names faces through the library.
+        create_subject: Callable[..., Subject]
+        link_faces: Callable[..., int]
+        subject: Callable[[str], Subject]

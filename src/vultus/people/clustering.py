@@ -1,11 +1,13 @@
 """Clustering faces nobody has named yet into proposed people, and scoring such clusterings.
 
-:func:`discover` is a DBSCAN-style pass, like Immich's face clustering: a *core* face has at
-least ``min_faces`` other faces within ``max_distance``; core faces within ``max_distance`` of
-each other join one cluster; a non-core (*border*) face joins the cluster of its nearest core
-face within reach; every other face is noise and stays unassigned. The result is a list of
-:class:`Proposal` objects for a person to review: a proposal is never merged into a subject
-automatically, since one false link can join two strangers.
+:func:`discover` is a DBSCAN-style pass, like Immich's face clustering: a *core* face has,
+itself included, at least ``min_faces`` faces within ``max_distance``; core faces within
+``max_distance`` of each other join one cluster; a non-core (*border*) face joins the cluster of
+its nearest core face within reach; every other face is noise and stays unassigned; a cluster
+of fewer than ``min_faces`` faces is not proposed. The result is a list of :class:`Proposal`
+objects for a person to review: a proposal is never merged into a subject automatically, since
+one false link can join two strangers. What reviewers decided ("this face is not the person of
+those") is passed back as ``apart`` and holds in every later run.
 
 Neighbours come from a FAISS range search on normalised templates, query chunk by query chunk,
 so memory grows with the number of close pairs, never with n²; components are joined with a
@@ -15,7 +17,7 @@ vectorised union-find. :func:`pairwise_scores` measures a clustering against ide
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 import faiss
@@ -110,18 +112,23 @@ def discover(
     *,
     max_distance: float,
     min_faces: int = 3,
+    apart: Mapping[int, Collection[int]] | None = None,
 ) -> list[Proposal]:
     """Propose people among faces ``ids`` with raw ``templates`` (n, dim), largest first.
 
-    ``min_faces`` counts neighbours other than the face itself. Two range searches run over all
-    faces (one to find the core faces, one to link them), trading time for memory: only one
-    chunk's neighbour lists are held at a time.
+    ``min_faces`` counts faces, the core face itself included: at 2, two faces within reach
+    of each other are a proposal. ``apart`` maps a face id to the face ids a reviewer said it is
+    not the same person as: a face proposed with any of those leaves the proposal, and the faces
+    that leave one proposal are regrouped among themselves, never two that were set apart
+    together (so splitting off two faces of one person makes them a proposal of their own).
+    Two range searches run over all faces (one to find the core faces, one to link them),
+    trading time for memory: only one chunk's neighbour lists are held at a time.
 
     Example: ``discover(ids, templates, max_distance=default_max_distance(len(ids)))``.
     """
     face_ids = np.asarray(ids, dtype=np.int64)
-    if min_faces < 1:
-        raise ValueError("min_faces must be at least 1")
+    if min_faces < 2:
+        raise ValueError("min_faces counts faces: a proposed person needs at least 2")
     if not 0.0 < max_distance < 2.0:
         raise ValueError(f"max_distance must be in (0, 2), got {max_distance!r}")
     n = len(face_ids)
@@ -140,7 +147,7 @@ def discover(
     counts = np.zeros(n, dtype=np.int64)
     for rows, _, _ in _neighbours(x, index, radius):
         counts += np.bincount(rows, minlength=n)
-    core = counts >= min_faces
+    core = counts >= min_faces - 1  # the neighbours, plus the face itself
 
     parent = np.arange(n, dtype=np.int64)
     best_core = np.full(n, -1, dtype=np.int64)  # nearest core neighbour of each border face
@@ -164,6 +171,8 @@ def discover(
     label[core] = parent[core]
     attached = best_core >= 0
     label[attached] = parent[best_core[attached]]
+    if apart:
+        _set_apart(face_ids, label, apart)
 
     proposals: list[Proposal] = []
     members = np.flatnonzero(label >= 0)
@@ -171,6 +180,8 @@ def discover(
     bounds = np.flatnonzero(np.r_[True, label[order][1:] != label[order][:-1], True])
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         group = order[start:stop]
+        if len(group) < min_faces:
+            continue  # a border face attached elsewhere, or faces set apart, left it short
         centroid = x[group].astype(np.float64).mean(axis=0)
         centroid /= np.linalg.norm(centroid)
         sq = np.maximum(0.0, 2.0 - 2.0 * (x[group].astype(np.float64) @ centroid))
@@ -183,6 +194,36 @@ def discover(
         )
     proposals.sort(key=lambda p: (-len(p.face_ids), p.face_ids[0]))
     return proposals
+
+
+def _set_apart(face_ids: IntArray, label: IntArray, apart: Mapping[int, Collection[int]]) -> None:
+    """Relabel, in place, the faces clustered with a face they were set apart from. Those that
+    leave one cluster are grouped greedily so that no two set apart share a group; each group
+    gets a fresh label. Only the decided faces are visited: few, however large the gallery."""
+    row_of = {int(f): k for k, f in enumerate(face_ids.tolist())}
+    fresh = int(label.max()) + 1 if len(label) else 0
+    leaving: dict[int, list[int]] = {}
+    for face, others in apart.items():
+        row = row_of.get(int(face))
+        if row is None or label[row] < 0:
+            continue
+        if any(label[r] == label[row] for o in others if (r := row_of.get(int(o))) is not None):
+            leaving.setdefault(int(label[row]), []).append(int(face))
+
+    def at_odds(a: int, b: int) -> bool:
+        return b in apart.get(a, ()) or a in apart.get(b, ())
+
+    for faces in leaving.values():
+        groups: list[list[int]] = []
+        for face in sorted(faces):
+            home = next((g for g in groups if not any(at_odds(face, m) for m in g)), None)
+            if home is None:
+                groups.append(home := [])
+            home.append(face)
+        for group in groups:
+            for face in group:
+                label[row_of[face]] = fresh
+            fresh += 1
 
 
 def labels_from_proposals(ids: npt.ArrayLike, proposals: list[Proposal]) -> IntArray:

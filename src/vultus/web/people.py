@@ -1,4 +1,6 @@
-"""People (operator): named subjects and their faces; create, rename, merge, link, unlink."""
+"""People (operator): named subjects and their faces; create, rename, merge, link, unlink;
+on a person's page, more faces that may be them. Proposals and unnamed faces are in
+`proposals`. Each page view is audited once, listing the faces it shows."""
 
 from __future__ import annotations
 
@@ -10,11 +12,15 @@ from fastapi.responses import Response
 from vultus.engine import Engine
 from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError, VultusError
+from vultus.web import proposals
 from vultus.web.forms import EngineDep, parse_ids
+from vultus.web.proposals import face_src
 from vultus.web.render import UI, page, redirect
 from vultus.web.session import Role
 
 router = APIRouter(prefix="/people")
+# First: its fixed paths (/people/proposals ...) must not be read as a person's id.
+router.include_router(proposals.router)
 Operator = Annotated[Principal, Depends(Role("operator"))]
 SAMPLE = 6
 
@@ -27,18 +33,18 @@ def _name_of(engine: Engine, subject_id: int) -> str:
 
 
 @router.get("")
-def people(request: Request, engine: EngineDep, _: Operator) -> Response:
+def people(request: Request, engine: EngineDep, principal: Operator) -> Response:
+    named = [(s, n, engine.subject_faces(s.name)[:SAMPLE]) for s, n in engine.subjects()]
+    view = engine.view_faces(
+        [f.face_id for _, _, sample in named for f in sample], page="people", actor=principal.actor
+    )
     subjects = [
-        {
-            "id": s.id,
-            "name": s.name,
-            "faces": n,
-            "restricted": s.restricted,
-            "sample": engine.subject_faces(s.name)[:SAMPLE],
-        }
-        for s, n in engine.subjects()
+        {"id": s.id, "name": s.name, "faces": n, "restricted": s.restricted, "sample": sample}
+        for s, n, sample in named
     ]
-    return page(request, "people.html", title="People", subjects=subjects)
+    return page(
+        request, "people.html", title="People", subjects=subjects, view=view, face_src=face_src
+    )
 
 
 @router.post("")
@@ -73,17 +79,41 @@ def merge(
 
 
 @router.get("/{subject_id}")
-def person(request: Request, subject_id: int, engine: EngineDep, _: Operator) -> Response:
+def person(request: Request, subject_id: int, engine: EngineDep, principal: Operator) -> Response:
     name = _name_of(engine, subject_id)
     others = [s for s, _ in engine.subjects() if s.id != subject_id]
+    faces = engine.subject_faces(name)
+    suggested = engine.suggestions(name)
+    view = engine.view_faces(
+        [f.face_id for f in faces] + [s.face.face_id for s in suggested],
+        page="people/person",
+        actor=principal.actor,
+        details={"subject": name},
+    )
     return page(
         request,
         "person.html",
         title=name,
         subject=engine.subject(name),
-        faces=engine.subject_faces(name),
+        faces=faces,
+        suggestions=suggested,
         others=others,
+        view=view,
+        face_src=face_src,
     )
+
+
+@router.post("/{subject_id}/not")
+def not_this_person(
+    subject_id: int, engine: EngineDep, principal: Operator, face: Annotated[int, Form()] = 0
+) -> Response:
+    back = f"{UI}/people/{subject_id}"
+    try:
+        name = _name_of(engine, subject_id)
+        engine.not_this_person(name, [face], actor=principal.actor)
+    except VultusError as exc:
+        return redirect(back, error=exc.message)
+    return redirect(back, ok=f"Noted: that face is not {name}; it will not be suggested again.")
 
 
 @router.post("/{subject_id}/rename")
