@@ -93,7 +93,7 @@ class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governanc
             signer=lambda data: self.keyring.sign(data),
             verifier=lambda data, sig: self.keyring.verify(data, sig),
         )
-        self.keys = KeyStore(self.catalog, self.audit)
+        self.keys = KeyStore(self.catalog, self.audit, self.settings.purposes)
         self._pipeline: FacePipeline | None = None
         self._calibration: Calibration | None = None
         # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are
