@@ -32,6 +32,7 @@ from vultus.crypto import (
     make_canary,
 )
 from vultus.engine.apikeys import KeyStore
+from vultus.engine.examples import Examples
 from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
@@ -61,7 +62,7 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governance):
+class Engine(Ingesting, Searching, Library, Examples, Finding, Rights, Requests, Governance):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
