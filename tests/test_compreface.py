@@ -319,7 +319,9 @@ def test_embeddings_cropped_faces_and_subject_errors(server: Server, faces_dir: 
 
     # dlib's aligned 150-pixel crops, taken as faces without running the detector.
     savage = photos(faces_dir, "John_Savage")
-    server.call("POST", "/recognition/faces?subject=Savage", files={"file": savage[0].read_bytes()})
+    kept = server.call(
+        "POST", "/recognition/faces?subject=Savage", files={"file": savage[0].read_bytes()}
+    ).json()
     cropped = server.call(
         "POST",
         "/recognition/recognize?detect_faces=false",
@@ -335,3 +337,20 @@ def test_embeddings_cropped_faces_and_subject_errors(server: Server, faces_dir: 
     assert (nobody.status_code, nobody.json()["code"]) == (404, compreface.SUBJECT_NOT_FOUND)
     made = server.call("POST", "/recognition/subjects", json={"subject": "Empty"})
     assert made.status_code == 201 and made.json() == {"subject": "Empty"}
+
+    # The photo an example came from, as a view the audit log records; then a bulk delete
+    # that passes over an id it does not know.
+    picture = server.call("GET", f"/recognition/faces/{added['image_id']}/img")
+    assert picture.status_code == 200 and picture.content == obama[0].read_bytes()
+    view = server.engine.audit.entries(action=actions.VIEW)[-1]
+    assert view.actor == "key:cf-app as operator"
+    unknown = str(uuid.UUID(int=10**9))
+    gone = server.call(
+        "POST",
+        "/recognition/faces/delete",
+        json=[added["image_id"], kept["image_id"], unknown],
+    ).json()
+    assert gone == [
+        {"image_id": added["image_id"], "subject": "Obama E"},
+        {"image_id": kept["image_id"], "subject": "Savage"},
+    ]
