@@ -132,6 +132,22 @@ def test_examples_recognition_verification_detection_and_deletion_with_the_offic
     assert face["subjects"][0]["similarity"] >= MATCH
     assert set(face["box"]) == {"probability", "x_max", "y_max", "x_min", "y_min"}
     assert "execution_time" in face and "plugins_versions" in answer
+    # The options CompreFace's README passes to every call: the plugins Vultus does not run are
+    # left out, and templates (`calculator`) are never handed out.
+    readme = compreface_sdk.CompreFace(
+        "http://127.0.0.1",
+        str(server.port),
+        {
+            "limit": 0,
+            "det_prob_threshold": 0.8,
+            "prediction_count": 1,
+            "face_plugins": "calculator,age,gender,landmarks",
+            "status": "true",
+        },
+    ).init_face_recognition(server.key)
+    (face,) = readme.recognize(str(obama[1]))["result"]
+    assert face["subjects"][0]["subject"] == "Obama" and len(face["landmarks"]) == 5
+    assert not {"embedding", "age", "gender"} & set(face)
     # A stranger is nobody the collection holds: no subject near enough to name.
     stranger = recognition.recognize(str(photos(faces_dir, "Jeff_Bezos")[0]))
     assert all(s["similarity"] < MATCH for s in stranger["result"][0]["subjects"])
