@@ -292,6 +292,15 @@ def test_the_web_key_form_makes_a_bound_key_of_two_roles_whose_holder_sees_both_
     assert 'href="/ui/library"' in home.text and 'href="/ui/search"' in home.text
     assert client.get("/ui/search").status_code == 200
     assert client.get("/ui/audit", follow_redirects=False).status_code == 403
+    # Bound to the source "test": an upload to another is refused, and nothing is added.
+    elsewhere = client.post(
+        "/ui/library/upload",
+        data={"source": "other"},
+        files={"photos": ("a.jpg", b"not read", "image/jpeg")},
+        follow_redirects=True,
+    )
+    assert "bound to the source" in elsewhere.text
+    assert engine.list_images() == []
 
 
 def test_a_key_made_before_keys_had_bindings_works_after_the_upgrade(tmp_path: Path) -> None:
