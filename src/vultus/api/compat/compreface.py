@@ -160,8 +160,8 @@ Predictions = Annotated[int, Query(ge=0, le=100)]
 
 
 async def refuse_unknown_query(request: Request) -> None:
-    """A query parameter the route does not take is refused, as Vultus refuses unknown
-    fields: a typo'd `limt=1` must not quietly answer for every face."""
+    """A query parameter the route does not take is refused (400, code 36), as Vultus refuses
+    unknown fields: a typo'd `limt=1` must not quietly answer for every face."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -173,11 +173,11 @@ async def refuse_unknown_query(request: Request) -> None:
         stack.extend(dependant.dependencies)
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
-        raise CompreFaceError(
-            400,
-            INCORRECT_ARGUMENT,
+        # Raised by the key's check once the caller is admitted (see `Require`): a caller
+        # without a valid key learns only that.
+        request.state.refused = UnknownFieldError(
             f"unknown parameter {', '.join(unknown)}; {request.url.path} takes "
-            f"{', '.join(known) or 'none'}",
+            f"{', '.join(known) or 'none'}"
         )
 
 
