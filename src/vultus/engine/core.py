@@ -32,6 +32,7 @@ from vultus.crypto import (
     make_canary,
 )
 from vultus.engine.apikeys import KeyStore
+from vultus.engine.examples import Examples
 from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
@@ -62,7 +63,9 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, People, Finding, Rights, Requests, Governance):
+class Engine(
+    Ingesting, Searching, Library, People, Examples, Finding, Rights, Requests, Governance
+):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
@@ -94,7 +97,7 @@ class Engine(Ingesting, Searching, Library, People, Finding, Rights, Requests, G
             signer=lambda data: self.keyring.sign(data),
             verifier=lambda data, sig: self.keyring.verify(data, sig),
         )
-        self.keys = KeyStore(self.catalog, self.audit)
+        self.keys = KeyStore(self.catalog, self.audit, self.settings.purposes)
         self._pipeline: FacePipeline | None = None
         self._calibration: Calibration | None = None
         # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are

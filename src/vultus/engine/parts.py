@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from vultus.accuracy.calibration import Calibration
     from vultus.audit import AuditLog
-    from vultus.catalog import Catalog
+    from vultus.catalog import Catalog, FaceRecord
     from vultus.catalog.models import RightsRequest, Source, Subject
     from vultus.config import Settings
     from vultus.crypto import KeyRing
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from vultus.pipeline.analyse import FacePipeline
     from vultus.rights.erasure import ErasurePlan, ErasureReceipt
     from vultus.rights.review import Review
-    from vultus.search.results import Verification
+    from vultus.search.results import SearchResult, Verification
 
 
 class EngineParts:
@@ -59,6 +59,18 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
+        # Examples (a face collection's named faces) stand on the library and on searching.
+        upload: Callable[..., tuple[IngestSummary, int | None]]
+        face: Callable[[int], FaceRecord]
+        create_subject: Callable[..., Subject]
+        link_faces: Callable[..., int]
+        subject: Callable[[str], Subject]
+        delete_subject: Callable[..., int]
+        delete_faces: Callable[..., int]
+        check_purpose: Callable[[str | None], str]
+        _check_query_model: Callable[[], None]
+        _search: Callable[..., SearchResult]
+        _audit_search: Callable[..., None]
         check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]
         compare: Callable[..., Verification]
