@@ -59,7 +59,8 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
-        # Examples (a face collection's named faces) stand on the library and on searching.
+        # Examples (a face collection's named faces) stand on the library and on searching;
+        # people (discovery and its decisions) names faces through the library.
         upload: Callable[..., tuple[IngestSummary, int | None]]
         face: Callable[[int], FaceRecord]
         create_subject: Callable[..., Subject]
@@ -87,7 +88,3 @@ class EngineParts:
         restrict: Callable[..., int]
         create_request: Callable[..., RightsRequest]
         record_review: Callable[..., None]
-        # People (discovery and its decisions) names faces through the library.
-        create_subject: Callable[..., Subject]
-        link_faces: Callable[..., int]
-        subject: Callable[[str], Subject]
