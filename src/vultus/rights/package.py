@@ -14,7 +14,7 @@ import json
 import math
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,10 @@ class AccessMatch:
     subject: str | None
     restricted: bool
     template: list[float] | None = None
+    # A face track of a video: its span and best frame (start_s, end_s, best_s), and the
+    # best frame's crop as the catalog keeps it (a JPEG), which the package shows.
+    video: tuple[float, float, float] | None = None
+    still: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -209,7 +213,13 @@ def _cut_crops(
 ) -> tuple[dict[int, _Crop], dict[str, bytes]]:
     crops: dict[int, _Crop] = {}
     jpegs: dict[str, bytes] = {}
-    for faces in _by_image(matches).values():
+    for m in [m for m in matches if m.still is not None]:
+        # A face track's best frame, as kept at ingest: the video is not decoded again.
+        name = f"crops/{m.face_id}.jpg"
+        jpegs[name] = m.still or b""
+        with Image.open(io.BytesIO(jpegs[name])) as still:
+            crops[m.face_id] = _Crop(m.face_id, name, still.size, None)
+    for faces in _by_image([m for m in matches if m.still is None]).values():
         try:
             # decode_image is what ingest used: it applies the EXIF orientation with
             # ImageOps.exif_transpose, so the boxes (stored in upright pixels) land on the face.
@@ -318,6 +328,7 @@ def _image_entry(
         "added_at": _iso(first.added_at),
         "retain_until": _iso(first.retain_until),
         "subjects": sorted({m.subject for m in faces if m.subject}),
+        "kind": "video" if first.video is not None else "photo",
     }
     available = any(crops[m.face_id].note != UNAVAILABLE for m in faces)
     entry["image_file_available"] = available
@@ -335,6 +346,9 @@ def _image_entry(
             "restricted": m.restricted,
             "crop": crop.name,
         }
+        if m.video is not None:
+            start, end, best = m.video
+            face["video"] = {"start_s": start, "end_s": end, "best_frame_s": best}
         if crop.note and crop.note != UNAVAILABLE:
             face["note"] = crop.note
         if include_templates:
@@ -349,6 +363,13 @@ def _image_entry(
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _clock(seconds: float) -> str:
+    """A time in a video as a player shows it: 1:05.5, or 1:02:03.0 past an hour."""
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
 
 
 def _when(value: datetime, *, time: bool = False) -> str:
@@ -480,11 +501,18 @@ def _report_html(
                 if m.restricted
                 else "In use"
             )
+            where = f"{m.image_id}"
+            if m.video is not None:
+                start, end, best = m.video
+                where += (
+                    f" (a video: you appear from {_clock(start)} to {_clock(end)}; the picture "
+                    f"is the frame at {_clock(best)})"
+                )
             parts.append(
                 "<tr>"
                 f"<td>{cell}</td>"
                 f'<th scope="row">{m.face_id}</th>'
-                f"<td>{m.image_id}</td>"
+                f"<td>{_e(where)}</td>"
                 f'<td class="num">{m.distance:.3f}</td>'
                 f'<td class="num">{_e(one_in(m.fmr))} ({m.fmr:.1e})</td>'
                 f"<td>{_e(m.subject) if m.subject else 'none'}</td>"

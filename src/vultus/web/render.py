@@ -40,7 +40,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "default-src 'none'; img-src 'self' data: blob:; media-src 'self'; style-src 'self'; "
+        "script-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -82,7 +83,16 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left)
+
+
+def clock(seconds: float) -> str:
+    """A time in a video as a player shows it: 1:05.5, or 1:02:03.0 past an hour."""
+    minutes, secs = divmod(max(0.0, float(seconds)), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
+
+
+ENV.filters.update(fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left, clock=clock)
 ENV.globals.update(ui=UI, quote=quote)
 
 

@@ -1,0 +1,309 @@
+"""Videos as a user meets them: add a folder holding videos under a source, search with a
+photo and land on the moment the person appears; erase them from a stored copy; get a clear
+answer for every file that cannot be used, with nothing else lost."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import PURPOSE
+from videos import Person, Shot, write_audio_only, write_long_blank, write_video
+from vultus.engine import Engine
+from vultus.pipeline.analyse import FacePipeline
+from vultus.pipeline.footage import VideoProgress, analyse_video
+from vultus.pipeline.tracking import TrackRules
+from vultus.pipeline.video import VideoReader, frame_at
+from vultus.search.sheet import render_sheet
+
+av = pytest.importorskip("av", reason="video support (PyAV, the video extra) is not installed")
+
+
+def _people(faces_dir: Path) -> tuple[Path, Path, Path]:
+    """Two people for synthetic videos (dlib's aligned crops: the whole picture is the face),
+    and another photo of the first, to search with."""
+    a = sorted((faces_dir / "dev" / "images" / "John_Salley").iterdir())
+    b = sorted((faces_dir / "dev" / "images" / "John_Savage").iterdir())
+    return a[0], b[0], a[1]
+
+
+def _two_shots(faces_dir: Path) -> list[Shot]:
+    """Shot 1 (3 s): A drifting right and hidden by a board from 1.2 to 1.8 s, B beside.
+    A cut; shot 2 (2 s): A alone, nearer, on another background."""
+    a, b, _ = _people(faces_dir)
+    return [
+        Shot(
+            3.0,
+            [Person(a, 40, 100, height=160, drift=10), Person(b, 280, 100, height=160)],
+            hidden=[(1.2, 1.8)],
+        ),
+        Shot(2.0, [Person(a, 160, 120, height=180)], background=(20, 30, 90)),
+    ]
+
+
+@pytest.fixture
+def two_shots(tmp_path: Path, faces_dir: Path) -> Path:
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    write_video(folder / "interview.mp4", _two_shots(faces_dir))
+    return folder
+
+
+def _spans(engine: Engine, image_id: int) -> list[tuple[float, float]]:
+    _, faces = engine.image(image_id)
+    return sorted((f.track.start_s, f.track.end_s) for f in faces if f.track)
+
+
+def test_a_person_is_one_track_per_appearance_and_a_search_lands_on_the_moment(
+    empty_engine: Engine, two_shots: Path, faces_dir: Path
+) -> None:
+    summary = empty_engine.add([two_shots], source="test")
+    assert summary.errors == [] and summary.images_added == 1
+    # A (through the occlusion), B, and A again after the cut: three tracks, not one face
+    # per sampled frame.
+    assert summary.faces_indexed == 3
+
+    _, _, probe = _people(faces_dir)
+    result = empty_engine.search(probe, purpose=PURPOSE)
+    found = [m for m in result.matches if m.is_match]
+    assert {m.file_name for m in found} == {"interview.mp4"}
+    spans = sorted((m.video.start_s, m.video.end_s) for m in found if m.video)
+    assert len(spans) == 2, "A's two appearances, split at the cut"
+    (s1, e1), (s2, e2) = spans
+    assert s1 == 0.0 and 2.0 <= e1 < 3.0  # one track across the occlusion at 1.2-1.8 s
+    assert s2 == 3.0 and e2 >= 4.0  # the cut at 3 s starts a new one
+    for m in found:
+        assert m.video is not None and m.video.start_s <= m.video.best_s <= m.video.end_s
+    summary_row, faces = empty_engine.image(found[0].image_id)
+    assert (summary_row.kind, summary_row.duration_s, summary_row.format) == ("video", 5.0, "MP4")
+    assert len(faces) == 3
+    # The JSON of a result names the moment.
+    moment = found[0].to_json()["video"]
+    assert set(moment) == {"start_s", "end_s", "best_s"}
+
+    # Ingest is idempotent: the same video again adds nothing.
+    again = empty_engine.add([two_shots], source="test")
+    assert (again.images_duplicate, again.images_added, again.faces_indexed) == (1, 0, 0)
+
+
+def test_the_sheet_shows_a_tracks_best_frame(
+    empty_engine: Engine, two_shots: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    empty_engine.add([two_shots], source="test")
+    _, _, probe = _people(faces_dir)
+    result = empty_engine.search(probe, purpose=PURPOSE, top_k=2)
+    sheet = render_sheet(result, probe, tmp_path / "sheet.png")
+    picture = np.asarray(Image.open(sheet).convert("L"), dtype=np.float32)
+    # Each tile is the face in its best frame, not the grey "image unavailable" tile.
+    for n in range(1, 1 + len(result.matches)):
+        x = 8 + n * 208
+        tile = picture[8:208, x : x + 200]
+        assert tile.std() > 20, f"tile {n} shows no picture"
+
+
+def test_a_killed_video_ingest_resumes_without_duplicate_tracks(
+    empty_engine: Engine, two_shots: Path
+) -> None:
+    def kill(progress: object) -> None:
+        video: VideoProgress | None = getattr(progress, "video", None)
+        if video is not None and video.seconds_done >= 2.0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        empty_engine.add([two_shots], source="test", on_progress=kill)
+    assert empty_engine.list_images() == []  # nothing of a half-analysed video is kept
+
+    summary = empty_engine.add([two_shots], source="test")
+    assert (summary.images_added, summary.faces_indexed) == (1, 3)
+    again = empty_engine.add([two_shots], source="test")
+    assert again.images_duplicate == 1
+    image = empty_engine.list_images()[0]
+    assert len(empty_engine.image(image.id)[1]) == 3
+
+
+def test_each_unusable_video_gets_a_clear_result_and_the_rest_go_in(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    blank = [Shot(4.0, [])]
+    write_video(folder / "good.mp4", blank)
+    write_video(folder / "variable-rate.mkv", blank, jitter=0.5)
+    write_video(folder / "good.webm", [Shot(1.0, [])], codec="libvpx-vp9")
+    write_video(folder / "good.avi", [Shot(1.0, [])], codec="mpeg4")
+    write_audio_only(folder / "sound-only.mp4")
+    mp4 = (folder / "good.mp4").read_bytes()
+    (folder / "cut-short.mp4").write_bytes(mp4[: len(mp4) // 2])
+    write_video(tmp_path / "whole.mkv", blank)
+    mkv = (tmp_path / "whole.mkv").read_bytes()
+    (folder / "cut-short.mkv").write_bytes(mkv[: len(mkv) // 2])
+    (folder / "noise.mov").write_bytes(b"\x00\x00\x00\x18ftypqt  " + bytes(range(256)) * 8)
+    (folder / "empty.webm").write_bytes(b"")
+
+    summary = empty_engine.add([folder], source="test")
+    codes = {Path(path).name: code for path, code, _ in summary.errors}
+    assert codes == {
+        "sound-only.mp4": "no_video_stream",
+        "cut-short.mp4": "corrupt_video",  # its index (moov) was at the end, now missing
+        "cut-short.mkv": "video_truncated",
+        "noise.mov": "corrupt_video",
+        "empty.webm": "empty_file",
+    }
+    messages = {Path(path).name: message for path, _, message in summary.errors}
+    assert "no picture" in messages["sound-only.mp4"]
+    assert "faces before that point are indexed" in messages["cut-short.mkv"]
+    # Every usable video is held, the one cut short for what it has: nothing is lost.
+    held = {Path(i.path).name: i for i in empty_engine.list_images()}
+    assert set(held) == {
+        "good.mp4",
+        "variable-rate.mkv",
+        "good.webm",
+        "good.avi",
+        "cut-short.mkv",
+    }
+    assert {i.kind for i in held.values()} == {"video"}
+    assert held["good.webm"].format == "WEBM" and held["good.avi"].format == "AVI"
+    assert held["variable-rate.mkv"].status == "no_faces"
+
+
+def test_a_variable_frame_rate_is_sampled_by_each_frames_own_time(tmp_path: Path) -> None:
+    path = tmp_path / "vfr.mkv"
+    write_video(path, [Shot(6.0, [])], fps=8, jitter=0.6, seed=3)
+    with VideoReader(path) as video:
+        times = [f.t for f in video.frames(every_s=0.5)]
+    gaps = np.diff(times)
+    assert times[0] == 0.0 and times[-1] > 5.0
+    # One sample per half second of the file's own clock, however unevenly frames fall.
+    assert gaps.min() >= 0.5 - 1e-6 and gaps.max() < 0.5 + 2 * (1 / 8) * 1.6
+    assert video.stopped_at is None
+
+
+def test_a_four_hour_video_streams_in_bounded_memory_with_progress(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "long.mkv"
+    write_long_blank(path, hours=4.0, every_s=10.0)
+    assert path.stat().st_size < 2_000_000  # tiny, but four hours long
+    pipeline = FacePipeline(empty_engine.settings)
+    seen: list[float] = []
+    tracemalloc.start()
+    try:
+        analysed = analyse_video(
+            pipeline,
+            path,
+            rules=TrackRules(0.4, 0.35),
+            every_s=0.5,
+            cut_threshold=20.0,
+            on_progress=lambda p: seen.append(p.seconds_done),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert analysed.info.duration_s is not None and analysed.info.duration_s >= 4 * 3600
+    assert analysed.seconds == 4 * 3600 and analysed.stopped_at is None
+    assert analysed.frames_analysed == analysed.frames_decoded == 1441
+    assert peak < 20_000_000, f"{peak / 1e6:.1f} MB held at once"
+    assert len(seen) > 300 and seen == sorted(seen) and seen[-1] == 4 * 3600
+
+
+def test_a_video_without_the_video_extra_says_what_to_install(
+    empty_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_video(folder / "clip.mp4", [Shot(1.0, [])])
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now fails, as when not installed
+    summary = empty_engine.add([folder], source="test")
+    [(_, code, message)] = summary.errors
+    assert code == "video_support_missing"
+    assert "pip install 'vultus[video]'" in message
+
+
+def test_erasure_blurs_the_person_across_their_span_in_a_stored_copy(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "upload.mp4"
+    write_video(path, _two_shots(faces_dir))
+    summary, image_id = empty_engine.upload(path.read_bytes(), "upload.mp4", source="test")
+    assert image_id is not None and summary.faces_indexed == 3
+    stored = Path(empty_engine.image(image_id)[0].path)
+    assert stored.parent == empty_engine.settings.data_dir / "images"
+    a_box = next(
+        f.box for f in empty_engine.image(image_id)[1] if f.track and f.track.start_s == 3.0
+    )
+    b_box = next(f.box for f in empty_engine.image(image_id)[1] if f.box[0] > 250)
+
+    def sharpness(t: float, box: tuple[int, int, int, int]) -> float:
+        grey = frame_at(stored, t).mean(axis=2)[box[1] : box[3], box[0] : box[2]]
+        return float(np.abs(np.diff(grey, axis=1)).mean())
+
+    before = (sharpness(4.0, a_box), sharpness(1.0, b_box))
+    _, _, probe = _people(faces_dir)
+    plan = empty_engine.find_person(probe)
+    assert len(plan.face_ids) == 2  # A's two tracks
+    receipt = empty_engine.erase(plan)
+    assert receipt.faces_erased == 2 and receipt.images_kept_with_others == 1
+    assert receipt.blurred == [str(stored)]
+    # A is blurred in the video across their span; B, who stays, is not.
+    assert sharpness(4.0, a_box) < 0.5 * before[0]
+    assert sharpness(1.0, b_box) > 0.8 * before[1]
+    assert [f.track is not None for f in empty_engine.image(image_id)[1]] == [True]
+
+    # Erasing B too leaves the video no one: the stored copy goes.
+    b = sorted((faces_dir / "dev" / "images" / "John_Savage").iterdir())[1]
+    receipt = empty_engine.erase(empty_engine.find_person(b))
+    assert receipt.stored_copies_deleted == [str(stored)] and not stored.exists()
+
+
+def test_an_access_package_lists_the_tracks_with_their_spans_and_best_frames(
+    empty_engine: Engine, two_shots: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    empty_engine.add([two_shots], source="test")
+    _, _, probe = _people(faces_dir)
+    package, _ = empty_engine.access(empty_engine.review_person(probe), tmp_path / "p.zip")
+    with zipfile.ZipFile(package) as zf:
+        data = json.loads(zf.read("data.json"))
+        [video] = data["images"]
+        assert video["kind"] == "video"
+        spans = sorted((f["video"]["start_s"], f["video"]["end_s"]) for f in video["faces"])
+        assert len(spans) == 2 and spans[1][0] == 3.0
+        for face in video["faces"]:
+            crop = Image.open(io.BytesIO(zf.read(face["crop"])))
+            assert min(crop.size) >= 100  # the best frame's face with its context
+        assert "you appear from 0:03.0" in zf.read("report.html").decode()
+
+
+def test_reembed_covers_videos_from_their_best_frames(
+    empty_engine: Engine, two_shots: Path, faces_dir: Path
+) -> None:
+    empty_engine.add([two_shots], source="test")
+    summary = empty_engine.reembed("dlib-plain")
+    assert (summary.faces_kept, summary.faces_not_found) == (3, 0)
+    _, _, probe = _people(faces_dir)
+    found = [m for m in empty_engine.search(probe, purpose=PURPOSE).matches if m.is_match]
+    assert len(found) == 2 and all(m.video for m in found)
+
+
+def test_the_hamilton_clip_is_searched_with_a_still_photo(
+    empty_engine: Engine, faces_dir: Path
+) -> None:
+    clip = faces_dir / "video" / "short_hamilton_clip.mp4"
+    if not clip.exists():
+        pytest.skip(f"the shared video clip is not at {clip}")
+    summary = empty_engine.add([clip], source="test")
+    assert summary.errors == [] and summary.faces_indexed >= 2
+    result = empty_engine.search(faces_dir / "video" / "lin-manuel-miranda.png", purpose=PURPOSE)
+    found = [m for m in result.matches if m.is_match]
+    assert found and all(m.file_name == "short_hamilton_clip.mp4" for m in found)
+    # Lin-Manuel Miranda's close-up, from the cut at 3.6 s to the next at 7.9 s.
+    best = found[0]
+    assert best.video is not None
+    assert 3.5 <= best.video.start_s <= best.video.best_s <= best.video.end_s <= 7.9
