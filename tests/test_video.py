@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import tracemalloc
 import zipfile
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PURPOSE
+from conftest import PURPOSE, add_test_source, name_controller
 from videos import Person, Shot, write_audio_only, write_long_blank, write_video
 from vultus.engine import Engine
 from vultus.pipeline.analyse import FacePipeline
@@ -307,3 +308,108 @@ def test_the_hamilton_clip_is_searched_with_a_still_photo(
     best = found[0]
     assert best.video is not None
     assert 3.5 <= best.video.start_s <= best.video.best_s <= best.video.end_s <= 7.9
+
+
+def test_an_erased_persons_tracks_are_refused_at_ingest(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    a, b, probe = _people(faces_dir)
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    write_video(first / "one.mp4", [Shot(2.0, [Person(a, 40, 100, height=160)])])
+    empty_engine.add([first], source="test")
+    empty_engine.erase(empty_engine.find_person(probe))
+    shots = [Shot(2.0, [Person(a, 60, 90, height=170), Person(b, 280, 100, height=160)])]
+    write_video(later / "two.mp4", shots)
+    summary = empty_engine.add([later], source="test")
+    # The erased person's track is refused; the other person's is indexed.
+    assert (summary.faces_suppressed, summary.faces_indexed) == (1, 1)
+    assert summary.suppressed_photos == [str(later / "two.mp4")]
+
+
+def test_the_web_plays_a_tracks_video_from_its_best_frame_for_the_searchs_purpose(
+    empty_engine: Engine, two_shots: Path, faces_dir: Path
+) -> None:
+    from test_web import _web
+
+    empty_engine.add([two_shots], source="test")
+    web = _web(empty_engine)
+    web.sign_in("investigator")
+    _, _, probe = _people(faces_dir)
+    form = {"purpose": PURPOSE, "case_ref": "CASE-V", "face": "1", "top": "10"}
+    response = web.client.post(
+        "/ui/search", data=form, files={"photo": (probe.name, probe.read_bytes(), "image/jpeg")}
+    )
+    assert response.status_code == 200
+    assert "In the video from 0:03.0 to" in response.text
+    player = re.search(
+        r'<video class="moment"[^>]*src="(/ui/media/faces/(\d+)/video\?t=[^"#]+)#t=([\d.]+)"',
+        response.text,
+    )
+    assert player is not None
+    face = empty_engine.face(int(player[2]))
+    assert face.track is not None and float(player[3]) == pytest.approx(face.track.best_s)
+    # The thumbnail is the best frame's face.
+    tile = re.search(rf'src="(/ui/media/faces/{player[2]}\.jpg\?t=[^"]+)"', response.text)
+    assert tile is not None
+    picture = web.client.get(tile[1].replace("&amp;", "&"))
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+    # The player gets the file, in ranges, each audited with the search and its purpose.
+    video = web.client.get(player[1], headers={"Range": "bytes=0-99"})
+    assert video.status_code == 206 and video.headers["content-type"] == "video/mp4"
+    assert len(video.content) == 100
+    search = empty_engine.audit.entries(action="search")[-1]
+    view = empty_engine.audit.entries(action="view", actor="key:investigator-key")[-1]
+    assert (view.details["search"], view.purpose, view.case_ref) == (search.id, PURPOSE, "CASE-V")
+    assert web.client.get(f"/ui/media/faces/{player[2]}/video").status_code == 403  # no token
+    assert "media-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_a_browser_plays_the_video_from_the_tracks_best_frame(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """In Debian's Chromium: the results page's player opens the video at the moment."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _serve, images_load, search
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing")
+    data_dir = name_controller(tmp_path / "data")
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    # WebM (VP9): a codec every Chromium build plays.
+    write_video(folder / "interview.webm", _two_shots(faces_dir), codec="libvpx-vp9")
+    with Engine.open(data_dir, workers=1) as engine:
+        add_test_source(engine)
+        assert engine.add([folder], source="test").faces_indexed == 3
+    served = _serve(data_dir, faces_dir / "dev")
+    server = next(served)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}/ui/login")
+            page.fill("#api_key", server.keys["investigator"])
+            page.click("button:has-text('Sign in')")
+            page.wait_for_selector(".who .role:has-text('investigator')")
+            search(page, server, _people(faces_dir)[2])
+            page.click("button:has-text('Search')")
+            page.wait_for_selector("h1:has-text('Search results')")
+            assert images_load(page, ".results .card.match img")
+            players = page.locator(".results .card.match video.moment")
+            assert players.count() == 2
+            for player in players.all():
+                player.scroll_into_view_if_needed()
+                src = player.get_attribute("src") or ""
+                best = float(src.rsplit("#t=", 1)[1])
+                player.evaluate(
+                    "v => new Promise(done => v.readyState >= 1 ? done() : "
+                    "v.addEventListener('loadedmetadata', done, {once: true}))"
+                )
+                assert player.evaluate("v => v.currentTime") == pytest.approx(best, abs=0.05)
+                assert player.evaluate("v => v.duration") == pytest.approx(5.0, abs=0.2)
+            browser.close()
+    finally:
+        next(served, None)
