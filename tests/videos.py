@@ -77,14 +77,16 @@ def write_video(
         stream.width, stream.height = SIZE
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, 1000)
-        start = 0.0
+        start, last = 0.0, -1
         for n, shot in enumerate(shots):
             if n:
                 cuts.append(start)
             t = 0.0
             while t < shot.seconds - 1e-9:
                 frame = av.VideoFrame.from_ndarray(render(shot, t, sprites), format="rgb24")
-                frame.pts = round((start + t) * 1000)
+                # Strictly increasing: a shot of a fractional length may end a hair before
+                # the next one's first frame, at the same millisecond.
+                frame.pts = last = max(round((start + t) * 1000), last + 1)
                 frame.time_base = Fraction(1, 1000)
                 for packet in stream.encode(frame):
                     out.mux(packet)
