@@ -365,6 +365,16 @@ def test_the_web_plays_a_tracks_video_from_its_best_frame_for_the_searchs_purpos
     assert web.client.get(f"/ui/media/faces/{player[2]}/video").status_code == 403  # no token
     assert "media-src 'self'" in response.headers["content-security-policy"]
 
+    # The operator's library shows the video among the photos, and its page its tracks.
+    web.sign_in("operator")
+    image_id = face.image_id
+    for side in (320, 1280):
+        still = web.client.get(f"/ui/media/images/{image_id}.jpg?side={side}")
+        assert still.status_code == 200 and still.headers["content-type"] == "image/jpeg"
+    assert web.client.get("/ui/library").status_code == 200
+    page = web.client.get(f"/ui/library/images/{image_id}")
+    assert page.status_code == 200 and page.text.count("/ui/media/faces/") >= 3
+
 
 def test_a_browser_plays_the_video_from_the_tracks_best_frame(
     tmp_path: Path, faces_dir: Path

@@ -86,8 +86,12 @@ def face_video(
 def image_picture(
     request: Request, image_id: int, engine: EngineDep, principal: Operator, side: int = 320
 ) -> Response:
-    """The photo with every face outlined and numbered by its face id."""
-    _, faces = engine.image(image_id)
+    """The photo with every face outlined and numbered by its face id; a video's frame at
+    its first second, without boxes (its faces are tracks, each at its own moment)."""
+    summary, faces = engine.image(image_id)
+    if summary.kind == "video":
+        side = _pick(side, THUMB_SIDES)
+        return _jpeg(engine.thumbnail(image_id, max_side=side, actor=principal.actor))
     data, _ = engine.image_data(image_id, actor=principal.actor)
     boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
     return _jpeg(
