@@ -10,14 +10,18 @@ import re
 import sys
 import tracemalloc
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 
 from conftest import PURPOSE, add_test_source, name_controller
 from videos import Person, Shot, write_audio_only, write_long_blank, write_video
+from vultus.catalog.models import FaceTrack
+from vultus.clock import now
 from vultus.engine import Engine
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.footage import VideoProgress, analyse_video
@@ -282,15 +286,26 @@ def test_an_access_package_lists_the_tracks_with_their_spans_and_best_frames(
         assert "you appear from 0:03.0" in zf.read("report.html").decode()
 
 
-def test_reembed_covers_videos_from_their_best_frames(
-    empty_engine: Engine, two_shots: Path, faces_dir: Path
+def test_key_rotation_and_reembed_cover_videos(
+    tmp_path: Path, two_shots: Path, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty_engine.add([two_shots], source="test")
-    summary = empty_engine.reembed("dlib-plain")
-    assert (summary.faces_kept, summary.faces_not_found) == (3, 0)
-    _, _, probe = _people(faces_dir)
-    found = [m for m in empty_engine.search(probe, purpose=PURPOSE).matches if m.is_match]
-    assert len(found) == 2 and all(m.video for m in found)
+    # A key file of its own: rotating must not change the key other tests' data is under.
+    monkeypatch.setenv("VULTUS_KEY_FILE", str(tmp_path / "own.key"))
+    with Engine.open(name_controller(tmp_path / "data"), workers=1) as engine:
+        add_test_source(engine)
+        engine.add([two_shots], source="test")
+        _, _, probe = _people(faces_dir)
+        counts = engine.rotate_keys()
+        # The best-frame crops are sealed like templates, and re-sealed with them.
+        assert counts["track_crops"] == 3 and counts["templates"] == 3
+        found = [m for m in engine.search(probe, purpose=PURPOSE).matches if m.is_match]
+        assert engine.face_still(found[0].face_id)[0][:2] == b"\xff\xd8"  # a JPEG again
+
+        # Re-embedding reads each track's crop: the video is not decoded again.
+        summary = engine.reembed("dlib-plain")
+        assert (summary.faces_kept, summary.faces_not_found) == (3, 0)
+        found = [m for m in engine.search(probe, purpose=PURPOSE).matches if m.is_match]
+        assert len(found) == 2 and all(m.video for m in found)
 
 
 def test_the_hamilton_clip_is_searched_with_a_still_photo(
@@ -423,3 +438,42 @@ def test_a_browser_plays_the_video_from_the_tracks_best_frame(
             browser.close()
     finally:
         next(served, None)
+
+
+def test_the_api_takes_a_video_upload_and_shows_its_thumbnail(
+    empty_engine: Engine, faces_dir: Path, tmp_path: Path
+) -> None:
+    from test_web import _web
+
+    path = tmp_path / "press conference.mp4"
+    write_video(path, _two_shots(faces_dir))
+    web = _web(empty_engine)
+    op = {"X-API-Key": web.keys["operator"]}
+    files = {"file": ("press conference.mp4", path.read_bytes(), "video/mp4")}
+    created = web.client.post("/v1/images", files=files, data={"source": "test"}, headers=op)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["summary"]["faces_indexed"] == 3
+    assert body["image"]["file_name"] == "press conference.mp4"
+    image_id = body["image_id"]
+    thumb = web.client.get(f"/v1/images/{image_id}/thumbnail", headers=op)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    file = web.client.get(f"/v1/images/{image_id}/file", headers=op)
+    assert file.status_code == 200 and file.headers["content-type"] == "video/mp4"
+    # A file that is not a video, sent as one, is refused with the decoder's reason.
+    bad = {"file": ("clip.mp4", b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64, "video/mp4")}
+    refused = web.client.post("/v1/images", files=bad, data={"source": "test"}, headers=op)
+    assert refused.status_code == 422 and refused.json()["code"] == "corrupt_video"
+
+
+def test_retention_purges_an_expired_video_with_its_tracks(
+    empty_engine: Engine, two_shots: Path
+) -> None:
+    empty_engine.add([two_shots], source="test")  # kept 30 days
+    assert len(empty_engine.index) == 3
+    later = now() + timedelta(days=31)
+    [expired] = empty_engine.retention_report(later)
+    assert [p.image_id for p in empty_engine.retention_run(later)] == [expired.image_id]
+    assert empty_engine.catalog.counts()["images"] == 0 and len(empty_engine.index) == 0
+    with empty_engine.catalog.session() as s:  # no crop of a face outlives its video
+        assert s.scalar(select(func.count()).select_from(FaceTrack)) == 0

@@ -33,7 +33,7 @@ from vultus.ingest.batches import (
 )
 from vultus.people.clustering import Proposal, default_max_distance, discover
 from vultus.pipeline.decode import decode_image
-from vultus.pipeline.video import VideoReader, frame_at, is_video, looks_like_video
+from vultus.pipeline.video import VideoReader, is_video, looks_like_video
 from vultus.storage import local_path, read_location
 
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
@@ -461,8 +461,7 @@ VIDEO_THUMBNAIL_S = 1.0
 def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:
     if isinstance(photo, bytes) and looks_like_video(photo):
         with VideoReader(photo, max_pixels=max_pixels) as video:
-            at = min(VIDEO_THUMBNAIL_S, (video.info.duration_s or 0.0) / 2)
-        rgb = frame_at(photo, at, max_pixels=max_pixels)
+            rgb = video.frame_at(min(VIDEO_THUMBNAIL_S, (video.info.duration_s or 0.0) / 2))
     else:
         rgb = decode_image(photo, max_pixels=max_pixels).rgb
     image = PILImage.fromarray(rgb)

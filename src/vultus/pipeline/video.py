@@ -227,20 +227,19 @@ class VideoReader:
             self.stop_reason = f"the file ends early: its header says {duration:.1f} s"
 
 
-def frame_at(source: Path | bytes, t: float, *, max_pixels: int = 50_000_000) -> RGBImage:
-    """The frame shown at `t` seconds (the last one at or before it), upright RGB."""
-    av = _av()
-    with VideoReader(source, max_pixels=max_pixels) as video:
-        stream = video._stream
+    def frame_at(self, t: float) -> RGBImage:
+        """The frame shown at `t` seconds (the last one at or before it), upright RGB."""
+        av = _av()
+        stream = self._stream
         try:
             if t > 1.0 and stream.time_base is not None:
                 # Seek to the keyframe before t, then decode forwards to it.
-                video._container.seek(int(max(0.0, t - 0.5) / stream.time_base), stream=stream)
+                self._container.seek(int(max(0.0, t - 0.5) / stream.time_base), stream=stream)
         except av.error.FFmpegError:
             pass
         best: RGBImage | None = None
         try:
-            for frame in video._container.decode(stream):
+            for frame in self._container.decode(stream):
                 if frame.time is not None and frame.time > t + 1e-3 and best is not None:
                     break
                 best = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
@@ -248,6 +247,12 @@ def frame_at(source: Path | bytes, t: float, *, max_pixels: int = 50_000_000) ->
             pass
         if best is None:
             raise DecodeError(
-                f"Cannot decode a frame of {video.label} at {t:.2f} s.", code="corrupt_video"
+                f"Cannot decode a frame of {self.label} at {t:.2f} s.", code="corrupt_video"
             )
         return best
+
+
+def frame_at(source: Path | bytes, t: float, *, max_pixels: int = 50_000_000) -> RGBImage:
+    """The frame of a video file (or its bytes) shown at `t` seconds: see `VideoReader`."""
+    with VideoReader(source, max_pixels=max_pixels) as video:
+        return video.frame_at(t)
