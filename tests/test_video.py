@@ -389,13 +389,14 @@ def test_the_web_plays_a_tracks_video_from_its_best_frame_for_the_searchs_purpos
     assert web.client.get("/ui/library").status_code == 200
     page = web.client.get(f"/ui/library/images/{image_id}")
     assert page.status_code == 200 and page.text.count("/ui/media/faces/") >= 3
+    assert "A video, 0:05.0 long" in page.text and "0:03.0–0:04.5" in page.text
 
 
 def test_a_browser_plays_the_video_from_the_tracks_best_frame(
     tmp_path: Path, faces_dir: Path
 ) -> None:
     """In Debian's Chromium: the results page's player opens the video at the moment."""
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, _serve, images_load, search
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, _serve, images_load, search, shot
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium")
@@ -435,6 +436,7 @@ def test_a_browser_plays_the_video_from_the_tracks_best_frame(
                 )
                 assert player.evaluate("v => v.currentTime") == pytest.approx(best, abs=0.05)
                 assert player.evaluate("v => v.duration") == pytest.approx(5.0, abs=0.2)
+            shot(page, "video-results")
             browser.close()
     finally:
         next(served, None)
