@@ -55,6 +55,13 @@ class SampledFrame:
     cut: bool  # the first frame of a new shot
 
 
+def player_time(seconds: float) -> str:
+    """A time in a video as a player shows it: 1:05.5, or 1:02:03.0 past an hour."""
+    minutes, secs = divmod(max(0.0, float(seconds)), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
+
+
 def is_video(name: str) -> bool:
     return Path(name).suffix.lower() in VIDEO_SUFFIXES
 

@@ -26,6 +26,7 @@ from vultus.errors import VultusError
 from vultus.files import atomic_file
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 from vultus.pipeline.decode import decode_image
+from vultus.pipeline.video import player_time
 from vultus.storage import read_location
 
 PACKAGE_FORMAT = "vultus-access-package"
@@ -365,13 +366,6 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _clock(seconds: float) -> str:
-    """A time in a video as a player shows it: 1:05.5, or 1:02:03.0 past an hour."""
-    minutes, secs = divmod(max(0.0, seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
-
-
 def _when(value: datetime, *, time: bool = False) -> str:
     text = f"{value:%Y-%m-%d %H:%M}" if time else f"{value:%Y-%m-%d}"
     if time and value.tzinfo is not None:
@@ -505,8 +499,8 @@ def _report_html(
             if m.video is not None:
                 start, end, best = m.video
                 where += (
-                    f" (a video: you appear from {_clock(start)} to {_clock(end)}; the picture "
-                    f"is the frame at {_clock(best)})"
+                    f" (a video: you appear from {player_time(start)} to {player_time(end)}; "
+                    f"the picture is the frame at {player_time(best)})"
                 )
             parts.append(
                 "<tr>"

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from vultus.clock import now
+from vultus.pipeline.video import player_time
 
 HERE = Path(__file__).parent
 UI = "/ui"  # where the operator UI is mounted; the portal lives at /portal
@@ -85,14 +86,9 @@ ENV = Environment(
 )
 
 
-def clock(seconds: float) -> str:
-    """A time in a video as a player shows it: 1:05.5, or 1:02:03.0 past an hour."""
-    minutes, secs = divmod(max(0.0, float(seconds)), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
-
-
-ENV.filters.update(fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left, clock=clock)
+ENV.filters.update(
+    fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left, clock=player_time
+)
 ENV.globals.update(ui=UI, quote=quote)
 
 
