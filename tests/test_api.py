@@ -181,9 +181,10 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
     best = result["matches"][0]
     assert set(best) == set(
         "face_id image_id file_name external_id image_path box distance similarity fmr "
-        "is_match tier pair_fmr odds source lawful_basis subject".split()
+        "is_match tier pair_fmr odds source lawful_basis subject video".split()
     )
     assert best["tier"] == "match" and "faces come this close" in best["odds"]
+    assert best["video"] is None  # a photo's face; a face track of a video names its moment
     # The photos are named as their senders know them; where they lie on the server is for
     # the operator, not the investigator.
     names = {m["image_id"]: (m["file_name"], m["external_id"]) for m in result["matches"]}

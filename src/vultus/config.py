@@ -88,6 +88,14 @@ class Settings:
     # AWS_ENDPOINT_URL. Credentials always come from the standard AWS variables and files.
     s3_endpoint_url: str | None = None
 
+    # Video: a frame analysed every `video_sample_s` seconds, plus the first after each scene
+    # cut (two frames differing by more than `video_cut_threshold` out of 255, shrunk and
+    # grey); a face unseen for `video_track_gap_s` has left (a shorter absence, an
+    # occlusion, continues its track). See docs/video.md.
+    video_sample_s: float = 0.5
+    video_cut_threshold: float = 20.0
+    video_track_gap_s: float = 1.5
+
     # Search: the per-search false-alarm rate that decides "match" / "no match".
     search_fmr: float = 1e-3
     # A match whose nearest subject beats the next subject by less than this distance is

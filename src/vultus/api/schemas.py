@@ -389,6 +389,16 @@ class VerifyFields(BaseModel):
     fmr: float = Field(1e-3, gt=0, lt=1, description="False-match rate of the decision.")
 
 
+class VideoMomentOut(BaseModel):
+    """Where a face track lies in its video, in seconds from the start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_s: float = Field(description="The person's first appearance in the span.")
+    end_s: float = Field(description="Their last sampled appearance in it.")
+    best_s: float = Field(description="The best frame: where to play from; the thumbnail.")
+
+
 class MatchOut(BaseModel):
     """One candidate face. The same shape as `vultus search --json` and the Python API's
     `Match.to_json()`."""
@@ -420,6 +430,10 @@ class MatchOut(BaseModel):
     source: str
     lawful_basis: str = Field(description="The source's Art. 6 basis / Art. 9 condition.")
     subject: str | None
+    video: VideoMomentOut | None = Field(
+        description="For a face track of a video: when in the video the person appears; "
+        "null for a photo's face."
+    )
 
 
 class QueryFaceOut(BaseModel):

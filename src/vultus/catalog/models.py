@@ -74,6 +74,11 @@ class Image(Base):
     # integrator gave the photo at upload. None for photos ingested where they lie.
     original_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    # "photo", or "video": then each face is a face track (see FaceTrack) and the video's
+    # length is `duration_s`. A video is an image to everything that works per image
+    # (retention, erasure, access, listings), so that each covers videos as it does photos.
+    kind: Mapped[str] = mapped_column(String(8), default="photo", server_default="photo")
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(
@@ -116,8 +121,34 @@ class Face(Base):
 
     image: Mapped[Image] = relationship(back_populates="faces")
     subject: Mapped[Subject | None] = relationship()
+    # Loaded with the faces, in one query for all of them: None for a photo's face.
+    track: Mapped[FaceTrack | None] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     __table_args__ = (Index("ix_faces_status", "status"),)
+
+
+class FaceTrack(Base):
+    """What makes a face of a video a face track: one person's appearance, from `start_s` to
+    `end_s`. The face row holds the track's fused template and its best frame's box; this row
+    the times, the sampled boxes over the span (to blur the person in a stored copy on
+    erasure) and the best frame's crop, sealed like a template (it shows a face), which
+    thumbnails, access packages and `reembed` read instead of decoding the video again."""
+
+    __tablename__ = "face_tracks"
+    face_id: Mapped[int] = mapped_column(
+        ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True
+    )
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    best_s: Mapped[float] = mapped_column(Float)
+    detections: Mapped[int] = mapped_column(Integer)
+    # [[t, left, top, right, bottom], ...] at each sampled frame the person was seen in.
+    boxes: Mapped[list[list[float]]] = mapped_column(JSON)
+    crop: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted JPEG
+    # The crop's region in frame pixels (left, top, right, bottom), before any shrinking.
+    crop_box: Mapped[list[int]] = mapped_column(JSON)
 
 
 class IndexChange(Base):

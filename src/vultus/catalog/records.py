@@ -41,6 +41,8 @@ class FaceRecord:
     # id for it, given at upload.
     file_name: str = ""
     external_id: str | None = None
+    # A face of a video is a face track: when in the video it appears (None for a photo).
+    track: TrackSpan | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ImageSummary:
     sha256: str = ""
     file_name: str = ""
     external_id: str | None = None
+    kind: str = "photo"
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,29 @@ class ErasedFaces:
     # lets Vultus delete that source's originals (what happens to the files depends on both).
     boxes: dict[int, list[list[int]]] = field(default_factory=dict)
     sources: dict[int, tuple[str, bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackSpan:
+    """Where a face track of a video is: its time span and its best frame's time (seconds)."""
+
+    start_s: float
+    end_s: float
+    best_s: float
+
+
+@dataclass(frozen=True)
+class NewTrack:
+    """What makes a new face a face track: see `models.FaceTrack`. `crop` is a plain JPEG;
+    the catalog seals it."""
+
+    start_s: float
+    end_s: float
+    best_s: float
+    detections: int
+    boxes: list[list[float]]
+    crop: bytes
+    crop_box: tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,7 @@ class NewFace:
     model_id: str
     template: npt.NDArray[np.float32] | None
     skip_reason: str | None
+    track: NewTrack | None = None  # a video's face: its track
 
 
 @dataclass(frozen=True)
@@ -98,6 +126,8 @@ class NewImage:
     height: int
     format: str
     faces: list[NewFace]
+    kind: str = "photo"  # or "video"
+    duration_s: float | None = None
 
 
 def file_name_of(image: Image) -> str:
@@ -130,10 +160,13 @@ def image_summary_of(image: Image, source: str, faces: int) -> ImageSummary:
         sha256=image.sha256,
         file_name=file_name_of(image),
         external_id=image.external_id,
+        kind=image.kind,
+        duration_s=image.duration_s,
     )
 
 
 def face_record_of(face: Face) -> FaceRecord:
+    track = face.track
     image = face.image
     return FaceRecord(
         face_id=face.id,
@@ -154,4 +187,5 @@ def face_record_of(face: Face) -> FaceRecord:
         image_sha256=image.sha256,
         file_name=file_name_of(image),
         external_id=image.external_id,
+        track=None if track is None else TrackSpan(track.start_s, track.end_s, track.best_s),
     )

@@ -18,6 +18,7 @@ from vultus.catalog.changes import ChangeQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
+    FaceTrack,
     Image,
     IngestError,
     IngestRun,
@@ -45,6 +46,7 @@ from vultus.index.base import IndexFingerprint
 
 TEMPLATE_DTYPE = np.float32
 TEMPLATE_AAD = b"faces.template"
+TRACK_CROP_AAD = b"face_tracks.crop"
 SUPPRESSION_AAD = b"suppression.template"
 
 # What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
@@ -68,6 +70,38 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         if self.keyring is None:
             raise ConfigError("this catalog was opened without a key; templates cannot be read")
         return np.frombuffer(bytes(self.keyring.decrypt(blob, aad)), dtype=TEMPLATE_DTYPE)
+
+    def seal_bytes(self, data: bytes, aad: bytes) -> bytes:
+        if self.keyring is None:
+            raise ConfigError("this catalog was opened without a key; faces cannot be stored")
+        return self.keyring.encrypt(data, aad)
+
+    def track_crop(self, face_id: int) -> tuple[bytes, tuple[int, int, int, int]] | None:
+        """A face track's best-frame crop (JPEG) and the region of the frame it shows; None
+        for a photo's face."""
+        with self.session() as s:
+            track = s.get(FaceTrack, face_id)
+            if track is None:
+                return None
+            if self.keyring is None:
+                raise ConfigError("this catalog was opened without a key; crops cannot be read")
+            left, top, right, bottom = track.crop_box
+            return bytes(self.keyring.decrypt(track.crop, TRACK_CROP_AAD)), (
+                left,
+                top,
+                right,
+                bottom,
+            )
+
+    def track_boxes(self, face_ids: Sequence[int]) -> dict[int, list[list[float]]]:
+        """Face tracks' sampled boxes, [[t, left, top, right, bottom], ...], by face id."""
+        with self.session() as s:
+            rows = s.execute(
+                select(FaceTrack.face_id, FaceTrack.boxes).where(
+                    FaceTrack.face_id.in_(list(face_ids))
+                )
+            ).all()
+        return {face_id: boxes for face_id, boxes in rows}
 
     def session(self) -> Session:
         return self._sessions()
@@ -273,6 +307,8 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
                     status="indexed" if indexable else "no_faces",
                     ingest_run_id=run_id,
                     consent_id=consent_id,
+                    kind=item.kind,
+                    duration_s=item.duration_s,
                 )
                 s.add(image)
                 counts["added"] += 1
@@ -295,6 +331,16 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
                         model_id=nf.model_id,
                         template=self.seal(nf.template) if nf.template is not None else None,
                     )
+                    if nf.track is not None:
+                        face.track = FaceTrack(
+                            start_s=nf.track.start_s,
+                            end_s=nf.track.end_s,
+                            best_s=nf.track.best_s,
+                            detections=nf.track.detections,
+                            boxes=nf.track.boxes,
+                            crop=self.seal_bytes(nf.track.crop, TRACK_CROP_AAD),
+                            crop_box=list(nf.track.crop_box),
+                        )
                     s.add(face)
                     pending.append((face, nf))
                     counts["indexed" if nf.template is not None else "skipped"] += 1
@@ -634,13 +680,25 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         ids = list(face_ids)
         with self.session() as s, s.begin():
             rows = s.execute(
-                select(Face.id, Face.image_id, Face.left, Face.top, Face.right, Face.bottom)
+                select(
+                    Face.id,
+                    Face.image_id,
+                    Face.left,
+                    Face.top,
+                    Face.right,
+                    Face.bottom,
+                    FaceTrack.boxes,
+                )
+                .outerjoin(FaceTrack, FaceTrack.face_id == Face.id)
                 .where(Face.id.in_(ids))
                 .order_by(Face.id)
             ).all()
             boxes: dict[int, list[list[int]]] = {}
-            for _, image_id, left, top, right, bottom in rows:
-                boxes.setdefault(image_id, []).append([left, top, right, bottom])
+            for _, image_id, left, top, right, bottom, timed in rows:
+                # A face track's boxes over its span, [t, left, top, right, bottom] each: a
+                # stored copy of the video is blurred wherever the person was seen.
+                spans = cast(list[list[int]], timed) if timed else [[left, top, right, bottom]]
+                boxes.setdefault(image_id, []).extend(spans)
             s.execute(delete(Face).where(Face.id.in_(ids)))
             removed: list[tuple[int, str, str]] = []
             kept: list[tuple[int, str, list[list[int]]]] = []

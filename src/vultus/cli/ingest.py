@@ -52,7 +52,11 @@ def add(
         None, "--consent", help="The consent record these photos rest on (consent sources)."
     ),
 ) -> None:
-    """Add photos to the catalog and the index. Idempotent and resumable.
+    """Add photos and videos to the catalog and the index. Idempotent and resumable.
+
+    Videos (MP4, MOV, MKV, WebM, AVI) are sampled (video_sample_s, plus scene cuts) and each
+    person's appearance is indexed once, as a face track (see docs/video.md); they need the
+    video extra: pip install 'vultus[video]'.
 
     Exit status: 0 when every file was added or already held; 3 when it finished but some
     files (or named paths) could not be added, as the summary lists; 2 on an error that
@@ -81,7 +85,15 @@ def add(
     latest: list[IngestProgress] = []
 
     def faces() -> str:
-        return f"{latest[-1].faces_indexed:,} faces" if latest else ""
+        if not latest:
+            return ""
+        note = f"{latest[-1].faces_indexed:,} faces"
+        video = latest[-1].video
+        if video is not None:  # one video can take hours: say how far into it
+            name = video.location.rsplit("/", 1)[-1]
+            of = f" of {video.duration_s:,.0f}" if video.duration_s else ""
+            note += f"; video {name}: {video.seconds_done:,.0f}{of} s"
+        return note
 
     with (
         open_engine(workers=workers) as engine,

@@ -126,6 +126,9 @@ def print_result(result: SearchResult) -> None:
         image = _short(m.image_path)
         if not image.endswith(m.file_name):  # an upload, stored under its content's hash
             image = f"{m.file_name} ({image})"
+        if m.video is not None:  # a face track: where in the video, and its best frame
+            v = m.video
+            image += f" @ {v.start_s:.1f}-{v.end_s:.1f} s (best frame {v.best_s:.1f} s)"
         row = [
             str(i),
             str(m.face_id),

@@ -24,6 +24,7 @@ from vultus.catalog.models import (
     AuditEntry,
     Consent,
     Face,
+    FaceTrack,
     Image,
     Meta,
     RightsRequest,
@@ -31,7 +32,7 @@ from vultus.catalog.models import (
     Subject,
     Suppression,
 )
-from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD
+from vultus.catalog.store import SUPPRESSION_AAD, TEMPLATE_AAD, TRACK_CROP_AAD
 from vultus.clock import now
 from vultus.config import require_controller
 from vultus.crypto import (
@@ -256,6 +257,14 @@ class Governance(EngineParts):
                 "template",
                 ring,
                 aad=SUPPRESSION_AAD,
+            ),
+            "track_crops": reencrypt_table(
+                self.catalog.session,
+                FaceTrack.__table__,
+                "face_id",
+                "crop",
+                ring,
+                aad=TRACK_CROP_AAD,
             ),
             "requests": reencrypt_table(
                 self.catalog.session,

@@ -44,8 +44,11 @@ from vultus.ingest.batches import (
 )
 from vultus.ingest.manifest import Manifest
 from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.ingest.videos import ingest_video, is_video_work
 from vultus.lawful_basis import rests_on_consent
 from vultus.pipeline.analyse import FacePipeline
+from vultus.pipeline.footage import VideoProgress
+from vultus.pipeline.tracking import TrackRules
 from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ FETCH_THREADS = 8
 # Suppressed photos named in an ingest's audit entry: enough to check a wrong refusal, few
 # enough to keep one entry small (the summary names them all).
 AUDITED_PHOTOS = 100
+# Within one video, two detections are the same face at these false-match rates: lenient
+# where the boxes overlap (the position already says much), strict where they do not.
+VIDEO_LINK_FMR = 1e-2
+VIDEO_RELINK_FMR = 1e-3
 
 
 class Ingesting(EngineParts):
@@ -355,6 +362,7 @@ class Ingesting(EngineParts):
                     fetched = fetch(good, pool=fetcher, endpoint_url=self.settings.s3_endpoint_url)
                     known = self.catalog.known_hashes(sha for _, sha, _, _ in fetched if sha)
                     todo: list[tuple[Item, Work]] = []
+                    videos: list[tuple[Item, Work]] = []
                     for item, sha, data, exc in fetched:
                         group = pending.group(item.source, item.consent)
                         if exc is not None:
@@ -364,6 +372,8 @@ class Ingesting(EngineParts):
                         elif sha is not None and sha in known:
                             progress.files_done += 1
                             group.duplicates += 1
+                        elif is_video_work(item.location, data):
+                            videos.append((item, Work(item.location, data)))
                         else:
                             todo.append((item, Work(item.location, data)))
                     results = analyser.map([work for _, work in todo])
@@ -385,6 +395,10 @@ class Ingesting(EngineParts):
                         report()
                     flush()
                     report()
+                    for item, work in videos:
+                        self._ingest_video(item, work, pending, progress, report, origin)
+                        flush()  # each video committed with all its tracks as soon as done
+                        report()
         except BaseException:
             if not dry_run:
                 for run_id in runs.values():
@@ -415,6 +429,53 @@ class Ingesting(EngineParts):
             )
             for s in sources
         ]
+
+    def _ingest_video(
+        self,
+        item: Item,
+        work: Work,
+        pending: PendingBatches,
+        progress: Progress,
+        report: Callable[[], None],
+        origin: str | None,
+    ) -> None:
+        """Analyse one video in this process (its frames are the batch: one file gives
+        workers nothing to share), the lock held per batch of frames so that searches run
+        between them, with progress through the file."""
+
+        def on_video(step: VideoProgress) -> None:
+            progress.video = step
+            report()
+
+        image, errors = ingest_video(
+            self.pipeline,
+            work.location,
+            work.data,
+            rules=self.track_rules(),
+            every_s=self.settings.video_sample_s,
+            cut_threshold=self.settings.video_cut_threshold,
+            on_progress=on_video,
+            guard=lambda: self.lock,
+        )
+        progress.files_done += 1
+        progress.video = None
+        group = pending.group(item.source, item.consent)
+        group.errors.extend(item_error(item, origin, error) for error in errors)
+        if image is not None:
+            group.images.append(image)
+            progress.images_added += 1
+            progress.faces_indexed += sum(f.template is not None for f in image.faces)
+
+    def track_rules(self) -> TrackRules:
+        """When two detections in a video are the same face (see vultus.pipeline.tracking):
+        with overlapping boxes, within the distance of a 1-in-100 false match; without, of a
+        1-in-1,000 one (this model's calibration)."""
+        cal = self.calibration
+        return TrackRules(
+            link_distance=float(cal.threshold_for(VIDEO_LINK_FMR)),
+            relink_distance=float(cal.threshold_for(VIDEO_RELINK_FMR)),
+            max_gap_s=self.settings.video_track_gap_s,
+        )
 
     def _run_summary(
         self,

@@ -32,6 +32,7 @@ from vultus.ingest.batches import (
     IngestSummary,
 )
 from vultus.pipeline.decode import decode_image
+from vultus.pipeline.video import VideoReader, is_video, looks_like_video
 from vultus.storage import local_path, read_location
 
 # Audit actions of the catalog's own housekeeping (the rights actions live in rights.audit).
@@ -50,8 +51,16 @@ MEDIA_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
     "GIF": "image/gif",
+    "MP4": "video/mp4",
+    "WEBM": "video/webm",
+    "MKV": "video/x-matroska",
+    "AVI": "video/x-msvideo",
 }
 SUFFIXES = {
+    "MP4": ".mp4",
+    "WEBM": ".webm",
+    "MKV": ".mkv",
+    "AVI": ".avi",
     "JPEG": ".jpg",
     "PNG": ".png",
     "WEBP": ".webp",
@@ -213,11 +222,15 @@ class Library(EngineParts):
     def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
         return self.catalog.image_summary(image_id), self.catalog.faces_of_image(image_id)
 
-    def image_file(self, image_id: int, *, actor: str | None = None) -> tuple[Path, str]:
+    def image_file(
+        self, image_id: int, *, actor: str | None = None, via_search: int | None = None
+    ) -> tuple[Path, str]:
         """The image's local file and media type. Showing a photo discloses the faces in it,
         so it is audited as a view naming them (an access package lists who viewed). Images
-        in a bucket have no local file: show those, and any other, with `image_data`."""
+        in a bucket have no local file: show those, and any other, with `image_data`. With
+        `via_search`, only an image that search of `actor`'s returned (see `search_grant`)."""
         summary, faces = self.image(image_id)
+        grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
         path = local_path(summary.path)
         if path is None:
             raise SourceError(
@@ -228,7 +241,7 @@ class Library(EngineParts):
             raise NotFoundError(
                 f"the file of image {image_id} is no longer at {path}", code="file_missing"
             )
-        self._audit_view(image_id, faces, actor)
+        self._audit_view(image_id, faces, actor, grant)
         return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
     def image_data(
@@ -301,7 +314,7 @@ class Library(EngineParts):
         external_id = check_external_id(external_id)
         self.check_consent(source, consent)
         try:
-            decoded = decode_image(data, max_pixels=self.settings.max_pixels)
+            decoded = self._check_media(data)
         except DecodeError as exc:
             raise DecodeError(f"{filename or 'the upload'}: {exc.message}", code=exc.code) from None
         held = self.catalog.image_by_sha256(decoded.sha256)
@@ -330,6 +343,41 @@ class Library(EngineParts):
         )
         return summary, image.id
 
+    def _check_media(self, media: Path | bytes) -> _Media:
+        """A photo or a video checked by its decoder before anything is written: its content
+        hash and format, or a `DecodeError` that says why it cannot be used."""
+        name = media.name if isinstance(media, Path) else ""
+        if is_video(name) or (isinstance(media, bytes) and looks_like_video(media)):
+            with VideoReader(media, max_pixels=self.settings.max_pixels) as video:
+                return _Media(video.info.sha256, video.info.format)
+        decoded = decode_image(media, max_pixels=self.settings.max_pixels)
+        return _Media(decoded.sha256, decoded.format)
+
+    def face_still(
+        self, face_id: int, *, actor: str | None = None, via_search: int | None = None
+    ) -> tuple[bytes, tuple[int, int, int, int]]:
+        """A picture showing the face, and the face's box in it: a photo's own file, or a
+        face track's best-frame crop (kept at ingest, so a video is not decoded to show one
+        face). Audited as a view of the image like `image_data`."""
+        record = self.face(face_id)
+        if record.track is None:
+            data, _ = self.image_data(record.image_id, actor=actor, via_search=via_search)
+            return data, record.box
+        _, faces = self.image(record.image_id)
+        grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
+        kept = self.catalog.track_crop(face_id)
+        if kept is None:
+            raise NotFoundError(f"face {face_id} has no best-frame crop", code="file_missing")
+        still, (left, top, right, _) = kept
+        with PILImage.open(io.BytesIO(still)) as opened:
+            scale = opened.width / max(1, right - left)
+        box = tuple(
+            round((v - origin) * scale)
+            for v, origin in zip(record.box, (left, top, left, top), strict=True)
+        )
+        self._audit_view(record.image_id, faces, actor, grant)
+        return still, (box[0], box[1], box[2], box[3])
+
     def register(
         self,
         path: Path | str,
@@ -347,7 +395,7 @@ class Library(EngineParts):
                 f"{file} is a folder: ingest folders with `vultus add` or an ingest job",
                 code="path_is_folder",
             )
-        decoded = decode_image(file, max_pixels=self.settings.max_pixels)
+        decoded = self._check_media(file)
         summary = self.add([file], source=source, consent=consent, actor=actor)
         image = self.catalog.image_by_sha256(decoded.sha256)
         return summary, image.id if image is not None else None
@@ -373,8 +421,23 @@ def check_external_id(external_id: str | None) -> str | None:
     return external_id
 
 
+@dataclasses.dataclass(frozen=True)
+class _Media:
+    sha256: str
+    format: str
+
+
+# A video's thumbnail: its frame at this time, or at half its length when it is shorter.
+VIDEO_THUMBNAIL_S = 1.0
+
+
 def _thumbnail_jpeg(photo: Path | bytes, max_side: int, *, max_pixels: int) -> bytes:
-    image = PILImage.fromarray(decode_image(photo, max_pixels=max_pixels).rgb)
+    if isinstance(photo, bytes) and looks_like_video(photo):
+        with VideoReader(photo, max_pixels=max_pixels) as video:
+            rgb = video.frame_at(min(VIDEO_THUMBNAIL_S, (video.info.duration_s or 0.0) / 2))
+    else:
+        rgb = decode_image(photo, max_pixels=max_pixels).rgb
+    image = PILImage.fromarray(rgb)
     image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=85)

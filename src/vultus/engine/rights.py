@@ -74,7 +74,13 @@ class Rights(EngineParts):
         records = self.catalog.face_records(ids)
         templates = self.catalog.templates_of(ids) if include_templates else {}
         matches = [
-            _access_match(records[m.face_id], m, templates.get(m.face_id)) for m in plan.matches
+            _access_match(
+                records[m.face_id],
+                m,
+                templates.get(m.face_id),
+                self.catalog.track_crop(m.face_id) if records[m.face_id].track else None,
+            )
+            for m in plan.matches
         ]
         recipients = [
             Recipient(
@@ -388,8 +394,12 @@ def _review_summary(review: Review) -> str:
 
 
 def _access_match(
-    record: FaceRecord, match: PersonMatch, template: npt.NDArray[np.float32] | None
+    record: FaceRecord,
+    match: PersonMatch,
+    template: npt.NDArray[np.float32] | None,
+    still: tuple[bytes, tuple[int, int, int, int]] | None = None,
 ) -> AccessMatch:
+    track = record.track
     return AccessMatch(
         face_id=record.face_id,
         image_id=record.image_id,
@@ -408,4 +418,6 @@ def _access_match(
         subject=record.subject,
         restricted=record.restricted,
         template=template.tolist() if template is not None else None,
+        video=None if track is None else (track.start_s, track.end_s, track.best_s),
+        still=None if still is None else still[0],
     )

@@ -28,10 +28,15 @@ from vultus.config import Settings
 from vultus.errors import SourceError, VultusError
 from vultus.pipeline.analyse import AnalysedImage, FacePipeline
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
+from vultus.pipeline.footage import VideoProgress
+from vultus.pipeline.video import VIDEO_SUFFIXES
 from vultus.storage import is_s3, is_uri, list_objects, local_path, read_location
 
 if TYPE_CHECKING:  # the catalog loads SQLAlchemy (half a second): workers never need it
     from vultus.catalog import NewImage
+
+# What a folder walk or a bucket listing picks up: photos and videos.
+INGEST_SUFFIXES = SUPPORTED_SUFFIXES | VIDEO_SUFFIXES
 
 # Per-process pipeline for pool workers: dlib and ONNX Runtime objects cannot cross processes.
 _worker_pipeline: FacePipeline | None = None
@@ -44,6 +49,8 @@ class Progress:
     images_added: int = 0
     faces_indexed: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The video being analysed, and how far: one file can take hours.
+    video: VideoProgress | None = None
 
     @property
     def elapsed(self) -> float:
@@ -136,7 +143,7 @@ def collect_items(
         for prefix in prefixes:
             try:
                 for uri in list_objects(
-                    prefix, suffixes=SUPPORTED_SUFFIXES, endpoint_url=endpoint_url
+                    prefix, suffixes=INGEST_SUFFIXES, endpoint_url=endpoint_url
                 ):
                     yield Item(uri, source, consent)
             except SourceError as exc:
@@ -245,7 +252,7 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
                 candidates.extend(
                     Path(root) / n
                     for n in sorted(names)
-                    if Path(n).suffix.lower() in SUPPORTED_SUFFIXES
+                    if Path(n).suffix.lower() in INGEST_SUFFIXES
                 )
         else:
             candidates.append(path)

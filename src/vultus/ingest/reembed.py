@@ -182,8 +182,18 @@ class Reembedder:
                 on_progress(progress)
 
     def _analyse(self, batch: list[tuple[int, str, dict[int, Box]]]) -> Iterator[list[StagedFace]]:
+        with self.catalog.session() as s:
+            videos = set(
+                s.scalars(
+                    select(Image.id).where(
+                        Image.id.in_([iid for iid, _, _ in batch]), Image.kind == "video"
+                    )
+                )
+            )
         readable: list[tuple[int, Path | bytes]] = []
         for iid, location, _ in batch:
+            if iid in videos:
+                continue
             photo = self._read(location)
             if photo is not None:
                 readable.append((iid, photo))
@@ -193,8 +203,11 @@ class Reembedder:
             iid: result for (iid, _), result in zip(readable, results, strict=True)
         }
         for iid, _location, old in batch:
-            result = analysed.get(iid)
             expect = sorted(old)
+            if iid in videos:
+                yield self._stage_tracks(iid, old, expect)
+                continue
+            result = analysed.get(iid)
             if result is None or isinstance(result, VultusError):
                 yield [self._marker(iid, expect, "file_missing")]
                 continue
@@ -245,6 +258,39 @@ class Reembedder:
             )
             for i, face in enumerate(image.faces)
         ]
+        return rows or [self._marker(iid, expect, "no_face")]
+
+    def _stage_tracks(self, iid: int, old: dict[int, Box], expect: list[int]) -> list[StagedFace]:
+        """A video's face tracks, each re-embedded from its best frame's crop (kept at ingest:
+        the video itself is not decoded again). The new template is that frame's alone, not a
+        fusion over the span; its face is the crop's detection nearest the track's box."""
+        kept = {fid: self.catalog.track_crop(fid) for fid in old}
+        stills = {fid: k for fid, k in kept.items() if k is not None}
+        results = self.pipeline.analyse_many([still for still, _ in stills.values()])
+        rows = []
+        for (fid, (_, region)), result in zip(stills.items(), results, strict=True):
+            if isinstance(result, VultusError):
+                continue
+            # Crop pixels back to frame pixels: the crop was cut at `region` and shrunk.
+            scale = (region[2] - region[0]) / max(1, result.width)
+            faces = [_in_frame(f, region[0], region[1], scale) for f in result.faces]
+            matched = match_faces([f.box for f in faces], {fid: old[fid]})
+            for i, face in enumerate(faces):
+                if matched.get(i) != fid:
+                    continue  # someone else beside the person in the crop: not a track
+                rows.append(
+                    StagedFace(
+                        image_id=iid,
+                        face_id=fid,
+                        expect_faces=expect,
+                        kind="face",
+                        face=_face_fields(face),
+                        template=None
+                        if face.template is None
+                        else self.catalog.seal(face.template),
+                        model_id=self.state.model_id,
+                    )
+                )
         return rows or [self._marker(iid, expect, "no_face")]
 
     def _marker(self, iid: int, expect: list[int], kind: str) -> StagedFace:
@@ -424,6 +470,19 @@ def match_faces(new: list[Box], old: dict[int, Box]) -> dict[int, int]:
             out[i] = fid
             used.add(fid)
     return out
+
+
+def _in_frame(face: AnalysedFace, left: int, top: int, scale: float) -> AnalysedFace:
+    """A face found in a crop, in the pixels of the frame the crop was cut from."""
+    b = face.box
+    box = Box(
+        round(left + b.left * scale),
+        round(top + b.top * scale),
+        round(left + b.right * scale),
+        round(top + b.bottom * scale),
+    )
+    points = [[round(left + x * scale, 1), round(top + y * scale, 1)] for x, y in face.landmarks]
+    return dataclasses.replace(face, box=box, landmarks=points)
 
 
 def _face_fields(face: AnalysedFace) -> dict[str, Any]:

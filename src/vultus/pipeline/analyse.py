@@ -17,7 +17,7 @@ from vultus.config import Settings
 from vultus.errors import ConfigError, VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.augment import MirrorAveraged
-from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
+from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder, RGBImage
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
 from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
@@ -119,9 +119,9 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def detect(self, image: DecodedImage) -> list[Detection]:
+    def detect(self, rgb: RGBImage) -> list[Detection]:
         """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels."""
-        small, scale = downscale(image.rgb, self.settings.detect_max_side)
+        small, scale = downscale(rgb, self.settings.detect_max_side)
         found = self.detector.detect(small)
         if scale == 1.0:
             return found
@@ -169,8 +169,36 @@ class FacePipeline:
     ) -> tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]]:
         """Decode, detect, align and measure: everything but the embedding."""
         image = decode_image(source, max_pixels=self.settings.max_pixels)
+        faces, keep, chips, near_equal = self._locate_rgb(
+            image.rgb, keep_chips=keep_chips, whole=whole
+        )
+        analysed = AnalysedImage(
+            sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+            format=image.format,
+            size_bytes=image.size_bytes,
+            faces=faces,
+            near_equal=max(1, near_equal),
+        )
+        return analysed, keep, chips
+
+    def analyse_frames(self, frames: Sequence[RGBImage]) -> list[list[AnalysedFace]]:
+        """The faces of several video frames, all embedded in one batch (see `analyse_many`)."""
+        located = [self._locate_rgb(rgb, keep_chips=False) for rgb in frames]
+        batches = [chips[keep] for _, keep, chips, _ in located if keep]
+        if batches:
+            templates = iter(self.embedder.embed(np.concatenate(batches)))
+            for faces, keep, _, _ in located:
+                for i in keep:
+                    faces[i].template = np.asarray(next(templates), dtype=np.float32)
+        return [faces for faces, _, _, _ in located]
+
+    def _locate_rgb(
+        self, rgb: RGBImage, *, keep_chips: bool, whole: bool = False
+    ) -> tuple[list[AnalysedFace], list[int], npt.NDArray[np.uint8], int]:
         # Largest face first (near-ties: nearest the centre): the one a search uses by default.
-        height, width = image.rgb.shape[:2]
+        height, width = rgb.shape[:2]
         if whole:
             if self.aligner.layout != "dlib5":
                 # SCRFD's aligner takes the detector's keypoints: without a detector, none.
@@ -181,9 +209,9 @@ class FacePipeline:
                 )
             found = [Detection(Box(0, 0, width, height), WHOLE_IMAGE_SCORE, "given")]
         else:
-            found = self.detect(image)
+            found = self.detect(rgb)
         detections, near_equal = order_faces(found, width, height)
-        points, chips = self.aligner.align(image.rgb, detections)
+        points, chips = self.aligner.align(rgb, detections)
         faces: list[AnalysedFace] = []
         for det, pts, chip in zip(detections, points, chips, strict=True):
             quality = measure(det.box, det.score, chip, pts, layout=self.aligner.layout)
@@ -200,13 +228,4 @@ class FacePipeline:
                 )
             )
         keep = [i for i, f in enumerate(faces) if f.skip_reason is None]
-        analysed = AnalysedImage(
-            sha256=image.sha256,
-            width=image.width,
-            height=image.height,
-            format=image.format,
-            size_bytes=image.size_bytes,
-            faces=faces,
-            near_equal=max(1, near_equal),
-        )
-        return analysed, keep, chips
+        return faces, keep, chips, near_equal

@@ -20,6 +20,8 @@ from vultus.catalog.records import ErasedFaces
 from vultus.crypto import KeyRing
 from vultus.errors import SourceError
 from vultus.files import atomic_file, atomic_write, private_dir
+from vultus.pipeline.video import is_video
+from vultus.rights.video_blur import blur_video
 from vultus.storage import (
     bucket_keeps_versions,
     delete_object,
@@ -312,6 +314,11 @@ def blur_object(uri: str, boxes: list[list[int]], *, endpoint_url: str | None = 
 
 
 def blur_location(location: str, boxes: list[list[int]], *, endpoint_url: str | None) -> bool:
+    if is_video(location):
+        if is_s3(location):  # re-encoding a video held in a bucket: not done, and said so
+            log.error("videos in a bucket are not blurred: %s", location)
+            return False
+        return blur_video(Path(location), [list(map(float, b)) for b in boxes])
     if is_s3(location):
         return blur_object(location, boxes, endpoint_url=endpoint_url)
     return blur_faces(Path(location), boxes)

@@ -14,7 +14,7 @@ import json
 import math
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from vultus.errors import VultusError
 from vultus.files import atomic_file
 from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
 from vultus.pipeline.decode import decode_image
+from vultus.pipeline.video import player_time
 from vultus.storage import read_location
 
 PACKAGE_FORMAT = "vultus-access-package"
@@ -76,6 +77,10 @@ class AccessMatch:
     subject: str | None
     restricted: bool
     template: list[float] | None = None
+    # A face track of a video: its span and best frame (start_s, end_s, best_s), and the
+    # best frame's crop as the catalog keeps it (a JPEG), which the package shows.
+    video: tuple[float, float, float] | None = None
+    still: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -209,7 +214,13 @@ def _cut_crops(
 ) -> tuple[dict[int, _Crop], dict[str, bytes]]:
     crops: dict[int, _Crop] = {}
     jpegs: dict[str, bytes] = {}
-    for faces in _by_image(matches).values():
+    for m in [m for m in matches if m.still is not None]:
+        # A face track's best frame, as kept at ingest: the video is not decoded again.
+        name = f"crops/{m.face_id}.jpg"
+        jpegs[name] = m.still or b""
+        with Image.open(io.BytesIO(jpegs[name])) as still:
+            crops[m.face_id] = _Crop(m.face_id, name, still.size, None)
+    for faces in _by_image([m for m in matches if m.still is None]).values():
         try:
             # decode_image is what ingest used: it applies the EXIF orientation with
             # ImageOps.exif_transpose, so the boxes (stored in upright pixels) land on the face.
@@ -318,6 +329,7 @@ def _image_entry(
         "added_at": _iso(first.added_at),
         "retain_until": _iso(first.retain_until),
         "subjects": sorted({m.subject for m in faces if m.subject}),
+        "kind": "video" if first.video is not None else "photo",
     }
     available = any(crops[m.face_id].note != UNAVAILABLE for m in faces)
     entry["image_file_available"] = available
@@ -335,6 +347,9 @@ def _image_entry(
             "restricted": m.restricted,
             "crop": crop.name,
         }
+        if m.video is not None:
+            start, end, best = m.video
+            face["video"] = {"start_s": start, "end_s": end, "best_frame_s": best}
         if crop.note and crop.note != UNAVAILABLE:
             face["note"] = crop.note
         if include_templates:
@@ -480,11 +495,18 @@ def _report_html(
                 if m.restricted
                 else "In use"
             )
+            where = f"{m.image_id}"
+            if m.video is not None:
+                start, end, best = m.video
+                where += (
+                    f" (a video: you appear from {player_time(start)} to {player_time(end)}; "
+                    f"the picture is the frame at {player_time(best)})"
+                )
             parts.append(
                 "<tr>"
                 f"<td>{cell}</td>"
                 f'<th scope="row">{m.face_id}</th>'
-                f"<td>{m.image_id}</td>"
+                f"<td>{_e(where)}</td>"
                 f'<td class="num">{m.distance:.3f}</td>'
                 f'<td class="num">{_e(one_in(m.fmr))} ({m.fmr:.1e})</td>'
                 f"<td>{_e(m.subject) if m.subject else 'none'}</td>"

@@ -41,6 +41,19 @@ class Box(NamedTuple):
 
 
 @dataclass(frozen=True)
+class VideoMoment:
+    """Where a face track is in its video (seconds): the span it appears in, and its best
+    frame's time, the moment to play the video from and the frame a thumbnail shows."""
+
+    start_s: float
+    end_s: float
+    best_s: float
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class QueryFace:
     number: int  # 1-based, largest face first
     box: Box
@@ -76,6 +89,8 @@ class Match:
     # and the id an integrator gave it at upload.
     file_name: str = ""
     external_id: str | None = None
+    # A face track of a video: when it appears. None for a photo's face.
+    video: VideoMoment | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +110,7 @@ class Match:
             "source": self.source,
             "lawful_basis": self.lawful_basis,
             "subject": self.subject,
+            "video": None if self.video is None else self.video.to_json(),
         }
 
 
@@ -297,6 +313,9 @@ def rank(
                 else odds_in_words(float(pair_fmr), gallery, floor=calibration.fmr_floor),
                 file_name=record.file_name,
                 external_id=record.external_id,
+                video=None
+                if record.track is None
+                else VideoMoment(record.track.start_s, record.track.end_s, record.track.best_s),
             )
         )
     # The subject margin looks past what is shown: the nearest other subject may be a stranger

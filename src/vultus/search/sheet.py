@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vultus.errors import VultusError
 from vultus.pipeline.decode import decode_image
+from vultus.pipeline.video import frame_at
 from vultus.search.results import SearchResult
 from vultus.storage import read_location
 
@@ -20,11 +21,15 @@ MATCH, NO_MATCH, QUERY = (46, 160, 67), (150, 150, 150), (30, 100, 200)
 
 
 def _tile(
-    photo: Path | bytes, box: tuple[int, int, int, int], colour: tuple[int, int, int]
+    photo: Path | bytes,
+    box: tuple[int, int, int, int],
+    colour: tuple[int, int, int],
+    at: float | None = None,
 ) -> Image.Image:
-    """The face with context around it (the box grown by 60% a side), outlined."""
+    """The face with context around it (the box grown by 60% a side), outlined. `at`: the
+    photo is a video, and the face is in its frame at `at` seconds (a track's best frame)."""
     try:
-        rgb = decode_image(photo).rgb
+        rgb = decode_image(photo).rgb if at is None else frame_at(photo, at)
     except VultusError:
         tile = Image.new("RGB", (TILE, TILE), (60, 60, 60))
         ImageDraw.Draw(tile).text((10, TILE // 2), "image unavailable", fill="white")
@@ -70,7 +75,11 @@ def render_sheet(
     for i, m in enumerate(result.matches, start=1):
         colour = MATCH if m.is_match else NO_MATCH
         label = f"#{i} d={m.distance:.3f}\nFMR {m.fmr:.1e} {'match' if m.is_match else ''}"
-        tiles.append((_tile(_read(m.image_path, endpoint_url), m.box, colour), label, colour))
+        at = None if m.video is None else m.video.best_s
+        if at is not None:
+            label += f" @{at:.1f}s"
+        data = _read(m.image_path, endpoint_url)
+        tiles.append((_tile(data, m.box, colour, at), label, colour))
     rows = max(1, -(-len(tiles) // COLUMNS))
     sheet = Image.new("RGB", (COLUMNS * (TILE + 8) + 8, rows * (TILE + LABEL + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)

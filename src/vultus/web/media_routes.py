@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from vultus.engine.apikeys import Principal
 from vultus.web import media
@@ -55,19 +55,43 @@ def face_picture(
     record = engine.face(face_id)
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
-    # The view is audited with the search it came from, and that search's purpose.
-    data, _ = engine.image_data(record.image_id, actor=principal.actor, via_search=search)
+    # The view is audited with the search it came from, and that search's purpose. A face
+    # track of a video shows its best frame.
+    data, box = engine.face_still(face_id, actor=principal.actor, via_search=search)
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels
-    return _jpeg(media.face_tile(data, record.box, size=size, colour=colour, max_pixels=max_pixels))
+    return _jpeg(media.face_tile(data, box, size=size, colour=colour, max_pixels=max_pixels))
+
+
+@router.get("/faces/{face_id}/video")
+def face_video(
+    request: Request, face_id: int, engine: EngineDep, principal: FaceViewer, t: str = ""
+) -> Response:
+    """The video a face track lies in, for the page's player to start at the track's best
+    frame (`#t=`). Each request is audited like a face picture, with the search it came from
+    (a player asks for the file in ranges: each range is a view)."""
+    search: int | None = None
+    if principal.role == "investigator":
+        search = face_token_search(request.app.state.secret, t, face_id, principal)
+        if search is None:
+            raise Forbidden(principal, frozenset({"operator", "dpo"}), "a face not in your results")
+    record = engine.face(face_id)
+    if record.track is None or (record.restricted and principal.role != "dpo"):
+        return Response(status_code=404, headers={"Cache-Control": "private, no-store"})
+    path, media_type = engine.image_file(record.image_id, actor=principal.actor, via_search=search)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
 
 
 @router.get("/images/{image_id}.jpg")
 def image_picture(
     request: Request, image_id: int, engine: EngineDep, principal: Operator, side: int = 320
 ) -> Response:
-    """The photo with every face outlined and numbered by its face id."""
-    _, faces = engine.image(image_id)
+    """The photo with every face outlined and numbered by its face id; a video's frame at
+    its first second, without boxes (its faces are tracks, each at its own moment)."""
+    summary, faces = engine.image(image_id)
+    if summary.kind == "video":
+        side = _pick(side, THUMB_SIDES)
+        return _jpeg(engine.thumbnail(image_id, max_side=side, actor=principal.actor))
     data, _ = engine.image_data(image_id, actor=principal.actor)
     boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
     return _jpeg(

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from vultus.clock import now
 from vultus.engine.roles import canonical
+from vultus.pipeline.video import player_time
 
 HERE = Path(__file__).parent
 UI = "/ui"  # where the operator UI is mounted; the portal lives at /portal
@@ -41,7 +42,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "default-src 'none'; img-src 'self' data: blob:; media-src 'self'; style-src 'self'; "
+        "script-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
@@ -88,7 +90,11 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left)
+
+
+ENV.filters.update(
+    fmr=fmt_fmr, dt=fmt_dt, basename=basename, days_left=days_left, clock=player_time
+)
 ENV.globals.update(ui=UI, quote=quote)
 
 
