@@ -101,6 +101,7 @@ class FacePipeline:
             settings.models_dir,
             upsample_retry=settings.detect_upsample_retry,
             cnn_fallback=settings.detect_cnn_fallback,
+            max_side=settings.detect_max_side,
         )
         self.aligner = FivePointAligner()
         self.embedder = make_embedder(
@@ -117,7 +118,11 @@ class FacePipeline:
         return self.embedder.model_id
 
     def detect(self, image: DecodedImage) -> list[Detection]:
-        """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels."""
+        """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels.
+        A detector that shrinks the photo itself (BlazeFace, to 192 px) gets it whole: a second
+        resize would only cost time."""
+        if getattr(self.detector, "scales_itself", False):
+            return self.detector.detect(image.rgb)
         small, scale = downscale(image.rgb, self.settings.detect_max_side)
         found = self.detector.detect(small)
         if scale == 1.0:
