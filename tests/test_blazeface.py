@@ -20,6 +20,7 @@ from vultus.pipeline.blazeface_onnx import tflite_path
 from vultus.pipeline.decode import downscale
 from vultus.pipeline.detect import HogDetector, make_detector
 from vultus.pipeline.tflite_serial import read_model
+from vultus.search.results import low_confidence
 
 MIN_IOU = 0.5  # the two detectors draw a face's box a little differently
 SAME_PERSON = 0.6  # dlib's own threshold for its descriptor; far looser than calibrated ones
@@ -170,3 +171,12 @@ def test_a_file_that_is_not_a_tflite_model_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="not a TensorFlow Lite model"):
         read_model(bogus)
+
+
+def test_a_query_face_is_judged_low_quality_on_its_own_detector_s_scale() -> None:
+    """HOG scores a margin (about -0.5 to 3), BlazeFace a probability (0.5 to 1): a sure
+    BlazeFace face is not flagged for scoring under HOG's bar, an unsure one is."""
+    assert not low_confidence("blazeface", 0.95)
+    assert low_confidence("blazeface-framed", 0.66)
+    assert low_confidence("hog", 0.9) and low_confidence("hog-upsampled", 0.9)
+    assert not low_confidence("hog", 1.5)
