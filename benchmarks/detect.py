@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     # The machine is shared: the load says how far to trust the timings.
     report["machine"]["load_average_after"] = os.getloadavg()
 
-    print_tables(report, Console())
+    print_tables(report, Console(width=120))
     print(f"load average after the run: {os.getloadavg()} on {os.cpu_count()} cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
