@@ -180,3 +180,16 @@ def test_a_query_face_is_judged_low_quality_on_its_own_detector_s_scale() -> Non
     assert low_confidence("blazeface-framed", 0.66)
     assert low_confidence("hog", 0.9) and low_confidence("hog-upsampled", 0.9)
     assert not low_confidence("hog", 1.5)
+
+
+def test_blazeface_may_fall_back_to_mmod_where_it_finds_nothing(
+    models_dir: Path, detector: BlazeFaceDetector, faces_dir: Path
+) -> None:
+    """With `detect_cnn_fallback`, photos BlazeFace finds faces in keep its faces; a photo
+    with none goes to MMOD (on a copy no larger than detect_max_side), which finds none
+    among the dogs either."""
+    with_fallback = make_detector("blazeface", models_dir, cnn_fallback=True, max_side=400)
+    couple = _load(faces_dir / "dev" / "extra" / "couple.jpg")
+    assert with_fallback.detect(couple) == detector.detect(couple)
+    assert with_fallback.detect(_load(faces_dir / "dev" / "extra" / "dogs.jpg")) == []
+    assert getattr(with_fallback, "scales_itself", False)
