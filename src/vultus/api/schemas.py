@@ -441,8 +441,12 @@ class QueryFaceOut(BaseModel):
 
     number: int = Field(description="1 = the largest face in the photo.")
     box: Box
-    det_score: float = Field(description="The detector's confidence.")
+    det_score: float = Field(description="The detector's confidence, on its own scale.")
     box_size: int = Field(description="The face's size in pixels.")
+    detector: str = Field(
+        description="The detector pass that found the face: hog, hog-upsampled, mmod, "
+        "blazeface, blazeface-framed or scrfd."
+    )
 
 
 class SearchOut(BaseModel):

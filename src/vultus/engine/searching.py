@@ -254,4 +254,5 @@ def _query_face(number: int, face: AnalysedFace) -> QueryFace:
         box=Box(face.box.left, face.box.top, face.box.right, face.box.bottom),
         det_score=face.quality.det_score,
         box_size=face.quality.box_size,
+        detector=face.detector,
     )

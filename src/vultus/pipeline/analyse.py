@@ -18,7 +18,7 @@ from vultus.errors import ConfigError, VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder, RGBImage
-from vultus.pipeline.decode import DecodedImage, decode_image, downscale
+from vultus.pipeline.decode import decode_image, downscale
 from vultus.pipeline.detect import make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.packs import DLIB_PLAIN, load_pack, pack_folder
@@ -104,6 +104,7 @@ class FacePipeline:
             settings.models_dir,
             upsample_retry=settings.detect_upsample_retry,
             cnn_fallback=settings.detect_cnn_fallback,
+            max_side=settings.detect_max_side,
         )
         self.aligner = FivePointAligner()
         self.embedder = make_embedder(
@@ -120,7 +121,11 @@ class FacePipeline:
         return self.embedder.model_id
 
     def detect(self, rgb: RGBImage) -> list[Detection]:
-        """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels."""
+        """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels.
+        A detector that shrinks the photo itself (BlazeFace, to 192 px) gets it whole: a second
+        resize would only cost time."""
+        if getattr(self.detector, "scales_itself", False):
+            return self.detector.detect(rgb)
         small, scale = downscale(rgb, self.settings.detect_max_side)
         found = self.detector.detect(small)
         if scale == 1.0:

@@ -56,7 +56,8 @@ class Box:
 class Detection:
     box: Box
     score: float
-    detector: str  # which pass found it: "hog", "hog-upsampled", "mmod", "scrfd"
+    # Which pass found it: "hog", "hog-upsampled", "mmod", "blazeface", "blazeface-framed", "scrfd"
+    detector: str
     # Five (x, y) keypoints from detectors that give them (SCRFD); None for dlib's detectors,
     # whose faces are landmarked by the aligner.
     landmarks: tuple[tuple[float, float], ...] | None = None

@@ -1,9 +1,11 @@
-"""Face detection: dlib's HOG first, slower passes only where HOG finds nothing.
+"""Face detection: dlib's HOG first, slower passes only where HOG finds nothing; or BlazeFace.
 
 HOG takes ~13 ms on a 250 px image; upsampling once finds small faces at ~4x the cost. The MMOD
 CNN (mmod.py, in ONNX Runtime; dlib's own CPU code is ten times slower) is an optional fallback,
 off by default, or the only detector with `detector = "mmod"`. On LFW, HOG alone finds 99.55%
-of faces.
+of faces. `detector = "blazeface"` (blazeface.py) runs MediaPipe's BlazeFace full range on a
+192x192 copy of the whole photo: its cost does not grow with the photo, so large query photos
+gain the most (docs/models.md has the figures).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import dlib
 
 from vultus.errors import ConfigError
 from vultus.pipeline.base import Box, Detection, Detector, RGBImage
+from vultus.pipeline.decode import downscale
 from vultus.pipeline.onnx_cache import CACHE_FORMAT, load_or_build
 
 if TYPE_CHECKING:  # the MMOD graph is loaded only where it is configured
     from vultus.pipeline.mmod import MmodOnnxDetector
 
-DETECTORS = ("hog", "mmod")
+DETECTORS = ("hog", "mmod", "blazeface")
 
 # Upsampling doubles each side, so it costs ~4x a plain pass: worth it on small images, where
 # faces near HOG's 80 px window are common (LFW-sized photos), not on large ones that already
@@ -98,14 +101,48 @@ class HogDetector:
         return []
 
 
+class FirstFound:
+    """`first`'s faces (it is given the whole photo and scales it itself), or where it finds
+    none, `then`'s on a copy no larger than `max_side`: a fallback for the photos (about 1 in
+    200 on LFW) where a fast detector misses what a slow one finds."""
+
+    scales_itself = True
+
+    def __init__(self, first: Detector, then: Detector, max_side: int) -> None:
+        self.name = first.name
+        self.first, self.then, self.max_side = first, then, max_side
+
+    def detect(self, image: RGBImage) -> list[Detection]:
+        found = self.first.detect(image)
+        if found:
+            return found
+        small, scale = downscale(image, self.max_side)
+        return [d.scaled(scale) for d in self.then.detect(small)]
+
+
 def make_detector(
-    name: str, models_dir: Path, *, upsample_retry: bool = True, cnn_fallback: bool = False
+    name: str,
+    models_dir: Path,
+    *,
+    upsample_retry: bool = True,
+    cnn_fallback: bool = False,
+    max_side: int = 800,
 ) -> Detector:
     """The configured detector. "mmod" runs the CNN alone, at dlib's scale (no upsampling):
     it finds faces from about 80 px, including faces cut by the image edge that HOG misses;
-    "hog" may fall back to it where HOG finds nothing."""
+    "hog" and "blazeface" may fall back to it where they find nothing (on a copy no larger than
+    `max_side`: BlazeFace takes whole photos, see `scales_itself`)."""
     if name not in DETECTORS:
         raise ConfigError(f"unknown face detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    if name == "blazeface":
+        from vultus.pipeline.blazeface import BlazeFaceDetector  # builds its graph: only here
+
+        blazeface = BlazeFaceDetector(models_dir)
+        if not cnn_fallback:
+            return blazeface
+        from vultus.pipeline.mmod import MmodOnnxDetector
+
+        return FirstFound(blazeface, MmodOnnxDetector(models_dir), max_side)
     if name == "hog" and not cnn_fallback:
         return HogDetector(upsample_retry=upsample_retry, models_dir=models_dir)
     from vultus.pipeline.mmod import MmodOnnxDetector  # imports onnx: only where configured

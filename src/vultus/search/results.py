@@ -23,8 +23,19 @@ from vultus.search.tiers import Tiering, odds_in_words
 # threshold, pairs with such a face (the lowest tenth) were missed four times as often as the
 # rest (FNMR 14.8% against 3.6%), while their false-match rate hardly moved (1.15e-3 against
 # 0.97e-3): so such a query is flagged ("no match" is weak evidence), not held to a stricter
-# threshold.
+# threshold. Each detector scores on its own scale: BlazeFace's is a probability, and its
+# lowest tenth of lfw-a faces lies under BLAZEFACE_LOW (`vultus eval`'s quality bins: FNMR
+# 9.4% against 5.1% for the rest, FMR 1.03e-3 against 0.99e-3).
 LOW_QUALITY_DET_SCORE = 1.0
+BLAZEFACE_LOW = 0.70
+_LOW_BY_DETECTOR = {"hog": LOW_QUALITY_DET_SCORE, "blazeface": BLAZEFACE_LOW}
+
+
+def low_confidence(detector: str, det_score: float) -> bool:
+    """Whether a face's detector score is in the lowest tenth its detector gives lfw-a faces.
+    A pass's label names its detector first ("hog-upsampled", "blazeface-framed")."""
+    family = detector.split("-", 1)[0]
+    return det_score < _LOW_BY_DETECTOR.get(family, LOW_QUALITY_DET_SCORE)
 
 
 class Box(NamedTuple):
@@ -59,6 +70,7 @@ class QueryFace:
     box: Box
     det_score: float
     box_size: int
+    detector: str = "hog"  # the pass that found it: det_score is on its scale
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "box": self.box.to_json()}
@@ -160,7 +172,8 @@ class SearchResult:
 
     @property
     def low_quality_query(self) -> bool:
-        return self.query_face is not None and self.query_face.det_score < LOW_QUALITY_DET_SCORE
+        face = self.query_face
+        return face is not None and low_confidence(face.detector, face.det_score)
 
     @property
     def ambiguous(self) -> bool:
