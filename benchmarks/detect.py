@@ -354,7 +354,7 @@ def analysis_section(root: Path, data_dir: Path, rounds: int) -> list[dict[str, 
         "draft decode to 1/4 (Pillow)": lambda b: draft_decode(b, 320),
         **{f"analyse, {name}": p.analyse for name, p in pipelines.items()},
         **{
-            f"detect only, {name}": (lambda b, p=p: p.detect(decode_image(b)))
+            f"detect only, {name}": (lambda b, p=p: p.detect(decode_image(b).rgb))
             for name, p in pipelines.items()
         },
     }
