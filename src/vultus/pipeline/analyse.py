@@ -14,15 +14,16 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.config import Settings
-from vultus.errors import VultusError
+from vultus.errors import ConfigError, VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
 from vultus.pipeline.decode import DecodedImage, decode_image, downscale
-from vultus.pipeline.detect import make_detector
+from vultus.pipeline.detect import HogDetector, make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.packs import DLIB_PLAIN, load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
+from vultus.pipeline.query_detect import QUERY_DETECTION, QueryDetector
 
 # Faces whose area is within this fraction of the largest's are near-equal in size: the
 # detector's box jitters by a few pixels (88×88 against 88×87), so "the largest" among them is
@@ -84,9 +85,12 @@ class FacePipeline:
     def __init__(self, settings: Settings, *, embed_threads: int = 1) -> None:
         self.settings = settings
         self.detector: Detector
+        # Built on first use: most processes (ingest workers) never detect a query photo.
+        self._query_detectors: dict[str, Detector] = {}
         self.aligner: Aligner
         self.embedder: Embedder
         folder = pack_folder(settings.model, settings.data_dir)
+        self._pack = folder is not None
         if folder is not None:
             from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
             from vultus.pipeline.scrfd import ScrfdDetector
@@ -116,22 +120,51 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def detect(self, image: DecodedImage) -> list[Detection]:
+    def query_detector(self, detection: str) -> Detector:
+        """The detector for a query photo: "standard" (the ingest detector), "thorough" (HOG
+        and MMOD merged) or "harder" (more scales as well); see query_detect.py. A model pack
+        has its own detector, used for every mode."""
+        if detection not in QUERY_DETECTION:
+            raise ConfigError(
+                f"unknown query detection {detection!r}; choose one of: "
+                f"{', '.join(QUERY_DETECTION)} (the `query_detection` setting)"
+            )
+        if detection == "standard" or self._pack:
+            return self.detector
+        if detection not in self._query_detectors:
+            from vultus.pipeline.mmod import MmodOnnxDetector  # imports onnx: only when used
+
+            hog = HogDetector(upsample_retry=False, models_dir=self.settings.models_dir)
+            mmod = MmodOnnxDetector(self.settings.models_dir)
+            self._query_detectors[detection] = QueryDetector(
+                hog, mmod, harder=detection == "harder"
+            )
+        return self._query_detectors[detection]
+
+    def detect(self, image: DecodedImage, detector: Detector | None = None) -> list[Detection]:
         """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels."""
         small, scale = downscale(image.rgb, self.settings.detect_max_side)
-        found = self.detector.detect(small)
+        found = (detector or self.detector).detect(small)
         if scale == 1.0:
             return found
         return [d.scaled(scale) for d in found]
 
-    def analyse(self, source: Path | bytes, *, keep_chips: bool = False) -> AnalysedImage:
-        result = self.analyse_many([source], keep_chips=keep_chips)[0]
+    def analyse(
+        self, source: Path | bytes, *, keep_chips: bool = False, detection: str = "standard"
+    ) -> AnalysedImage:
+        """One photo; `detection` other than "standard" is for query photos (query_detector)."""
+        detector = self.query_detector(detection)
+        result = self.analyse_many([source], keep_chips=keep_chips, detector=detector)[0]
         if isinstance(result, VultusError):
             raise result
         return result
 
     def analyse_many(
-        self, sources: Sequence[Path | bytes], *, keep_chips: bool = False
+        self,
+        sources: Sequence[Path | bytes],
+        *,
+        keep_chips: bool = False,
+        detector: Detector | None = None,
     ) -> list[AnalysedImage | VultusError]:
         """Analyse several images, embedding all their faces in ONE batch: a batch of one
         costs ONNX Runtime about three times as much per face as a batch of sixteen. A file
@@ -139,7 +172,7 @@ class FacePipeline:
         located: list[tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]] | VultusError] = []
         for source in sources:
             try:
-                located.append(self._locate(source, keep_chips=keep_chips))
+                located.append(self._locate(source, keep_chips=keep_chips, detector=detector))
             except VultusError as exc:
                 located.append(exc)
         batches = [item[2][item[1]] for item in located if not isinstance(item, VultusError)]
@@ -154,13 +187,13 @@ class FacePipeline:
         return [item if isinstance(item, VultusError) else item[0] for item in located]
 
     def _locate(
-        self, source: Path | bytes, *, keep_chips: bool
+        self, source: Path | bytes, *, keep_chips: bool, detector: Detector | None = None
     ) -> tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]]:
         """Decode, detect, align and measure: everything but the embedding."""
         image = decode_image(source, max_pixels=self.settings.max_pixels)
         # Largest face first (near-ties: nearest the centre): the one a search uses by default.
         height, width = image.rgb.shape[:2]
-        detections, near_equal = order_faces(self.detect(image), width, height)
+        detections, near_equal = order_faces(self.detect(image, detector), width, height)
         points, chips = self.aligner.align(image.rgb, detections)
         faces: list[AnalysedFace] = []
         for det, pts, chip in zip(detections, points, chips, strict=True):

@@ -28,7 +28,7 @@ NAV: dict[str, list[tuple[str, str]]] = {
         ("Ingest", f"{UI}/ingest"),
         ("People", f"{UI}/people"),
     ],
-    "investigator": [("Search", f"{UI}/search")],
+    "investigator": [("Search", f"{UI}/search"), ("Verify", f"{UI}/verify")],
     "dpo": [("Rights", f"{UI}/rights"), ("Audit", f"{UI}/audit"), ("Reports", f"{UI}/reports")],
     "auditor": [("Audit", f"{UI}/audit")],
 }
