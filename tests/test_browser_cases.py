@@ -196,3 +196,87 @@ def test_verifying_two_photos_says_same_person_or_not_with_odds(
         False,
     )
     page.close()
+
+
+def test_the_library_shows_an_upload_first_filters_and_logs_one_entry_per_page(
+    server: story.Server, browser: Browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    story.sign_in(page, server, "operator")
+
+    # An upload lands on page 1, first: the newest photo leads.
+    page.goto(f"{server.url}/ui/library")
+    page.set_input_files("#photos", str(server.dev / "extra" / "couple.jpg"))
+    page.select_option("#upload-source", "test")
+    page.click("button:has-text('Upload')")
+    page.wait_for_selector(".flash.ok:has-text('1 photo(s) added')")
+    assert page.locator(".thumbs .card .path").first.inner_text() == "couple.jpg"
+
+    # One audit entry for the page's 24 pictures, listing every face shown.
+    views = len(server.engine.audit.entries(action="view"))
+    page.goto(f"{server.url}/ui/library")
+    assert story.images_load(page, ".thumbs img")
+    logged = server.engine.audit.entries(action="view")[views:]
+    assert len(logged) == 1 and len(logged[0].details["images"]) == 24
+    assert len(logged[0].result_ids) >= 24
+    story.shot(page, "library-newest-first")
+
+    # Filters: part of the file name, the person, the day added.
+    page.fill("#f-q", "rose")
+    page.click("#library-filters button:has-text('Filter')")
+    names = page.locator(".thumbs .card .path").all_inner_texts()
+    assert sorted(names) == ["Rose_Leslie_1.jpg", "Rose_Leslie_2.jpg", "kit_with_rose.jpg"]
+    kit = [
+        f.face_id
+        for f in server.engine.list_faces(limit=1000)
+        if Path(f.image_path).name.startswith("Kit_Harington")
+    ]
+    server.engine.create_subject("Kit Harington", kit)
+    page.goto(f"{server.url}/ui/library")
+    page.select_option("#f-person", "Kit Harington")
+    page.click("#library-filters button:has-text('Filter')")
+    names = page.locator(".thumbs .card .path").all_inner_texts()
+    assert sorted(names) == ["Kit_Harington_2.jpeg", "Kit_Harington_3.jpg"]
+    page.fill("#f-from", "2099-01-01")
+    page.click("#library-filters button:has-text('Filter')")
+    assert "No photo matches these filters" in page.inner_text("main")
+    story.shot(page, "library-filtered")
+
+    # On a phone, photos two to a row: 24 photos in a page a few screens tall.
+    phone = browser.new_page(viewport={"width": 375, "height": 800})
+    story.sign_in(phone, server, "operator")
+    phone.goto(f"{server.url}/ui/library")
+    assert phone.locator(".thumbs .card").count() == 24
+    assert story.fits(phone)
+    height = phone.evaluate("document.querySelector('.thumbs').getBoundingClientRect().height")
+    assert height < 3600, height
+    story.shot(phone, "library-mobile")
+    phone.close()
+
+    # The audit log reads as sentences, the raw details folded away.
+    story.sign_out(page)
+    story.sign_in(page, server, "dpo")
+    page.goto(f"{server.url}/ui/audit")
+    rows = page.locator("table.log tbody tr td.what").all_inner_texts()
+    assert "Saw a library page: 24 photos" in "\n".join(rows)
+    assert not [r for r in rows if r.lstrip().startswith("{")]
+    story.shot(page, "audit-readable")
+    page.close()
+
+
+def test_the_rights_queue_fits_a_phone(server: story.Server, browser: Browser) -> None:
+    for kind in ("access", "erasure"):
+        server.engine.create_request(kind, contact=f"{kind}@example.org", actor="test")
+    phone = browser.new_page(viewport={"width": 375, "height": 800})
+    phone.set_default_timeout(30_000)
+    story.sign_in(phone, server, "dpo")
+    phone.goto(f"{server.url}/ui/rights")
+    assert phone.locator("table.queue tbody tr").count() >= 2
+    wrap = "document.querySelector('.table-wrap')"
+    assert phone.evaluate(f"{wrap}.scrollWidth <= {wrap}.clientWidth")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    deadline = phone.locator("table.queue td.deadline").first.bounding_box()
+    assert deadline is not None and deadline["x"] + deadline["width"] <= 375
+    story.shot(phone, "rights-queue-mobile")
+    phone.close()

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,9 +233,23 @@ class Library(EngineParts):
         external_id: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        newest_first: bool = False,
+        added_from: datetime | None = None,
+        added_until: datetime | None = None,
+        subject: str | None = None,
+        name: str | None = None,
     ) -> list[ImageSummary]:
+        """Photos, oldest first unless `newest_first`; filters as `Catalog.list_images`."""
         return self.catalog.list_images(
-            source=source, external_id=external_id, offset=offset, limit=limit
+            source=source,
+            external_id=external_id,
+            offset=offset,
+            limit=limit,
+            newest_first=newest_first,
+            added_from=added_from,
+            added_until=added_until,
+            subject=subject,
+            name=name,
         )
 
     def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
@@ -258,16 +273,58 @@ class Library(EngineParts):
         self._audit_view(image_id, faces, actor)
         return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
+    def view_page(self, image_ids: Sequence[int], *, actor: str | None, page: str) -> int | None:
+        """One audit entry for a page that shows these photos (a page of the library, a
+        photo's faces): every face on them, as the page's pictures will disclose them. Its id
+        is the `via_view` with which the page's pictures are then read without an entry each
+        (a page of 24 photos is one entry, not 24). None for a page that shows no photo."""
+        ids = sorted({int(i) for i in image_ids})
+        if not ids:
+            return None
+        faces = [f.face_id for i in ids for f in self.catalog.faces_of_image(i)]
+        return self.audit.append(
+            actions.VIEW, actor=actor, result_ids=faces, details={"page": page, "images": ids}
+        ).id
+
     def image_data(
-        self, image_id: int, *, actor: str | None = None, via_search: int | None = None
+        self,
+        image_id: int,
+        *,
+        actor: str | None = None,
+        via_search: int | None = None,
+        via_view: int | None = None,
     ) -> tuple[bytes, str]:
         """The image's bytes and media type, wherever it lies (a local file or an object in a
         bucket), to show it; audited as a view like `image_file`. With `via_search`, only a
-        photo that search of `actor`'s returned (see `search_grant`)."""
+        photo that search of `actor`'s returned (see `search_grant`). With `via_view`, a
+        picture of a page whose view `actor` has already logged (`view_page`): not logged
+        again, and refused for a photo that page did not show."""
         summary, faces = self.image(image_id)
+        if via_view is not None:
+            entry = self.audit.entry(via_view)
+            details: dict[str, Any] = dict(entry.details or {}) if entry is not None else {}
+            shown: list[int] = list(details.get("images", []))
+            if (
+                entry is None
+                or entry.action != actions.VIEW
+                or entry.actor != actor
+                or image_id not in shown
+            ):
+                raise ForbiddenError(
+                    f"view {via_view} is not a page of this key's that showed image {image_id}",
+                    code="not_in_view",
+                )
+            return self._read_image(image_id, summary), MEDIA_TYPES.get(
+                summary.format, "application/octet-stream"
+            )
         grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
+        data = self._read_image(image_id, summary)
+        self._audit_view(image_id, faces, actor, grant)
+        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def _read_image(self, image_id: int, summary: ImageSummary) -> bytes:
         try:
-            data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
+            return read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
         except SourceError as exc:
             if exc.code in ("file_not_found", "object_not_found"):
                 raise NotFoundError(
@@ -275,8 +332,6 @@ class Library(EngineParts):
                     code="file_missing",
                 ) from None
             raise
-        self._audit_view(image_id, faces, actor, grant)
-        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
     def _audit_view(
         self,

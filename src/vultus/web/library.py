@@ -4,7 +4,9 @@ progress the page follows."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -45,21 +47,58 @@ def _sources(engine: Engine) -> list[dict[str, Any]]:
 
 @router.get("/library")
 def library(
-    request: Request, engine: EngineDep, _: Operator, source: str = "", page_no: int = 1
+    request: Request,
+    engine: EngineDep,
+    principal: Operator,
+    source: str = "",
+    person: str = "",
+    added_from: str = "",
+    added_until: str = "",
+    q: str = "",
+    page_no: int = 1,
 ) -> Response:
+    """Newest first, so that what was just uploaded is on page 1; filtered by source, person,
+    the day added and part of the file name. One audit entry for the page's photos."""
     page_no = max(1, page_no)
     sources = _sources(engine)
-    chosen = source if source in {s["name"] for s in sources} else ""
+    people = [s.name for s, _ in engine.subjects()]
+    chosen = {
+        "source": source if source in {s["name"] for s in sources} else "",
+        "person": person if person in people else "",
+        "added_from": _day(added_from),
+        "added_until": _day(added_until),
+        "q": q.strip()[:200],
+    }
+    since, until = chosen["added_from"], chosen["added_until"]
     images = engine.list_images(
-        source=chosen or None, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1
-    )
+        source=chosen["source"] or None,
+        subject=chosen["person"] or None,
+        added_from=datetime.combine(date.fromisoformat(since), time.min) if since else None,
+        added_until=(
+            datetime.combine(date.fromisoformat(until) + timedelta(days=1), time.min)
+            if until
+            else None
+        ),
+        name=chosen["q"] or None,
+        newest_first=True,
+        offset=(page_no - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE + 1,
+    )[: PAGE_SIZE + 1]
+    shown = images[:PAGE_SIZE]
+    view = engine.view_page([im.id for im in shown], actor=principal.actor, page="library")
+    filters = {k: v for k, v in chosen.items() if v}
     return page(
         request,
         "library.html",
         title="Library",
         sources=sources,
-        source=chosen,
-        images=images[:PAGE_SIZE],
+        people=people,
+        source=chosen["source"],
+        chosen=chosen,
+        filtered=bool(filters),
+        query=urlencode(filters),
+        images=shown,
+        view=view,
         page_no=page_no,
         more=len(images) > PAGE_SIZE,
         totals={
@@ -69,15 +108,27 @@ def library(
     )
 
 
+def _day(value: str) -> str:
+    """A date from a date field (YYYY-MM-DD), or "" for anything else."""
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return ""
+
+
 @router.get("/library/images/{image_id}")
-def image_detail(request: Request, image_id: int, engine: EngineDep, _: Operator) -> Response:
+def image_detail(
+    request: Request, image_id: int, engine: EngineDep, principal: Operator
+) -> Response:
     summary, faces = engine.image(image_id)
+    view = engine.view_page([image_id], actor=principal.actor, page="photo")
     return page(
         request,
         "image.html",
         title=f"Photo {image_id}",
         image=summary,
         faces=faces,
+        view=view,
         subjects=[s.name for s, _ in engine.subjects()],
     )
 

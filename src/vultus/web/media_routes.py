@@ -45,6 +45,7 @@ def face_picture(
     t: str = "",
     size: int = 240,
     o: str = "match",
+    v: int | None = None,
 ) -> Response:
     search: int | None = None
     if principal.role == "investigator":
@@ -56,7 +57,10 @@ def face_picture(
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
     # The view is audited with the search it came from, and that search's purpose.
-    data, _ = engine.image_data(record.image_id, actor=principal.actor, via_search=search)
+    view = v if search is None else None  # a page's view covers it (see engine.view_page)
+    data, _ = engine.image_data(
+        record.image_id, actor=principal.actor, via_search=search, via_view=view
+    )
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels
     return _jpeg(media.face_tile(data, record.box, size=size, colour=colour, max_pixels=max_pixels))
@@ -64,11 +68,17 @@ def face_picture(
 
 @router.get("/images/{image_id}.jpg")
 def image_picture(
-    request: Request, image_id: int, engine: EngineDep, principal: Operator, side: int = 320
+    request: Request,
+    image_id: int,
+    engine: EngineDep,
+    principal: Operator,
+    side: int = 320,
+    v: int | None = None,
 ) -> Response:
-    """The photo with every face outlined and numbered by its face id."""
+    """The photo with every face outlined and numbered by its face id. `v`: the audit entry
+    of the page showing it, which logged this view already (engine.view_page)."""
     _, faces = engine.image(image_id)
-    data, _ = engine.image_data(image_id, actor=principal.actor)
+    data, _ = engine.image_data(image_id, actor=principal.actor, via_view=v)
     boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
     return _jpeg(
         media.photo_with_boxes(
