@@ -280,3 +280,40 @@ def test_the_rights_queue_fits_a_phone(server: story.Server, browser: Browser) -
     assert deadline is not None and deadline["x"] + deadline["width"] <= 375
     story.shot(phone, "rights-queue-mobile")
     phone.close()
+
+
+def test_deleting_a_face_or_a_photo_goes_through_a_review(
+    server: story.Server, browser: Browser
+) -> None:
+    held = {Path(im.path).name: im for im in server.engine.list_images(limit=1000)}
+    pair = held["kit_with_rose.jpg"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    story.sign_in(page, server, "operator")
+
+    # One face of a photo of two: only that face is ticked; the photo stays for the other.
+    page.goto(f"{server.url}/ui/library/images/{pair.id}")
+    page.locator("a:has-text('Delete this face')").first.click()
+    page.wait_for_selector("h1:has-text('Delete from kit_with_rose.jpg')")
+    assert page.locator("#review-form input[name=include]:checked").count() == 1
+    assert page.inner_text("button.danger") == "Delete 1 face"
+    assert story.images_load(page, "#review-form img")
+    story.shot(page, "delete-review")
+    page.click("button.danger")  # not confirmed: the form says so, nothing is deleted
+    assert len(server.engine.image(pair.id)[1]) == 2
+    page.check("#confirm")
+    page.click("button.danger")
+    page.wait_for_selector(".flash.ok:has-text('Deleted 1 face(s)')")
+    assert len(server.engine.image(pair.id)[1]) == 1
+
+    # The whole photo: every face ticked, and it leaves the catalog.
+    page.click("#delete-photo")
+    page.check("#confirm")
+    page.click("button.danger")
+    page.wait_for_selector(".flash.ok:has-text('Deleted photo kit_with_rose.jpg')")
+    assert "kit_with_rose.jpg" not in {
+        Path(im.path).name for im in server.engine.list_images(limit=1000)
+    }
+    deletes = server.engine.audit.entries(action="delete")
+    assert len(deletes) >= 2
+    page.close()

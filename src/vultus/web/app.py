@@ -26,6 +26,7 @@ from vultus.errors import (
 )
 from vultus.web import (
     audit,
+    deleting,
     keys,
     library,
     media_routes,
@@ -69,7 +70,18 @@ def create_ui(host: FastAPI) -> FastAPI:
     ui.add_exception_handler(Exception, _unexpected)
 
     ui.include_router(router)
-    modules = (search, results, verify, library, people, rights, audit, keys, media_routes)
+    modules = (
+        search,
+        results,
+        verify,
+        library,
+        deleting,
+        people,
+        rights,
+        audit,
+        keys,
+        media_routes,
+    )
     for module in modules:
         ui.include_router(module.router)
     return ui
