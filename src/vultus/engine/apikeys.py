@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.audit import AuditLog
@@ -21,7 +22,7 @@ from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey
 from vultus.clock import now
 from vultus.engine.roles import MAX_EXPIRES_DAYS, ROLES
-from vultus.errors import AuthError, ConfigError, NotFoundError
+from vultus.errors import AuthError, ConfigError, ForbiddenError, NotFoundError
 
 # Who sees where photos lie on the server (a search result's `image_path`): those who manage
 # the library. The others know a photo by its id, file name and external id, and see it through
@@ -120,6 +121,12 @@ class KeyStore:
             key = s.scalar(select(ApiKey).where(ApiKey.name == name))
             if key is None:
                 raise NotFoundError(f"no API key named {name!r}")
+            if key.role == "admin" and key.revoked_at is None and not self._other_admins(s, key):
+                # With no admin key left, no one could make or revoke keys but at the machine.
+                raise ForbiddenError(
+                    f"{name!r} is the last active admin key: create another admin key first",
+                    code="last_admin_key",
+                )
             key.revoked_at = now()
             self.audit.append(
                 actions.KEY_CHANGE,
@@ -127,6 +134,21 @@ class KeyStore:
                 details={"api_key": name, "event": "revoked"},
                 session=s,
             )
+
+    @staticmethod
+    def _other_admins(s: Session, key: ApiKey) -> int:
+        stamp = now()
+        return len(
+            [
+                k
+                for k in s.scalars(
+                    select(ApiKey).where(
+                        ApiKey.role == "admin", ApiKey.revoked_at.is_(None), ApiKey.id != key.id
+                    )
+                )
+                if k.expires_at is None or k.expires_at > stamp
+            ]
+        )
 
     def list(self) -> list[ApiKey]:
         with self.catalog.session() as s:

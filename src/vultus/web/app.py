@@ -25,6 +25,7 @@ from vultus.errors import (
     VultusError,
 )
 from vultus.web import (
+    admin,
     audit,
     deleting,
     keys,
@@ -80,6 +81,7 @@ def create_ui(host: FastAPI) -> FastAPI:
         rights,
         audit,
         keys,
+        admin,
         media_routes,
     )
     for module in modules:

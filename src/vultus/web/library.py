@@ -15,7 +15,7 @@ from vultus.engine import Engine
 from vultus.engine.apikeys import Principal
 from vultus.engine.records import Job
 from vultus.errors import VultusError
-from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
+from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS, SOURCE_KINDS
 from vultus.web.forms import EngineDep, read_upload, settings_of
 from vultus.web.render import UI, page, redirect
 from vultus.web.session import Role, host_state
@@ -91,6 +91,9 @@ def library(
         request,
         "library.html",
         title="Library",
+        bases=ART6_BASES,
+        conditions=ART9_CONDITIONS,
+        kinds=SOURCE_KINDS,
         sources=sources,
         people=people,
         source=chosen["source"],
@@ -131,6 +134,45 @@ def image_detail(
         view=view,
         subjects=[s.name for s, _ in engine.subjects()],
     )
+
+
+@router.post("/library/sources")
+def add_source(
+    request: Request,
+    engine: EngineDep,
+    principal: Operator,
+    name: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = "folder",
+    basis: Annotated[str, Form()] = "",
+    condition: Annotated[str, Form()] = "",
+    legal_reference: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "",
+    retention_days: Annotated[str, Form()] = "",
+    originals_deletable: Annotated[str, Form()] = "",
+) -> Response:
+    """Register a source with its lawful basis, as `vultus sources add` does: nothing enters
+    Vultus without one."""
+    if not name.strip():
+        return redirect(f"{UI}/library#new-source", error="A source needs a name.")
+    if not retention_days.strip().isdigit():
+        return redirect(
+            f"{UI}/library#new-source", error="Retention is a whole number of days, such as 3650."
+        )
+    try:
+        engine.add_source(
+            name.strip(),
+            actor=principal.actor,
+            lawful_basis_code=basis,
+            special_condition=condition,
+            purpose=purpose.strip(),
+            retention_days=int(retention_days),
+            kind=kind,
+            legal_reference=legal_reference.strip() or None,
+            originals_deletable=originals_deletable == "yes",
+        )
+    except VultusError as exc:
+        return redirect(f"{UI}/library#new-source", error=exc.message)
+    return redirect(f"{UI}/library", ok=f"Source {name.strip()} registered.")
 
 
 @router.post("/library/upload")

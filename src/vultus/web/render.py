@@ -22,7 +22,7 @@ FLASH_COOKIE = "vultus_flash"
 
 # What each role sees, in menu order; the first entry is the role's home page.
 NAV: dict[str, list[tuple[str, str]]] = {
-    "admin": [("Keys", f"{UI}/keys")],
+    "admin": [("Keys", f"{UI}/keys"), ("Settings", f"{UI}/settings")],
     "operator": [
         ("Library", f"{UI}/library"),
         ("Ingest", f"{UI}/ingest"),
