@@ -133,6 +133,11 @@ def test_a_result_leads_with_its_verdict_opens_its_whole_photo_and_goes_into_a_c
     first = cards.first.inner_text()
     assert first.startswith("Match") and "strangers' faces come this close" in first
     assert "Similarity" not in page.inner_text("main")
+    # The page's three pictures are one view in the audit log, for the search's purpose.
+    assert story.images_load(page, ".results .card.match img")
+    views = [e for e in server.engine.audit.entries(action="view") if e.id > search_id]
+    assert len(views) == 1 and len(views[0].result_ids) == 3
+    assert (views[0].purpose, views[0].details["search"]) == (PURPOSE, search_id)
     story.shot(page, "results-verdicts")
 
     # The picture opens the whole photo, the face outlined, with where it came from.

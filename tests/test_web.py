@@ -31,6 +31,7 @@ from vultus.rights import requests as req
 # Every page and the roles it admits.
 PAGES: dict[str, set[str]] = {
     "/ui/search": {"investigator"},
+    "/ui/verify": {"investigator"},
     "/ui/library": {"operator"},
     "/ui/ingest": {"operator"},
     "/ui/people": {"operator"},
@@ -38,6 +39,7 @@ PAGES: dict[str, set[str]] = {
     "/ui/audit": {"dpo", "auditor"},
     "/ui/reports": {"dpo"},
     "/ui/keys": {"admin"},
+    "/ui/settings": {"admin"},
 }
 
 

@@ -273,17 +273,33 @@ class Library(EngineParts):
         self._audit_view(image_id, faces, actor)
         return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
-    def view_page(self, image_ids: Sequence[int], *, actor: str | None, page: str) -> int | None:
+    def view_page(
+        self,
+        image_ids: Sequence[int],
+        *,
+        actor: str | None,
+        page: str,
+        faces: Sequence[int] | None = None,
+        via_search: int | None = None,
+    ) -> int | None:
         """One audit entry for a page that shows these photos (a page of the library, a
-        photo's faces): every face on them, as the page's pictures will disclose them. Its id
-        is the `via_view` with which the page's pictures are then read without an entry each
-        (a page of 24 photos is one entry, not 24). None for a page that shows no photo."""
+        photo's faces, a search's results): `faces`, or every face on them, as the page's
+        pictures will disclose them. Its id is the `via_view` with which the page's pictures
+        are then read without an entry each (a page of 24 photos is one entry, not 24). With
+        `via_search`, the page shows that search's results (see `search_grant`), and the
+        entry carries its purpose and case. None for a page that shows no photo."""
         ids = sorted({int(i) for i in image_ids})
         if not ids:
             return None
-        faces = [f.face_id for i in ids for f in self.catalog.faces_of_image(i)]
+        shown = (
+            [int(f) for f in faces]
+            if faces is not None
+            else [f.face_id for i in ids for f in self.catalog.faces_of_image(i)]
+        )
+        grant = dict(self.search_grant(via_search, actor=actor, faces=shown))
+        details = {"page": page, "images": ids, **grant.pop("details", {})}
         return self.audit.append(
-            actions.VIEW, actor=actor, result_ids=faces, details={"page": page, "images": ids}
+            actions.VIEW, actor=actor, result_ids=shown, details=details, **grant
         ).id
 
     def image_data(

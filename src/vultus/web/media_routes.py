@@ -56,10 +56,13 @@ def face_picture(
     record = engine.face(face_id)
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
-    # The view is audited with the search it came from, and that search's purpose.
-    view = v if search is None else None  # a page's view covers it (see engine.view_page)
+    # Audited with the search it came from and its purpose; or covered by the view of the
+    # page showing it (`v`, engine.view_page: for an investigator, a view for this search).
     data, _ = engine.image_data(
-        record.image_id, actor=principal.actor, via_search=search, via_view=view
+        record.image_id,
+        actor=principal.actor,
+        via_search=None if v is not None else search,
+        via_view=v,
     )
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels

@@ -112,6 +112,14 @@ def results_page(
     tokens = {
         m.face_id: face_token(secret, m.face_id, principal, search_id) for m in kept.result.matches
     }
+    # One audit entry for the page's pictures, for the search's purpose (engine.view_page).
+    view = engine.view_page(
+        [m.image_id for m in kept.result.matches],
+        actor=principal.actor,
+        page="search results",
+        faces=[m.face_id for m in kept.result.matches],
+        via_search=search_id,
+    )
     return page(
         request,
         "results.html",
@@ -122,6 +130,7 @@ def results_page(
         query_faces=kept.result.faces,
         purpose=kept.facts.purpose,
         case_ref=kept.facts.case_ref or "",
+        view=view,
     )
 
 
