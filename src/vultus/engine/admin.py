@@ -2,8 +2,9 @@
 portal is open, the purposes a search may state, and the false-match rates that decide
 matches. Without this they need `vultus.toml` and a restart.
 
-They are stored in the catalog and override the file (and the environment) for every process
-that opens this catalog; each change is audited with its old and new value. Only these
+They are stored in the catalog and override the file (and the environment): at once on the
+engine that saves them, and in every process that opens this catalog afterwards; each change
+is audited with its old and new value. Only these
 settings: the others (paths, index, model) change what the data directory is, and stay in the
 file.
 """
