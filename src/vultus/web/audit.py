@@ -148,14 +148,24 @@ def summary(action: str, details: dict[str, Any], faces: int) -> str:
     if action == actions.KEY_CHANGE and "api_key" in d:
         role = f" ({d['role']})" if d.get("role") else ""
         return f"API key {d['api_key']}{role} {d.get('event', 'changed')}"
-    if action == actions.CONFIG and d.get("change") == "settings_ui":
-        return "Changed settings: " + ", ".join(sorted(d.get("settings", {})))
+    if action == actions.CONFIG and d.get("change") == "first_open":
+        return f"Settings first recorded ({_n(len(d.get('settings', {})), 'setting')})"
+    if action == actions.CONFIG and d.get("change") in {"settings", "settings_ui"}:
+        where = " in the UI" if d["change"] == "settings_ui" else " (vultus.toml or environment)"
+        changes = [
+            f"{name.replace('_', ' ')} from {_short(c.get('from'))} to {_short(c.get('to'))}"
+            for name, c in sorted(d.get("settings", {}).items())
+            if isinstance(c, dict)
+        ]
+        return f"Changed settings{where}: " + "; ".join(changes)
     pairs = [f"{k.replace('_', ' ')}: {_short(v)}" for k, v in sorted(d.items())]
     return "; ".join(pairs) if pairs else (f"{_n(faces, 'face')}" if faces else "")
 
 
 def _short(value: Any) -> str:
     if isinstance(value, list):
+        if not value:
+            return "none"
         shown = ", ".join(str(v) for v in value[:5])
         return shown + (f" and {len(value) - 5} more" if len(value) > 5 else "")
     if isinstance(value, dict):
