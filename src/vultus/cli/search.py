@@ -51,6 +51,12 @@ def search(
         "than the next subject (default: the search_margin setting).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    look_harder: bool = typer.Option(
+        False,
+        "--look-harder",
+        help="Look harder for faces in the photo (more scales and detectors; a few seconds): "
+        "for a face the default detection misses. Face numbers refer to the faces found so.",
+    ),
     sheet: Path | None = typer.Option(
         None,
         "--sheet",
@@ -81,6 +87,7 @@ def search(
                 face=face,
                 fmr=fmr,
                 margin=margin,
+                detection="harder" if look_harder else None,
             )
         elif face_id is not None:
             result = engine.search_face(

@@ -59,6 +59,7 @@ def search_photo(
         fmr=q.fmr,
         margin=q.margin,
         actor=principal.actor,
+        detection=q.detection,
     )
     return SearchOut.of(result, paths=principal.role in SEES_PATHS)
 
