@@ -223,6 +223,18 @@ def test_an_uploaded_photo_is_kept_and_found_by_a_search_with_a_purpose(
         (entry.id, PURPOSE, "CASE-1")
     }
 
+    # A group photo: HOG and MMOD find five faces; looking harder, a sixth (the nearest).
+    group = (faces_dir / "dev" / "extra" / "selfie-many-people.jpg").read_bytes()
+    seen = {}
+    for how in ("", "harder"):
+        fields = {"purpose": PURPOSE, **({"detection": how} if how else {})}
+        found = client.post(
+            "/v1/search", files={"photo": ("g.jpg", group, "image/jpeg")}, data=fields, headers=inv
+        )
+        assert found.status_code == 200, found.text
+        seen[how] = len(found.json()["faces"])
+    assert seen == {"": 5, "harder": 6}
+
 
 def test_an_investigator_sees_the_photos_of_its_own_results_and_nothing_else(
     api: Api, faces_dir: Path
@@ -755,6 +767,9 @@ def test_an_admin_manages_keys_and_rotates_the_master_key(
         refused = client.get("/v1/audit/verify", headers=bearer)
         assert refused.status_code == 401 and refused.json()["code"] == "key_revoked"
         assert client.delete("/v1/keys/nobody", headers=admin).status_code == 404
+        # The last admin key stays: without one, keys could be managed only at the machine.
+        last = client.delete("/v1/keys/admin", headers=admin)
+        assert last.status_code == 403 and last.json()["code"] == "last_admin_key"
         changes = engine.audit.entries(action="key_change", actor="key:admin")
         assert [e.details["event"] for e in changes] == ["created", "revoked"]
 

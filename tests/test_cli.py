@@ -69,6 +69,17 @@ def test_add_search_verify_and_status(
     code, out = vultus(data_dir, "search", str(probe), "--purpose", PURPOSE)
     assert code == 0 and "match: 4 face(s)" in out and "threshold distance" in out
 
+    # The case sheet: one self-contained page with the purpose, case, who and when.
+    sheet = data_dir.parent / "case.html"
+    code, out = vultus(
+        data_dir, "search", str(probe), "-p", PURPOSE, "--case", "C-17", "--sheet", str(sheet)
+    )
+    assert code == 0, out
+    page = sheet.read_text()
+    for needed in (PURPOSE, "C-17", "os:", "Query: face 1 of 1", "Match</p>"):
+        assert needed in page, needed
+    assert 'src="http' not in page and page.count("data:image/jpeg;base64,") >= 5
+
     same = [p for p, w in probes if w == who]
     code, out = vultus(data_dir, "verify", str(same[0]), str(same[1]), "-p", PURPOSE, "--json")
     assert code == 0 and json.loads(out)["same_person"] is True

@@ -31,6 +31,7 @@ from vultus.rights import requests as req
 # Every page and the roles it admits.
 PAGES: dict[str, set[str]] = {
     "/ui/search": {"investigator"},
+    "/ui/verify": {"investigator"},
     "/ui/library": {"operator"},
     "/ui/ingest": {"operator"},
     "/ui/people": {"operator"},
@@ -38,6 +39,7 @@ PAGES: dict[str, set[str]] = {
     "/ui/audit": {"dpo", "auditor"},
     "/ui/reports": {"dpo"},
     "/ui/keys": {"admin"},
+    "/ui/settings": {"admin"},
 }
 
 
@@ -999,3 +1001,22 @@ def test_without_a_job_queue_the_ingest_page_says_so(empty_engine: Engine) -> No
     web.sign_in("operator")
     response = web.client.get("/ui/ingest")
     assert response.status_code == 200 and "Background jobs are unavailable" in response.text
+
+
+def test_audit_entries_read_as_sentences() -> None:
+    from vultus.web.audit import summary
+
+    assert summary("view", {"page": "library", "images": [1, 2]}, 3) == (
+        "Saw a library page: 2 photos, 3 faces"
+    )
+    change = {"change": "settings_ui", "settings": {"search_fmr": {"from": 0.001, "to": 1e-4}}}
+    assert summary("config", change, 0) == (
+        "Changed settings in the UI: search fmr from 0.001 to 0.0001"
+    )
+    assert summary("search", {"query": "photo", "found": True, "gallery_size": 58}, 3) == (
+        "Searched by photo: a match found among 58 faces, 3 results"
+    )
+    # An entry of a shape the page does not know still reads without braces.
+    assert summary("ingest", {"run": 1, "errors": [], "source": "test"}, 0) == (
+        "errors: none; run: 1; source: test"
+    )

@@ -53,6 +53,10 @@ class Settings:
     detector: str = "hog"
     detect_upsample_retry: bool = True
     detect_cnn_fallback: bool = False
+    # Query photos (a search's, few and precious) are detected harder than ingest's:
+    # "thorough" runs HOG and MMOD and keeps every face either finds, "standard" the ingest
+    # detector above (see pipeline/query_detect.py; "harder" is asked per search).
+    query_detection: str = "thorough"
 
     # Quality gates: faces below these are recorded as skipped, never indexed.
     min_face_px: int = 40

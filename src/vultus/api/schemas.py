@@ -375,6 +375,13 @@ class SearchPhotoFields(SearchBy):
         description="Which face (1 = largest). Without it, the largest; when faces are "
         "near-equal in size, `face_tie` in the answer names them.",
     )
+    detection: Literal["standard", "thorough", "harder"] | None = Field(
+        None,
+        description='How hard the photo is searched for faces: "thorough" (HOG and MMOD), '
+        '"harder" (more scales as well: for a face the others miss; a few seconds), '
+        '"standard" (the ingest detector). Default: the `query_detection` setting. Face '
+        "numbers refer to the faces found this way.",
+    )
 
 
 class VerifyFields(BaseModel):

@@ -127,8 +127,8 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         elif current != model_id:
             raise ModelMismatchError(
                 f"this catalog holds templates of model {current!r}, but the pipeline uses "
-                f"{model_id!r}. Use the same model as before (the `model` setting: \"dlib\" makes "
-                "dlib-resnet-v1-flip templates, \"dlib-plain\" dlib-resnet-v1), or migrate the "
+                f'{model_id!r}. Use the same model as before (the `model` setting: "dlib" makes '
+                'dlib-resnet-v1-flip templates, "dlib-plain" dlib-resnet-v1), or migrate the '
                 "catalog to the new one with `vultus reembed --model MODEL`.",
             )
 
@@ -491,15 +491,41 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         external_id: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        newest_first: bool = False,
+        added_from: datetime | None = None,
+        added_until: datetime | None = None,
+        subject: str | None = None,
+        name: str | None = None,
     ) -> list[ImageSummary]:
-        """Images in the order they were added, with their source and face counts."""
+        """Images in the order they were added (or newest first), with their source and face
+        counts; `added_from` inclusive, `added_until` exclusive; `subject`: photos with a face
+        linked to that person; `name`: part of the file's name or path, any case."""
         source_id = self.get_source(source).id if source is not None else None
+        order = Image.id.desc() if newest_first else Image.id
         with self.session() as s:
-            q = summaries_query().order_by(Image.id).offset(max(0, offset)).limit(max(0, limit))
+            q = summaries_query().order_by(order).offset(max(0, offset)).limit(max(0, limit))
             if source_id is not None:
                 q = q.where(Image.source_id == source_id)
             if external_id is not None:
                 q = q.where(Image.external_id == external_id)
+            if added_from is not None:
+                q = q.where(Image.added_at >= added_from)
+            if added_until is not None:
+                q = q.where(Image.added_at < added_until)
+            if subject is not None:
+                linked = (
+                    select(Face.image_id)
+                    .join(Subject, Subject.id == Face.subject_id)
+                    .where(Subject.name == subject)
+                )
+                q = q.where(Image.id.in_(linked))
+            if name:
+                escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                pattern = f"%{escaped}%"
+                q = q.where(
+                    Image.original_name.ilike(pattern, escape="\\")
+                    | Image.path.ilike(pattern, escape="\\")
+                )
             rows = s.execute(q).all()
         return [image_summary_of(*row) for row in rows]
 

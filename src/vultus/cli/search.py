@@ -51,8 +51,17 @@ def search(
         "than the next subject (default: the search_margin setting).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    look_harder: bool = typer.Option(
+        False,
+        "--look-harder",
+        help="Look harder for faces in the photo (more scales and detectors; a few seconds): "
+        "for a face the default detection misses. Face numbers refer to the faces found so.",
+    ),
     sheet: Path | None = typer.Option(
-        None, "--sheet", help="Also draw the results as a contact sheet (.jpg or .png)."
+        None,
+        "--sheet",
+        help="Also draw the results as a contact sheet (.jpg or .png), or write the case "
+        "sheet (.html: self-contained, with purpose, case, who and when).",
     ),
     purpose: str | None = typer.Option(
         None, "--purpose", "-p", help="Why you search: one of the configured purposes."
@@ -78,6 +87,7 @@ def search(
                 face=face,
                 fmr=fmr,
                 margin=margin,
+                detection="harder" if look_harder else None,
             )
         elif face_id is not None:
             result = engine.search_face(
@@ -89,9 +99,20 @@ def search(
                 subject, purpose=purpose or "", case_ref=case_ref, top_k=top, fmr=fmr, margin=margin
             )
     if sheet is not None:
-        from vultus.search.sheet import render_sheet
+        from vultus.audit import os_actor
+        from vultus.clock import now
+        from vultus.search.sheet import CaseFacts, render_sheet
 
-        render_sheet(result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url)
+        facts = CaseFacts(
+            purpose=purpose or "",
+            case_ref=case_ref,
+            actor=os_actor(),
+            when=now(),
+            controller=engine.settings.controller,
+        )
+        render_sheet(
+            result, photo, sheet, endpoint_url=engine.settings.s3_endpoint_url, facts=facts
+        )
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return

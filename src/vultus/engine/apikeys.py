@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.audit import AuditLog
@@ -242,6 +243,12 @@ class KeyStore:
             key = s.scalar(select(ApiKey).where(ApiKey.name == name))
             if key is None:
                 raise NotFoundError(f"no API key named {name!r}")
+            if key.role == "admin" and key.revoked_at is None and not self._other_admins(s, key):
+                # With no admin key left, no one could make or revoke keys but at the machine.
+                raise ForbiddenError(
+                    f"{name!r} is the last active admin key: create another admin key first",
+                    code="last_admin_key",
+                )
             key.revoked_at = now()
             self.audit.append(
                 actions.KEY_CHANGE,
@@ -249,6 +256,21 @@ class KeyStore:
                 details={"api_key": name, "event": "revoked"},
                 session=s,
             )
+
+    @staticmethod
+    def _other_admins(s: Session, key: ApiKey) -> int:
+        stamp = now()
+        return len(
+            [
+                k
+                for k in s.scalars(
+                    select(ApiKey).where(
+                        ApiKey.role == "admin", ApiKey.revoked_at.is_(None), ApiKey.id != key.id
+                    )
+                )
+                if k.expires_at is None or k.expires_at > stamp
+            ]
+        )
 
     def list(self) -> list[ApiKey]:
         with self.catalog.session() as s:

@@ -31,6 +31,7 @@ from vultus.crypto import (
     load_keyring,
     make_canary,
 )
+from vultus.engine.admin import OVERRIDES_KEY, Administering, apply_overrides
 from vultus.engine.apikeys import KeyStore
 from vultus.engine.examples import Examples
 from vultus.engine.finding import Finding
@@ -64,7 +65,16 @@ CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
 class Engine(
-    Ingesting, Searching, Library, People, Examples, Finding, Rights, Requests, Governance
+    Ingesting,
+    Searching,
+    Library,
+    People,
+    Examples,
+    Finding,
+    Rights,
+    Requests,
+    Governance,
+    Administering,
 ):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -91,6 +101,8 @@ class Engine(
         except BaseException:
             self.presence.close()
             raise
+        # Settings an admin changed in the UI, stored in the catalog, override the file.
+        apply_overrides(settings, self.catalog.get_meta(OVERRIDES_KEY))
         # Through lambdas: a key rotation swaps self.keyring, and the log must follow it.
         self.audit = AuditLog(
             self.catalog,
@@ -122,12 +134,7 @@ class Engine(
     def _audit_config_change(self) -> None:
         """Configuration changes are audited: the settings that decide what is processed and
         how (purposes, thresholds, retention rules...) are compared with those last seen."""
-        current = {
-            # A server address may carry credentials (https://user:secret@host): never logged.
-            k: CREDENTIALS.sub("//***@", str(v))
-            for k, v in dataclasses.asdict(self.settings).items()
-            if k not in RUNTIME_SETTINGS
-        }
+        current = self._config_now()
         stored = self.catalog.get_meta(CONFIG_KEY)
         previous = json.loads(stored) if stored else None
         if previous == current:
@@ -142,6 +149,19 @@ class Engine(
             actions.CONFIG,
             details={"change": "settings" if previous else "first_open", "settings": changed},
         )
+
+    def _config_now(self) -> dict[str, str]:
+        return {
+            # A server address may carry credentials (https://user:secret@host): never logged.
+            k: CREDENTIALS.sub("//***@", str(v))
+            for k, v in dataclasses.asdict(self.settings).items()
+            if k not in RUNTIME_SETTINGS
+        }
+
+    def _remember_config(self) -> None:
+        """The settings now in effect are those the next open compares with (a change made
+        in the UI is audited once, when it is made)."""
+        self.catalog.set_meta(CONFIG_KEY, json.dumps(self._config_now(), sort_keys=True))
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **overrides: Any) -> Engine:

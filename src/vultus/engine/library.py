@@ -7,6 +7,7 @@ import dataclasses
 import io
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +215,23 @@ class Library(EngineParts):
         external_id: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        newest_first: bool = False,
+        added_from: datetime | None = None,
+        added_until: datetime | None = None,
+        subject: str | None = None,
+        name: str | None = None,
     ) -> list[ImageSummary]:
+        """Photos, oldest first unless `newest_first`; filters as `Catalog.list_images`."""
         return self.catalog.list_images(
-            source=source, external_id=external_id, offset=offset, limit=limit
+            source=source,
+            external_id=external_id,
+            offset=offset,
+            limit=limit,
+            newest_first=newest_first,
+            added_from=added_from,
+            added_until=added_until,
+            subject=subject,
+            name=name,
         )
 
     def image(self, image_id: int) -> tuple[ImageSummary, list[FaceRecord]]:
@@ -244,16 +259,62 @@ class Library(EngineParts):
         self._audit_view(image_id, faces, actor, grant)
         return path, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
+    def view_page(
+        self,
+        image_ids: Sequence[int],
+        *,
+        actor: str | None,
+        page: str,
+        faces: Sequence[int] | None = None,
+        via_search: int | None = None,
+    ) -> int | None:
+        """One audit entry for a page that shows these photos (a page of the library, a
+        photo's faces, a search's results): `faces`, or every face on them, as the page's
+        pictures will disclose them. Its id is the `via_view` with which the page's pictures
+        are then read without an entry each (a page of 24 photos is one entry, not 24). With
+        `via_search`, the page shows that search's results (see `search_grant`), and the
+        entry carries its purpose and case. None for a page that shows no photo."""
+        ids = sorted({int(i) for i in image_ids})
+        if not ids:
+            return None
+        shown = (
+            [int(f) for f in faces]
+            if faces is not None
+            else [f.face_id for i in ids for f in self.catalog.faces_of_image(i)]
+        )
+        grant = dict(self.search_grant(via_search, actor=actor, faces=shown))
+        details = {"page": page, "images": ids, **grant.pop("details", {})}
+        return self.audit.append(
+            actions.VIEW, actor=actor, result_ids=shown, details=details, **grant
+        ).id
+
     def image_data(
-        self, image_id: int, *, actor: str | None = None, via_search: int | None = None
+        self,
+        image_id: int,
+        *,
+        actor: str | None = None,
+        via_search: int | None = None,
+        via_view: int | None = None,
     ) -> tuple[bytes, str]:
         """The image's bytes and media type, wherever it lies (a local file or an object in a
         bucket), to show it; audited as a view like `image_file`. With `via_search`, only a
-        photo that search of `actor`'s returned (see `search_grant`)."""
+        photo that search of `actor`'s returned (see `search_grant`). With `via_view`, a
+        picture of a page whose view `actor` has already logged (`view_page`): not logged
+        again, and refused for a photo that page did not show."""
         summary, faces = self.image(image_id)
+        if via_view is not None:
+            self._check_view(via_view, actor, image_id)
+            return self._read_image(image_id, summary), MEDIA_TYPES.get(
+                summary.format, "application/octet-stream"
+            )
         grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
+        data = self._read_image(image_id, summary)
+        self._audit_view(image_id, faces, actor, grant)
+        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
+
+    def _read_image(self, image_id: int, summary: ImageSummary) -> bytes:
         try:
-            data = read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
+            return read_location(summary.path, endpoint_url=self.settings.s3_endpoint_url)
         except SourceError as exc:
             if exc.code in ("file_not_found", "object_not_found"):
                 raise NotFoundError(
@@ -261,8 +322,6 @@ class Library(EngineParts):
                     code="file_missing",
                 ) from None
             raise
-        self._audit_view(image_id, faces, actor, grant)
-        return data, MEDIA_TYPES.get(summary.format, "application/octet-stream")
 
     def _audit_view(
         self,
@@ -354,17 +413,28 @@ class Library(EngineParts):
         return _Media(decoded.sha256, decoded.format)
 
     def face_still(
-        self, face_id: int, *, actor: str | None = None, via_search: int | None = None
+        self,
+        face_id: int,
+        *,
+        actor: str | None = None,
+        via_search: int | None = None,
+        via_view: int | None = None,
     ) -> tuple[bytes, tuple[int, int, int, int]]:
         """A picture showing the face, and the face's box in it: a photo's own file, or a
         face track's best-frame crop (kept at ingest, so a video is not decoded to show one
-        face). Audited as a view of the image like `image_data`."""
+        face). Audited as a view of the image like `image_data`, `via_view` included."""
         record = self.face(face_id)
         if record.track is None:
-            data, _ = self.image_data(record.image_id, actor=actor, via_search=via_search)
+            data, _ = self.image_data(
+                record.image_id, actor=actor, via_search=via_search, via_view=via_view
+            )
             return data, record.box
         _, faces = self.image(record.image_id)
-        grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
+        grant = None
+        if via_view is not None:
+            self._check_view(via_view, actor, record.image_id)
+        else:
+            grant = self.search_grant(via_search, actor=actor, faces=[f.face_id for f in faces])
         kept = self.catalog.track_crop(face_id)
         if kept is None:
             raise NotFoundError(f"face {face_id} has no best-frame crop", code="file_missing")
@@ -375,8 +445,25 @@ class Library(EngineParts):
             round((v - origin) * scale)
             for v, origin in zip(record.box, (left, top, left, top), strict=True)
         )
-        self._audit_view(record.image_id, faces, actor, grant)
+        if via_view is None:
+            self._audit_view(record.image_id, faces, actor, grant)
         return still, (box[0], box[1], box[2], box[3])
+
+    def _check_view(self, via_view: int, actor: str | None, image_id: int) -> None:
+        """`via_view` must be a page view `actor` logged that showed `image_id`."""
+        entry = self.audit.entry(via_view)
+        details: dict[str, Any] = dict(entry.details or {}) if entry is not None else {}
+        shown: list[int] = list(details.get("images", []))
+        if (
+            entry is None
+            or entry.action != actions.VIEW
+            or entry.actor != actor
+            or image_id not in shown
+        ):
+            raise ForbiddenError(
+                f"view {via_view} is not a page of this key's that showed image {image_id}",
+                code="not_in_view",
+            )
 
     def register(
         self,

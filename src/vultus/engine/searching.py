@@ -15,13 +15,16 @@ from vultus.engine.locking import locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
     ConfigError,
+    ForbiddenError,
     NoFaceError,
     NotFoundError,
     PurposeError,
+    VultusError,
 )
 from vultus.index.base import normalise
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage
 from vultus.search.results import Box, QueryFace, SearchResult, Verification, rank
+from vultus.storage import read_location
 
 
 class Searching(EngineParts):
@@ -33,8 +36,15 @@ class Searching(EngineParts):
 
     # -- search and verify -------------------------------------------------------------------
     @locked
-    def analyse(self, photo: Path | bytes) -> AnalysedImage:
-        return self.pipeline.analyse(photo)
+    def analyse(self, photo: Path | bytes, *, detection: str = "standard") -> AnalysedImage:
+        """The faces of a photo; `detection` "query" (a search's photo, detected as
+        `Settings.query_detection` says) or "harder" find more faces at more cost."""
+        return self.pipeline.analyse(photo, detection=self._detection(detection))
+
+    def _detection(self, detection: str | None) -> str:
+        if detection is None or detection == "query":
+            return self.settings.query_detection
+        return detection
 
     def check_purpose(self, purpose: str | None) -> str:
         """Every search states a purpose from the configured list (purpose limitation)."""
@@ -61,16 +71,19 @@ class Searching(EngineParts):
         fmr: float | None = None,
         margin: float | None = None,
         actor: str | None = None,
+        detection: str | None = None,
     ) -> SearchResult:
         """Search with one face of a photo: by default the largest (faces are numbered from 1,
-        largest first). Refused without a purpose; written to the audit log.
+        largest first). Refused without a purpose; written to the audit log. The photo is
+        detected as `detection` says ("standard", "thorough", "harder"; by default
+        `Settings.query_detection`): face N is the Nth face of `analyse` with the same value.
 
         When no `face` is given and the largest faces are near-equal in size, face 1 (the one
         nearest the centre) is searched and `result.face_tie` names them all, so that the
         caller can ask which one was meant and search again with `face=N`."""
         self.check_purpose(purpose)
         self._check_query_model()
-        analysed = self.pipeline.analyse(photo)
+        analysed = self.pipeline.analyse(photo, detection=self._detection(detection))
         chosen = _pick_face(analysed, face or 1, photo)
         assert chosen.template is not None
         result = self._search(chosen.template, top_k=top_k, fmr=fmr, margin=margin)
@@ -185,6 +198,38 @@ class Searching(EngineParts):
             result_ids=[m.face_id for m in result.matches],
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
         ).id
+
+    def search_photos(self, search_id: int, *, actor: str | None) -> dict[int, bytes]:
+        """The photos of one search's results, by image id, for its case sheet: only a search
+        `actor` made, read once and audited as one export for that search's purpose and case.
+        A photo no longer where it was is left out (the sheet says "image unavailable")."""
+        entry = self.audit.entry(search_id)
+        if entry is None or entry.action != actions.SEARCH or entry.actor != actor:
+            raise ForbiddenError(
+                f"search {search_id} is not a search made with this key; a case sheet is made "
+                "only of one's own search",
+                code="not_in_results",
+            )
+        records = self.catalog.face_records(list(entry.result_ids))
+        photos: dict[int, bytes] = {}
+        for record in records.values():
+            if record.image_id in photos:
+                continue
+            try:
+                photos[record.image_id] = read_location(
+                    record.image_path, endpoint_url=self.settings.s3_endpoint_url
+                )
+            except VultusError:
+                continue
+        self.audit.append(
+            actions.EXPORT,
+            actor=actor,
+            purpose=entry.purpose,
+            case_ref=entry.case_ref,
+            result_ids=sorted(records),
+            details={"search": search_id, "export": "case sheet", "images": sorted(photos)},
+        )
+        return photos
 
     @locked
     def verify(

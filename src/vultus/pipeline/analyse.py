@@ -19,10 +19,11 @@ from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder, RGBImage
 from vultus.pipeline.decode import decode_image, downscale
-from vultus.pipeline.detect import make_detector
+from vultus.pipeline.detect import HogDetector, make_detector
 from vultus.pipeline.embed import make_embedder
 from vultus.pipeline.packs import DLIB_PLAIN, load_pack, pack_folder
 from vultus.pipeline.quality import Quality, measure, skip_reason
+from vultus.pipeline.query_detect import QUERY_DETECTION, QueryDetector
 
 # Faces whose area is within this fraction of the largest's are near-equal in size: the
 # detector's box jitters by a few pixels (88×88 against 88×87), so "the largest" among them is
@@ -87,9 +88,12 @@ class FacePipeline:
     def __init__(self, settings: Settings, *, embed_threads: int = 1) -> None:
         self.settings = settings
         self.detector: Detector
+        # Built on first use: most processes (ingest workers) never detect a query photo.
+        self._query_detectors: dict[str, Detector] = {}
         self.aligner: Aligner
         self.embedder: Embedder
         folder = pack_folder(settings.model, settings.data_dir)
+        self._pack = folder is not None
         if folder is not None:
             from vultus.pipeline.arcface import ArcFaceAligner, ArcFaceEmbedder
             from vultus.pipeline.scrfd import ScrfdDetector
@@ -120,24 +124,55 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    def detect(self, rgb: RGBImage) -> list[Detection]:
+    def query_detector(self, detection: str) -> Detector:
+        """The detector for a query photo: "standard" (the ingest detector), "thorough" (HOG
+        and MMOD merged) or "harder" (more scales as well); see query_detect.py. A model pack
+        has its own detector, used for every mode."""
+        if detection not in QUERY_DETECTION:
+            raise ConfigError(
+                f"unknown query detection {detection!r}; choose one of: "
+                f"{', '.join(QUERY_DETECTION)} (the `query_detection` setting)"
+            )
+        if detection == "standard" or self._pack:
+            return self.detector
+        if detection not in self._query_detectors:
+            from vultus.pipeline.mmod import MmodOnnxDetector  # imports onnx: only when used
+
+            hog = HogDetector(upsample_retry=False, models_dir=self.settings.models_dir)
+            mmod = MmodOnnxDetector(self.settings.models_dir)
+            self._query_detectors[detection] = QueryDetector(
+                hog, mmod, harder=detection == "harder"
+            )
+        return self._query_detectors[detection]
+
+    def detect(self, rgb: RGBImage, detector: Detector | None = None) -> list[Detection]:
         """Detect on a copy no larger than `detect_max_side`; boxes come back in original pixels.
         A detector that shrinks the photo itself (BlazeFace, to 192 px) gets it whole: a second
         resize would only cost time."""
-        if getattr(self.detector, "scales_itself", False):
-            return self.detector.detect(rgb)
+        detector = detector or self.detector
+        if getattr(detector, "scales_itself", False):
+            return detector.detect(rgb)
         small, scale = downscale(rgb, self.settings.detect_max_side)
-        found = self.detector.detect(small)
+        found = detector.detect(small)
         if scale == 1.0:
             return found
         return [d.scaled(scale) for d in found]
 
     def analyse(
-        self, source: Path | bytes, *, keep_chips: bool = False, whole_image: bool = False
+        self,
+        source: Path | bytes,
+        *,
+        keep_chips: bool = False,
+        whole_image: bool = False,
+        detection: str = "standard",
     ) -> AnalysedImage:
         """With `whole_image`, no detector runs: the photo is taken as one face, cropped by
-        the caller (the aligner still finds its landmarks within it)."""
-        result = self.analyse_many([source], keep_chips=keep_chips, whole_image=whole_image)[0]
+        the caller (the aligner still finds its landmarks within it). `detection` other than
+        "standard" is for query photos (query_detector)."""
+        detector = None if whole_image else self.query_detector(detection)
+        result = self.analyse_many(
+            [source], keep_chips=keep_chips, whole_image=whole_image, detector=detector
+        )[0]
         if isinstance(result, VultusError):
             raise result
         return result
@@ -148,6 +183,7 @@ class FacePipeline:
         *,
         keep_chips: bool = False,
         whole_image: bool = False,
+        detector: Detector | None = None,
     ) -> list[AnalysedImage | VultusError]:
         """Analyse several images, embedding all their faces in ONE batch: a batch of one
         costs ONNX Runtime about three times as much per face as a batch of sixteen. A file
@@ -155,7 +191,11 @@ class FacePipeline:
         located: list[tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]] | VultusError] = []
         for source in sources:
             try:
-                located.append(self._locate(source, keep_chips=keep_chips, whole=whole_image))
+                located.append(
+                    self._locate(
+                        source, keep_chips=keep_chips, whole=whole_image, detector=detector
+                    )
+                )
             except VultusError as exc:
                 located.append(exc)
         batches = [item[2][item[1]] for item in located if not isinstance(item, VultusError)]
@@ -170,12 +210,17 @@ class FacePipeline:
         return [item if isinstance(item, VultusError) else item[0] for item in located]
 
     def _locate(
-        self, source: Path | bytes, *, keep_chips: bool, whole: bool = False
+        self,
+        source: Path | bytes,
+        *,
+        keep_chips: bool,
+        whole: bool = False,
+        detector: Detector | None = None,
     ) -> tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]]:
         """Decode, detect, align and measure: everything but the embedding."""
         image = decode_image(source, max_pixels=self.settings.max_pixels)
         faces, keep, chips, near_equal = self._locate_rgb(
-            image.rgb, keep_chips=keep_chips, whole=whole
+            image.rgb, keep_chips=keep_chips, whole=whole, detector=detector
         )
         analysed = AnalysedImage(
             sha256=image.sha256,
@@ -200,7 +245,12 @@ class FacePipeline:
         return [faces for faces, _, _, _ in located]
 
     def _locate_rgb(
-        self, rgb: RGBImage, *, keep_chips: bool, whole: bool = False
+        self,
+        rgb: RGBImage,
+        *,
+        keep_chips: bool,
+        whole: bool = False,
+        detector: Detector | None = None,
     ) -> tuple[list[AnalysedFace], list[int], npt.NDArray[np.uint8], int]:
         # Largest face first (near-ties: nearest the centre): the one a search uses by default.
         height, width = rgb.shape[:2]
@@ -214,7 +264,7 @@ class FacePipeline:
                 )
             found = [Detection(Box(0, 0, width, height), WHOLE_IMAGE_SCORE, "given")]
         else:
-            found = self.detect(rgb)
+            found = self.detect(rgb, detector)
         detections, near_equal = order_faces(found, width, height)
         points, chips = self.aligner.align(rgb, detections)
         faces: list[AnalysedFace] = []

@@ -88,17 +88,26 @@ class HogDetector:
         if self._upsample_retry and max(height, width) <= UPSAMPLE_MAX_SIDE:
             passes.append(("hog-upsampled", 1))
         for label, upsample in passes:
-            rects, scores, _ = self._hog.run(image, upsample, 0.0)
-            found = [
-                Detection(_clip(r, width, height), float(s), label)
-                for r, s in zip(rects, scores, strict=True)
-            ]
-            found = [d for d in found if d.box.width > 0 and d.box.height > 0]
+            found = self._run(image, label, upsample)
             if found:
                 return found
         if self._fallback is not None:
             return self._fallback.detect(image)
         return []
+
+    def upsampled(self, image: RGBImage) -> list[Detection]:
+        """One pass on the image doubled in each side, whatever its size: faces down to about
+        40 px. A query photo's "look harder" runs it; ingest keeps it for small photos."""
+        return self._run(image, "hog-upsampled", 1)
+
+    def _run(self, image: RGBImage, label: str, upsample: int) -> list[Detection]:
+        height, width = image.shape[:2]
+        rects, scores, _ = self._hog.run(image, upsample, 0.0)
+        found = [
+            Detection(_clip(r, width, height), float(s), label)
+            for r, s in zip(rects, scores, strict=True)
+        ]
+        return [d for d in found if d.box.width > 0 and d.box.height > 0]
 
 
 class FirstFound:

@@ -24,7 +24,19 @@ from vultus.errors import (
     RateLimitError,
     VultusError,
 )
-from vultus.web import audit, keys, library, media_routes, people, rights, search
+from vultus.web import (
+    admin,
+    audit,
+    deleting,
+    keys,
+    library,
+    media_routes,
+    people,
+    results,
+    rights,
+    search,
+    verify,
+)
 from vultus.web.forms import EngineDep, UploadTooLarge
 from vultus.web.render import UI, home_of, page, secure
 from vultus.web.session import (
@@ -44,6 +56,8 @@ def create_ui(host: FastAPI) -> FastAPI:
     ui.state.host = host
     # Signs the links to face pictures an investigator's search returned (see session.py).
     ui.state.secret = secrets.token_bytes(32)
+    # The results of recent searches, for their case sheets (see results.py).
+    ui.state.recent = results.RecentSearches()
 
     @ui.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -57,7 +71,20 @@ def create_ui(host: FastAPI) -> FastAPI:
     ui.add_exception_handler(Exception, _unexpected)
 
     ui.include_router(router)
-    for module in (search, library, people, rights, audit, keys, media_routes):
+    modules = (
+        search,
+        results,
+        verify,
+        library,
+        deleting,
+        people,
+        rights,
+        audit,
+        keys,
+        admin,
+        media_routes,
+    )
+    for module in modules:
         ui.include_router(module.router)
     return ui
 

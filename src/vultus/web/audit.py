@@ -105,8 +105,72 @@ def _row(entry: Any) -> dict[str, Any]:
         "purpose": entry.purpose,
         "case_ref": entry.case_ref,
         "results": len(entry.result_ids or []),
+        "summary": summary(entry.action, details, len(entry.result_ids or [])),
         "details": json.dumps(details, sort_keys=True, ensure_ascii=False)[:300],
     }
+
+
+def _n(count: int, noun: str, plural: str = "") -> str:
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def summary(action: str, details: dict[str, Any], faces: int) -> str:
+    """An entry in a sentence, for people reading the log; the raw details stay one click
+    away. Unknown shapes fall back to "key: value" pairs, never to nothing."""
+    d = details
+    if action == actions.VIEW:
+        if "page" in d:
+            images = d.get("images", [])
+            return f"Saw a {d['page']} page: {_n(len(images), 'photo')}, {_n(faces, 'face')}"
+        if "search" in d:
+            return f"Opened a photo from search {d['search']} ({_n(faces, 'face')})"
+        if "request" in d:
+            return f"Looked at the photo of request {d['request']}"
+        if "image" in d:
+            return f"Looked at photo {d['image']} ({_n(faces, 'face')})"
+        return f"Looked at {_n(faces, 'face')}"
+    if action == actions.SEARCH:
+        found = "a match found" if d.get("found") else "no match"
+        gallery = d.get("gallery_size")
+        among = f" among {gallery:,} faces" if isinstance(gallery, int) else ""
+        return f"Searched by {d.get('query', 'photo')}: {found}{among}, {_n(faces, 'result')}"
+    if action == actions.VERIFY:
+        same = d.get("same_person")
+        return "Compared two faces: " + ("same person" if same else "not the same person")
+    if action == actions.EXPORT:
+        if d.get("export") == "case sheet":
+            return f"Took the case sheet of search {d.get('search')} ({_n(faces, 'face')})"
+        if "audit_export" in d:
+            count = _n(int(d.get("entries") or 0), "audit entry", "audit entries")
+            return f"Exported {count} as {d['audit_export']}"
+        if "report" in d:
+            return f"Made the {d['report']} report"
+    if action == actions.KEY_CHANGE and "api_key" in d:
+        role = f" ({d['role']})" if d.get("role") else ""
+        return f"API key {d['api_key']}{role} {d.get('event', 'changed')}"
+    if action == actions.CONFIG and d.get("change") == "first_open":
+        return f"Settings first recorded ({_n(len(d.get('settings', {})), 'setting')})"
+    if action == actions.CONFIG and d.get("change") in {"settings", "settings_ui"}:
+        where = " in the UI" if d["change"] == "settings_ui" else " (vultus.toml or environment)"
+        changes = [
+            f"{name.replace('_', ' ')} from {_short(c.get('from'))} to {_short(c.get('to'))}"
+            for name, c in sorted(d.get("settings", {}).items())
+            if isinstance(c, dict)
+        ]
+        return f"Changed settings{where}: " + "; ".join(changes)
+    pairs = [f"{k.replace('_', ' ')}: {_short(v)}" for k, v in sorted(d.items())]
+    return "; ".join(pairs) if pairs else (f"{_n(faces, 'face')}" if faces else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        if not value:
+            return "none"
+        shown = ", ".join(str(v) for v in value[:5])
+        return shown + (f" and {len(value) - 5} more" if len(value) > 5 else "")
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_short(v)}" for k, v in value.items())
+    return str(value)
 
 
 @router.get("/audit/export.{fmt}")

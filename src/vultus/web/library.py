@@ -4,7 +4,9 @@ progress the page follows."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +15,7 @@ from vultus.engine import Engine
 from vultus.engine.apikeys import Principal
 from vultus.engine.records import Job
 from vultus.errors import VultusError
-from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS
+from vultus.lawful_basis import ART6_BASES, ART9_CONDITIONS, SOURCE_KINDS
 from vultus.web.forms import EngineDep, read_upload, settings_of
 from vultus.web.render import UI, page, redirect
 from vultus.web.session import Role, host_state
@@ -45,21 +47,61 @@ def _sources(engine: Engine) -> list[dict[str, Any]]:
 
 @router.get("/library")
 def library(
-    request: Request, engine: EngineDep, _: Operator, source: str = "", page_no: int = 1
+    request: Request,
+    engine: EngineDep,
+    principal: Operator,
+    source: str = "",
+    person: str = "",
+    added_from: str = "",
+    added_until: str = "",
+    q: str = "",
+    page_no: int = 1,
 ) -> Response:
+    """Newest first, so that what was just uploaded is on page 1; filtered by source, person,
+    the day added and part of the file name. One audit entry for the page's photos."""
     page_no = max(1, page_no)
     sources = _sources(engine)
-    chosen = source if source in {s["name"] for s in sources} else ""
+    people = [s.name for s, _ in engine.subjects()]
+    chosen = {
+        "source": source if source in {s["name"] for s in sources} else "",
+        "person": person if person in people else "",
+        "added_from": _day(added_from),
+        "added_until": _day(added_until),
+        "q": q.strip()[:200],
+    }
+    since, until = chosen["added_from"], chosen["added_until"]
     images = engine.list_images(
-        source=chosen or None, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1
-    )
+        source=chosen["source"] or None,
+        subject=chosen["person"] or None,
+        added_from=datetime.combine(date.fromisoformat(since), time.min) if since else None,
+        added_until=(
+            datetime.combine(date.fromisoformat(until) + timedelta(days=1), time.min)
+            if until
+            else None
+        ),
+        name=chosen["q"] or None,
+        newest_first=True,
+        offset=(page_no - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE + 1,
+    )[: PAGE_SIZE + 1]
+    shown = images[:PAGE_SIZE]
+    view = engine.view_page([im.id for im in shown], actor=principal.actor, page="library")
+    filters = {k: v for k, v in chosen.items() if v}
     return page(
         request,
         "library.html",
         title="Library",
+        bases=ART6_BASES,
+        conditions=ART9_CONDITIONS,
+        kinds=SOURCE_KINDS,
         sources=sources,
-        source=chosen,
-        images=images[:PAGE_SIZE],
+        people=people,
+        source=chosen["source"],
+        chosen=chosen,
+        filtered=bool(filters),
+        query=urlencode(filters),
+        images=shown,
+        view=view,
         page_no=page_no,
         more=len(images) > PAGE_SIZE,
         totals={
@@ -69,17 +111,68 @@ def library(
     )
 
 
+def _day(value: str) -> str:
+    """A date from a date field (YYYY-MM-DD), or "" for anything else."""
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return ""
+
+
 @router.get("/library/images/{image_id}")
-def image_detail(request: Request, image_id: int, engine: EngineDep, _: Operator) -> Response:
+def image_detail(
+    request: Request, image_id: int, engine: EngineDep, principal: Operator
+) -> Response:
     summary, faces = engine.image(image_id)
+    view = engine.view_page([image_id], actor=principal.actor, page="photo")
     return page(
         request,
         "image.html",
         title=f"Photo {image_id}",
         image=summary,
         faces=faces,
+        view=view,
         subjects=[s.name for s, _ in engine.subjects()],
     )
+
+
+@router.post("/library/sources")
+def add_source(
+    request: Request,
+    engine: EngineDep,
+    principal: Operator,
+    name: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = "folder",
+    basis: Annotated[str, Form()] = "",
+    condition: Annotated[str, Form()] = "",
+    legal_reference: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "",
+    retention_days: Annotated[str, Form()] = "",
+    originals_deletable: Annotated[str, Form()] = "",
+) -> Response:
+    """Register a source with its lawful basis, as `vultus sources add` does: nothing enters
+    Vultus without one."""
+    if not name.strip():
+        return redirect(f"{UI}/library#new-source", error="A source needs a name.")
+    if not retention_days.strip().isdigit():
+        return redirect(
+            f"{UI}/library#new-source", error="Retention is a whole number of days, such as 3650."
+        )
+    try:
+        engine.add_source(
+            name.strip(),
+            actor=principal.actor,
+            lawful_basis_code=basis,
+            special_condition=condition,
+            purpose=purpose.strip(),
+            retention_days=int(retention_days),
+            kind=kind,
+            legal_reference=legal_reference.strip() or None,
+            originals_deletable=originals_deletable == "yes",
+        )
+    except VultusError as exc:
+        return redirect(f"{UI}/library#new-source", error=exc.message)
+    return redirect(f"{UI}/library", ok=f"Source {name.strip()} registered.")
 
 
 @router.post("/library/upload")

@@ -114,3 +114,41 @@ def preview(photo: bytes, *, max_side: int, max_pixels: int) -> tuple[str, int, 
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     data = base64.b64encode(_jpeg(image, quality=80)).decode()
     return f"data:image/jpeg;base64,{data}", width, height
+
+
+def data_uri(jpeg: bytes) -> str:
+    """A JPEG inlined in the page: drawn for one view and gone with it, never a second
+    request (which would be a second view to audit)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+# EXIF tags: when the photo was taken, and where (the GPS block).
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_TAKEN, _TAKEN_FALLBACK = 36867, 306  # DateTimeOriginal, DateTime
+
+
+def _degrees(value: object, ref: object) -> float | None:
+    try:
+        d, m, s = (float(x) for x in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    sign = -1.0 if str(ref).upper() in {"S", "W"} else 1.0
+    return sign * (d + m / 60 + s / 3600)
+
+
+def photo_facts(photo: bytes) -> dict[str, str]:
+    """When and where the photo says it was taken (EXIF), as far as it says: "taken" and
+    "place" ("52.52000, 13.40500"), each absent when the file does not say."""
+    facts: dict[str, str] = {}
+    try:
+        exif = Image.open(io.BytesIO(photo)).getexif()
+        taken = exif.get_ifd(_EXIF_IFD).get(_TAKEN) or exif.get(_TAKEN_FALLBACK)
+        gps = exif.get_ifd(_GPS_IFD)
+    except Exception:  # a damaged EXIF block says nothing; the photo itself was decoded
+        return facts
+    if taken:
+        facts["taken"] = str(taken).strip().replace(":", "-", 2)
+    lat, lon = _degrees(gps.get(2), gps.get(1)), _degrees(gps.get(4), gps.get(3))
+    if lat is not None and lon is not None:
+        facts["place"] = f"{lat:.5f}, {lon:.5f}"
+    return facts

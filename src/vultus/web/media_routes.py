@@ -45,6 +45,7 @@ def face_picture(
     t: str = "",
     size: int = 240,
     o: str = "match",
+    v: int | None = None,
 ) -> Response:
     search: int | None = None
     if principal.role == "investigator":
@@ -55,9 +56,15 @@ def face_picture(
     record = engine.face(face_id)
     if record.restricted and principal.role != "dpo":
         return _jpeg(media.placeholder("restricted", size))
-    # The view is audited with the search it came from, and that search's purpose. A face
-    # track of a video shows its best frame.
-    data, box = engine.face_still(face_id, actor=principal.actor, via_search=search)
+    # Audited with the search it came from and its purpose; or covered by the view of the
+    # page showing it (`v`, engine.view_page: for an investigator, a view for this search).
+    # A face track of a video shows its best frame.
+    data, box = engine.face_still(
+        face_id,
+        actor=principal.actor,
+        via_search=None if v is not None else search,
+        via_view=v,
+    )
     colour = media.OUTLINES.get(o, media.MATCH)
     max_pixels = settings_of(request).max_pixels
     return _jpeg(media.face_tile(data, box, size=size, colour=colour, max_pixels=max_pixels))
@@ -84,15 +91,21 @@ def face_video(
 
 @router.get("/images/{image_id}.jpg")
 def image_picture(
-    request: Request, image_id: int, engine: EngineDep, principal: Operator, side: int = 320
+    request: Request,
+    image_id: int,
+    engine: EngineDep,
+    principal: Operator,
+    side: int = 320,
+    v: int | None = None,
 ) -> Response:
     """The photo with every face outlined and numbered by its face id; a video's frame at
-    its first second, without boxes (its faces are tracks, each at its own moment)."""
+    its first second, without boxes (its faces are tracks, each at its own moment). `v`: the
+    audit entry of the page showing it, which logged this view already (engine.view_page)."""
     summary, faces = engine.image(image_id)
     if summary.kind == "video":
         side = _pick(side, THUMB_SIDES)
         return _jpeg(engine.thumbnail(image_id, max_side=side, actor=principal.actor))
-    data, _ = engine.image_data(image_id, actor=principal.actor)
+    data, _ = engine.image_data(image_id, actor=principal.actor, via_view=v)
     boxes = [(f.box, f"#{f.face_id}", media.OTHER if f.restricted else media.QUERY) for f in faces]
     return _jpeg(
         media.photo_with_boxes(

@@ -24,13 +24,13 @@ FLASH_COOKIE = "vultus_flash"
 
 # What each role sees, in menu order; the first entry is the role's home page.
 NAV: dict[str, list[tuple[str, str]]] = {
-    "admin": [("Keys", f"{UI}/keys")],
+    "admin": [("Keys", f"{UI}/keys"), ("Settings", f"{UI}/settings")],
     "operator": [
         ("Library", f"{UI}/library"),
         ("Ingest", f"{UI}/ingest"),
         ("People", f"{UI}/people"),
     ],
-    "investigator": [("Search", f"{UI}/search")],
+    "investigator": [("Search", f"{UI}/search"), ("Verify", f"{UI}/verify")],
     "dpo": [("Rights", f"{UI}/rights"), ("Audit", f"{UI}/audit"), ("Reports", f"{UI}/reports")],
     "auditor": [("Audit", f"{UI}/audit")],
 }

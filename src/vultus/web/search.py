@@ -8,12 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from vultus.clock import now
 from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
+from vultus.search.sheet import CaseFacts, query_tile
 from vultus.web import media
 from vultus.web.forms import EngineDep, read_upload, settings_of
-from vultus.web.render import page
-from vultus.web.session import Role, check_search_cap, face_token
+from vultus.web.render import UI, page, redirect
+from vultus.web.results import recent
+from vultus.web.session import Role, check_search_cap
 
 router = APIRouter(prefix="/search")
 Investigator = Annotated[Principal, Depends(Role("investigator"))]
@@ -42,14 +45,17 @@ def detect(
     engine: EngineDep,
     _: Investigator,
     photo: Annotated[UploadFile | None, File()] = None,
+    detection: Annotated[str, Form()] = "",
 ) -> JSONResponse:
     """The faces in a photo, largest first, with an upright preview to draw them on. Nothing
-    is searched and nothing is kept: the choice of face comes before the search."""
+    is searched and nothing is kept: the choice of face comes before the search. Detected as
+    query photos are ("look harder": `detection=harder`), so that face N here is face N of
+    the search."""
     settings = settings_of(request)
     try:
         data = read_upload(photo, settings.max_upload_bytes)
         with engine.lock:
-            analysed = engine.analyse(data)
+            analysed = engine.analyse(data, detection=_detection(detection))
         src, width, height = media.preview(
             data, max_side=PREVIEW_SIDE, max_pixels=settings.max_pixels
         )
@@ -64,7 +70,20 @@ def detect(
         }
         for n, f in enumerate(analysed.faces, start=1)
     ]
-    return JSONResponse({"width": width, "height": height, "src": src, "faces": faces})
+    return JSONResponse(
+        {
+            "width": width,
+            "height": height,
+            "src": src,
+            "faces": faces,
+            "detection": _detection(detection),
+        }
+    )
+
+
+def _detection(value: str) -> str:
+    """How hard a query photo is searched for faces: "harder" on request, else as configured."""
+    return "harder" if value == "harder" else "query"
 
 
 @router.post("")
@@ -77,6 +96,7 @@ def search(
     purpose: Annotated[str, Form()] = "",
     case_ref: Annotated[str, Form()] = "",
     top: Annotated[str, Form()] = "10",
+    detection: Annotated[str, Form()] = "",
 ) -> Response:
     settings = settings_of(request)
     number = int(face) if face.isdigit() and int(face) > 0 else 1
@@ -97,6 +117,7 @@ def search(
                 top_k=top_k,
                 face=number,
                 actor=principal.actor,
+                detection=_detection(detection),
             )
         src, width, height = media.preview(
             data, max_side=PREVIEW_SIDE, max_pixels=settings.max_pixels
@@ -110,22 +131,16 @@ def search(
             error=exc.message,
             **_form(request, chosen=chosen),
         )
-    secret: bytes = request.app.state.secret
     assert result.search_id is not None  # audited, so it has its entry
-    tokens = {
-        m.face_id: face_token(secret, m.face_id, principal, result.search_id)
-        for m in result.matches
-    }
-    query_faces = result.faces
-    return page(
-        request,
-        "results.html",
-        title="Search results",
-        result=result,
-        tokens=tokens,
-        preview={"src": src, "width": width, "height": height},
-        query_faces=query_faces,
+    facts = CaseFacts(
         purpose=purpose,
-        case_ref=case_ref.strip(),
-        **_form(request, chosen=chosen),
+        case_ref=case_ref.strip() or None,
+        actor=principal.actor,
+        when=now(),
+        controller=settings.controller,
     )
+    preview = {"src": src, "width": width, "height": height}
+    recent(request).keep(principal, result, query_tile(result, data), facts, preview)
+    # POST, then redirect, then GET: a reload or "back" shows the results again, never
+    # searching again (another search in the audit log).
+    return redirect(f"{UI}/search/{result.search_id}")

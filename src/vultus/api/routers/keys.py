@@ -47,7 +47,7 @@ def create_key(body: KeyIn, engine: EngineDep, principal: Admin) -> KeyCreatedOu
 
 @router.delete(
     "/{name}",
-    summary="Revoke an API key at once",
+    summary="Revoke an API key at once (never the last active admin key)",
     response_model=KeyOut,
     responses=responses(404),
 )

@@ -60,6 +60,7 @@ def search_photo(
         fmr=q.fmr,
         margin=q.margin,
         actor=principal.actor,
+        detection=q.detection,
     )
     return SearchOut.of(result, paths=principal.sees_paths)
 

@@ -46,11 +46,19 @@ function setUpFacePicker() {
     if (fallback) { fallback.hidden = false; fallback.querySelector("input").disabled = false; }
   }
 
-  input.addEventListener("change", async () => {
+  // How hard the photo is searched for faces travels with the search: face N of the
+  // picker must be face N of the search.
+  const detection = document.getElementById("detection");
+
+  input.addEventListener("change", () => detect(""));
+
+  async function detect(how) {
+    if (detection) detection.value = how;
     if (!input.files || !input.files.length) { box.replaceChildren(); restoreFallback(); return; }
-    message("Finding faces…", false);
+    message(how === "harder" ? "Looking harder for faces (a few seconds)…" : "Finding faces…", false);
     const body = new FormData();
     body.append("photo", input.files[0]);
+    body.append("detection", how);
     let data;
     try {
       const response = await fetch(input.dataset.detect, { method: "POST", body, credentials: "same-origin" });
@@ -64,12 +72,25 @@ function setUpFacePicker() {
     if (!data.faces.length) {
       restoreFallback();
       message("No face was found in this photo. Try another photo.", true);
+      if (how !== "harder") box.appendChild(harderButton());
       return;
     }
-    render(data);
-  });
+    render(data, how);
+  }
 
-  function render(data) {
+  function harderButton() {
+    const p = document.createElement("p");
+    p.className = "harder";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = "look-harder";
+    button.textContent = "Look harder";
+    button.addEventListener("click", () => detect("harder"));
+    p.append("Is the face you want not boxed? ", button, " (slower: more sizes, more detectors)");
+    return p;
+  }
+
+  function render(data, how) {
     box.replaceChildren();
     if (fallback) { fallback.hidden = true; fallback.querySelector("input").disabled = true; }
     const wrap = document.createElement("div");
@@ -88,6 +109,7 @@ function setUpFacePicker() {
     let firstUsable = null;
     for (const face of data.faces) {
       const [l, t, r, b] = face.box;
+      // The whole box takes the click, not only its outline (see .pick in the stylesheet).
       const rect = svgEl("rect", { class: "box pick", x: l, y: t, width: r - l, height: b - t });
       const label = svgEl("text", { class: "label", x: l, y: Math.max(t - size / 80, size / 22), "font-size": size / 22 });
       label.textContent = String(face.number);
@@ -109,7 +131,10 @@ function setUpFacePicker() {
       p.append(radio, text);
       fieldset.appendChild(p);
       if (face.usable) {
-        rect.addEventListener("click", () => { radio.checked = true; radio.dispatchEvent(new Event("change", { bubbles: true })); radio.focus(); });
+        const choose = () => { radio.checked = true; radio.dispatchEvent(new Event("change", { bubbles: true })); radio.focus(); };
+        rect.addEventListener("click", choose);
+        label.addEventListener("click", choose);
+        label.classList.add("pick");
         if (firstUsable === null) firstUsable = radio;
       }
     }
@@ -126,6 +151,7 @@ function setUpFacePicker() {
     figure.appendChild(caption);
     wrap.append(figure, fieldset);
     box.appendChild(wrap);
+    if (how !== "harder") fieldset.appendChild(harderButton());
     if (firstUsable) { firstUsable.checked = true; fieldset.dispatchEvent(new Event("change")); }
   }
 }
