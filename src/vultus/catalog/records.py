@@ -42,6 +42,11 @@ class FaceRecord:
     file_name: str = ""
     external_id: str | None = None
 
+    @property
+    def searchable(self) -> bool:
+        """Whether a search may return this face (the catalog's `SEARCHABLE`)."""
+        return self.status == "indexed" and not self.restricted
+
 
 @dataclass(frozen=True)
 class ImageSummary:
