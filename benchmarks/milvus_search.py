@@ -210,10 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"embedded Milvus started in {time.perf_counter() - t:.1f} s")
         uri = f"http://127.0.0.1:{server.listen_port}"
     try:
-        ident = Identities(args.n, alpha=0.5, seed=0)
+        ident = Identities(args.n, seed=0)
         data = np.empty((args.n, DIM), dtype=np.float32)
-        ident.fill(data)
-        queries = ident.queries(args.queries, seed=1)
+        for lo, block in ident.chunks():
+            data[lo : lo + len(block)] = block
+        queries, _ = ident.queries(args.queries, seed=1)
         truth = exact_top_k(data, queries, K)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@ and jobs live in their own modules (mixed in), records in `records`, opening in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -33,6 +34,8 @@ from vultus.catalog.records import (
     ImageSummary,
     NewImage,
     face_record_of,
+    face_record_of_row,
+    face_records_query,
     image_summary_of,
     summaries_query,
 )
@@ -48,6 +51,14 @@ SUPPRESSION_AAD = b"suppression.template"
 
 # What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
+
+# `Catalog.templates_of`, in each dialect: the ids travel as one parameter (a JSON array on
+# SQLite, an array on PostgreSQL), so the text is the same whatever their number.
+_TEMPLATES_SQLITE = (
+    "SELECT id, template FROM faces WHERE id IN (SELECT value FROM json_each(?))"
+    " AND template IS NOT NULL"
+)
+_TEMPLATES_PG = "SELECT id, template FROM faces WHERE id = ANY(%s) AND template IS NOT NULL"
 
 
 class Catalog(SubjectQueries, JobQueries, ChangeQueries):
@@ -431,13 +442,26 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
         return ids, np.stack([self.open_template(cast(bytes, r[1])) for r in rows])
 
     def templates_of(self, face_ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
-        with self.session() as s:
-            rows = s.execute(
-                select(Face.id, Face.template).where(
-                    Face.id.in_(list(face_ids)), Face.template.is_not(None)
-                )
-            ).all()
-        return {fid: self.open_template(blob) for fid, blob in rows if blob is not None}
+        """The templates of these faces (those that have one), opened. Every search on a
+        compressed index re-ranks its candidates with this (`vultus.index.rerank`): one
+        statement whose text never changes, on the driver's own connection, so that the
+        database's prepared-statement cache serves it and no SQL is compiled per call (the ORM
+        query it replaces cost about 0.16 ms a candidate, 16 ms a search at re-rank x10)."""
+        ids = [int(i) for i in face_ids]
+        if not ids:
+            return {}
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if self.engine.dialect.name == "postgresql":
+                cursor.execute(_TEMPLATES_PG, (ids,))
+            else:
+                cursor.execute(_TEMPLATES_SQLITE, (json.dumps(ids),))
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            raw.close()
+        return {int(fid): self.open_template(bytes(blob)) for fid, blob in rows}
 
     def linked_face_ids(self) -> set[int]:
         """Faces already tied to a named subject."""
@@ -449,12 +473,8 @@ class Catalog(SubjectQueries, JobQueries, ChangeQueries):
         if not face_ids:
             return {}
         with self.session() as s:
-            faces = s.scalars(
-                select(Face)
-                .where(Face.id.in_(list(face_ids)))
-                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
-            ).all()
-            return {f.id: face_record_of(f) for f in faces}
+            rows = s.execute(face_records_query().where(Face.id.in_(list(face_ids)))).all()
+        return {row[0]: face_record_of_row(row) for row in rows}
 
     def faces_of_image(self, image_id: int) -> list[FaceRecord]:
         with self.session() as s:
