@@ -13,7 +13,8 @@ The collection's description holds what FAISS keeps in its file header (model id
 dimension, owner), so `load()` can tell which model an index belongs to.
 
 Searches (and the gallery count) read at Session consistency: they see this client's own
-writes, but not necessarily another process's from the last moments. Strong would close that
+writes (the first search after a delete reads at Strong, once, see `MilvusIndex.remove`), but
+not necessarily another process's from the last moments. Strong would close that
 gap by waiting for the server's next time tick on every search (100-200 ms measured, against a
 few ms at Session). The gap is closed where the truth is instead: every hit goes through the
 catalog, and the engine drops any face the catalog no longer holds, or holds as restricted,
@@ -206,6 +207,10 @@ class MilvusIndex(VectorIndex):
         # only what changed. Writes are durable before that, in the server's log.
         self.changed_since_save = False
         self._count: tuple[float, int] | None = None  # (monotonic time read, count)
+        # pymilvus's Session reads wait for this client's inserts but not for its deletes
+        # (the embedded 2.3.5 server returns no timestamp for a delete): the first search after
+        # a delete reads at Strong, once, so that this process never sees what it just erased.
+        self._deleted_unseen = False
 
     @property
     def collection(self) -> Collection:
@@ -288,8 +293,8 @@ class MilvusIndex(VectorIndex):
 
     def remove(self, ids: Ids) -> int:
         """Delete these ids (unknown ones are ignored); returns how many were held. This client's
-        next search (Session consistency) no longer finds them; another client's may, for a
-        moment, which is why the engine checks every hit against the catalog."""
+        next search (at Strong consistency, once) no longer finds them; another client's may,
+        for a moment, which is why the engine checks every hit against the catalog."""
         ids = np.unique(check_ids(ids))
         self._count = None
         held = self._held(ids)
@@ -300,6 +305,7 @@ class MilvusIndex(VectorIndex):
             raise _unavailable("delete", exc) from exc
         if held.size:
             self.deleted_since_save = self.changed_since_save = True
+            self._deleted_unseen = True
         return int(held.size)
 
     def held(self, ids: Ids) -> Ids:
@@ -380,6 +386,7 @@ class MilvusIndex(VectorIndex):
         if nq == 0:
             return scores, result
         limit = min(k, MAX_TOPK)
+        deleted_unseen = self._deleted_unseen
         try:
             hits = self._collection.search(
                 queries,
@@ -387,10 +394,12 @@ class MilvusIndex(VectorIndex):
                 self._config.search_params(limit, nprobe),
                 limit=limit,
                 expr=expr,
-                consistency_level=SESSION,
+                consistency_level=STRONG if deleted_unseen else SESSION,
             )
         except MilvusException as exc:
             raise _unavailable("search", exc) from exc
+        if deleted_unseen:
+            self._deleted_unseen = False
         for row, hit in enumerate(hits):
             n = len(hit.ids)
             result[row, :n] = hit.ids
