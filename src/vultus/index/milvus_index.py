@@ -234,7 +234,9 @@ class MilvusIndex(VectorIndex):
             return self._count[1]
         try:
             rows = self._collection.query(
-                f"{ID_FIELD} >= 0", output_fields=["count(*)"], consistency_level=SESSION
+                f"{ID_FIELD} >= 0",
+                output_fields=["count(*)"],
+                consistency_level=STRONG if self._deleted_unseen else SESSION,
             )
         except MilvusException as exc:
             raise _unavailable("count", exc) from exc
