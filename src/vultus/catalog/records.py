@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -195,8 +196,10 @@ _RECORD_COLUMNS = (
 )
 
 
+@cache
 def face_records_query() -> Any:
-    """The rows `face_record_of_row` reads; the caller adds its WHERE."""
+    """The rows `face_record_of_row` reads; the caller adds its WHERE. Built once: building
+    the joined select cost about a millisecond a search (statements are immutable)."""
     return (
         select(*_RECORD_COLUMNS)
         .join(Image, Image.id == Face.image_id)
