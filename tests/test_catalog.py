@@ -125,6 +125,66 @@ def test_every_change_to_the_searchable_faces_is_in_the_change_feed(catalog_url:
     assert catalog.changes_since(head) == (head, {})
 
 
+def test_batches_written_at_once_keep_every_face_with_its_image(catalog_url: str) -> None:
+    """Ingest writes in bulk, with ids allocated up front: writers running at once never share
+    an id, every face lands under its own image, duplicates and faceless photos are counted,
+    and a row written afterwards by any other path gets an id of its own."""
+    catalog = open_catalog(catalog_url, KeyRing.generate())
+    add_source(catalog_url)
+    source = catalog.get_source("archive")
+    run = catalog.start_run(source.id)
+    written: dict[int, list[tuple[int, np.ndarray]]] = {}
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for b in range(3):
+                n = 100 * worker + 10 * b
+                batch = [new_image(n + i, faces=i % 3) for i in range(4)]
+                written[n] = catalog.write_batch(run, source, batch + [new_image(n, faces=1)])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    added = [pair for pairs in written.values() for pair in pairs]
+    ids = [face_id for face_id, _ in added]
+    assert len(ids) == len(set(ids)) == 4 * 3 * (0 + 1 + 2 + 0)
+    stored = catalog.templates_of(ids)
+    assert all(np.array_equal(stored[face_id], template) for face_id, template in added)
+    with catalog.session() as s:
+        rows = s.execute(select(Face.id, Image.path).join(Image, Image.id == Face.image_id)).all()
+    # new_image(n) seeds its templates with n: each face sits under the photo it came from.
+    for face_id, path in rows:
+        n = int(path.removeprefix("photo-").removesuffix(".jpg"))
+        assert any(np.array_equal(stored[face_id], t.template) for t in new_image(n, 2).faces)
+    summary, _ = catalog.get_run(run)
+    assert (summary.images_added, summary.images_duplicate) == (4 * 3 * 4, 4 * 3)
+    assert (summary.images_no_face, summary.faces_indexed) == (4 * 3 * 2, len(ids))
+    assert catalog.changes_since(0)[1].keys() == set(ids)
+    with catalog.session() as s, s.begin():
+        before = max(s.scalars(select(Image.id)))
+        later = Image(
+            sha256="f" * 64,
+            path="later.jpg",
+            size_bytes=1,
+            width=1,
+            height=1,
+            format="JPEG",
+            source_id=source.id,
+            added_at=summary.started_at,
+            retain_until=summary.started_at,
+            status="no_faces",
+        )
+        s.add(later)
+        s.flush()
+        assert later.id > before
+
+
 def test_the_catalog_serves_many_threads_at_once(catalog_url: str) -> None:
     """The server calls the catalog from many threads: concurrent writers and readers all
     succeed, and every write lands."""
@@ -199,6 +259,18 @@ def test_postgresql_refuses_an_overlong_value_clearly(postgres_url: str) -> None
     assert err.value.code == "value_too_long"
     assert "nothing was written" in err.value.message
     assert catalog.list_subjects() == []
+
+    # Ingest's bulk path (COPY) says the same, and writes nothing of the batch either.
+    catalog = open_catalog(postgres_url, KeyRing.generate())
+    add_source(postgres_url)
+    source = catalog.get_source("archive")
+    run = catalog.start_run(source.id)
+    bad = new_image(2, faces=1)
+    bad = NewImage(**{**bad.__dict__, "format": "X" * 40})
+    with pytest.raises(ConfigError) as err:
+        catalog.write_batch(run, source, [new_image(1, faces=1), bad])
+    assert err.value.code == "value_too_long"
+    assert catalog.indexed_ids().size == 0 and catalog.get_run(run)[0].images_added == 0
 
 
 def test_an_unreachable_catalog_is_named_without_its_password(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from vultus.catalog.models import (
     Face,
     Image,
     Source,
+    Subject,
 )
 
 
@@ -43,6 +45,11 @@ class FaceRecord:
     external_id: str | None = None
     # A face of a video is a face track: when in the video it appears (None for a photo).
     track: TrackSpan | None = None
+
+    @property
+    def searchable(self) -> bool:
+        """Whether a search may return this face (the catalog's `SEARCHABLE`)."""
+        return self.status == "indexed" and not self.restricted
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,11 @@ class NewImage:
 def file_name_of(image: Image) -> str:
     """The name an upload was sent with, else the last part of where the photo lies (a path or
     an `s3://` key): never the content-named stored copy's name, unless that is all there is."""
-    return image.original_name or image.path.rstrip("/").rsplit("/", 1)[-1]
+    return _file_name(image.original_name, image.path)
+
+
+def _file_name(original_name: str | None, path: str) -> str:
+    return original_name or path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def summaries_query() -> Any:
@@ -188,4 +199,71 @@ def face_record_of(face: Face) -> FaceRecord:
         file_name=file_name_of(image),
         external_id=image.external_id,
         track=None if track is None else TrackSpan(track.start_s, track.end_s, track.best_s),
+    )
+
+
+# The columns of a `FaceRecord`, read as plain rows: searches read the records of their hits on
+# every call, and loading ORM objects (with their image, source and subject) for them cost
+# several times the query itself.
+_RECORD_COLUMNS = (
+    Face.id,
+    Face.image_id,
+    Image.path,
+    Face.left,
+    Face.top,
+    Face.right,
+    Face.bottom,
+    Source.name,
+    Source.lawful_basis,
+    Source.special_condition,
+    Subject.name,
+    Face.status,
+    Image.added_at,
+    Image.retain_until,
+    Source.kind,
+    Source.legal_reference,
+    Source.purpose,
+    Face.restricted,
+    Image.sha256,
+    Image.original_name,
+    Image.external_id,
+)
+
+
+@cache
+def face_records_query() -> Any:
+    """The rows `face_record_of_row` reads; the caller adds its WHERE. Built once: building
+    the joined select cost about a millisecond a search (statements are immutable)."""
+    return (
+        select(*_RECORD_COLUMNS)
+        .join(Image, Image.id == Face.image_id)
+        .join(Source, Source.id == Image.source_id)
+        .outerjoin(Subject, Subject.id == Face.subject_id)
+    )
+
+
+def face_record_of_row(row: Any) -> FaceRecord:
+    """The same record as `face_record_of`, from a row of `face_records_query`."""
+    (fid, image_id, path, left, top, right, bottom, source, basis, condition, subject) = row[:11]
+    (status, added_at, retain_until, kind, reference, purpose, restricted, sha256) = row[11:19]
+    original_name, external_id = row[19:]
+    return FaceRecord(
+        face_id=fid,
+        image_id=image_id,
+        image_path=path,
+        box=(left, top, right, bottom),
+        source=source,
+        lawful_basis=basis,
+        special_condition=condition,
+        subject=subject,
+        status=status,
+        added_at=added_at,
+        retain_until=retain_until,
+        source_kind=kind,
+        legal_reference=reference,
+        purpose=purpose,
+        restricted=bool(restricted),
+        image_sha256=sha256,
+        file_name=_file_name(original_name, path),
+        external_id=external_id,
     )

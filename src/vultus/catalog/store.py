@@ -3,6 +3,7 @@ and jobs live in their own modules (mixed in), records in `records`, opening in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from vultus import lawful_basis
 from vultus.catalog import postgresql
+from vultus.catalog.bulk import allocate_ids, insert_rows
 from vultus.catalog.changes import ChangeQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
@@ -32,9 +34,10 @@ from vultus.catalog.records import (
     ErasedFaces,
     FaceRecord,
     ImageSummary,
-    NewFace,
     NewImage,
     face_record_of,
+    face_record_of_row,
+    face_records_query,
     image_summary_of,
     summaries_query,
 )
@@ -51,6 +54,14 @@ SUPPRESSION_AAD = b"suppression.template"
 
 # What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
+
+# `Catalog.templates_of`, in each dialect: the ids travel as one parameter (a JSON array on
+# SQLite, an array on PostgreSQL), so the text is the same whatever their number.
+_TEMPLATES_SQLITE = (
+    "SELECT id, template FROM faces WHERE id IN (SELECT value FROM json_each(?))"
+    " AND template IS NOT NULL"
+)
+_TEMPLATES_PG = "SELECT id, template FROM faces WHERE id = ANY(%s) AND template IS NOT NULL"
 
 
 class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
@@ -278,74 +289,28 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
     ) -> list[tuple[int, npt.NDArray[np.float32]]]:
         """Write a batch of analysed images, the run's counters and its errors in ONE transaction,
         so a killed ingest leaves whole images or nothing. Returns (face id, template) pairs to
-        add to the vector index. Images already present (same sha256) are skipped."""
-        added: list[tuple[int, npt.NDArray[np.float32]]] = []
+        add to the vector index. Images already present (same sha256) are skipped. Rows go in
+        as bulk inserts (`vultus.catalog.bulk`): ORM objects held ingest to ~500 faces/s."""
         stamp = now()
         retain_until = stamp + timedelta(days=source.retention_days)
+        counts = {"added": 0, "dup": duplicates, "noface": 0, "indexed": 0, "skipped": 0}
         with self.session() as s, s.begin():
             present = set(
                 s.scalars(select(Image.sha256).where(Image.sha256.in_([i.sha256 for i in images])))
             )
-            pending: list[tuple[Face, NewFace]] = []
-            counts = {"added": 0, "dup": duplicates, "noface": 0, "indexed": 0, "skipped": 0}
+            fresh: list[NewImage] = []
             for item in images:
                 if item.sha256 in present:
                     counts["dup"] += 1
                     continue
                 present.add(item.sha256)
-                indexable = [f for f in item.faces if f.template is not None]
-                image = Image(
-                    sha256=item.sha256,
-                    path=item.path,
-                    size_bytes=item.size_bytes,
-                    width=item.width,
-                    height=item.height,
-                    format=item.format,
-                    source_id=source.id,
-                    added_at=stamp,
-                    retain_until=retain_until,
-                    status="indexed" if indexable else "no_faces",
-                    ingest_run_id=run_id,
-                    consent_id=consent_id,
-                    kind=item.kind,
-                    duration_s=item.duration_s,
-                )
-                s.add(image)
+                fresh.append(item)
+                usable = sum(1 for f in item.faces if f.template is not None)
                 counts["added"] += 1
-                counts["noface"] += 0 if indexable else 1
-                for nf in item.faces:
-                    face = Face(
-                        image=image,
-                        left=nf.box[0],
-                        top=nf.box[1],
-                        right=nf.box[2],
-                        bottom=nf.box[3],
-                        landmarks=nf.landmarks,
-                        detector=nf.detector,
-                        det_score=nf.det_score,
-                        box_size=nf.box_size,
-                        sharpness=nf.sharpness,
-                        yaw=nf.yaw,
-                        status="indexed" if nf.template is not None else "skipped",
-                        skip_reason=nf.skip_reason,
-                        model_id=nf.model_id,
-                        template=self.seal(nf.template) if nf.template is not None else None,
-                    )
-                    if nf.track is not None:
-                        face.track = FaceTrack(
-                            start_s=nf.track.start_s,
-                            end_s=nf.track.end_s,
-                            best_s=nf.track.best_s,
-                            detections=nf.track.detections,
-                            boxes=nf.track.boxes,
-                            crop=self.seal_bytes(nf.track.crop, TRACK_CROP_AAD),
-                            crop_box=list(nf.track.crop_box),
-                        )
-                    s.add(face)
-                    pending.append((face, nf))
-                    counts["indexed" if nf.template is not None else "skipped"] += 1
-            for path, code, message in errors:
-                s.add(IngestError(run_id=run_id, path=path, code=code, message=message))
+                counts["noface"] += 0 if usable else 1
+                counts["indexed"] += usable
+                counts["skipped"] += len(item.faces) - usable
+            # Written first: it takes SQLite's write lock before `allocate_ids` reads.
             s.execute(
                 update(IngestRun)
                 .where(IngestRun.id == run_id)
@@ -359,9 +324,93 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
                     faces_suppressed=IngestRun.faces_suppressed + suppressed,
                 )
             )
-            s.flush()
-            added = [(face.id, nf.template) for face, nf in pending if nf.template is not None]
-        return added
+            image_ids = allocate_ids(s, Image, len(fresh))
+            insert_rows(
+                s,
+                Image,
+                [
+                    {
+                        "id": image_id,
+                        "sha256": item.sha256,
+                        "path": item.path,
+                        "size_bytes": item.size_bytes,
+                        "width": item.width,
+                        "height": item.height,
+                        "format": item.format,
+                        "source_id": source.id,
+                        "added_at": stamp,
+                        "retain_until": retain_until,
+                        "status": "indexed"
+                        if any(f.template is not None for f in item.faces)
+                        else "no_faces",
+                        "ingest_run_id": run_id,
+                        "consent_id": consent_id,
+                        "original_name": None,
+                        "external_id": None,
+                        "kind": item.kind,
+                        "duration_s": item.duration_s,
+                    }
+                    for image_id, item in zip(image_ids, fresh, strict=True)
+                ],
+            )
+            new_faces = [
+                (image_id, nf)
+                for image_id, item in zip(image_ids, fresh, strict=True)
+                for nf in item.faces
+            ]
+            face_ids = allocate_ids(s, Face, len(new_faces))
+            insert_rows(
+                s,
+                Face,
+                [
+                    {
+                        "id": face_id,
+                        "image_id": image_id,
+                        "left": nf.box[0],
+                        "top": nf.box[1],
+                        "right": nf.box[2],
+                        "bottom": nf.box[3],
+                        "landmarks": nf.landmarks,
+                        "detector": nf.detector,
+                        "det_score": nf.det_score,
+                        "box_size": nf.box_size,
+                        "sharpness": nf.sharpness,
+                        "yaw": nf.yaw,
+                        "status": "indexed" if nf.template is not None else "skipped",
+                        "skip_reason": nf.skip_reason,
+                        "model_id": nf.model_id,
+                        "template": None if nf.template is None else self.seal(nf.template),
+                        "subject_id": None,
+                        "restricted": False,
+                    }
+                    for face_id, (image_id, nf) in zip(face_ids, new_faces, strict=True)
+                ],
+            )
+            insert_rows(
+                s,
+                FaceTrack,
+                [
+                    {
+                        "face_id": face_id,
+                        "start_s": nf.track.start_s,
+                        "end_s": nf.track.end_s,
+                        "best_s": nf.track.best_s,
+                        "detections": nf.track.detections,
+                        "boxes": nf.track.boxes,
+                        "crop": self.seal_bytes(nf.track.crop, TRACK_CROP_AAD),
+                        "crop_box": list(nf.track.crop_box),
+                    }
+                    for face_id, (_, nf) in zip(face_ids, new_faces, strict=True)
+                    if nf.track is not None
+                ],
+            )
+            for path, code, message in errors:
+                s.add(IngestError(run_id=run_id, path=path, code=code, message=message))
+        return [
+            (face_id, nf.template)
+            for face_id, (_, nf) in zip(face_ids, new_faces, strict=True)
+            if nf.template is not None
+        ]
 
     def get_run(self, run_id: int) -> tuple[IngestRun, list[IngestError]]:
         with self.session() as s:
@@ -448,13 +497,26 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         return ids, np.stack([self.open_template(cast(bytes, r[1])) for r in rows])
 
     def templates_of(self, face_ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
-        with self.session() as s:
-            rows = s.execute(
-                select(Face.id, Face.template).where(
-                    Face.id.in_(list(face_ids)), Face.template.is_not(None)
-                )
-            ).all()
-        return {fid: self.open_template(blob) for fid, blob in rows if blob is not None}
+        """The templates of these faces (those that have one), opened. Every search on a
+        compressed index re-ranks its candidates with this (`vultus.index.rerank`): one
+        statement whose text never changes, on the driver's own connection, so that the
+        database's prepared-statement cache serves it and no SQL is compiled per call (the ORM
+        query it replaces cost about 0.16 ms a candidate, 16 ms a search at re-rank x10)."""
+        ids = [int(i) for i in face_ids]
+        if not ids:
+            return {}
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if self.engine.dialect.name == "postgresql":
+                cursor.execute(_TEMPLATES_PG, (ids,))
+            else:
+                cursor.execute(_TEMPLATES_SQLITE, (json.dumps(ids),))
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            raw.close()
+        return {int(fid): self.open_template(bytes(blob)) for fid, blob in rows}
 
     def linked_face_ids(self) -> set[int]:
         """Faces already tied to a named subject."""
@@ -466,12 +528,8 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
         if not face_ids:
             return {}
         with self.session() as s:
-            faces = s.scalars(
-                select(Face)
-                .where(Face.id.in_(list(face_ids)))
-                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
-            ).all()
-            return {f.id: face_record_of(f) for f in faces}
+            rows = s.execute(face_records_query().where(Face.id.in_(list(face_ids)))).all()
+        return {row[0]: face_record_of_row(row) for row in rows}
 
     def faces_of_image(self, image_id: int) -> list[FaceRecord]:
         with self.session() as s:

@@ -322,7 +322,10 @@ class Finding(EngineParts):
         for fid, (dist, tier) in sorted(chosen.items(), key=lambda kv: kv[1][0]):
             rec = records.get(fid)
             if rec is None:
-                continue  # erased meanwhile
+                # Erased meanwhile, or still in an index that lags the catalog (a Milvus read
+                # does not wait for the server's time tick): never proposed. A restricted face
+                # stays a candidate: a rights request must reach it.
+                continue
             pair_fmr = float(calibration.fmr_at(dist))
             out.append(
                 Candidate(

@@ -157,7 +157,16 @@ class Searching(EngineParts):
         query = normalise(np.asarray(template, dtype=np.float32)[None, :])
         index = self.index
         scores, ids = index.search(query, top_k + len(exclude))
-        records = self.catalog.face_records([i for i in ids[0].tolist() if i >= 0])
+        # The index may lag the catalog for a moment (Milvus reads without waiting for its
+        # time tick; another process's erasure reaches this one's index at its next sync):
+        # a hit the catalog no longer holds, or holds as restricted, is never returned.
+        records = {
+            fid: record
+            for fid, record in self.catalog.face_records(
+                [i for i in ids[0].tolist() if i >= 0]
+            ).items()
+            if record.searchable
+        }
         try:
             calibration: Calibration | None = self.calibration
             uncalibrated = None

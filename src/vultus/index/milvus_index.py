@@ -12,9 +12,14 @@ Layout on the server, for a data directory with prefix P (setting `index_prefix`
 The collection's description holds what FAISS keeps in its file header (model id, configuration,
 dimension, owner), so `load()` can tell which model an index belongs to.
 
-Every read is made at Strong consistency: under Milvus's default (Bounded) a face deleted a
-moment ago can still come back from a search. Restricted faces never reach the index at all
-(the catalog only hands over searchable ones), so no filter is needed to keep them out.
+Searches (and the gallery count) read at Session consistency: they see this client's own
+writes (the first search after a delete reads at Strong, once, see `MilvusIndex.remove`), but
+not necessarily another process's from the last moments. Strong would close that
+gap by waiting for the server's next time tick on every search (100-200 ms measured, against a
+few ms at Session). The gap is closed where the truth is instead: every hit goes through the
+catalog, and the engine drops any face the catalog no longer holds, or holds as restricted,
+before it is returned (`vultus.engine.searching`, `vultus.engine.finding`). Reads that decide
+what to write or delete (which ids are held) stay Strong.
 
 Configurations read like FAISS factory strings: "FLAT", "IVF_FLAT,nlist=1024",
 "IVF_PQ,nlist=1024,m=16", "HNSW,M=16,efConstruction=200".
@@ -72,6 +77,8 @@ FORMAT_VERSION = 1
 ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 STRONG = "Strong"
+# Searches: read-your-own-writes without a time tick per search (see the module docstring).
+SESSION = "Session"
 # Rows per insert/upsert: a few MB per gRPC message at 128-d, well under the 64 MB limit.
 WRITE_BATCH = 10_000
 # Ids per `id in [...]` expression when checking or deleting: keeps expressions a few 100 kB.
@@ -79,8 +86,8 @@ EXPR_BATCH = 16_384
 # Milvus refuses a top-k above this.
 MAX_TOPK = 16_384
 # The engine reads the gallery size on every search (for its thresholds, which move little
-# with it): a count this fresh saves a second Strong round trip per search. This index's own
-# writes reset it; another process's show within this many seconds.
+# with it): a count this fresh saves a second round trip per search. This index's own writes
+# reset it; another process's show within this many seconds.
 COUNT_TTL_S = 10.0
 
 # Parameters each index type accepts, with the defaults `resolve` fills in. nlist defaults to
@@ -200,6 +207,10 @@ class MilvusIndex(VectorIndex):
         # only what changed. Writes are durable before that, in the server's log.
         self.changed_since_save = False
         self._count: tuple[float, int] | None = None  # (monotonic time read, count)
+        # pymilvus's Session reads wait for this client's inserts but not for its deletes
+        # (the embedded 2.3.5 server returns no timestamp for a delete): the first search after
+        # a delete reads at Strong, once, so that this process never sees what it just erased.
+        self._deleted_unseen = False
 
     @property
     def collection(self) -> Collection:
@@ -223,7 +234,9 @@ class MilvusIndex(VectorIndex):
             return self._count[1]
         try:
             rows = self._collection.query(
-                f"{ID_FIELD} >= 0", output_fields=["count(*)"], consistency_level=STRONG
+                f"{ID_FIELD} >= 0",
+                output_fields=["count(*)"],
+                consistency_level=STRONG if self._deleted_unseen else SESSION,
             )
         except MilvusException as exc:
             raise _unavailable("count", exc) from exc
@@ -281,8 +294,9 @@ class MilvusIndex(VectorIndex):
         self.changed_since_save = bool(ids.size) or self.changed_since_save
 
     def remove(self, ids: Ids) -> int:
-        """Delete these ids (unknown ones are ignored); returns how many were held. Under Strong
-        consistency they are gone from the next search."""
+        """Delete these ids (unknown ones are ignored); returns how many were held. This client's
+        next search (at Strong consistency, once) no longer finds them; another client's may,
+        for a moment, which is why the engine checks every hit against the catalog."""
         ids = np.unique(check_ids(ids))
         self._count = None
         held = self._held(ids)
@@ -293,6 +307,7 @@ class MilvusIndex(VectorIndex):
             raise _unavailable("delete", exc) from exc
         if held.size:
             self.deleted_since_save = self.changed_since_save = True
+            self._deleted_unseen = True
         return int(held.size)
 
     def held(self, ids: Ids) -> Ids:
@@ -373,6 +388,7 @@ class MilvusIndex(VectorIndex):
         if nq == 0:
             return scores, result
         limit = min(k, MAX_TOPK)
+        deleted_unseen = self._deleted_unseen
         try:
             hits = self._collection.search(
                 queries,
@@ -380,10 +396,12 @@ class MilvusIndex(VectorIndex):
                 self._config.search_params(limit, nprobe),
                 limit=limit,
                 expr=expr,
-                consistency_level=STRONG,
+                consistency_level=STRONG if deleted_unseen else SESSION,
             )
         except MilvusException as exc:
             raise _unavailable("search", exc) from exc
+        if deleted_unseen:
+            self._deleted_unseen = False
         for row, hit in enumerate(hits):
             n = len(hit.ids)
             result[row, :n] = hit.ids
