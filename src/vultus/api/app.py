@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vultus import __version__
 from vultus.api import bodies, docs, errors
+from vultus.api.compat.rekognition import protocol as rekognition
 from vultus.api.deps import RateLimiter, roles_of
 from vultus.api.metrics import Gauges, Metrics, MetricsMiddleware, RouteTemplates
 from vultus.api.routers import (
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(health.router)
     bodies.install(app)
     docs.install(app)
+    rekognition.mount(app)  # AWS JSON 1.1 at /rekognition, outside the OpenAPI document
     _mount_web(app)
 
     # Room for the two photos of a verification; each file's own limit is checked on reading.

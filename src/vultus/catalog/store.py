@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from vultus import lawful_basis
 from vultus.catalog import postgresql
 from vultus.catalog.changes import ChangeQueries
+from vultus.catalog.collections import CollectionQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
@@ -50,7 +51,7 @@ SUPPRESSION_AAD = b"suppression.template"
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 
-class Catalog(SubjectQueries, JobQueries, ChangeQueries):
+class Catalog(SubjectQueries, JobQueries, ChangeQueries, CollectionQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring

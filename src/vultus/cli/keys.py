@@ -26,6 +26,12 @@ def create(
     searches_per_day: int | None = typer.Option(
         None, "--searches-per-day", help="Cap the searches this key may run per day."
     ),
+    aws: bool = typer.Option(
+        False,
+        "--aws",
+        help="Also give the key an AWS-style credential, for Rekognition clients (boto3) at "
+        "/rekognition: printed as AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines.",
+    ),
 ) -> None:
     """Create an API key. The secret is shown once; only its hash is stored.
 
@@ -35,10 +41,15 @@ def create(
         key, secret = engine.keys.create(
             name, role, expires_days=expires_days, searches_per_day=searches_per_day
         )
+        credential = engine.aws_credentials.create(key.name) if aws else None
     console.print(
         f"[green]✓[/] key [bold]{key.name}[/] ({key.role}) created. Its secret, shown only now:"
     )
     typer.echo(secret)
+    if credential is not None:
+        # As environment lines: boto3 reads them from the environment as they are.
+        typer.echo(f"AWS_ACCESS_KEY_ID={credential[0]}")
+        typer.echo(f"AWS_SECRET_ACCESS_KEY={credential[1]}")
 
 
 @app.command("list")

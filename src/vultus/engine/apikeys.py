@@ -115,6 +115,21 @@ class KeyStore:
             s.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=stamp))
             return Principal(key.id, key.name, key.role, key.searches_per_day)
 
+    def principal_of(self, name: str, *, at: datetime | None = None) -> Principal:
+        """The caller behind a key whose credential was checked another way (an AWS-style
+        signature): the key must still be in force."""
+        stamp = at or now()
+        with self.catalog.session() as s, s.begin():
+            key = s.scalar(select(ApiKey).where(ApiKey.name == name))
+            if key is None:
+                raise AuthError("unknown API key", code="key_invalid")
+            if key.revoked_at is not None:
+                raise AuthError(f"API key {key.name!r} was revoked", code="key_revoked")
+            if key.expires_at is not None and key.expires_at <= stamp:
+                raise AuthError(f"API key {key.name!r} has expired", code="key_expired")
+            s.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=stamp))
+            return Principal(key.id, key.name, key.role, key.searches_per_day)
+
     def revoke(self, name: str, *, actor: str | None = None) -> None:
         with self.catalog.session() as s, s.begin():
             key = s.scalar(select(ApiKey).where(ApiKey.name == name))

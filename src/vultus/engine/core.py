@@ -32,6 +32,8 @@ from vultus.crypto import (
     make_canary,
 )
 from vultus.engine.apikeys import KeyStore
+from vultus.engine.awskeys import AwsCredentials
+from vultus.engine.collections import Collections
 from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
@@ -61,7 +63,9 @@ RUNTIME_SETTINGS = {"data_dir", "workers", "batch_size", "key_file", "catalog_ur
 CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
-class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governance):
+class Engine(
+    Ingesting, Searching, Library, Finding, Rights, Requests, Governance, Collections
+):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         new = not catalog_exists(settings.catalog_url)
@@ -94,6 +98,7 @@ class Engine(Ingesting, Searching, Library, Finding, Rights, Requests, Governanc
             verifier=lambda data, sig: self.keyring.verify(data, sig),
         )
         self.keys = KeyStore(self.catalog, self.audit)
+        self.aws_credentials = AwsCredentials(self.catalog, self.audit, lambda: self.keyring)
         self._pipeline: FacePipeline | None = None
         self._calibration: Calibration | None = None
         # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
+    from vultus.engine.awskeys import AwsCredentials
     from vultus.engine.locking import Presence
     from vultus.index import VectorIndex
     from vultus.index.keeper import IndexKeeper
@@ -38,6 +39,7 @@ class EngineParts:
         keyring: KeyRing
         audit: AuditLog
         keys: KeyStore
+        aws_credentials: AwsCredentials
         presence: Presence
         lock: threading.RLock
         indexes: IndexKeeper
@@ -59,6 +61,13 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
+        # Collections (of AWS Rekognition's clients) upload, search and delete as the library
+        # and searching do.
+        upload: Callable[..., tuple[IngestSummary, int | None]]
+        delete_faces: Callable[..., int]
+        check_purpose: Callable[[str | None], str]
+        _check_query_model: Callable[[], None]
+        _audit_search: Callable[..., None]
         check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]
         compare: Callable[..., Verification]
