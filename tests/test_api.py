@@ -388,6 +388,13 @@ def test_subjects_are_created_renamed_merged_linked_and_unlinked(api: Api) -> No
     assert sorted(f["id"] for f in faces) == sorted([elon, jeff])
     assert client.get(f"/v1/faces/{katy}", headers=op).json()["subject"] is None
 
+    # Deleting a subject takes its name and links, never its faces.
+    assert client.post("/v1/subjects", json={"name": "K", "face_ids": [katy]}, headers=op)
+    assert client.delete("/v1/subjects/K", headers=op).json() == {"count": 1}
+    assert client.get("/v1/subjects/K", headers=op).status_code == 404
+    assert client.delete("/v1/subjects/K", headers=op).status_code == 404
+    assert client.get(f"/v1/faces/{katy}", headers=op).json()["subject"] is None
+
     # Deleting the only face of a photo takes the photo with it; deleting a photo its faces.
     jeff_image = api.image_ids()["Jeff_Bezos"]
     assert client.delete(f"/v1/faces/{jeff}", headers=op).json() == {"count": 1}

@@ -140,6 +140,41 @@ def test_subjects_and_face_deletion(data_dir: Path, gallery_split: tuple[list[Pa
     assert face_id not in [m["face_id"] for m in json.loads(out)["matches"]]
 
 
+def test_subjects_are_renamed_merged_unlinked_and_deleted_each_audited(
+    data_dir: Path, gallery_split: tuple[list[Path], list]
+) -> None:
+    gallery, _ = gallery_split
+    vultus(data_dir, "add", *map(str, gallery[:3]), "--source", "press", "--workers", "1")
+    with Engine.open(data_dir, workers=1) as engine:
+        a, b, c = (f.face_id for f in engine.list_faces(limit=3))
+    assert vultus(data_dir, "subjects", "create", "A. L.", "--face", str(a))[0] == 0
+    assert (
+        vultus(data_dir, "subjects", "create", "Augusta", "--face", str(b), "--face", str(c))[0]
+        == 0
+    )
+
+    code, out = vultus(data_dir, "subjects", "rename", "A. L.", "Ada Lovelace")
+    assert code == 0 and "A. L. is now Ada Lovelace" in out
+    code, out = vultus(data_dir, "subjects", "rename", "Ada Lovelace", "Augusta")
+    assert code != 0 and "already exists" in out
+    code, out = vultus(data_dir, "subjects", "merge", "Ada Lovelace", "Augusta")
+    assert code == 0 and "2 face(s) moved" in out
+    code, out = vultus(data_dir, "subjects", "unlink", str(c))
+    assert code == 0 and "unlinked 1 face(s)" in out
+    code, out = vultus(data_dir, "subjects", "list")
+    assert code == 0 and "Ada Lovelace" in out and "Augusta" not in out
+    code, out = vultus(data_dir, "subjects", "delete", "Ada Lovelace", "--yes")
+    assert code == 0 and "2 face(s) left unnamed" in out
+    code, out = vultus(data_dir, "subjects", "delete", "Ada Lovelace", "--yes")
+    assert code != 0 and "no subject named 'Ada Lovelace'" in out
+
+    with Engine.open(data_dir, workers=1) as engine:
+        assert engine.subjects() == []
+        assert len(engine.list_faces(limit=10)) == 3  # the faces stay, unnamed
+        events = [e.details["event"] for e in engine.audit.entries() if e.action == "subject"]
+    assert events == ["created", "created", "renamed", "merged", "unlinked", "deleted"]
+
+
 def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Path) -> None:
     folder = faces_dir / "dev" / "images"
     vultus(data_dir, "add", str(folder), "--source", "press", "--workers", "1")
@@ -381,9 +416,7 @@ def test_eval_keeps_photos_without_a_face_and_calibrate_installs_its_table(
     assert result["identification"]["n_probes_without_face"] == 1
 
     # ...and calibrating puts the table where searches read it, and says so.
-    code, out = vultus(
-        data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t")
-    )
+    code, out = vultus(data_dir, "calibrate", str(labels), "--embeddings", str(tmp_path / "t"))
     assert code == 0, out
     installed = data_dir / f"calibration_{result['model_id']}.json"
     assert installed.is_file() and "in effect" in out

@@ -2,9 +2,10 @@
 
 Every protected endpoint declares the roles it admits with `Depends(require(...))`. The
 dependency authenticates the key (header `X-API-Key` or `Authorization: Bearer`), applies the
-key's rate limit, refuses other roles, and returns the `Principal` whose `actor` the audit log
-records. The admitted roles stay readable on the dependency (`Require.roles`), so the OpenAPI
-document and the tests can list them without a second table to keep in step.
+key's rate limit, refuses a key none of whose roles the endpoint admits, and returns the
+`Principal`, acting in the role that admitted it, whose `actor` the audit log records. The
+admitted roles stay readable on the dependency (`Require.roles`), so the OpenAPI document and
+the tests can list them without a second table to keep in step.
 """
 
 from __future__ import annotations
@@ -105,11 +106,15 @@ class Require:
         principal = engine.keys.authenticate(secret)
         request.state.principal = principal
         request.app.state.limiter.hit(principal)
-        if principal.role not in self.roles:
+        acting = principal.admitted(self.roles)
+        if acting is None:
+            held = " and ".join(repr(r) for r in principal.roles)
             raise ForbiddenError(
-                f"key {principal.name!r} has role {principal.role!r}; this needs "
+                f"key {principal.name!r} has role {held}; this needs "
                 + " or ".join(repr(r) for r in sorted(self.roles))
             )
+        principal = acting
+        request.state.principal = principal
         if self.counts_search and principal.searches_per_day is not None:
             _check_search_cap(engine, principal)
         # A form field the endpoint does not take, found before the key was checked.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vultus.audit import AuditVerification
 from vultus.clock import now
@@ -872,30 +872,66 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: NameStr
-    role: Role
+    role: Role | None = Field(None, description="One role; or give several as `roles`.")
+    roles: list[Role] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(ROLES),
+        description="Several roles for one key: only operator and investigator may share one "
+        "(separation of duties).",
+    )
     expires_days: int | None = Field(None, gt=0, le=36500)
     searches_per_day: int | None = Field(None, ge=0, le=1_000_000)
+    purpose: str | None = Field(
+        None,
+        max_length=200,
+        description="Bind the key's searches to this configured purpose (investigator).",
+    )
+    case_ref: str | None = Field(
+        None, max_length=200, description="Bind the key's searches to this case reference."
+    )
+    source: str | None = Field(
+        None, max_length=200, description="Bind the photos the key adds to this source (operator)."
+    )
+
+    @model_validator(mode="after")
+    def one_way_to_name_roles(self) -> KeyIn:
+        if (self.role is None) == (self.roles is None):
+            raise ValueError("give the key's role as `role`, or its roles as `roles`: one of them")
+        return self
+
+    @property
+    def all_roles(self) -> list[str]:
+        return [self.role] if self.role is not None else list(self.roles or [])
 
 
 class KeyOut(BaseModel):
     name: str
-    role: str
+    role: str = Field(description='The key\'s roles, joined by "+" where it has several.')
+    roles: list[str]
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
     searches_per_day: int | None
+    purpose: str | None = None
+    case_ref: str | None = None
+    source: str | None = None
 
     @classmethod
     def of(cls, k: ApiKey) -> KeyOut:
         return cls(
             name=k.name,
             role=k.role,
+            roles=list(k.roles),
             created_at=k.created_at,
             expires_at=k.expires_at,
             revoked_at=k.revoked_at,
             last_used_at=k.last_used_at,
             searches_per_day=k.searches_per_day,
+            purpose=k.purpose,
+            case_ref=k.case_ref,
+            source=k.source,
         )
 
 

@@ -236,7 +236,8 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    role: Mapped[str] = mapped_column(String(32))
+    # One role, or several joined by "+" ("operator+investigator"): see engine/roles.py.
+    role: Mapped[str] = mapped_column(String(100))
     # The secret's first characters, stored in clear to find the row; the rest only hashed.
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
@@ -245,6 +246,15 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     searches_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What the key is bound to, for clients that cannot state it on each call (CompreFace,
+    # Rekognition): the purpose and case of its searches, and the source of the photos it adds.
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    case_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.role.split("+"))
 
 
 class Job(Base):

@@ -99,6 +99,17 @@ class SubjectQueries:
             s.execute(delete(Subject).where(Subject.id == merged.id))
         return int(moved.rowcount or 0)  # type: ignore[attr-defined]
 
+    def delete_subject(self, name: str) -> int:
+        """Remove the subject, its name and its links; its faces stay, unnamed. Returns how many
+        faces were unlinked."""
+        subject = self.get_subject(name)
+        with self.session() as s, s.begin():
+            unlinked = s.execute(
+                update(Face).where(Face.subject_id == subject.id).values(subject_id=None)
+            )
+            s.execute(delete(Subject).where(Subject.id == subject.id))
+        return int(unlinked.rowcount or 0)  # type: ignore[attr-defined]
+
     def subject_faces(self, name: str) -> list[FaceRecord]:
         subject = self.get_subject(name)
         with self.session() as s:

@@ -77,3 +77,55 @@ def list_subjects() -> None:
     for subject, n in rows:
         table.add_row(subject.name, str(n))
     console.print(table)
+
+
+@subjects_app.command("rename")
+def rename(old: str = typer.Argument(...), new: str = typer.Argument(...)) -> None:
+    """Rename a subject; its faces stay linked.
+
+    Example: vultus subjects rename "A. Lovelace" "Ada Lovelace"
+    """
+    with open_engine() as engine:
+        engine.rename_subject(old, new)
+    console.print(f"[green]✓[/] {old} is now [bold]{new}[/]")
+
+
+@subjects_app.command("merge")
+def merge(
+    into: str = typer.Argument(..., help="The subject that stays."),
+    other: str = typer.Argument(..., help="The subject whose faces move, and which goes."),
+) -> None:
+    """Merge two subjects found to be one person: OTHER's faces move to INTO; OTHER goes.
+
+    Example: vultus subjects merge "Ada Lovelace" "Augusta Ada King"
+    """
+    with open_engine() as engine:
+        moved = engine.merge_subjects(into, other)
+    console.print(f"[green]✓[/] {other} merged into [bold]{into}[/]: {moved} face(s) moved")
+
+
+@subjects_app.command("unlink")
+def unlink(face_ids: list[int] = typer.Argument(..., help="Face ids to untie.")) -> None:
+    """Untie faces from their subject; the faces stay in the catalog, unnamed.
+
+    Example: vultus subjects unlink 1234 1240
+    """
+    with open_engine() as engine:
+        n = engine.unlink_faces(face_ids)
+    console.print(f"[green]✓[/] unlinked {n} face(s)")
+
+
+@subjects_app.command("delete")
+def delete_subject(
+    name: str = typer.Argument(...),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a subject: its name and links go, its faces stay in the catalog, unnamed.
+
+    Example: vultus subjects delete "Ada Lovelace" --yes
+    """
+    if not yes:
+        typer.confirm(f"Delete the subject {name!r} (its faces stay)?", abort=True)
+    with open_engine() as engine:
+        n = engine.delete_subject(name)
+    console.print(f"[green]✓[/] subject {name} deleted; {n} face(s) left unnamed")

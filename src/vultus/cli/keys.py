@@ -9,7 +9,7 @@ from rich.table import Table
 
 from vultus.cli.common import console, open_engine
 from vultus.clock import now
-from vultus.engine.roles import MAX_EXPIRES_DAYS, ROLES
+from vultus.engine.roles import COMBINABLE, MAX_EXPIRES_DAYS, ROLES
 
 app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_help=True)
 
@@ -17,7 +17,27 @@ app = typer.Typer(help="API keys (roles) and the encryption key.", no_args_is_he
 @app.command("create")
 def create(
     name: str = typer.Option(..., "--name", help="Who or what uses the key."),
-    role: str = typer.Option(..., "--role", help="One of: " + ", ".join(ROLES)),
+    role: list[str] = typer.Option(
+        ...,
+        "--role",
+        help="One of: "
+        + ", ".join(ROLES)
+        + ". Repeat it for a key of several roles: only "
+        + " and ".join(sorted(COMBINABLE))
+        + " may share a key.",
+    ),
+    purpose: str | None = typer.Option(
+        None,
+        "--purpose",
+        help="Bind the key's searches to this configured purpose: for clients that cannot "
+        "state one (CompreFace, Rekognition).",
+    ),
+    case_ref: str | None = typer.Option(
+        None, "--case", help="Bind the key's searches to this case reference."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="Bind the photos the key adds to this registered source."
+    ),
     expires_days: int | None = typer.Option(
         None,
         "--expires-days",
@@ -36,14 +56,35 @@ def create(
     """Create an API key. The secret is shown once; only its hash is stored.
 
     Example: vultus keys create --role investigator --name "case team 4" --expires-days 90
+
+    A key for a CompreFace or Rekognition client, which adds and searches with one key:
+    vultus keys create --name archive-app --role operator --role investigator
+    --purpose "archive research" --source press-archive
     """
     with open_engine() as engine:
         key, secret = engine.keys.create(
-            name, role, expires_days=expires_days, searches_per_day=searches_per_day
+            name,
+            role,
+            expires_days=expires_days,
+            searches_per_day=searches_per_day,
+            purpose=purpose,
+            case_ref=case_ref,
+            source=source,
         )
         credential = engine.aws_credentials.create(key.name) if aws else None
+    bound = ", ".join(
+        f"{what} {value!r}"
+        for what, value in (
+            ("purpose", key.purpose),
+            ("case", key.case_ref),
+            ("source", key.source),
+        )
+        if value
+    )
     console.print(
-        f"[green]✓[/] key [bold]{key.name}[/] ({key.role}) created. Its secret, shown only now:"
+        f"[green]✓[/] key [bold]{key.name}[/] ({key.role}) created"
+        + (f", bound to {bound}" if bound else "")
+        + ". Its secret, shown only now:"
     )
     typer.echo(secret)
     if credential is not None:
@@ -54,11 +95,11 @@ def create(
 
 @app.command("list")
 def list_keys() -> None:
-    """List API keys: name, role, dates, state."""
+    """List API keys: name, roles, bindings, dates, state."""
     with open_engine() as engine:
         keys = engine.keys.list()
     table = Table(title="API keys")
-    for col in ("name", "role", "created", "expires", "last used", "state"):
+    for col in ("name", "roles", "bound to", "created", "expires", "last used", "state"):
         table.add_column(col)
     stamp = now()
     for k in keys:
@@ -67,6 +108,7 @@ def list_keys() -> None:
         table.add_row(
             k.name,
             k.role,
+            "; ".join(v for v in (k.purpose, k.case_ref, k.source and f"source {k.source}") if v),
             f"{k.created_at:%Y-%m-%d}",
             f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "never",
             f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",

@@ -97,7 +97,7 @@ class Engine(
             signer=lambda data: self.keyring.sign(data),
             verifier=lambda data, sig: self.keyring.verify(data, sig),
         )
-        self.keys = KeyStore(self.catalog, self.audit)
+        self.keys = KeyStore(self.catalog, self.audit, self.settings.purposes)
         self.aws_credentials = AwsCredentials(self.catalog, self.audit, lambda: self.keyring)
         self._pipeline: FacePipeline | None = None
         self._calibration: Calibration | None = None

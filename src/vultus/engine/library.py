@@ -206,8 +206,17 @@ class Library(EngineParts):
         return moved
 
     def unlink_faces(self, face_ids: Sequence[int], *, actor: str | None = None) -> int:
+        """Untie faces from whatever subject they are linked to; returns how many were linked."""
         n = self.catalog.unlink_faces(face_ids)
         self._audit_subject("unlinked", actor, faces=list(face_ids))
+        return n
+
+    def delete_subject(self, name: str, *, actor: str | None = None) -> int:
+        """Remove a subject's name and links; its faces stay in the catalog, unnamed (deleting
+        faces is `delete_faces`). Returns how many faces were unlinked."""
+        faces = [f.face_id for f in self.catalog.subject_faces(name)]
+        n = self.catalog.delete_subject(name)
+        self._audit_subject("deleted", actor, subject=name, faces=faces)
         return n
 
     def subject_faces(self, name: str) -> list[FaceRecord]:

@@ -71,7 +71,7 @@ def home(request: Request) -> Response:
         principal = current(request)
     except LoginRequired:
         return RedirectResponse(f"{UI}/login", status_code=303)
-    return RedirectResponse(home_of(principal.role), status_code=303)
+    return RedirectResponse(home_of(principal.roles), status_code=303)
 
 
 @router.get("/login")
@@ -94,7 +94,7 @@ def login(
         return page(
             request, "login.html", status=401, title="Sign in", next=_local(next), error=exc.message
         )
-    target = _local(next) or home_of(principal.role)
+    target = _local(next) or home_of(principal.roles)
     response = RedirectResponse(target, status_code=303)
     set_session(request, response, api_key.strip())
     return response

@@ -1,5 +1,6 @@
-"""Keys (admin): who may use Vultus, in which role; create (the secret is shown once) and
-revoke (a revoked key is signed out of the UI at its next request)."""
+"""Keys (admin): who may use Vultus, in which roles, bound to which purpose, case and source;
+create (the secret is shown once) and revoke (a revoked key is signed out of the UI at its next
+request)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import Response
 
 from vultus.clock import now
 from vultus.engine.apikeys import ROLES, Principal
+from vultus.engine.roles import COMBINABLE
 from vultus.errors import VultusError
 from vultus.web.forms import EngineDep
 from vultus.web.render import UI, page, redirect
@@ -26,6 +28,9 @@ def _keys_page(request: Request, engine: EngineDep, **context: Any) -> Response:
         title="Keys",
         keys=engine.keys.list(),
         roles=ROLES,
+        combinable=COMBINABLE,
+        purposes=engine.settings.purposes,
+        sources=[src.name for src, _, _ in engine.sources()],
         now=now(),
         **context,
     )
@@ -42,18 +47,24 @@ def create_key(
     engine: EngineDep,
     principal: Admin,
     name: Annotated[str, Form()] = "",
-    role: Annotated[str, Form()] = "",
+    role: Annotated[list[str] | None, Form()] = None,
     expires_days: Annotated[str, Form()] = "",
     searches_per_day: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "",
+    case_ref: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
 ) -> Response:
     try:
         if not name.strip():
             raise VultusError("a key needs a name", code="key_name_empty")
         key, secret = engine.keys.create(
             name.strip(),
-            role,
+            role or [],
             expires_days=_days(expires_days),
             searches_per_day=int(searches_per_day) if searches_per_day.isdigit() else None,
+            purpose=purpose,
+            case_ref=case_ref,
+            source=source,
             actor=principal.actor,
         )
     except VultusError as exc:

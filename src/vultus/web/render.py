@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from vultus.clock import now
+from vultus.engine.roles import canonical
 
 HERE = Path(__file__).parent
 UI = "/ui"  # where the operator UI is mounted; the portal lives at /portal
@@ -46,8 +47,13 @@ SECURITY_HEADERS = {
 }
 
 
-def home_of(role: str) -> str:
-    return NAV.get(role, [("", f"{UI}/login")])[0][1]
+def nav_of(roles: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The menu of a key of these roles: each role's pages, in the order of ROLES."""
+    return [item for role in canonical(roles) for item in NAV.get(role, [])]
+
+
+def home_of(roles: tuple[str, ...]) -> str:
+    return (nav_of(roles) or [("", f"{UI}/login")])[0][1]
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -118,7 +124,7 @@ def page(
     html = ENV.get_template(template).render(
         request=request,
         principal=principal,
-        nav=NAV.get(principal.role, []) if principal else [],
+        nav=nav_of(principal.roles) if principal else [],
         path=request.url.path,
         flash=flash,
         title=title,

@@ -84,6 +84,9 @@ def search(
     chosen = {"purpose": purpose, "case_ref": case_ref, "top": top_k}
     try:
         data = read_upload(photo, settings.max_upload_bytes)
+        # A key bound to a purpose or case searches under it alone.
+        purpose = principal.bound_purpose(purpose) or ""
+        case_ref = principal.bound_case(case_ref.strip() or None) or ""
         engine.check_purpose(purpose)
         check_search_cap(engine, principal)
         with engine.lock:

@@ -118,9 +118,11 @@ class Role:
         if request.method not in {"GET", "HEAD"}:
             check_origin(request)
         principal = current(request)
-        if principal.role not in self.roles:
+        acting = principal.admitted(self.roles)
+        if acting is None:
             raise Forbidden(principal, self.roles, request.url.path)
-        return principal
+        request.state.principal = acting
+        return acting
 
 
 def check_search_cap(engine: Engine, principal: Principal) -> None:

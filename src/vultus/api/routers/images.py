@@ -58,7 +58,7 @@ def upload_image(
     summary, image_id = engine.upload(
         photo.data,
         fields.filename or photo.filename,
-        source=fields.source,
+        source=principal.bound_source(fields.source) or "",
         consent=fields.consent,
         external_id=fields.external_id,
         actor=principal.actor,
@@ -76,7 +76,10 @@ def upload_image(
 )
 def register_image(body: RegisterIn, engine: EngineDep, principal: Operator) -> IngestOut:
     summary, image_id = engine.register(
-        body.path, source=body.source, consent=body.consent, actor=principal.actor
+        body.path,
+        source=principal.bound_source(body.source) or "",
+        consent=body.consent,
+        actor=principal.actor,
     )
     return _ingested(engine, summary, image_id)
 

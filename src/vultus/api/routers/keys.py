@@ -17,24 +17,29 @@ router = APIRouter(prefix="/keys", tags=["keys"], responses=responses(401, 403, 
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
-@router.get("", summary="List API keys: name, role, dates, state", response_model=list[KeyOut])
+@router.get(
+    "", summary="List API keys: name, roles, bindings, dates, state", response_model=list[KeyOut]
+)
 def list_keys(engine: EngineDep, _: Admin) -> list[KeyOut]:
     return [KeyOut.of(k) for k in engine.keys.list()]
 
 
 @router.post(
     "",
-    summary="Create an API key with a role",
+    summary="Create an API key with its roles, bound to a purpose, case and source",
     response_model=KeyCreatedOut,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(422),
+    responses=responses(404, 422),
 )
 def create_key(body: KeyIn, engine: EngineDep, principal: Admin) -> KeyCreatedOut:
     key, secret = engine.keys.create(
         body.name,
-        body.role,
+        body.all_roles,
         expires_days=body.expires_days,
         searches_per_day=body.searches_per_day,
+        purpose=body.purpose,
+        case_ref=body.case_ref,
+        source=body.source,
         actor=principal.actor,
     )
     return KeyCreatedOut(key=KeyOut.of(key), secret=secret)

@@ -1,5 +1,6 @@
 """Search and verify: always with a purpose from the configured list, always audited, with
-the calling key as the actor. Photos come as multipart form data or as JSON in base64."""
+the calling key as the actor. A key bound to a purpose or case searches under it alone. Photos
+come as multipart form data or as JSON in base64."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from vultus.api.schemas import (
     VerifyFields,
     VerifyOut,
 )
-from vultus.engine.apikeys import SEES_PATHS, Principal
+from vultus.engine.apikeys import Principal
 
 router = APIRouter(tags=["search"], responses=responses(401, 403, 429, 503))
 
@@ -52,15 +53,15 @@ def search_photo(
     q = body.fields
     result = engine.search(
         body.photos["photo"].data,
-        purpose=q.purpose,
-        case_ref=q.case_ref,
+        purpose=principal.bound_purpose(q.purpose) or "",
+        case_ref=principal.bound_case(q.case_ref),
         top_k=q.top_k,
         face=q.face,
         fmr=q.fmr,
         margin=q.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
+    return SearchOut.of(result, paths=principal.sees_paths)
 
 
 @router.post(
@@ -72,14 +73,14 @@ def search_photo(
 def search_face(body: SearchByFace, engine: EngineDep, principal: Searcher) -> SearchOut:
     result = engine.search_face(
         body.face_id,
-        purpose=body.purpose,
-        case_ref=body.case_ref,
+        purpose=principal.bound_purpose(body.purpose) or "",
+        case_ref=principal.bound_case(body.case_ref),
         top_k=body.top_k,
         fmr=body.fmr,
         margin=body.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
+    return SearchOut.of(result, paths=principal.sees_paths)
 
 
 @router.post(
@@ -91,14 +92,14 @@ def search_face(body: SearchByFace, engine: EngineDep, principal: Searcher) -> S
 def search_subject(body: SearchBySubject, engine: EngineDep, principal: Searcher) -> SearchOut:
     result = engine.search_subject(
         body.subject,
-        purpose=body.purpose,
-        case_ref=body.case_ref,
+        purpose=principal.bound_purpose(body.purpose) or "",
+        case_ref=principal.bound_case(body.case_ref),
         top_k=body.top_k,
         fmr=body.fmr,
         margin=body.margin,
         actor=principal.actor,
     )
-    return SearchOut.of(result, paths=principal.role in SEES_PATHS)
+    return SearchOut.of(result, paths=principal.sees_paths)
 
 
 @router.post(
@@ -118,8 +119,8 @@ def verify(
     result = engine.verify(
         body.photos["photo_a"].data,
         body.photos["photo_b"].data,
-        purpose=body.fields.purpose,
-        case_ref=body.fields.case_ref,
+        purpose=principal.bound_purpose(body.fields.purpose) or "",
+        case_ref=principal.bound_case(body.fields.case_ref),
         fmr=body.fields.fmr,
         actor=principal.actor,
     )

@@ -110,3 +110,13 @@ def unlink_face(name: str, face_id: PathId, engine: EngineDep, principal: Operat
     if engine.face(face_id).subject != name:
         raise NotFoundError(f"face {face_id} is not linked to subject {name!r}")
     return Count(count=engine.unlink_faces([face_id], actor=principal.actor))
+
+
+@router.delete(
+    "/{name}",
+    summary="Delete a subject: its name and links go, its faces stay, unnamed",
+    response_model=Count,
+    responses=responses(404),
+)
+def delete_subject(name: str, engine: EngineDep, principal: Operator) -> Count:
+    return Count(count=engine.delete_subject(name, actor=principal.actor))

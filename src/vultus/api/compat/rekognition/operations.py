@@ -285,7 +285,7 @@ def DeleteFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 # -- search -------------------------------------------------------------------------------------
 def _matches(found: CollectionSearch, threshold: float, limit: int) -> list[dict[str, Any]]:
     result = found.result
-    out = []
+    out: list[dict[str, Any]] = []
     for m in result.matches:
         score = similarity(m.distance, result.threshold, result.possible_threshold)
         if score < threshold or result.uncalibrated:
@@ -349,7 +349,8 @@ def CompareFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     )
     threshold = _threshold(p, "SimilarityThreshold")
     src, tgt = compared.source, compared.target
-    matches, unmatched = [], []
+    matches: list[dict[str, Any]] = []
+    unmatched: list[dict[str, Any]] = []
     usable = {id(f) for f, _ in compared.compared}
     for f, v in compared.compared:
         detail = face_detail(_box(f), f.quality.det_score, f.landmarks, tgt.width, tgt.height)
