@@ -114,9 +114,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
     while True:
         assert proc.poll() is None, log.read_text()
         try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1)
+            urllib.request.urlopen(f"{url}/healthz", timeout=5)
             break
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # not listening yet, or busy starting
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
     try:
@@ -134,9 +134,10 @@ def checked(client: Any, operation: str, response: dict[str, Any], **params: Any
     """Stubber validates a response against the operation's output shape in botocore's model:
     feed it the server's real answer."""
     body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    method = _snake(operation)
     with Stubber(client) as stub:
-        stub.add_response(operation, body, params or None)
-        getattr(client, _snake(operation))(**params)
+        stub.add_response(method, body)
+        getattr(client, method)(**params)
 
 
 def _snake(name: str) -> str:
@@ -348,9 +349,8 @@ def test_limits_and_patterns_are_the_servers_to_enforce(server: Server, faces_di
         rek.search_faces_by_image, CollectionId="limits", Image={"Bytes": dogs}
     )
     assert code == "InvalidParameterException" and "no face" in message
-    code, _, _ = error_of(
-        rek.index_faces, CollectionId="limits", Image={"S3Object": {"Bucket": "b", "Name": "n"}}
-    )
+    in_bucket = {"S3Object": {"Bucket": "photos", "Name": "n.jpg"}}
+    code, _, _ = error_of(rek.index_faces, CollectionId="limits", Image=in_bucket)
     assert code == "InvalidS3ObjectException"
     code, _, _ = error_of(rek.describe_collection, CollectionId="nowhere")
     assert code == "ResourceNotFoundException"
@@ -360,7 +360,11 @@ def test_keys_and_signatures_are_checked_as_aws_checks_them(
     server: Server, faces_dir: Path
 ) -> None:
     # A key bound to no purpose cannot use an API that states none.
-    code, _, message = error_of(server.client("unbound").list_collections)
+    code, _, message = error_of(
+        server.client("unbound").compare_faces,
+        SourceImage={"Bytes": photo(faces_dir, "Katy_Perry")},
+        TargetImage={"Bytes": photo(faces_dir, "Katy_Perry", 1)},
+    )
     assert code == "AccessDeniedException" and "purpose" in message
     # An investigator's key searches but does not add faces.
     searcher = server.client("searcher")

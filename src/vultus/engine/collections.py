@@ -175,6 +175,11 @@ class Collections(EngineParts):
         ids = self.catalog.add_members(
             name, [f.face_id for f in kept], external_image_id=external_image_id
         )
+        excess = [f.face_id for f in usable if f.face_id not in ids]
+        if excess and summary.images_added:
+            # The client asked for fewer faces of a photo new to the catalog: the others are
+            # not kept where nobody asked for them.
+            self.delete_faces(excess, actor=actor)
         out: list[IndexedFace] = []
         for f in faces:
             if f.face_id in ids:

@@ -2,14 +2,14 @@
 SigV4 signature is checked with the secret itself) and collections of faces, with their users.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008 (0007 until the branch took 0008 in with the key bindings)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
