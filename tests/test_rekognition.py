@@ -258,6 +258,9 @@ def test_an_application_indexes_searches_and_deletes_faces_with_boto3(
     checked(rek, "DetectFaces", detected, Image={"Bytes": b"x"})
     assert len(detected["FaceDetails"]) == 2
     assert all(50 < d["Confidence"] <= 100 for d in detected["FaceDetails"])
+    with Engine.open(server.data, workers=1) as engine:
+        assert [e.details["faces"] for e in engine.audit.entries(action="detect")] == [2]
+        assert len(engine.audit.entries(action="verify")) == 2
 
     # Users: a person's faces grouped under the application's user id.
     checked(rek, "CreateUser", rek.create_user(CollectionId="press", UserId="katy"),
@@ -283,6 +286,10 @@ def test_an_application_indexes_searches_and_deletes_faces_with_boto3(
     assert deleted["DeletedFaces"] == [obama]
     assert deleted["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
     assert rek.describe_collection(CollectionId="press")["FaceCount"] == 2
+
+    # The protocol lives beside the native API, not in its OpenAPI document.
+    with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=30) as response:
+        assert not [p for p in json.load(response)["paths"] if p.startswith("/rekognition")]
 
     gone = rek.delete_collection(CollectionId="press")
     checked(rek, "DeleteCollection", gone, CollectionId="press")

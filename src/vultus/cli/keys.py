@@ -60,6 +60,9 @@ def create(
     A key for a CompreFace or Rekognition client, which adds and searches with one key:
     vultus keys create --name archive-app --role operator --role investigator
     --purpose "archive research" --source press-archive
+
+    With --aws it also prints AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines, for
+    Rekognition clients (boto3) pointed at /rekognition.
     """
     with open_engine() as engine:
         key, secret = engine.keys.create(

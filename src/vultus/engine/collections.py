@@ -26,6 +26,7 @@ from vultus.search.results import SearchResult, Verification, rank
 from vultus.search.tiers import Tiering
 
 COLLECTION = "collection"  # audit action: a collection made or deleted, faces taken out
+DETECT = "detect"  # audit action: faces found and measured in a photo, nothing kept
 # A face not indexed because the photo had more faces than asked for (largest kept).
 EXCEEDS_MAX_FACES = "exceeds_max_faces"
 
@@ -279,6 +280,28 @@ class Collections(EngineParts):
             top_k=top_k,
             margin=self.settings.search_margin,
         )
+
+    @locked
+    def detect_faces(
+        self,
+        photo: bytes,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        actor: str | None = None,
+    ) -> AnalysedImage:
+        """The faces of a photo, measured; nothing is kept, and the call is audited (it reads
+        people's faces) with the purpose it was made for."""
+        self.check_purpose(purpose)
+        analysed = self.pipeline.analyse(photo)
+        self.audit.append(
+            DETECT,
+            actor=actor,
+            purpose=purpose,
+            case_ref=case_ref,
+            details={"faces": len(analysed.faces)},
+        )
+        return analysed
 
     @locked
     def compare_photos(

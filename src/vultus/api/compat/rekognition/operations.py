@@ -380,7 +380,9 @@ def CompareFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 def DetectFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     # Attributes ALL asks for age, emotions and the like: Vultus estimates none of them, and
     # answers the box, the confidence and the landmarks whatever is asked.
-    analysed = call.engine.analyse(_image(p))
+    analysed = call.engine.detect_faces(
+        _image(p), purpose=call.purpose, case_ref=call.principal.case_ref, actor=call.actor
+    )
     return {
         "FaceDetails": [
             face_detail(_box(f), f.quality.det_score, f.landmarks, analysed.width, analysed.height)
