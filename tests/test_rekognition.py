@@ -89,6 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
     data = name_controller(tmp_path_factory.mktemp("rekognition") / "data")
     with Engine.open(data, workers=1) as engine:
         add_test_source(engine)
+        add_test_source(engine, "other")
     keys = {
         # What a Rekognition application holds: one key that adds and searches, bound to a
         # purpose and to the source of what it adds.
@@ -97,6 +98,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
             "--purpose", PURPOSE, "--case", "CASE-7", "--source", "test",
         ),
         "unbound": aws_key(data, "--name", "unbound", "--role", "investigator"),
+        "elsewhere": aws_key(
+            data, "--name", "elsewhere", "--role", "operator", "--role", "investigator",
+            "--purpose", PURPOSE, "--source", "other",
+        ),
         "searcher": aws_key(
             data, "--name", "searcher", "--role", "investigator", "--purpose", PURPOSE
         ),
@@ -373,6 +378,22 @@ def test_keys_and_signatures_are_checked_as_aws_checks_them(
         TargetImage={"Bytes": photo(faces_dir, "Katy_Perry", 1)},
     )
     assert code == "AccessDeniedException" and "purpose" in message
+    # A collection is managed by keys of its source; another source's key searches it only.
+    server.client().create_collection(CollectionId="ours")
+    elsewhere = server.client("elsewhere")
+    code, _, message = error_of(elsewhere.describe_collection, CollectionId="ours")
+    assert code == "AccessDeniedException" and "source 'test'" in message
+    code, _, _ = error_of(
+        elsewhere.index_faces, CollectionId="ours", Image={"Bytes": photo(faces_dir, "Katy_Perry")}
+    )
+    assert code == "AccessDeniedException"
+    assert "ours" not in elsewhere.list_collections()["CollectionIds"]
+    assert (
+        elsewhere.search_faces_by_image(
+            CollectionId="ours", Image={"Bytes": photo(faces_dir, "Katy_Perry")}
+        )["FaceMatches"]
+        == []
+    )
     # An investigator's key searches but does not add faces.
     searcher = server.client("searcher")
     code, _, _ = error_of(searcher.create_collection, CollectionId="theirs")

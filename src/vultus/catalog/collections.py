@@ -100,11 +100,18 @@ class CollectionQueries:
             )
             return CollectionInfo(name, source, collection.created_at, int(faces or 0), users or 0)
 
-    def collection_names(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
+    def collection_names(
+        self, *, after: str | None = None, limit: int = 1000, source: str | None = None
+    ) -> list[str]:
+        """Names in order, paged by `after`; those of one source's collections with `source`."""
         with self.session() as s:
             query = select(Collection.name).order_by(Collection.name).limit(limit)
             if after is not None:
                 query = query.where(Collection.name > after)
+            if source is not None:
+                query = query.join(Source, Source.id == Collection.source_id).where(
+                    Source.name == source
+                )
             return list(s.scalars(query))
 
     def _collection_id(self, s: Session, name: str) -> int:
@@ -189,6 +196,7 @@ class CollectionQueries:
         limit: int | None = None,
         uuids: Sequence[str] | None = None,
         user_id: str | None = None,
+        face_ids: Sequence[int] | None = None,
     ) -> list[Member]:
         """The collection's shown faces by id order, paged by `after` (an id)."""
         with self.session() as s:
@@ -206,6 +214,8 @@ class CollectionQueries:
                 query = query.where(CollectionFace.uuid.in_(list(uuids)))
             if user_id is not None:
                 query = query.where(CollectionFace.user_id == user_id)
+            if face_ids is not None:
+                query = query.where(CollectionFace.face_id.in_(list(face_ids)))
             if limit is not None:
                 query = query.limit(limit)
             return [
@@ -221,6 +231,19 @@ class CollectionQueries:
                 )
                 for m, f, w, h in s.execute(query).all()
             ]
+
+    def member_face_ids(self, name: str) -> list[int]:
+        """The catalog ids of the collection's shown faces: what a search of it compares."""
+        with self.session() as s:
+            cid = self._collection_id(s, name)
+            return list(
+                s.scalars(
+                    select(CollectionFace.face_id)
+                    .join(Face, Face.id == CollectionFace.face_id)
+                    .where(CollectionFace.collection_id == cid, SHOWN)
+                    .order_by(CollectionFace.face_id)
+                )
+            )
 
     def remove_members(self, name: str, uuids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Take faces out of a collection: the ids removed, and the faces no other collection

@@ -3,8 +3,8 @@ source, searched by photo or by one of its faces. Photos added to a collection a
 its source (lawful basis and retention as any upload); searches state a purpose and are audited
 as any search; erased and restricted faces leave every collection's answers.
 
-A collection is searched exactly, by its own templates: a client expects the best faces *of
-the collection*, and a search of the whole index, filtered afterwards, could miss them."""
+A collection is searched through the vector index restricted to the collection's faces (the
+index's filtered search), not the whole gallery filtered afterwards, which could miss them."""
 
 from __future__ import annotations
 
@@ -81,8 +81,10 @@ class Collections(EngineParts):
     def collection(self, name: str) -> CollectionInfo:
         return self.catalog.collection_info(name)
 
-    def collection_names(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
-        return self.catalog.collection_names(after=after, limit=limit)
+    def collection_names(
+        self, *, after: str | None = None, limit: int = 1000, source: str | None = None
+    ) -> list[str]:
+        return self.catalog.collection_names(after=after, limit=limit, source=source)
 
     @locked
     def drop_collection(self, name: str, *, actor: str | None = None) -> int:
@@ -210,7 +212,7 @@ class Collections(EngineParts):
         """Search a collection with the largest face of a photo, or with one of its faces
         (`face_uuid`, itself left out of the answer). Refused without a purpose; audited."""
         self.check_purpose(purpose)
-        members = {m.face_id: m for m in self.catalog.members(name)}
+        face_ids = self.catalog.member_face_ids(name)
         out = CollectionSearch(SearchResult(0, 0.0, 0.0, []), {})
         exclude: set[int] = set()
         if photo is not None:
@@ -228,7 +230,7 @@ class Collections(EngineParts):
             template = out.query.template
             query = f"collection:{name}"
         else:
-            found = [m for m in members.values() if m.uuid == face_uuid]
+            found = self.catalog.members(name, uuids=[face_uuid or ""])
             if not found:
                 raise NotFoundError(
                     f"no face {face_uuid} in collection {name!r}", code="face_not_found"
@@ -236,8 +238,9 @@ class Collections(EngineParts):
             exclude = {found[0].face_id}
             template = self.catalog.templates_of([found[0].face_id])[found[0].face_id]
             query = f"collection:{name}:face:{found[0].face_id}"
-        out.result = self._search_among(template, list(members), top_k=top_k, exclude=exclude)
-        out.members = {m.face_id: members[m.face_id] for m in out.result.matches}
+        out.result = self._search_among(template, face_ids, top_k=top_k, exclude=exclude)
+        matched = [m.face_id for m in out.result.matches]
+        out.members = {m.face_id: m for m in self.catalog.members(name, face_ids=matched)}
         self._audit_search(out.result, template, query, purpose, case_ref, actor)
         return out
 
@@ -249,16 +252,13 @@ class Collections(EngineParts):
         top_k: int,
         exclude: set[int],
     ) -> SearchResult:
-        query = normalise(np.asarray(template, dtype=np.float32)[None, :])[0]
-        ids_parts, score_parts = [], []
+        query = normalise(np.asarray(template, dtype=np.float32)[None, :])
         if face_ids:
-            for ids, templates in self.catalog.iter_templates(np.array(face_ids, dtype=np.int64)):
-                ids_parts.append(ids)
-                score_parts.append(normalise(templates) @ query)
-        ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int64)
-        scores = np.concatenate(score_parts) if score_parts else np.zeros(0, dtype=np.float32)
-        order = np.argsort(-scores, kind="stable")[: top_k + len(exclude)]
-        ids, scores = ids[order], scores[order].astype(np.float32)
+            allowed = np.asarray(face_ids, dtype=np.int64)
+            scores, found = self.index.search(query, top_k + len(exclude), allowed=allowed)
+            ids, scores = found[0], scores[0]
+        else:
+            ids, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         calibration: Calibration | None
         try:
             calibration, uncalibrated = self.calibration, None

@@ -75,6 +75,18 @@ class Call:
     def model_version(self) -> str:
         return self.engine.model_id
 
+    def own(self, collection: str) -> str:
+        """A collection the key may manage: one of its bound source, whose photos it adds.
+        Searching needs no such tie (the bound purpose governs a search)."""
+        held = self.engine.collection(collection).source
+        if held != self.source:
+            raise AwsError(
+                "AccessDeniedException",
+                f"collection {collection!r} holds photos of source {held!r}; key "
+                f"{self.principal.name!r} is bound to source {self.source!r}",
+            )
+        return collection
+
 
 Handler = Callable[[Call, dict[str, Any]], dict[str, Any]]
 
@@ -141,13 +153,13 @@ def CreateCollection(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: 
 
 @operation("operator")
 def DeleteCollection(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    call.engine.drop_collection(p["CollectionId"], actor=call.actor)
+    call.engine.drop_collection(call.own(p["CollectionId"]), actor=call.actor)
     return {"StatusCode": 200}
 
 
 @operation("operator")
 def DescribeCollection(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    info = call.engine.collection(p["CollectionId"])
+    info = call.engine.collection(call.own(p["CollectionId"]))
     return {
         "FaceCount": info.faces,
         "UserCount": info.users,
@@ -163,7 +175,7 @@ def ListCollections(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N
     if token is not None and not COLLECTION.fullmatch(token):
         raise AwsError("InvalidPaginationTokenException", "Invalid pagination token")
     limit = p.get("MaxResults") or PAGE
-    names = call.engine.collection_names(after=token, limit=limit + 1)
+    names = call.engine.collection_names(after=token, limit=limit + 1, source=call.source)
     out: dict[str, Any] = {
         "CollectionIds": names[:limit],
         "FaceModelVersions": [call.model_version()] * len(names[:limit]),
@@ -207,7 +219,7 @@ def _face(member: Member) -> dict[str, Any]:
 def IndexFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     # QualityFilter is read and allowed; Vultus's own quality gate applies whatever it says.
     indexed = call.engine.index_photo(
-        p["CollectionId"],
+        call.own(p["CollectionId"]),
         _image(p),
         source=call.source,
         external_image_id=p.get("ExternalImageId"),
@@ -244,7 +256,7 @@ def ListFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         raise AwsError("InvalidPaginationTokenException", "Invalid pagination token")
     limit = p.get("MaxResults") or PAGE
     members = call.engine.collection_faces(
-        p["CollectionId"],
+        call.own(p["CollectionId"]),
         after=token,
         limit=limit + 1,
         uuids=p.get("FaceIds"),
@@ -262,8 +274,9 @@ def ListFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 @operation("operator")
 def DeleteFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     wanted: list[str] = list(dict.fromkeys(p["FaceIds"]))
-    held = {m.uuid: m for m in call.engine.collection_faces(p["CollectionId"], uuids=wanted)}
-    removed = call.engine.remove_from_collection(p["CollectionId"], wanted, actor=call.actor)
+    name = call.own(p["CollectionId"])
+    held = {m.uuid: m for m in call.engine.collection_faces(name, uuids=wanted)}
+    removed = call.engine.remove_from_collection(name, wanted, actor=call.actor)
     failed = []
     for face_id in wanted:
         if face_id in removed:
@@ -394,7 +407,7 @@ def DetectFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 # -- users --------------------------------------------------------------------------------------
 @operation("operator")
 def CreateUser(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    call.engine.create_collection_user(p["CollectionId"], p["UserId"], actor=call.actor)
+    call.engine.create_collection_user(call.own(p["CollectionId"]), p["UserId"], actor=call.actor)
     return {}
 
 
@@ -402,7 +415,7 @@ def CreateUser(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 def AssociateFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     wanted: list[str] = list(dict.fromkeys(p["FaceIds"]))
     tied, refused = call.engine.associate_faces(
-        p["CollectionId"], p["UserId"], wanted, actor=call.actor
+        call.own(p["CollectionId"]), p["UserId"], wanted, actor=call.actor
     )
     return {
         "AssociatedFaces": [{"FaceId": f} for f in tied],

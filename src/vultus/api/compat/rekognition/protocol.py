@@ -27,11 +27,11 @@ from vultus.errors import (
     ConfigError,
     DecodeError,
     ForbiddenError,
-    NoFaceError,
+    ModelError,
     NotFoundError,
     PurposeError,
     RateLimitError,
-    SourceError,
+    VectorIndexError,
     VultusError,
 )
 
@@ -153,10 +153,10 @@ def _vultus_error(exc: VultusError) -> Answer:
         return error("ResourceAlreadyExistsException", message)
     if isinstance(exc, ConfigError) and exc.code == "user_exists":
         return error("ConflictException", message)
-    if isinstance(exc, NoFaceError | SourceError | ConfigError):
-        return error("InvalidParameterException", message)
-    if isinstance(exc, WrongKeyError):
+    if isinstance(exc, VectorIndexError | ModelError | WrongKeyError):
+        # The server's own trouble, not the caller's: logged, and not described to a client.
         log.error("Rekognition call: %s", exc.message)
         return error("InternalServerError", "Internal server error", 500)
-    log.error("Rekognition call: %s", exc.message)
-    return error("InternalServerError", message, 500)
+    # The rest is the request's: no usable face, a source or consent it lacks, a model
+    # mismatch ... each named in Vultus's message.
+    return error("InvalidParameterException", message)
