@@ -90,22 +90,24 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
     with Engine.open(data, workers=1) as engine:
         add_test_source(engine)
         add_test_source(engine, "other")
-    keys = {
-        # What a Rekognition application holds: one key that adds and searches, bound to a
-        # purpose and to the source of what it adds.
-        "app": aws_key(
-            data, "--name", "app", "--role", "operator", "--role", "investigator",
-            "--purpose", PURPOSE, "--case", "CASE-7", "--source", "test",
-        ),
-        "unbound": aws_key(data, "--name", "unbound", "--role", "investigator"),
-        "elsewhere": aws_key(
-            data, "--name", "elsewhere", "--role", "operator", "--role", "investigator",
-            "--purpose", PURPOSE, "--source", "other",
-        ),
-        "searcher": aws_key(
-            data, "--name", "searcher", "--role", "investigator", "--purpose", PURPOSE
-        ),
-    }  # fmt: skip
+
+        def key(name: str, roles: list[str], **bound: str) -> tuple[str, str]:
+            engine.keys.create(name, roles, **bound)
+            return engine.aws_credentials.create(name)
+
+        keys = {
+            "unbound": key("unbound", ["investigator"]),
+            "elsewhere": key(
+                "elsewhere", ["operator", "investigator"], purpose=PURPOSE, source="other"
+            ),
+            "searcher": key("searcher", ["investigator"], purpose=PURPOSE),
+        }
+    # What a Rekognition application holds, made as its operator makes it: one key that adds
+    # and searches, bound to a purpose and to the source of what it adds.
+    keys["app"] = aws_key(
+        data, "--name", "app", "--role", "operator", "--role", "investigator",
+        "--purpose", PURPOSE, "--case", "CASE-7", "--source", "test",
+    )  # fmt: skip
     port = free_port()
     log = data.parent / "serve.log"
     with log.open("ab") as out:
@@ -154,6 +156,27 @@ def error_of(call: Any, **params: Any) -> tuple[str, int, str]:
         call(**params)
     err = info.value.response
     return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
+
+
+def signed_post(server: Server, operation: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """A request signed as botocore signs one, with any body."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{server.url}/rekognition/"
+    headers = {
+        "X-Amz-Target": f"RekognitionService.{operation}",
+        "Content-Type": "application/x-amz-json-1.1",
+    }
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(*server.keys["app"]), "rekognition", REGION).add_auth(request)
+    prepared = urllib.request.Request(url, data=body, headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(prepared, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
 
 
 def test_an_application_indexes_searches_and_deletes_faces_with_boto3(
@@ -432,8 +455,19 @@ def test_keys_and_signatures_are_checked_as_aws_checks_them(
     assert refused.value.code == 400
     assert json.loads(refused.value.read())["__type"] == "MissingAuthenticationTokenException"
 
+    # What boto3 never sends, a hand-signed request may: unknown members, broken base64, no JSON.
+    for body, expected in (
+        (b'{"CollectionId": "ours", "Colour": "red"}', "InvalidParameterException"),
+        (b'{"Image": {"Bytes": "not base64!"}}', "InvalidParameterException"),
+        (b"{not json", "SerializationException"),
+    ):
+        status, answer = signed_post(server, "DescribeCollection" if b"Coll" in body else
+                                     "DetectFaces", body)  # fmt: skip
+        assert (status, answer["__type"]) == (400, expected), answer
+
     # A revoked key's credential goes with it.
-    vultus(server.data, "keys", "revoke", "searcher")
+    with Engine.open(server.data, workers=1) as engine:  # as `vultus keys revoke` does
+        engine.keys.revoke("searcher")
     code, _, _ = error_of(searcher.list_collections)
     assert code == "UnrecognizedClientException"
 
