@@ -301,6 +301,10 @@ def test_an_application_indexes_searches_and_deletes_faces_with_boto3(
     checked(rek, "AssociateFaces", tied, CollectionId="press", UserId="katy", FaceIds=[obama])
     assert tied["AssociatedFaces"] == [{"FaceId": face["FaceId"]}]
     assert tied["UnsuccessfulFaceAssociations"][0]["Reasons"] == ["FACE_NOT_FOUND"]
+    # Another person's face does not join her (UserMatchThreshold, 75 by default).
+    unlike = rek.associate_faces(CollectionId="press", UserId="katy", FaceIds=[couple_face])
+    assert unlike["AssociatedFaces"] == []
+    assert unlike["UnsuccessfulFaceAssociations"][0]["Reasons"] == ["LOW_MATCH_CONFIDENCE"]
     users = rek.search_users_by_image(
         CollectionId="press", Image={"Bytes": photo(faces_dir, "Katy_Perry", 1)}
     )

@@ -127,6 +127,34 @@ class Collections(EngineParts):
             COLLECTION, actor=actor, details={"collection": name, "event": "user_created"}
         )
 
+    def user_distances(self, name: str, user_id: str, uuids: list[str]) -> dict[str, float]:
+        """For each face of the collection in `uuids`, its distance to the nearest face already
+        tied to the user; empty while the user has none (a first face ties to anyone)."""
+        theirs = self.catalog.members(name, user_id=user_id)
+        if not theirs:
+            return {}
+        asked = self.catalog.members(name, uuids=uuids)
+        templates = self.catalog.templates_of([m.face_id for m in [*theirs, *asked]])
+        held = normalise(np.stack([templates[m.face_id] for m in theirs]))
+        out: dict[str, float] = {}
+        for m in asked:
+            if m.user_id == user_id:
+                continue
+            scores = held @ normalise(templates[m.face_id][None, :])[0]
+            out[m.uuid] = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(scores.max()))))
+        return out
+
+    def pair_thresholds(self) -> tuple[float, float]:
+        """The match and possible thresholds of one pair (a 1:1 comparison)."""
+        tiering = Tiering.of(
+            self.calibration,
+            fmr=self.settings.search_fmr,
+            gallery_size=1,
+            possible_fmr=self.settings.possible_fmr,
+            possible_strangers=self.settings.possible_strangers,
+        )
+        return tiering.match_threshold, tiering.possible_threshold
+
     def associate_faces(
         self, name: str, user_id: str, uuids: list[str], *, actor: str | None = None
     ) -> tuple[list[str], dict[str, str]]:

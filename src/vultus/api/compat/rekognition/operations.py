@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ACCOUNT = "000000000000"  # ARNs name an account; a Vultus server is one
 PAGE = 1000
 SEARCH_LIMIT = 4096
+USER_MATCH_THRESHOLD = 75.0  # Rekognition's default for AssociateFaces
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 COLLECTION = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
@@ -414,14 +415,31 @@ def CreateUser(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 @operation("operator")
 def AssociateFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     wanted: list[str] = list(dict.fromkeys(p["FaceIds"]))
-    tied, refused = call.engine.associate_faces(
-        call.own(p["CollectionId"]), p["UserId"], wanted, actor=call.actor
-    )
+    # A face joins a user that has faces only when it looks like them (as Rekognition checks).
+    name = call.own(p["CollectionId"])
+    match, possible = call.engine.pair_thresholds()
+    threshold = p.get("UserMatchThreshold", USER_MATCH_THRESHOLD)
+    unlike = {
+        face_id: similarity(distance, match, possible)
+        for face_id, distance in call.engine.user_distances(name, p["UserId"], wanted).items()
+        if similarity(distance, match, possible) < threshold
+    }
+    wanted = [f for f in wanted if f not in unlike]
+    tied, refused = call.engine.associate_faces(name, p["UserId"], wanted, actor=call.actor)
     return {
         "AssociatedFaces": [{"FaceId": f} for f in tied],
         "UnsuccessfulFaceAssociations": [
             {"FaceId": f, "UserId": p["UserId"], "Reasons": [reason]}
             for f, reason in refused.items()
+        ]
+        + [
+            {
+                "FaceId": f,
+                "UserId": p["UserId"],
+                "Confidence": score,
+                "Reasons": ["LOW_MATCH_CONFIDENCE"],
+            }
+            for f, score in unlike.items()
         ],
         "UserStatus": "ACTIVE",
     }
