@@ -65,9 +65,8 @@ def test_bindings_are_checked_when_the_key_is_made(engine: Engine) -> None:
         engine.keys.create("k", both, purpose="curiosity")
     with pytest.raises(NotFoundError, match="no source named 'nowhere'"):
         engine.keys.create("k", both, purpose=PURPOSE, source="nowhere")
-    # A purpose binds searches, a source binds what is added: each only on a key that does so.
-    with pytest.raises(ConfigError, match="investigator"):
-        engine.keys.create("k", "operator", purpose=PURPOSE)
+    # A source binds what is added: only on a key that adds. (A purpose may bind any key: a
+    # compatibility client's key must have one, whatever it does.)
     with pytest.raises(ConfigError, match="operator"):
         engine.keys.create("k", "investigator", source="test")
     with pytest.raises(ConfigError, match="unknown role 'root'"):
@@ -113,6 +112,7 @@ def test_a_key_of_two_roles_adds_and_searches_under_its_bindings(
         purpose=PURPOSE,
         case_ref="CASE-17",
         source="test",
+        searches_per_day=1,
     )
     headers = {"X-API-Key": secret}
     (first, who), (second, _) = (
@@ -138,15 +138,7 @@ def test_a_key_of_two_roles_adds_and_searches_under_its_bindings(
     assert elsewhere.status_code == 403
     assert elsewhere.json()["code"] == "source_bound"
 
-    # Searching: the bound purpose and case; stating another purpose is refused.
-    found = client.post(
-        "/v1/search",
-        data={"purpose": PURPOSE},
-        files={"photo": (second.name, second.read_bytes(), "image/jpeg")},
-        headers=headers,
-    )
-    assert found.status_code == 200, found.text
-    assert found.json()["matches"], f"{who}'s second photo finds the first"
+    # Searching: stating another purpose is refused; the bound purpose and case stand.
     other = client.post(
         "/v1/search",
         data={"purpose": "legal claim"},
@@ -155,6 +147,22 @@ def test_a_key_of_two_roles_adds_and_searches_under_its_bindings(
     )
     assert other.status_code == 403
     assert other.json()["code"] == "purpose_bound"
+    found = client.post(
+        "/v1/search",
+        data={"purpose": PURPOSE},
+        files={"photo": (second.name, second.read_bytes(), "image/jpeg")},
+        headers=headers,
+    )
+    assert found.status_code == 200, found.text
+    assert found.json()["matches"], f"{who}'s second photo finds the first"
+    # The daily cap counts the key's searches, whatever role it holds beside.
+    capped = client.post(
+        "/v1/search",
+        data={"purpose": PURPOSE},
+        files={"photo": (second.name, second.read_bytes(), "image/jpeg")},
+        headers=headers,
+    )
+    assert capped.status_code == 429, capped.text
 
     # The audit log: who, in which role, for which purpose and case.
     ingest = engine.audit.entries(action=actions.INGEST)[-1]
@@ -284,3 +292,39 @@ def test_the_web_key_form_makes_a_bound_key_of_two_roles_whose_holder_sees_both_
     assert 'href="/ui/library"' in home.text and 'href="/ui/search"' in home.text
     assert client.get("/ui/search").status_code == 200
     assert client.get("/ui/audit", follow_redirects=False).status_code == 403
+    # Bound to the source "test": an upload to another is refused, and nothing is added.
+    elsewhere = client.post(
+        "/ui/library/upload",
+        data={"source": "other"},
+        files={"photos": ("a.jpg", b"not read", "image/jpeg")},
+        follow_redirects=True,
+    )
+    assert "bound to the source" in elsewhere.text
+    assert engine.list_images() == []
+
+
+def test_a_key_made_before_keys_had_bindings_works_after_the_upgrade(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from vultus.catalog.connect import MIGRATIONS
+
+    data_dir = name_controller(tmp_path / "data")
+    with Engine.open(data_dir, workers=1) as engine:
+        _, secret = engine.keys.create("old", "investigator", searches_per_day=5)
+        url = engine.settings.catalog_url
+    # Back to the catalog as it was before (one role a key, no bindings), then open it.
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with create_engine(url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    with Engine.open(data_dir, workers=1) as engine:
+        principal = engine.keys.authenticate(secret)
+        assert (principal.roles, principal.actor, principal.searches_per_day) == (
+            ("investigator",),
+            "key:old",
+            5,
+        )
+        assert (principal.purpose, principal.case_ref, principal.source) == (None, None, None)

@@ -18,8 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vultus import __version__
-from vultus.api import bodies, docs, errors
-from vultus.api.compat.rekognition import protocol as rekognition
+from vultus.api import bodies, compat, docs, errors
 from vultus.api.deps import RateLimiter, roles_of
 from vultus.api.metrics import Gauges, Metrics, MetricsMiddleware, RouteTemplates
 from vultus.api.routers import (
@@ -145,7 +144,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(health.router)
     bodies.install(app)
     docs.install(app)
-    rekognition.mount(app)  # AWS JSON 1.1 at /rekognition, outside the OpenAPI document
+    compat.mount(app)
     _mount_web(app)
 
     # Room for the two photos of a verification; each file's own limit is checked on reading.

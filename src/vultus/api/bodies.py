@@ -56,7 +56,9 @@ class PhotoBody(Generic[M]):
     URL's prefix is allowed). `name` names the body's two schemas in the OpenAPI document;
     `openapi` is the route's `openapi_extra`."""
 
-    def __init__(self, name: str, fields: type[M], photos: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, fields: type[M], photos: dict[str, str], *, document: bool = True
+    ) -> None:
         self.fields = fields
         self.photos = photos
         self.names = [*photos, *(f.alias or n for n, f in fields.model_fields.items())]
@@ -71,8 +73,9 @@ class PhotoBody(Generic[M]):
             {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/*"},
             note=" In base64 (a `data:image/...;base64,` prefix is allowed).",
         )
-        SCHEMAS[f"{name}Form"] = {**form, "title": f"{name}Form"}
-        SCHEMAS[f"{name}Json"] = {**as_json, "title": f"{name}Json"}
+        if document:  # bodies of other APIs' shapes (api/compat) stay out of the document
+            SCHEMAS[f"{name}Form"] = {**form, "title": f"{name}Form"}
+            SCHEMAS[f"{name}Json"] = {**as_json, "title": f"{name}Json"}
         self.openapi: dict[str, Any] = {
             "requestBody": {
                 "required": True,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 from vultus.catalog.models import (
     Face,
     Image,
+    Source,
     Subject,
 )
 from vultus.catalog.records import FaceRecord, face_record_of
@@ -109,6 +110,44 @@ class SubjectQueries:
             )
             s.execute(delete(Subject).where(Subject.id == subject.id))
         return int(unlinked.rowcount or 0)  # type: ignore[attr-defined]
+
+    def linked_faces(
+        self,
+        *,
+        subject: str | None = None,
+        source: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[FaceRecord], int]:
+        """Searchable faces linked to a subject (to `subject`, when named; from photos of
+        `source`, when named), oldest first: one page of them, and how many there are in all.
+        Restricted faces are left out."""
+        where = [
+            Face.subject_id.is_not(None),
+            Face.status == "indexed",
+            Face.restricted.is_(False),
+        ]
+        if subject is not None:
+            where.append(Face.subject_id == self.get_subject(subject).id)
+        if source is not None:
+            where.append(
+                Face.image_id.in_(
+                    select(Image.id)
+                    .join(Source, Image.source_id == Source.id)
+                    .where(Source.name == source)
+                )
+            )
+        with self.session() as s:
+            total = int(s.scalar(select(func.count(Face.id)).where(*where)) or 0)
+            faces = s.scalars(
+                select(Face)
+                .where(*where)
+                .options(joinedload(Face.image).joinedload(Image.source), joinedload(Face.subject))
+                .order_by(Face.id)
+                .offset(max(0, offset))
+                .limit(max(0, limit))
+            ).unique()
+            return [face_record_of(f) for f in faces], total
 
     def subject_faces(self, name: str) -> list[FaceRecord]:
         subject = self.get_subject(name)

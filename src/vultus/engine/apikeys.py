@@ -171,12 +171,6 @@ class KeyStore:
                 f"{purpose!r} is not a configured purpose; bind the key to one of: {allowed}",
                 code="purpose_unknown",
             )
-        if (purpose or case_ref) and "investigator" not in roles:
-            raise ConfigError(
-                "a purpose or case binds a key's searches: only a key with the investigator "
-                "role searches",
-                code="binding_invalid",
-            )
         if source is not None and "operator" not in roles:
             raise ConfigError(
                 "a source binds the photos a key adds: only a key with the operator role adds",

@@ -23,7 +23,6 @@ from vultus.errors import ConfigError, NoFaceError, NotFoundError, SourceError
 from vultus.index.base import normalise
 from vultus.pipeline.analyse import AnalysedFace, AnalysedImage
 from vultus.search.results import SearchResult, Verification, rank
-from vultus.search.tiers import Tiering
 
 COLLECTION = "collection"  # audit action: a collection made or deleted, faces taken out
 DETECT = "detect"  # audit action: faces found and measured in a photo, nothing kept
@@ -143,17 +142,6 @@ class Collections(EngineParts):
             scores = held @ normalise(templates[m.face_id][None, :])[0]
             out[m.uuid] = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(scores.max()))))
         return out
-
-    def pair_thresholds(self) -> tuple[float, float]:
-        """The match and possible thresholds of one pair (a 1:1 comparison)."""
-        tiering = Tiering.of(
-            self.calibration,
-            fmr=self.settings.search_fmr,
-            gallery_size=1,
-            possible_fmr=self.settings.possible_fmr,
-            possible_strangers=self.settings.possible_strangers,
-        )
-        return tiering.match_threshold, tiering.possible_threshold
 
     def associate_faces(
         self, name: str, user_id: str, uuids: list[str], *, actor: str | None = None
@@ -310,7 +298,7 @@ class Collections(EngineParts):
         )
 
     @locked
-    def detect_faces(
+    def measure_faces(
         self,
         photo: bytes,
         *,
@@ -332,7 +320,7 @@ class Collections(EngineParts):
         return analysed
 
     @locked
-    def compare_photos(
+    def compare_photo_faces(
         self,
         source: bytes,
         target: bytes,
@@ -361,13 +349,7 @@ class Collections(EngineParts):
             for f in tgt.faces
             if f.template is not None
         ]
-        tiering = Tiering.of(
-            self.calibration,
-            fmr=fmr,
-            gallery_size=1,
-            possible_fmr=self.settings.possible_fmr,
-            possible_strangers=self.settings.possible_strangers,
-        )
+        possible = self.decision_points(1, fmr).possible
         self.audit.append(
             actions.VERIFY,
             actor=actor,
@@ -379,4 +361,4 @@ class Collections(EngineParts):
                 "same_person": sum(v.same_person for _, v in compared),
             },
         )
-        return PhotoComparison(src, face, tgt, compared, tiering.possible_threshold)
+        return PhotoComparison(src, face, tgt, compared, possible)

@@ -34,6 +34,7 @@ from vultus.crypto import (
 from vultus.engine.apikeys import KeyStore
 from vultus.engine.awskeys import AwsCredentials
 from vultus.engine.collections import Collections
+from vultus.engine.examples import Examples
 from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
 from vultus.engine.ingesting import Ingesting
@@ -64,7 +65,15 @@ CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
 class Engine(
-    Ingesting, Searching, Library, Finding, Rights, Requests, Governance, Collections
+    Ingesting,
+    Searching,
+    Library,
+    Examples,
+    Finding,
+    Rights,
+    Requests,
+    Governance,
+    Collections,
 ):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 
     from vultus.accuracy.calibration import Calibration
     from vultus.audit import AuditLog
-    from vultus.catalog import Catalog
-    from vultus.catalog.models import RightsRequest, Source
+    from vultus.catalog import Catalog, FaceRecord
+    from vultus.catalog.models import RightsRequest, Source, Subject
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
     from vultus.engine.awskeys import AwsCredentials
+    from vultus.engine.examples import DecisionPoints
     from vultus.engine.locking import Presence
     from vultus.index import VectorIndex
     from vultus.index.keeper import IndexKeeper
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from vultus.pipeline.analyse import FacePipeline
     from vultus.rights.erasure import ErasurePlan, ErasureReceipt
     from vultus.rights.review import Review
-    from vultus.search.results import Verification
+    from vultus.search.results import SearchResult, Verification
 
 
 class EngineParts:
@@ -61,12 +62,19 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
-        # Collections (of AWS Rekognition's clients) upload, search and delete as the library
-        # and searching do.
+        # Examples (a face collection's named faces) and collections (AWS Rekognition's) stand
+        # on the library and on searching.
         upload: Callable[..., tuple[IngestSummary, int | None]]
+        face: Callable[[int], FaceRecord]
+        create_subject: Callable[..., Subject]
+        link_faces: Callable[..., int]
+        subject: Callable[[str], Subject]
+        delete_subject: Callable[..., int]
         delete_faces: Callable[..., int]
         check_purpose: Callable[[str | None], str]
         _check_query_model: Callable[[], None]
+        _search: Callable[..., SearchResult]
+        decision_points: Callable[..., DecisionPoints]
         _audit_search: Callable[..., None]
         check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]

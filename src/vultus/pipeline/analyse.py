@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vultus.config import Settings
-from vultus.errors import VultusError
+from vultus.errors import ConfigError, VultusError
 from vultus.pipeline.align import FivePointAligner
 from vultus.pipeline.augment import MirrorAveraged
 from vultus.pipeline.base import Aligner, Box, Detection, Detector, Embedder
@@ -28,6 +28,9 @@ from vultus.pipeline.quality import Quality, measure, skip_reason
 # detector's box jitters by a few pixels (88×88 against 88×87), so "the largest" among them is
 # chance. On LFW, taking it picks the wrong person in about 0.25% of photos.
 NEAR_TIE_AREA = 0.9
+# The score of a face the caller vouches for (a crop taken as one face): the detector's mark for
+# a clear detection, since no detector judged it.
+WHOLE_IMAGE_SCORE = 1.0
 
 
 def order_faces(
@@ -124,14 +127,22 @@ class FacePipeline:
             return found
         return [d.scaled(scale) for d in found]
 
-    def analyse(self, source: Path | bytes, *, keep_chips: bool = False) -> AnalysedImage:
-        result = self.analyse_many([source], keep_chips=keep_chips)[0]
+    def analyse(
+        self, source: Path | bytes, *, keep_chips: bool = False, whole_image: bool = False
+    ) -> AnalysedImage:
+        """With `whole_image`, no detector runs: the photo is taken as one face, cropped by
+        the caller (the aligner still finds its landmarks within it)."""
+        result = self.analyse_many([source], keep_chips=keep_chips, whole_image=whole_image)[0]
         if isinstance(result, VultusError):
             raise result
         return result
 
     def analyse_many(
-        self, sources: Sequence[Path | bytes], *, keep_chips: bool = False
+        self,
+        sources: Sequence[Path | bytes],
+        *,
+        keep_chips: bool = False,
+        whole_image: bool = False,
     ) -> list[AnalysedImage | VultusError]:
         """Analyse several images, embedding all their faces in ONE batch: a batch of one
         costs ONNX Runtime about three times as much per face as a batch of sixteen. A file
@@ -139,7 +150,7 @@ class FacePipeline:
         located: list[tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]] | VultusError] = []
         for source in sources:
             try:
-                located.append(self._locate(source, keep_chips=keep_chips))
+                located.append(self._locate(source, keep_chips=keep_chips, whole=whole_image))
             except VultusError as exc:
                 located.append(exc)
         batches = [item[2][item[1]] for item in located if not isinstance(item, VultusError)]
@@ -154,13 +165,24 @@ class FacePipeline:
         return [item if isinstance(item, VultusError) else item[0] for item in located]
 
     def _locate(
-        self, source: Path | bytes, *, keep_chips: bool
+        self, source: Path | bytes, *, keep_chips: bool, whole: bool = False
     ) -> tuple[AnalysedImage, list[int], npt.NDArray[np.uint8]]:
         """Decode, detect, align and measure: everything but the embedding."""
         image = decode_image(source, max_pixels=self.settings.max_pixels)
         # Largest face first (near-ties: nearest the centre): the one a search uses by default.
         height, width = image.rgb.shape[:2]
-        detections, near_equal = order_faces(self.detect(image), width, height)
+        if whole:
+            if self.aligner.layout != "dlib5":
+                # SCRFD's aligner takes the detector's keypoints: without a detector, none.
+                raise ConfigError(
+                    "this model aligns faces on its detector's keypoints: a photo cannot be "
+                    "taken as one face without running the detector",
+                    code="whole_image_unsupported",
+                )
+            found = [Detection(Box(0, 0, width, height), WHOLE_IMAGE_SCORE, "given")]
+        else:
+            found = self.detect(image)
+        detections, near_equal = order_faces(found, width, height)
         points, chips = self.aligner.align(image.rgb, detections)
         faces: list[AnalysedFace] = []
         for det, pts, chip in zip(detections, points, chips, strict=True):

@@ -93,6 +93,10 @@ def upload(
 ) -> Response:
     settings = settings_of(request)
     files = [p for p in photos or [] if p.filename]
+    try:  # a key bound to a source adds to it alone
+        source = principal.bound_source(source or None) or ""
+    except VultusError as exc:
+        return redirect(f"{UI}/library", error=exc.message)
     if not source:
         return redirect(f"{UI}/library", error="Choose the source the photos come from.")
     if not files:
@@ -195,8 +199,9 @@ def start_ingest(
     queue = _jobs(request)
     if queue is None:
         return redirect(f"{UI}/ingest", error="Background jobs are unavailable on this server.")
-    params = {"path": path.strip(), "source": source, "consent": consent.strip() or None}
     try:
+        bound = principal.bound_source(source or None) or ""
+        params = {"path": path.strip(), "source": bound, "consent": consent.strip() or None}
         job = queue.submit("ingest", params, principal.actor)
     except VultusError as exc:
         return redirect(f"{UI}/ingest", error=exc.message)

@@ -30,7 +30,8 @@ def ingest(
     jobs: JobsDep,
     principal: Annotated[Principal, Depends(require("operator"))],
 ) -> JobOut:
-    params = {"path": body.path, "source": body.source, "consent": body.consent}
+    source = principal.bound_source(body.source)  # a key bound to a source adds to it alone
+    params = {"path": body.path, "source": source, "consent": body.consent}
     return JobOut.of(jobs.submit("ingest", params, principal.actor))
 
 

@@ -8,27 +8,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from vultus.api.compat import similarity as shared
+
 # The calibrated decision reads 80 (Rekognition's default FaceMatchThreshold), the edge of the
-# "possible, check by eye" tier 50. Nothing further than that tier is ever returned.
-MATCH_SIMILARITY = 80.0
-POSSIBLE_SIMILARITY = 50.0
+# "possible, check by eye" tier 50: CompreFace's reading of it (compat.similarity), times 100.
+MATCH_SIMILARITY = 100 * shared.MATCH
+POSSIBLE_SIMILARITY = 100 * shared.POSSIBLE
 
 
 def similarity(distance: float, match: float, possible: float) -> float:
-    """0..100 from a distance and the two calibrated thresholds: 100 at distance 0, 80 at the
-    match threshold, 50 at the edge of the possible tier, falling to 0 at twice that edge.
-    Linear between, so the order of distances is kept."""
-    if match > 0 and distance <= match:
-        value = MATCH_SIMILARITY + (100.0 - MATCH_SIMILARITY) * (1.0 - distance / match)
-    elif possible > match and distance <= possible:
-        span = possible - match
-        value = POSSIBLE_SIMILARITY + (MATCH_SIMILARITY - POSSIBLE_SIMILARITY) * (
-            (possible - distance) / span
-        )
-    else:
-        edge = max(possible, match, 1e-6)
-        value = POSSIBLE_SIMILARITY * max(0.0, 1.0 - (distance - edge) / edge)
-    return round(min(100.0, max(0.0, value)), 4)
+    """0..100 from a distance and the two calibrated thresholds (see compat.similarity)."""
+    return round(100 * shared.similarity(distance, match, possible), 3)
 
 
 def confidence(det_score: float) -> float:

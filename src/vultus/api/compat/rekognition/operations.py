@@ -354,7 +354,7 @@ def SearchFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 
 @operation("investigator", searches=True)
 def CompareFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-    compared = call.engine.compare_photos(
+    compared = call.engine.compare_photo_faces(
         _image(p, "SourceImage"),
         _image(p, "TargetImage"),
         purpose=call.purpose,
@@ -394,7 +394,7 @@ def CompareFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
 def DetectFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     # Attributes ALL asks for age, emotions and the like: Vultus estimates none of them, and
     # answers the box, the confidence and the landmarks whatever is asked.
-    analysed = call.engine.detect_faces(
+    analysed = call.engine.measure_faces(
         _image(p), purpose=call.purpose, case_ref=call.principal.case_ref, actor=call.actor
     )
     return {
@@ -417,7 +417,8 @@ def AssociateFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N8
     wanted: list[str] = list(dict.fromkeys(p["FaceIds"]))
     # A face joins a user that has faces only when it looks like them (as Rekognition checks).
     name = call.own(p["CollectionId"])
-    match, possible = call.engine.pair_thresholds()
+    points = call.engine.decision_points(1)  # one face against another: a gallery of one
+    match, possible = points.match, points.possible
     threshold = p.get("UserMatchThreshold", USER_MATCH_THRESHOLD)
     unlike = {
         face_id: similarity(distance, match, possible)
