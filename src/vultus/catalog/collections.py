@@ -233,17 +233,14 @@ class CollectionQueries:
             ]
 
     def member_face_ids(self, name: str) -> list[int]:
-        """The catalog ids of the collection's shown faces: what a search of it compares."""
+        """The catalog ids of the collection's faces, restricted ones too: what a search of it
+        hands the vector index as the faces allowed, which holds no restricted face anyway.
+        Read from the membership's own index alone (reading each face's row, to leave out the
+        restricted, took most of a search's time at 30,000 faces)."""
         with self.session() as s:
             cid = self._collection_id(s, name)
-            return list(
-                s.scalars(
-                    select(CollectionFace.face_id)
-                    .join(Face, Face.id == CollectionFace.face_id)
-                    .where(CollectionFace.collection_id == cid, SHOWN)
-                    .order_by(CollectionFace.face_id)
-                )
-            )
+            query = select(CollectionFace.face_id).where(CollectionFace.collection_id == cid)
+            return list(s.connection().execute(query).scalars())
 
     def remove_members(self, name: str, uuids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Take faces out of a collection: the ids removed, and the faces no other collection

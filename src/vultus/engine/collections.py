@@ -228,6 +228,7 @@ class Collections(EngineParts):
         """Search a collection with the largest face of a photo, or with one of its faces
         (`face_uuid`, itself left out of the answer). Refused without a purpose; audited."""
         self.check_purpose(purpose)
+        # The gallery's size counts restricted members too: a stricter threshold, never looser.
         face_ids = self.catalog.member_face_ids(name)
         out = CollectionSearch(SearchResult(0, 0.0, 0.0, []), {})
         exclude: set[int] = set()
