@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -340,3 +341,64 @@ class PersonDecision(Base):
     others: Mapped[list[int]] = mapped_column(JSON, default=list)
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AwsCredential(Base):
+    """An API key's AWS-style credential, for clients that sign with SigV4 (boto3). Checking a
+    signature needs the secret itself, so it is kept sealed under the master key (re-sealed by
+    a key rotation), never in clear; the access key id finds the row."""
+
+    __tablename__ = "aws_credentials"
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    access_key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted
+
+
+class Collection(Base):
+    """A named set of faces, as AWS Rekognition clients keep them. It belongs to one source
+    (the lawful basis of every photo in it) and holds faces of that source's photos."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    source: Mapped[Source] = relationship()
+
+
+class CollectionFace(Base):
+    """A face in a collection, under the random id its clients know it by. An erased face takes
+    its memberships with it (the foreign key cascades)."""
+
+    __tablename__ = "collection_faces"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
+    image_uuid: Mapped[str] = mapped_column(String(36))
+    external_image_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+
+    face: Mapped[Face] = relationship()
+
+    __table_args__ = (UniqueConstraint("collection_id", "face_id", name="uq_collection_face"),)
+
+
+class CollectionUser(Base):
+    """A user of a collection: the client's id for one person, grouping faces of the
+    collection. Not a Vultus subject: it names nobody, and lives and goes with its collection."""
+
+    __tablename__ = "collection_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("collection_id", "user_id", name="uq_collection_user"),)

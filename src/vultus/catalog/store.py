@@ -17,6 +17,7 @@ from vultus import lawful_basis
 from vultus.catalog import postgresql
 from vultus.catalog.bulk import allocate_ids, insert_rows
 from vultus.catalog.changes import ChangeQueries
+from vultus.catalog.collections import CollectionQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
@@ -64,7 +65,9 @@ _TEMPLATES_SQLITE = (
 _TEMPLATES_PG = "SELECT id, template FROM faces WHERE id = ANY(%s) AND template IS NOT NULL"
 
 
-class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries):
+class Catalog(
+    SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, CollectionQueries
+):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring

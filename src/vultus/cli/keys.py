@@ -46,6 +46,12 @@ def create(
     searches_per_day: int | None = typer.Option(
         None, "--searches-per-day", help="Cap the searches this key may run per day."
     ),
+    aws: bool = typer.Option(
+        False,
+        "--aws",
+        help="Also give the key an AWS-style credential, for Rekognition clients (boto3) at "
+        "/rekognition: printed as AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines.",
+    ),
 ) -> None:
     """Create an API key. The secret is shown once; only its hash is stored.
 
@@ -54,6 +60,9 @@ def create(
     A key for a CompreFace or Rekognition client, which adds and searches with one key:
     vultus keys create --name archive-app --role operator --role investigator
     --purpose "archive research" --source press-archive
+
+    With --aws it also prints AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines, for
+    Rekognition clients (boto3) pointed at /rekognition.
     """
     with open_engine() as engine:
         key, secret = engine.keys.create(
@@ -65,6 +74,7 @@ def create(
             case_ref=case_ref,
             source=source,
         )
+        credential = engine.aws_credentials.create(key.name) if aws else None
     bound = ", ".join(
         f"{what} {value!r}"
         for what, value in (
@@ -80,6 +90,10 @@ def create(
         + ". Its secret, shown only now:"
     )
     typer.echo(secret)
+    if credential is not None:
+        # As environment lines: boto3 reads them from the environment as they are.
+        typer.echo(f"AWS_ACCESS_KEY_ID={credential[0]}")
+        typer.echo(f"AWS_SECRET_ACCESS_KEY={credential[1]}")
 
 
 @app.command("list")

@@ -223,20 +223,16 @@ class KeyStore:
             key = s.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
             if key is None or not hmac.compare_digest(key.secret_hash, _hash(secret)):
                 raise AuthError("unknown API key", code="key_invalid")
-            if key.revoked_at is not None:
-                raise AuthError(f"API key {key.name!r} was revoked", code="key_revoked")
-            if key.expires_at is not None and key.expires_at <= stamp:
-                raise AuthError(f"API key {key.name!r} has expired", code="key_expired")
-            s.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=stamp))
-            return Principal(
-                key.id,
-                key.name,
-                key.roles,
-                key.searches_per_day,
-                purpose=key.purpose,
-                case_ref=key.case_ref,
-                source=key.source,
-            )
+            return _in_force(s, key, stamp)
+
+    def principal_of(self, name: str, *, at: datetime | None = None) -> Principal:
+        """The caller behind a key whose credential was checked another way (an AWS-style
+        signature): the key must still be in force."""
+        with self.catalog.session() as s, s.begin():
+            key = s.scalar(select(ApiKey).where(ApiKey.name == name))
+            if key is None:
+                raise AuthError("unknown API key", code="key_invalid")
+            return _in_force(s, key, at or now())
 
     def revoke(self, name: str, *, actor: str | None = None) -> None:
         with self.catalog.session() as s, s.begin():
@@ -280,3 +276,21 @@ class KeyStore:
 def _blank_none(value: str | None) -> str | None:
     """A binding left empty (a blank form field) is no binding."""
     return value.strip() or None if value is not None else None
+
+
+def _in_force(s: Session, key: ApiKey, stamp: datetime) -> Principal:
+    """The key's principal, once it is known neither revoked nor expired; its use recorded."""
+    if key.revoked_at is not None:
+        raise AuthError(f"API key {key.name!r} was revoked", code="key_revoked")
+    if key.expires_at is not None and key.expires_at <= stamp:
+        raise AuthError(f"API key {key.name!r} has expired", code="key_expired")
+    s.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=stamp))
+    return Principal(
+        key.id,
+        key.name,
+        key.roles,
+        key.searches_per_day,
+        purpose=key.purpose,
+        case_ref=key.case_ref,
+        source=key.source,
+    )

@@ -33,6 +33,8 @@ from vultus.crypto import (
 )
 from vultus.engine.admin import OVERRIDES_KEY, Administering, apply_overrides
 from vultus.engine.apikeys import KeyStore
+from vultus.engine.awskeys import AwsCredentials
+from vultus.engine.collections import Collections
 from vultus.engine.examples import Examples
 from vultus.engine.finding import Finding
 from vultus.engine.governance import Governance
@@ -75,6 +77,7 @@ class Engine(
     Requests,
     Governance,
     Administering,
+    Collections,
 ):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -110,6 +113,7 @@ class Engine(
             verifier=lambda data, sig: self.keyring.verify(data, sig),
         )
         self.keys = KeyStore(self.catalog, self.audit, self.settings.purposes)
+        self.aws_credentials = AwsCredentials(self.catalog, self.audit, lambda: self.keyring)
         self._pipeline: FacePipeline | None = None
         self._calibration: Calibration | None = None
         # One thread at a time in the in-process pipeline (dlib and ONNX Runtime objects are

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from vultus import audit as actions
 from vultus.catalog.models import (
     AuditEntry,
+    AwsCredential,
     Consent,
     Face,
     FaceTrack,
@@ -47,6 +48,7 @@ from vultus.crypto import (
     rotated,
     write_key_file,
 )
+from vultus.engine.awskeys import row_aad as aws_row_aad
 from vultus.engine.parts import EngineParts
 from vultus.engine.requests import REQUEST_AAD
 from vultus.errors import ConfigError, NotFoundError, RightsError
@@ -265,6 +267,14 @@ class Governance(EngineParts):
                 "crop",
                 ring,
                 aad=TRACK_CROP_AAD,
+            ),
+            "aws_credentials": reencrypt_table(
+                self.catalog.session,
+                AwsCredential.__table__,
+                "key_id",
+                "secret",
+                ring,
+                aad=aws_row_aad,
             ),
             "requests": reencrypt_table(
                 self.catalog.session,

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from vultus.config import Settings
     from vultus.crypto import KeyRing
     from vultus.engine.apikeys import KeyStore
+    from vultus.engine.awskeys import AwsCredentials
+    from vultus.engine.examples import DecisionPoints
     from vultus.engine.locking import Presence
     from vultus.index import VectorIndex
     from vultus.index.keeper import IndexKeeper
@@ -38,6 +40,7 @@ class EngineParts:
         keyring: KeyRing
         audit: AuditLog
         keys: KeyStore
+        aws_credentials: AwsCredentials
         presence: Presence
         lock: threading.RLock
         indexes: IndexKeeper
@@ -59,8 +62,9 @@ class EngineParts:
         # Across mixins: the library ingests uploads; ingest checks consents (governance);
         # rights compare an identity photo with the selfie (searching).
         add: Callable[..., IngestSummary]
-        # Examples (a face collection's named faces) stand on the library and on searching;
-        # people (discovery and its decisions) names faces through the library.
+        # Examples (a face collection's named faces) and collections (AWS Rekognition's) stand
+        # on the library and on searching; people (discovery and its decisions) names faces
+        # through the library.
         upload: Callable[..., tuple[IngestSummary, int | None]]
         face: Callable[[int], FaceRecord]
         create_subject: Callable[..., Subject]
@@ -71,6 +75,7 @@ class EngineParts:
         check_purpose: Callable[[str | None], str]
         _check_query_model: Callable[[], None]
         _search: Callable[..., SearchResult]
+        decision_points: Callable[..., DecisionPoints]
         _audit_search: Callable[..., None]
         check_consent: Callable[[str, int | None], None]
         consent_source_check: Callable[[int, str], Any]

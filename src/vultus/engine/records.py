@@ -4,6 +4,7 @@ interfaces (cli, api, web) depend on the Engine alone and never import the catal
 from datetime import datetime
 from typing import NamedTuple
 
+from vultus.catalog.collections import CollectionInfo, Member
 from vultus.catalog.models import ApiKey, AuditEntry, Job, RightsRequest, Source, Subject
 from vultus.catalog.records import FaceRecord, ImageSummary
 
@@ -18,6 +19,8 @@ class SuppressionEntry(NamedTuple):
 
 __all__ = [
     "ApiKey",
+    "CollectionInfo",
+    "Member",
     "AuditEntry",
     "FaceRecord",
     "ImageSummary",

@@ -1,0 +1,317 @@
+"""Collections: named sets of faces, each face under a random id, as clients of AWS Rekognition
+keep them. A collection belongs to one source; its faces are the catalog's own faces, so an
+erasure or a restriction reaches them as it reaches any face."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from vultus.catalog.models import (
+    Collection,
+    CollectionFace,
+    CollectionUser,
+    Face,
+    Image,
+    Source,
+)
+from vultus.clock import now
+from vultus.errors import ConfigError, NotFoundError
+
+# What a collection shows: faces whose template is searchable (indexed, not restricted).
+SHOWN = (Face.status == "indexed") & Face.restricted.is_(False)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    source: str
+    created_at: datetime
+    faces: int
+    users: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """A face of a collection with what its clients are told about it."""
+
+    uuid: str
+    face_id: int
+    image_uuid: str
+    external_image_id: str | None
+    user_id: str | None
+    box: tuple[int, int, int, int]
+    image_size: tuple[int, int]  # width, height
+    det_score: float
+
+
+@dataclass(frozen=True)
+class PhotoFace:
+    """A face the catalog holds for one photo, searchable or not, with why not."""
+
+    face_id: int
+    box: tuple[int, int, int, int]
+    landmarks: list[list[float]]
+    det_score: float
+    status: str
+    skip_reason: str | None
+    restricted: bool
+
+
+class CollectionQueries:
+    if TYPE_CHECKING:
+
+        def session(self) -> Session: ...
+
+    def create_collection(self, name: str, source: str) -> None:
+        with self.session() as s, s.begin():
+            src = s.scalar(select(Source).where(Source.name == source))
+            if src is None:
+                raise NotFoundError(f"no source named {source!r}")
+            if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
+                raise ConfigError(f"collection {name!r} already exists", code="collection_exists")
+            s.add(Collection(name=name, source_id=src.id, created_at=now()))
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        with self.session() as s:
+            row = s.execute(
+                select(Collection, Source.name)
+                .join(Source, Source.id == Collection.source_id)
+                .where(Collection.name == name)
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"no collection named {name!r}", code="collection_not_found")
+            collection, source = row
+            faces = s.scalar(
+                select(func.count(CollectionFace.uuid))
+                .join(Face, Face.id == CollectionFace.face_id)
+                .where(CollectionFace.collection_id == collection.id, SHOWN)
+            )
+            users = s.scalar(
+                select(func.count(CollectionUser.id)).where(
+                    CollectionUser.collection_id == collection.id
+                )
+            )
+            return CollectionInfo(name, source, collection.created_at, int(faces or 0), users or 0)
+
+    def collection_names(
+        self, *, after: str | None = None, limit: int = 1000, source: str | None = None
+    ) -> list[str]:
+        """Names in order, paged by `after`; those of one source's collections with `source`."""
+        with self.session() as s:
+            query = select(Collection.name).order_by(Collection.name).limit(limit)
+            if after is not None:
+                query = query.where(Collection.name > after)
+            if source is not None:
+                query = query.join(Source, Source.id == Collection.source_id).where(
+                    Source.name == source
+                )
+            return list(s.scalars(query))
+
+    def _collection_id(self, s: Session, name: str) -> int:
+        found = s.scalar(select(Collection.id).where(Collection.name == name))
+        if found is None:
+            raise NotFoundError(f"no collection named {name!r}", code="collection_not_found")
+        return found
+
+    def drop_collection(self, name: str) -> list[int]:
+        """Delete a collection; returns its faces that no other collection holds."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            held = set(
+                s.scalars(select(CollectionFace.face_id).where(CollectionFace.collection_id == cid))
+            )
+            s.execute(delete(CollectionFace).where(CollectionFace.collection_id == cid))
+            s.execute(delete(CollectionUser).where(CollectionUser.collection_id == cid))
+            s.execute(delete(Collection).where(Collection.id == cid))
+            return sorted(held - self._held_elsewhere(s, held))
+
+    def _held_elsewhere(self, s: Session, face_ids: set[int]) -> set[int]:
+        return set(
+            s.scalars(select(CollectionFace.face_id).where(CollectionFace.face_id.in_(face_ids)))
+        )
+
+    def photo_faces(self, image_id: int) -> list[PhotoFace]:
+        with self.session() as s:
+            faces = s.scalars(select(Face).where(Face.image_id == image_id).order_by(Face.id))
+            return [
+                PhotoFace(
+                    f.id,
+                    (f.left, f.top, f.right, f.bottom),
+                    f.landmarks,
+                    f.det_score,
+                    f.status,
+                    f.skip_reason,
+                    f.restricted,
+                )
+                for f in faces
+            ]
+
+    def add_members(
+        self, name: str, face_ids: Sequence[int], *, external_image_id: str | None
+    ) -> dict[int, str]:
+        """Put faces of one photo in a collection: face id -> its id in the collection (a face
+        already there keeps the one it has)."""
+        image_uuid = str(uuid.uuid4())
+        out: dict[int, str] = {}
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            held = dict(
+                s.execute(
+                    select(CollectionFace.face_id, CollectionFace.uuid).where(
+                        CollectionFace.collection_id == cid,
+                        CollectionFace.face_id.in_(list(face_ids)),
+                    )
+                ).all()
+            )
+            stamp = now()
+            for fid in face_ids:
+                if fid in held:
+                    out[fid] = held[fid]
+                    continue
+                out[fid] = str(uuid.uuid4())
+                s.add(
+                    CollectionFace(
+                        uuid=out[fid],
+                        collection_id=cid,
+                        face_id=fid,
+                        image_uuid=image_uuid,
+                        external_image_id=external_image_id,
+                        added_at=stamp,
+                    )
+                )
+        return out
+
+    def members(
+        self,
+        name: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        uuids: Sequence[str] | None = None,
+        user_id: str | None = None,
+        face_ids: Sequence[int] | None = None,
+    ) -> list[Member]:
+        """The collection's shown faces by id order, paged by `after` (an id)."""
+        with self.session() as s:
+            cid = self._collection_id(s, name)
+            query = (
+                select(CollectionFace, Face, Image.width, Image.height)
+                .join(Face, Face.id == CollectionFace.face_id)
+                .join(Image, Image.id == Face.image_id)
+                .where(CollectionFace.collection_id == cid, SHOWN)
+                .order_by(CollectionFace.uuid)
+            )
+            if after is not None:
+                query = query.where(CollectionFace.uuid > after)
+            if uuids is not None:
+                query = query.where(CollectionFace.uuid.in_(list(uuids)))
+            if user_id is not None:
+                query = query.where(CollectionFace.user_id == user_id)
+            if face_ids is not None:
+                query = query.where(CollectionFace.face_id.in_(list(face_ids)))
+            if limit is not None:
+                query = query.limit(limit)
+            return [
+                Member(
+                    m.uuid,
+                    f.id,
+                    m.image_uuid,
+                    m.external_image_id,
+                    m.user_id,
+                    (f.left, f.top, f.right, f.bottom),
+                    (int(w), int(h)),
+                    f.det_score,
+                )
+                for m, f, w, h in s.execute(query).all()
+            ]
+
+    def member_face_ids(self, name: str) -> list[int]:
+        """The catalog ids of the collection's faces, restricted ones too: what a search of it
+        hands the vector index as the faces allowed, which holds no restricted face anyway.
+        Read from the membership's own index alone (reading each face's row, to leave out the
+        restricted, took most of a search's time at 30,000 faces)."""
+        with self.session() as s:
+            cid = self._collection_id(s, name)
+            query = select(CollectionFace.face_id).where(CollectionFace.collection_id == cid)
+            return list(s.connection().execute(query).scalars())
+
+    def remove_members(self, name: str, uuids: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Take faces out of a collection: the ids removed, and the faces no other collection
+        holds now. A face a user holds stays (its client must disassociate it first)."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            rows = s.execute(
+                select(CollectionFace.uuid, CollectionFace.face_id).where(
+                    CollectionFace.collection_id == cid,
+                    CollectionFace.uuid.in_(list(uuids)),
+                    CollectionFace.user_id.is_(None),
+                )
+            ).all()
+            removed = [u for u, _ in rows]
+            faces = {f for _, f in rows}
+            s.execute(delete(CollectionFace).where(CollectionFace.uuid.in_(removed)))
+            return removed, sorted(faces - self._held_elsewhere(s, faces))
+
+    def create_user(self, name: str, user_id: str) -> None:
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            exists = s.scalar(
+                select(CollectionUser.id).where(
+                    CollectionUser.collection_id == cid, CollectionUser.user_id == user_id
+                )
+            )
+            if exists is not None:
+                raise ConfigError(
+                    f"user {user_id!r} already exists in collection {name!r}", code="user_exists"
+                )
+            s.add(CollectionUser(collection_id=cid, user_id=user_id, created_at=now()))
+
+    def associate(
+        self, name: str, user_id: str, uuids: Sequence[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Tie faces of a collection to one of its users: the ids tied, and for each other id
+        why not (`FACE_NOT_FOUND`, `ASSOCIATED_TO_A_DIFFERENT_USER`)."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            user = s.scalar(
+                select(CollectionUser.id).where(
+                    CollectionUser.collection_id == cid, CollectionUser.user_id == user_id
+                )
+            )
+            if user is None:
+                raise NotFoundError(
+                    f"no user {user_id!r} in collection {name!r}", code="user_not_found"
+                )
+            rows = s.execute(
+                select(CollectionFace.uuid, CollectionFace.user_id)
+                .join(Face, Face.id == CollectionFace.face_id)
+                .where(
+                    CollectionFace.collection_id == cid,
+                    CollectionFace.uuid.in_(list(uuids)),
+                    SHOWN,
+                )
+            ).all()
+            held = dict(rows)
+            tied: list[str] = []
+            refused: dict[str, str] = {}
+            for u in uuids:
+                if u not in held:
+                    refused[u] = "FACE_NOT_FOUND"
+                elif held[u] not in (None, user_id):
+                    refused[u] = "ASSOCIATED_TO_A_DIFFERENT_USER"
+                else:
+                    tied.append(u)
+            if tied:
+                s.execute(
+                    update(CollectionFace)
+                    .where(CollectionFace.uuid.in_(tied))
+                    .values(user_id=user_id)
+                )
+            return tied, refused
