@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from vultus.catalog.models import (
     Face,
+    FaceTrack,
     Image,
     Source,
     Subject,
@@ -227,6 +228,9 @@ _RECORD_COLUMNS = (
     Image.sha256,
     Image.original_name,
     Image.external_id,
+    FaceTrack.start_s,
+    FaceTrack.end_s,
+    FaceTrack.best_s,
 )
 
 
@@ -239,6 +243,7 @@ def face_records_query() -> Any:
         .join(Image, Image.id == Face.image_id)
         .join(Source, Source.id == Image.source_id)
         .outerjoin(Subject, Subject.id == Face.subject_id)
+        .outerjoin(FaceTrack, FaceTrack.face_id == Face.id)
     )
 
 
@@ -246,7 +251,7 @@ def face_record_of_row(row: Any) -> FaceRecord:
     """The same record as `face_record_of`, from a row of `face_records_query`."""
     (fid, image_id, path, left, top, right, bottom, source, basis, condition, subject) = row[:11]
     (status, added_at, retain_until, kind, reference, purpose, restricted, sha256) = row[11:19]
-    original_name, external_id = row[19:]
+    original_name, external_id, start_s, end_s, best_s = row[19:]
     return FaceRecord(
         face_id=fid,
         image_id=image_id,
@@ -266,4 +271,5 @@ def face_record_of_row(row: Any) -> FaceRecord:
         image_sha256=sha256,
         file_name=_file_name(original_name, path),
         external_id=external_id,
+        track=None if start_s is None else TrackSpan(start_s, end_s, best_s),
     )
