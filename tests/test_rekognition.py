@@ -427,10 +427,10 @@ def test_keys_and_signatures_are_checked_as_aws_checks_them(
     assert code == "AccessDeniedException"
 
     access, secret = server.keys["app"]
+    bad = secret[:-1] + ("y" if secret[-1] == "x" else "x")
     wrong = boto3.client(
         "rekognition", endpoint_url=f"{server.url}/rekognition", region_name=REGION,
-        aws_access_key_id=access, aws_secret_access_key=secret[:-1] + ("y" if secret[-1] == "x" else "x"),
-        config=NO_RETRY,
+        aws_access_key_id=access, aws_secret_access_key=bad, config=NO_RETRY,
     )  # fmt: skip
     code, status, _ = error_of(wrong.list_collections)
     assert (code, status) == ("InvalidSignatureException", 400)
