@@ -941,6 +941,7 @@ def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
     folder.mkdir()
     for photo in gallery_split[0][:3]:
         (folder / photo.name).write_bytes(photo.read_bytes())
+    empty_engine.settings.ingest_roots = [str(tmp_path)]  # where the server may read
     web = _web(empty_engine)
     with web.client:  # runs the app's lifespan: the job queue's worker
         web.sign_in("operator")

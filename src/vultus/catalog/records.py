@@ -98,6 +98,9 @@ class NewImage:
     height: int
     format: str
     faces: list[NewFace]
+    # Frames or pages in the file; only the first was analysed. Not stored: said in the run's
+    # summary (see vultus.ingest.batches.RunNotes).
+    frames: int = 1
 
 
 def file_name_of(image: Image) -> str:

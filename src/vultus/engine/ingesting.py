@@ -29,19 +29,19 @@ from vultus.errors import (
 from vultus.ingest.batches import (
     Analyser,
     BadItem,
-    DryRunTotals,
     IngestSummary,
     Item,
     PendingBatches,
     Progress,
+    RunNotes,
     Work,
     chunked,
     collect_items,
     drop_suppressed,
     fetch,
     item_error,
-    suppressed_locations,
 )
+from vultus.ingest.dry_run import count_items
 from vultus.ingest.manifest import Manifest
 from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
 from vultus.lawful_basis import rests_on_consent
@@ -68,17 +68,23 @@ class Ingesting(EngineParts):
         on_progress: Callable[[Progress], None] | None = None,
         consent: int | None = None,
         actor: str | None = None,
+        roots: Sequence[Path] | None = None,
     ) -> IngestSummary:
         """Ingest files, folders and `s3://bucket/prefix/` listings under a named source.
         Idempotent and resumable. Faces of people on the suppression list are dropped before
-        anything is written.
+        anything is written. With `roots` (a client of the server named the paths), files
+        that resolve outside them are skipped with a reason (see vultus.ingest.roots).
 
         Safe beside searches in other threads: analysis runs in worker processes (or, with one
         worker, in this process one image at a time under the lock), and the lock is held only
         for each batch's catalog and index writes."""
         src = self.catalog.get_source(source)
         items, total = collect_items(
-            paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
+            paths,
+            source=source,
+            consent=consent,
+            endpoint_url=self.settings.s3_endpoint_url,
+            roots=roots,
         )
         return self._ingest(
             items,
@@ -202,16 +208,16 @@ class Ingesting(EngineParts):
         Its runs are claimed by a lock file while they are open; runs that an earlier
         process left open when it died are closed and audited first."""
         self._admit(sources, consents, unconsented=unconsented, origin=origin)
-        if dry_run:
-            return self._ingest_runs(
+        if dry_run:  # counted from files and headers: no model loaded, nothing written
+            return count_items(
                 items,
-                sources,
-                total=total,
-                dry_run=True,
+                [s.name for s in sources],
+                known_hashes=self.catalog.known_hashes,
+                max_pixels=self.settings.max_pixels,
+                endpoint_url=self.settings.s3_endpoint_url,
                 on_progress=on_progress,
-                actor=actor,
+                total=total,
                 origin=origin,
-                owner=None,
             )
         claim = RunClaim(self.settings.data_dir)
         try:
@@ -220,7 +226,6 @@ class Ingesting(EngineParts):
                 items,
                 sources,
                 total=total,
-                dry_run=False,
                 on_progress=on_progress,
                 actor=actor,
                 origin=origin,
@@ -257,6 +262,7 @@ class Ingesting(EngineParts):
         *,
         abandoned: bool = False,
         suppressed_photos: Sequence[str] = (),
+        multi_frame: Sequence[tuple[str, int]] = (),
     ) -> IngestRun | None:
         """Close a run and audit what it committed, in one transaction, with the photos in
         which faces were refused as suppressed (the first AUDITED_PHOTOS of them)."""
@@ -274,6 +280,9 @@ class Ingesting(EngineParts):
             if suppressed_photos:
                 details["suppressed_photos"] = list(suppressed_photos[:AUDITED_PHOTOS])
                 details["suppressed_photos_total"] = len(suppressed_photos)
+            if multi_frame:  # only their first frame is in the catalog
+                details["multi_frame_photos"] = [p for p, _ in multi_frame[:AUDITED_PHOTOS]]
+                details["multi_frame_photos_total"] = len(multi_frame)
             if status != "finished":
                 details["status"] = status
             if abandoned:
@@ -288,7 +297,6 @@ class Ingesting(EngineParts):
         sources: list[Source],
         *,
         total: int | None,
-        dry_run: bool,
         on_progress: Callable[[Progress], None] | None,
         actor: str | None,
         origin: str | None,
@@ -305,14 +313,11 @@ class Ingesting(EngineParts):
         )
         earlier = self._earlier_suppression(by_model)
         progress = Progress(files_total=total)
-        if not dry_run:
-            self.catalog.check_model(self.pipeline.model_id)
-            self.index  # noqa: B018 - open (and reconcile) the index before writing to it
+        self.catalog.check_model(self.pipeline.model_id)
+        self.index  # noqa: B018 - open (and reconcile) the index before writing to it
         by_name = {s.name: s for s in sources}
-        runs = {
-            s.name: None if dry_run else self.catalog.start_run(s.id, owner=owner) for s in sources
-        }
-        totals = {s.name: DryRunTotals() for s in sources}
+        runs = {s.name: self.catalog.start_run(s.id, owner=owner) for s in sources}
+        notes = {s.name: RunNotes() for s in sources}
         seen = dict.fromkeys(by_name, 0)
         pending = PendingBatches()
         # Worker processes cost seconds to start: not worth it for one file (an upload).
@@ -327,7 +332,7 @@ class Ingesting(EngineParts):
                     group.images,
                     group.errors,
                     group.duplicates,
-                    totals=totals[name],
+                    notes=notes[name],
                     suppression=suppression,
                     earlier=earlier,
                     consent=consent,
@@ -386,22 +391,18 @@ class Ingesting(EngineParts):
                     flush()
                     report()
         except BaseException:
-            if not dry_run:
-                for run_id in runs.values():
-                    if run_id is not None:
-                        self._close_run(run_id, "interrupted", actor)
-                self.save_index()
+            for run_id in runs.values():
+                self._close_run(run_id, "interrupted", actor)
+            self.save_index()
             raise
-        if dry_run:
-            return [totals[s.name].summary(s.name, seen[s.name], progress.elapsed) for s in sources]
         for name, run_id in runs.items():
-            if run_id is not None:
-                self._close_run(
-                    run_id,
-                    "finished",
-                    actor,
-                    suppressed_photos=totals[name].suppressed_photos,
-                )
+            self._close_run(
+                run_id,
+                "finished",
+                actor,
+                suppressed_photos=notes[name].suppressed_photos,
+                multi_frame=notes[name].multi_frame,
+            )
         with self.lock:
             self.indexes.maybe_upgrade()
             self.save_index()
@@ -411,22 +412,21 @@ class Ingesting(EngineParts):
                 s,
                 seen[s.name],
                 progress.elapsed,
-                suppressed_photos=totals[s.name].suppressed_photos,
+                notes=notes[s.name],
             )
             for s in sources
         ]
 
     def _run_summary(
         self,
-        run_id: int | None,
+        run_id: int,
         src: Source,
         files: int,
         seconds: float,
         *,
-        suppressed_photos: list[str],
+        notes: RunNotes,
     ) -> IngestSummary:
         """An ingest run's summary, from the catalog's counters."""
-        assert run_id is not None
         run, errs = self.catalog.get_run(run_id)
         return IngestSummary(
             run_id=run_id,
@@ -441,19 +441,20 @@ class Ingesting(EngineParts):
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
             seconds=seconds,
-            suppressed_photos=list(suppressed_photos),
+            suppressed_photos=list(notes.suppressed_photos),
+            multi_frame=list(notes.multi_frame),
         )
 
     @locked
     def _flush(
         self,
-        run_id: int | None,
+        run_id: int,
         source: Source,
         batch: list[NewImage],
         errors: list[tuple[str, str, str]],
         duplicates: int,
         *,
-        totals: DryRunTotals,
+        notes: RunNotes,
         suppression: tuple[npt.NDArray[np.float32], float] | None,
         earlier: EarlierModels,
         consent: int | None,
@@ -462,11 +463,7 @@ class Ingesting(EngineParts):
         batch, suppressed = drop_suppressed(batch, suppression)
         batch, more = earlier.drop(batch)
         suppressed += more
-        if suppressed:
-            totals.suppressed_photos.extend(suppressed_locations(offered, batch))
-        if run_id is None:
-            totals.add(batch, errors, duplicates, suppressed)
-            return
+        notes.note(offered, batch, suppressed)
         if not (batch or errors or duplicates or suppressed):
             return
         self.catalog.write_batch(
