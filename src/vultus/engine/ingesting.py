@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.accuracy.calibration import calibration_for
 from vultus.catalog import NewImage
-from vultus.catalog.models import IngestRun, Source
+from vultus.catalog.models import IngestRun, Meta, Source
 from vultus.engine.locking import RunClaim, each_locked, locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
@@ -43,10 +44,21 @@ from vultus.ingest.batches import (
 )
 from vultus.ingest.dry_run import count_items
 from vultus.ingest.manifest import Manifest
-from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.ingest.reembed import (
+    SWAPPED_KEY,
+    Reembedder,
+    ReembedProgress,
+    ReembedSummary,
+    unaudited_swap,
+)
 from vultus.lawful_basis import rests_on_consent
 from vultus.pipeline.analyse import FacePipeline
-from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
+from vultus.rights.suppression import (
+    EarlierModels,
+    decrypt_list,
+    entries_by_model,
+    remember_model_setting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -502,19 +514,41 @@ class Ingesting(EngineParts):
         actor: str | None = None,
     ) -> ReembedSummary:
         """Migrate the catalog to another face model (see vultus.ingest.reembed): resumable, and
-        searches use the old model until the swap; then the index is rebuilt for the new one."""
+        searches use the old model until the swap; then the index is rebuilt for the new one
+        and the migration audited. A process killed after the swap and before its audit entry
+        left the swap recorded: this finishes that one first (and, for the same model, only
+        that one)."""
         started = time.monotonic()
+        swapped = unaudited_swap(self.catalog)
+        if swapped is not None:
+            swapped_model, summary = swapped
+            self._after_swap(swapped_model, None, summary, actor)
+            if swapped_model == model:
+                return summary
         worker = Reembedder(
             self.catalog, self.settings, model, current_model_id=self.model_id, lock=self.lock
         )
         worker.stage(on_progress)
         summary = worker.swap(started)
+        self._after_swap(model, worker.pipeline, summary, actor)
+        return summary
+
+    def _after_swap(
+        self,
+        model: str,
+        pipeline: FacePipeline | None,
+        summary: ReembedSummary,
+        actor: str | None,
+    ) -> None:
+        """The new model in use, the index rebuilt from its templates, then the swap audited,
+        its record cleared in the same transaction."""
+        remember_model_setting(self.catalog, summary.model_id, model)
         with self.lock:
             self.settings = dataclasses.replace(self.settings, model=model)
-            self._pipeline = worker.pipeline
+            self._pipeline = pipeline  # None: built on first use
             self._calibration = None
             self.indexes.rebuild()
-        self.audit.append(
-            "reembed", actor=actor, details={"model": model, **dataclasses.asdict(summary)}
-        )
-        return summary
+        with self.catalog.session() as s, s.begin():
+            s.execute(delete(Meta).where(Meta.key == SWAPPED_KEY))
+            details = {"model": model, **dataclasses.asdict(summary)}
+            self.audit.append("reembed", actor=actor, details=details, session=s)
