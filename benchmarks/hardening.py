@@ -597,11 +597,12 @@ def part_roles(work: Path) -> dict[str, Any]:
                 for who in [None, *ROLES]:
                     headers = {"X-API-Key": keys[who]} if who else {}
                     r = client.request(method.upper(), url, headers=headers)
-                    code = (
-                        r.json().get("code")
+                    body = (
+                        r.json()
                         if r.headers.get("content-type", "").startswith("application/json")
                         else None
                     )
+                    code = body.get("code") if isinstance(body, dict) else None
                     if who is None:
                         fine = r.status_code == 401
                     elif who in roles:  # past the door; a search-bound view may still say no

@@ -962,6 +962,7 @@ def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
             "/ui/ingest", data={"path": str(tmp_path / "nowhere"), "source": "test"}
         )
         assert "no file or folder" in missing.text
+        assert str(tmp_path) in web.client.get("/ui/ingest").text  # the page names the roots
 
 
 def test_without_a_job_queue_the_ingest_page_says_so(empty_engine: Engine) -> None:

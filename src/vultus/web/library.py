@@ -187,6 +187,7 @@ def ingest_page(request: Request, engine: EngineDep, _: Operator, job: int = 0) 
         jobs=jobs,
         current=job,
         sources=_sources(engine),
+        roots=[str(r) for r in engine.settings.ingest_root_paths],
     )
 
 
