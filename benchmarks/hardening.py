@@ -678,6 +678,7 @@ def part_fuzz(work: Path, photos: Path, examples: int) -> dict[str, Any]:
     for person in ("Katy_Perry", "Kit_Harington"):
         shutil.copy(sorted((photos / person).iterdir())[0], gallery)
     failures: Counter[str] = Counter()
+    samples: dict[str, str] = {}
     requests = [0]
 
     def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> Callable[[], None]:
@@ -703,6 +704,7 @@ def part_fuzz(work: Path, photos: Path, examples: int) -> dict[str, Any]:
             except BaseException as exc:  # noqa: BLE001 - counted, per check
                 for sub in getattr(exc, "exceptions", [exc]):
                     failures[type(sub).__name__] += 1
+                    samples.setdefault(f"{type(sub).__name__}: {operation.label}", str(sub)[:500])
 
         return run  # type: ignore[no-any-return]
 
@@ -731,6 +733,7 @@ def part_fuzz(work: Path, photos: Path, examples: int) -> dict[str, Any]:
         "requests": requests[0],
         "server_errors": failures.get("ServerError", 0),
         "failures": dict(failures),
+        "examples": samples,
     }
 
 
