@@ -90,6 +90,8 @@ def api_dir(
 def _open(api_dir: Path, tmp_path: Path, **overrides: object) -> Engine:
     copy = tmp_path / "data"
     shutil.copytree(api_dir, copy)
+    # The server reads photos that clients name by path from this test's folder only.
+    overrides.setdefault("ingest_roots", [str(tmp_path)])
     return Engine.open(copy, workers=overrides.pop("workers", 1), **overrides)
 
 

@@ -262,7 +262,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
 
 
 def _serve(data_dir: Path, dev: Path) -> Iterator[Server]:
-    engine = Engine.open(data_dir, workers=1)
+    engine = Engine.open(data_dir, workers=1, ingest_roots=[str(dev)])
     keys = {r: engine.keys.create(r, r)[1] for r in ("investigator", "operator", "dpo")}
     settings = dataclasses.replace(engine.settings, portal_enabled=True)
     port = _free_port()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import PURPOSE
@@ -297,11 +298,24 @@ def test_a_dry_run_says_what_it_does(
     data_dir: Path, gallery_split: tuple[list[Path], list]
 ) -> None:
     code, out = vultus(data_dir, "add", "--help")
-    assert "detection and embedding" in " ".join(out.split())
+    assert "no face model is loaded" in " ".join(out.replace("│", " ").split())
     code, out = vultus(data_dir, "add", str(gallery_split[0][0]), "--source", "press", "--dry-run")
     assert code == 0, out
     out = " ".join(out.split())
-    assert "every new photo is analysed" in out and "nothing was written" in out
+    assert "no face is looked for" in out and "nothing was written" in out
+    assert "photos to read │ 1" in out and "not counted" in out
+
+
+def test_an_animated_image_is_said_to_be_read_as_its_first_frame(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    frames = [Image.new("RGB", (48, 48), (60 * i, 90, 160)) for i in range(3)]
+    gif = tmp_path / "wave.gif"
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    for dry in (["--dry-run"], []):
+        code, out = vultus(data_dir, "add", str(gif), "--source", "press", *dry)
+        assert code == 0, out
+        assert "only the first of 3 frames read" in out and "wave.gif" in out
 
 
 def test_long_commands_print_progress_lines_when_output_is_not_a_terminal(

@@ -144,12 +144,97 @@ def test_ingest_is_idempotent(empty_engine: Engine, gallery_split: tuple[list[Pa
     assert empty_engine.catalog.counts()["images"] == 5
 
 
-def test_dry_run_counts_and_writes_nothing(
-    empty_engine: Engine, gallery_split: tuple[list[Path], list]
+def _noise(path: Path, seed: int, fmt: str = "JPEG") -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path, fmt)
+    return path
+
+
+def _frames(path: Path, n: int, fmt: str) -> Path:
+    """An animated image (GIF, APNG, WebP) or a multi-page TIFF of `n` frames."""
+    frames = [Image.new("RGB", (48, 48), (40 * i, 90, 160)) for i in range(n)]
+    frames[0].save(path, fmt, save_all=True, append_images=frames[1:])
+    return path
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_dry_run_counts_from_the_files_alone_loads_no_model_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    summary = empty_engine.add(gallery_split[0][:4], source="test", dry_run=True)
-    assert summary.dry_run and summary.images_added == 4 and summary.faces_indexed >= 4
-    assert empty_engine.catalog.counts()["images"] == 0
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    held = _noise(folder / "held.png", 1, "PNG")
+    new = _noise(folder / "new.jpg", 2)
+    shutil.copy(new, folder / "new copy.jpg")  # the same photo twice: read once
+    _frames(folder / "animated.gif", 3, "GIF")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not a photo")
+    Image.new("1", (50_000, 1_100)).save(folder / "wide.png")  # 55 MP: over the 50 MP limit
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    data = tmp_path / "data"
+    with Engine.open(data, workers=1) as engine:
+        add_test_source(engine)
+        engine.add([held], source="test")
+
+    with Engine.open(data, workers=1) as engine:
+
+        def no_model(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a dry run loaded the face model")
+
+        monkeypatch.setattr("vultus.pipeline.analyse.FacePipeline.__init__", no_model)
+        before = _files(data)
+        dry = engine.add([folder], source="test", dry_run=True)
+        assert _files(data) == before  # nothing written: catalog, index, audit log, runs
+    monkeypatch.undo()
+    assert dry.dry_run and dry.run_id is None and dry.files_seen == 9
+    assert (dry.images_added, dry.images_duplicate) == (2, 2)  # new.jpg, animated.gif
+    assert dry.multi_frame == [(str(folder / "animated.gif"), 3)]
+    skipped = {Path(path).name: code for path, code, _ in dry.errors}
+    assert skipped == {
+        "empty.jpg": "empty_file",
+        "notes.jpg": "not_an_image",
+        "wide.png": "image_too_large",
+        "pipe.jpg": "not_a_file",
+        "loop.jpg": "symlink_loop",
+    }
+
+    # The real run finds what the dry run said it would.
+    with Engine.open(data, workers=1) as engine:
+        real = engine.add([folder], source="test")
+    assert (real.images_added, real.images_duplicate) == (2, 2)
+    assert {Path(path).name: code for path, code, _ in real.errors} == skipped
+
+
+def test_animated_and_multi_page_images_are_read_as_their_first_frame_and_say_so(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    many = [
+        _frames(folder / "animated.gif", 3, "GIF"),
+        _frames(folder / "scan.tif", 4, "TIFF"),
+        _frames(folder / "animated.png", 2, "PNG"),
+        _frames(folder / "animated.webp", 5, "WEBP"),
+    ]
+    _frames(folder / "still.png", 1, "PNG")
+    summary = empty_engine.add([folder], source="test")
+    assert summary.images_added == 5 and summary.errors == []
+    assert sorted(summary.multi_frame) == sorted(
+        (str(p), n) for p, n in zip(many, [3, 4, 2, 5], strict=True)
+    )
+    entry = empty_engine.audit.entries(action="ingest")[-1].details
+    assert sorted(entry["multi_frame_photos"]) == sorted(map(str, many))
+    assert entry["multi_frame_photos_total"] == 4
+    # An upload says so by the name it was sent with.
+    gif = _frames(tmp_path / "wave.gif", 6, "GIF")
+    uploaded, _ = empty_engine.upload(gif.read_bytes(), "wave.gif", source="test")
+    assert uploaded.multi_frame == [("wave.gif", 6)]
 
 
 def test_the_catalog_refuses_to_mix_models(empty_engine: Engine) -> None:

@@ -25,7 +25,8 @@ def test_a_job_left_running_by_a_dead_process_finishes_exactly_once(
     data = tmp_path / "data"
 
     # Given a server that took an ingest job and died half way through it ...
-    with Engine.open(data, workers=1) as engine:
+    roots = [str(tmp_path)]  # where the server may read what clients name
+    with Engine.open(data, workers=1, ingest_roots=roots) as engine:
         add_test_source(engine)
         queue = JobQueue(engine)
         job = queue.submit("ingest", {"path": str(photos), "source": "test"}, "key:ops")
@@ -35,7 +36,7 @@ def test_a_job_left_running_by_a_dead_process_finishes_exactly_once(
         assert engine.catalog.counts()["images"] == 3
 
     # ... when the server starts again, the job is queued again and finishes ...
-    with Engine.open(data, workers=1) as engine:
+    with Engine.open(data, workers=1, ingest_roots=roots) as engine:
         queue = JobQueue(engine, poll_seconds=0.05)
         assert queue.start()
         finished = queue.wait(job.id, timeout=120)

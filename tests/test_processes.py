@@ -249,7 +249,7 @@ class Server:
             try:
                 urllib.request.urlopen(f"{self.url}/healthz", timeout=1)
                 return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a busy machine
                 time.sleep(0.2)
         raise AssertionError(f"the server did not start:\n{self.log.read_text()}")
 

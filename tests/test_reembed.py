@@ -17,6 +17,7 @@ from vultus.catalog.models import Face, StagedFace
 from vultus.cli import app
 from vultus.engine import Engine
 from vultus.engine.jobs import JobQueue
+from vultus.errors import ConfigError
 from vultus.ingest.reembed import FILE_MISSING, ReembedProgress, cancel, pending
 
 DEV = "images/{}"
@@ -131,6 +132,41 @@ def test_reembed_runs_as_a_background_job_and_can_be_cancelled(data_dir: Path) -
         assert done.result is not None and str(done.result["model_id"]).startswith("pack-")
         assert done.done == done.total == len(engine.list_images(limit=500))
         assert engine.catalog.get_meta("model_id") == done.result["model_id"]
+
+
+def test_a_migration_killed_before_its_audit_entry_is_audited_by_the_rerun(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vultus.audit import AuditLog
+
+    real = AuditLog.append
+
+    def killed(self: AuditLog, action: str, *args: object, **kwargs: object) -> object:
+        if action == "reembed":
+            raise KeyboardInterrupt("killed")
+        return real(self, action, *args, **kwargs)  # type: ignore[arg-type]
+
+    # Given a migration whose process died after the swap committed, before its audit entry ...
+    with Engine.open(data_dir, workers=1, batch_size=4) as engine:
+        monkeypatch.setattr(AuditLog, "append", killed)
+        with pytest.raises(KeyboardInterrupt):
+            engine.reembed("tiny")
+        monkeypatch.setattr(AuditLog, "append", real)
+        swapped = engine.catalog.get_meta("model_id")
+        assert swapped is not None and swapped.startswith("pack-")
+        assert engine.audit.entries(action="reembed") == []
+    # ... running it again finishes it: the index rebuilt, the swap audited once, exit 0 ...
+    with Engine.open(data_dir, workers=1) as rerun:
+        summary = rerun.reembed("tiny")
+        assert summary.model_id == swapped and summary.images > 0
+        (entry,) = rerun.audit.entries(action="reembed")
+        assert entry.details["model_id"] == swapped
+        assert len(rerun.index) == rerun.catalog.counts()["faces_indexed"]
+        # ... and only once.
+        with pytest.raises(ConfigError, match="nothing to do"):
+            rerun.reembed("tiny")
+        assert len(rerun.audit.entries(action="reembed")) == 1
+        assert rerun.audit.verify().ok
 
 
 def _die_at(n: int):  # noqa: ANN202

@@ -973,6 +973,7 @@ def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
     folder.mkdir()
     for photo in gallery_split[0][:3]:
         (folder / photo.name).write_bytes(photo.read_bytes())
+    empty_engine.settings.ingest_roots = [str(tmp_path)]  # where the server may read
     web = _web(empty_engine)
     with web.client:  # runs the app's lifespan: the job queue's worker
         web.sign_in("operator")
@@ -993,6 +994,7 @@ def test_a_folder_ingest_runs_as_a_job_whose_progress_the_page_follows(
             "/ui/ingest", data={"path": str(tmp_path / "nowhere"), "source": "test"}
         )
         assert "no file or folder" in missing.text
+        assert str(tmp_path) in web.client.get("/ui/ingest").text  # the page names the roots
 
 
 def test_without_a_job_queue_the_ingest_page_says_so(empty_engine: Engine) -> None:

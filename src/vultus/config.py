@@ -89,6 +89,12 @@ class Settings:
     index_rerank: int = 4
 
     # Ingest.
+    # Folders whose files the server (API and web) may read when a client names a path: an
+    # ingest job, a photo registered where it lies. Paths are resolved (links followed) before
+    # the check; outside these, the same refusal as for a path that does not exist. Empty:
+    # DATA_DIR/inbox only, a folder owned by Vultus's user, so that a fresh server reads
+    # nothing of the machine until the operator names a folder. The CLI is not confined.
+    ingest_roots: list[str] = field(default_factory=list)
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     batch_size: int = 64
     # An S3-compatible store (MinIO, Ceph...) for s3:// locations; None: AWS, or the standard
@@ -153,6 +159,12 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.catalog_url:
             self.catalog_url = f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def ingest_root_paths(self) -> list[Path]:
+        """The folders the server may read photos from (see `ingest_roots`)."""
+        roots = [Path(r).expanduser() for r in self.ingest_roots if str(r).strip()]
+        return roots or [self.data_dir / "inbox"]
 
     @property
     def index_path(self) -> Path:

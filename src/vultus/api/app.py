@@ -11,6 +11,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     _document(health.router)
     app.include_router(health.router)
     bodies.install(app)
+    _forms_take_no_other_fields(app)
     docs.install(app)
     compat.mount(app)
     _mount_web(app)
@@ -166,6 +168,8 @@ def _document(router: APIRouter) -> None:
             continue
         if _takes_input(route):
             route.responses.setdefault(422, errors.responses(422)[422])
+        if _reads_body(route):  # a body that is not JSON, or not the form it should be
+            route.responses.setdefault(400, errors.responses(400)[400])
         roles = roles_of(route)
         if roles is None or (route.openapi_extra or {}).get("x-roles"):
             continue
@@ -179,6 +183,52 @@ def _takes_input(route: APIRoute) -> bool:
     while stack:
         dependant = stack.pop()
         if dependant.path_params or dependant.query_params or dependant.body_params:
+            return True
+        stack.extend(dependant.dependencies)
+    return False
+
+
+def _forms_take_no_other_fields(app: FastAPI) -> None:
+    """Say in the OpenAPI document what the server does with form bodies: a field an endpoint
+    does not take is refused (`unknown_field`, see vultus.api.bodies), which FastAPI's
+    generated form schemas (`Body_...`) do not say; and an optional field is left out, since a
+    form has no null (FastAPI documents `int | None` as "an integer or null")."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            if name.startswith("Body_"):
+                schema["additionalProperties"] = False
+            if name.startswith("Body_") or name.endswith("Form"):
+                for field in schema.get("properties", {}).values():
+                    _without_null(field)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _without_null(field: dict[str, Any]) -> None:
+    options = field.get("anyOf")
+    if not options or not any(o.get("type") == "null" for o in options):
+        return
+    kept = [o for o in options if o.get("type") != "null"]
+    del field["anyOf"]
+    if len(kept) == 1:
+        field.update(kept[0])
+    else:
+        field["anyOf"] = kept
+    if field.get("default", 0) is None:
+        del field["default"]
+
+
+def _reads_body(route: APIRoute) -> bool:
+    if "requestBody" in (route.openapi_extra or {}):  # photos, read by vultus.api.bodies
+        return True
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if dependant.body_params:
             return True
         stack.extend(dependant.dependencies)
     return False

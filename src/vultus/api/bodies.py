@@ -70,7 +70,12 @@ class PhotoBody(Generic[M]):
         as_json = _with(
             schema,
             photos,
-            {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/*"},
+            {
+                "type": "string",
+                "contentEncoding": "base64",
+                "contentMediaType": "image/*",
+                "pattern": BASE64,
+            },
             note=" In base64 (a `data:image/...;base64,` prefix is allowed).",
         )
         if document:  # bodies of other APIs' shapes (api/compat) stay out of the document
@@ -221,6 +226,11 @@ def _with(
         "required": [*photos, *schema.get("required", [])],
         "additionalProperties": False,
     }
+
+
+# What `_base64` reads, as the document states it: standard base64, padded, after an optional
+# `data:` URL prefix.
+BASE64 = r"^(data:[^,]*;base64,)?([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 def _base64(value: str, name: str, limit: int) -> bytes:

@@ -24,7 +24,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from vultus.api.schemas import Error
 from vultus.crypto import WrongKeyError
@@ -146,9 +148,8 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         # A missing purpose is refused like the engine refuses it: the caller should learn that
         # searches are purpose-bound, not just that a form field is missing.
-        if any(
-            e.get("loc", ())[-1:] == ("purpose",) and e.get("type") == "missing" for e in errors
-        ):
+        unstated = {"missing", "string_too_short"}
+        if any(e.get("loc", ())[-1:] == ("purpose",) and e.get("type") in unstated for e in errors):
             return error_response(
                 422, PurposeError.code, "a search must state its purpose (field `purpose`)"
             )
@@ -161,12 +162,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail), **dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path only; a
+            # path served by several routes (GET and POST /v1/sources) allows them all.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), **headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "an unexpected error; see the server log")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the routes of the request's path serve."""
+    matches: list[tuple[int, set[str]]] = []
+    for ctx in iter_route_contexts(request.app.routes):
+        template = ctx.path_format or ctx.path
+        if template and compile_path(template)[0].match(request.url.path):
+            matches.append((template.count("{"), set(ctx.methods or ())))
+    # The most specific templates name the resource: /v1/images/register, not /v1/images/{id}.
+    fewest = min((params for params, _ in matches), default=0)
+    methods = {m for params, found in matches if params == fewest for m in found}
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
 
 
 def _describe(errors: list[Any]) -> str:

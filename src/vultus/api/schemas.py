@@ -36,8 +36,9 @@ assert set(RequestKind.__args__) == set(req.KINDS)  # type: ignore[attr-defined]
 assert set(RequestStatus.__args__) == set(req.STATUSES)  # type: ignore[attr-defined]
 
 NameStr = Annotated[str, Field(min_length=1, max_length=200)]
-# Ids are SQLite integers: beyond 64 bits a number cannot name anything.
-MAX_ID = 2**63 - 1
+# Ids are SQLite integers, never near 2^53; past it a JSON number is not exact (a client may
+# read 2^63 - 1 as 2^63), so the document bounds ids where every client reads them alike.
+MAX_ID = 2**53 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
@@ -52,6 +53,15 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 UtcTime = Annotated[datetime | None, AfterValidator(_naive_utc)]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """Stored times are naive UTC; answered, they carry their offset (RFC 3339 needs one)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Every time the API answers with: `2026-11-22T10:15:00Z`, never a time without an offset.
+Timestamp = Annotated[datetime, AfterValidator(_aware_utc)]
 
 
 class Error(BaseModel):
@@ -110,7 +120,7 @@ class SourceOut(BaseModel):
     purpose: str
     retention_days: int
     originals_deletable: bool
-    created_at: datetime
+    created_at: Timestamp
     images: int = 0
     faces: int = 0
 
@@ -138,6 +148,11 @@ class IngestErrorOut(BaseModel):
     message: str
 
 
+class MultiFrameOut(BaseModel):
+    path: str
+    frames: int = Field(description="Frames or pages in the file; only the first was read.")
+
+
 class IngestSummaryOut(BaseModel):
     run_id: int | None
     source: str
@@ -153,6 +168,10 @@ class IngestSummaryOut(BaseModel):
     seconds: float
     suppressed_photos: list[str] = Field(
         description="The photos in which faces were refused as on the suppression list."
+    )
+    multi_frame: list[MultiFrameOut] = Field(
+        description="Animated images and multi-page files: only their first frame or page was "
+        "read and indexed. Split them into single images to add the others."
     )
 
     @classmethod
@@ -171,6 +190,7 @@ class IngestSummaryOut(BaseModel):
             errors=[IngestErrorOut(path=p, code=c, message=m) for p, c, m in s.errors],
             seconds=round(s.seconds, 3),
             suppressed_photos=s.suppressed_photos,
+            multi_frame=[MultiFrameOut(path=p, frames=n) for p, n in s.multi_frame],
         )
 
 
@@ -221,8 +241,8 @@ class ImageOut(BaseModel):
     width: int
     height: int
     format: str
-    added_at: datetime
-    retain_until: datetime
+    added_at: Timestamp
+    retain_until: Timestamp
     status: str
     faces: int
 
@@ -264,8 +284,8 @@ class FaceOut(BaseModel):
     special_condition: str
     subject: str | None
     restricted: bool
-    added_at: datetime
-    retain_until: datetime
+    added_at: Timestamp
+    retain_until: Timestamp
 
     @classmethod
     def of(cls, r: FaceRecord) -> FaceOut:
@@ -317,7 +337,7 @@ class FaceIds(BaseModel):
 
 class SubjectOut(BaseModel):
     name: str
-    created_at: datetime
+    created_at: Timestamp
     restricted: bool
     faces: int
 
@@ -347,7 +367,7 @@ class SearchBy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purpose: str = Field(
-        max_length=200, description="Why you search: one of the configured purposes."
+        min_length=1, max_length=200, description="Why you search: one of the configured purposes."
     )
     case_ref: str | None = Field(None, max_length=200, description="A case reference.")
     top_k: int = Field(10, ge=1, le=1000, description="At most this many candidates.")
@@ -390,7 +410,7 @@ class VerifyFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purpose: str = Field(
-        max_length=200, description="Why you compare: one of the configured purposes."
+        min_length=1, max_length=200, description="Why you compare: one of the configured purposes."
     )
     case_ref: str | None = Field(None, max_length=200, description="A case reference.")
     fmr: float = Field(1e-3, gt=0, lt=1, description="False-match rate of the decision.")
@@ -532,17 +552,17 @@ class RequestOut(BaseModel):
     ref: str
     kind: str
     status: str
-    received_at: datetime
-    due_at: datetime
-    extended_until: datetime | None
+    received_at: Timestamp
+    due_at: Timestamp
+    extended_until: Timestamp | None
     extension_reason: str | None
-    deadline: datetime = Field(description="The deadline in force: extended or not.")
+    deadline: Timestamp = Field(description="The deadline in force: extended or not.")
     days_left: int
     overdue: bool
     contact: str | None
     has_selfie: bool
     notes: str | None
-    closed_at: datetime | None
+    closed_at: Timestamp | None
     receipt_id: str | None = Field(
         None, description="The signed receipt of the erasure made for this request, if any."
     )
@@ -788,7 +808,7 @@ class ReceiptOut(BaseModel):
     only where their source has `originals_deletable`; the others are in `left_in_place`."""
 
     receipt_id: str
-    at: datetime
+    at: Timestamp
     request_ref: str | None
     faces_erased: int = Field(description="Faces removed from the catalog and the index.")
     images_erased: int = Field(description="Images removed from the catalog.")
@@ -840,7 +860,7 @@ class ObjectionOut(BaseModel):
 
 class SuppressionOut(BaseModel):
     id: int
-    created_at: datetime
+    created_at: Timestamp
     request_ref: str | None = Field(description="The request that erased the person, if any.")
 
 
@@ -856,7 +876,7 @@ class AuditEntryOut(BaseModel):
 
     id: int
     seq: int
-    at: datetime
+    at: Timestamp
     actor: str
     action: str
     purpose: str | None
@@ -934,10 +954,10 @@ class KeyOut(BaseModel):
     name: str
     role: str = Field(description='The key\'s roles, joined by "+" where it has several.')
     roles: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
     searches_per_day: int | None
     purpose: str | None = None
     case_ref: str | None = None
@@ -994,9 +1014,9 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
     @classmethod
     def of(cls, j: Job) -> JobOut:

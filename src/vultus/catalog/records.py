@@ -136,6 +136,9 @@ class NewImage:
     faces: list[NewFace]
     kind: str = "photo"  # or "video"
     duration_s: float | None = None
+    # Frames or pages in the file; only the first was analysed. Not stored: said in the run's
+    # summary (see vultus.ingest.batches.RunNotes).
+    frames: int = 1
 
 
 def file_name_of(image: Image) -> str:

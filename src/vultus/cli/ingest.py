@@ -44,8 +44,9 @@ def add(
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
-        help="Analyse every new photo as a real run would (detection and embedding: it takes as "
-        "long) and count what would be added and refused; write nothing.",
+        help="Count only, write nothing: the files that would be read, those already held (by "
+        "content hash) and those that would be skipped, with why (from the files and their "
+        "headers; no face model is loaded, so faces are not counted).",
     ),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes."),
     consent: int | None = typer.Option(
@@ -80,7 +81,8 @@ def add(
         raise typer.BadParameter("--source is required when adding paths", param_hint="--source")
     if dry_run:
         err_console.print(
-            "Dry run: every new photo is analysed as in a real run (as long), nothing is written."
+            "Dry run: files counted and their headers read; no face is looked for, nothing is "
+            "written."
         )
     latest: list[IngestProgress] = []
 
@@ -131,15 +133,15 @@ def add(
 
 
 def print_summary(s: IngestSummary) -> None:
-    title = (
-        "Dry run: nothing was written" if s.dry_run else f"Ingest run {s.run_id} into {s.source}"
-    )
-    table = Table(title=title, show_header=False)
+    if s.dry_run:
+        print_dry_run(s)
+        return
+    table = Table(title=f"Ingest run {s.run_id} into {s.source}", show_header=False)
     table.add_row("files seen", f"{s.files_seen:,}")
-    table.add_row("images added" if not s.dry_run else "images to add", f"{s.images_added:,}")
+    table.add_row("images added", f"{s.images_added:,}")
     table.add_row("already held (skipped)", f"{s.images_duplicate:,}")
     table.add_row("images with no face", f"{s.images_no_face:,}")
-    table.add_row("faces indexed" if not s.dry_run else "faces to index", f"{s.faces_indexed:,}")
+    table.add_row("faces indexed", f"{s.faces_indexed:,}")
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(s.skip_reasons.items()))
     table.add_row("faces skipped", f"{s.faces_skipped:,}" + (f" ({skipped})" if skipped else ""))
     if s.faces_suppressed:
@@ -147,9 +149,29 @@ def print_summary(s: IngestSummary) -> None:
             "faces refused (suppression list)",
             f"{s.faces_suppressed:,} in {len(s.suppressed_photos):,} photo(s), listed below",
         )
+    if s.multi_frame:
+        table.add_row("several frames (first read)", f"{len(s.multi_frame):,}, listed below")
     table.add_row("errors", f"{len(s.errors):,}")
     table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} images/s)")
     console.print(table)
+    print_details(s)
+
+
+def print_dry_run(s: IngestSummary) -> None:
+    table = Table(title=f"Dry run into {s.source}: nothing was written", show_header=False)
+    table.add_row("files seen", f"{s.files_seen:,}")
+    table.add_row("photos to read", f"{s.images_added:,}")
+    table.add_row("already held (by content)", f"{s.images_duplicate:,}")
+    table.add_row("would be skipped", f"{len(s.errors):,}" + (", listed below" if s.errors else ""))
+    if s.multi_frame:
+        table.add_row("several frames (first read)", f"{len(s.multi_frame):,}, listed below")
+    table.add_row("faces", "not counted: a dry run loads no face model")
+    table.add_row("time", f"{s.seconds:.1f} s ({s.images_per_second:.1f} files/s)")
+    console.print(table)
+    print_details(s)
+
+
+def print_details(s: IngestSummary) -> None:
     for path, code, message in s.errors[:20]:
         text = message if path in message else f"{path}: {message}"
         console.print(f"[red]✗[/] [dim]{shown(code)}[/] {shown(text)}", soft_wrap=True)
@@ -161,6 +183,13 @@ def print_summary(s: IngestSummary) -> None:
         console.print(plain(path), markup=False, highlight=False, soft_wrap=True)
     if len(s.suppressed_photos) > 20:
         console.print(f"… and {len(s.suppressed_photos) - 20} more refused photos")
+    # Said, not silent: the other frames of an animated image or a multi-page scan are not in
+    # the catalog, and may show other people.
+    for path, frames in s.multi_frame[:20]:
+        console.print(f"[yellow]⧉[/] only the first of {frames} frames read: ", end="")
+        console.print(plain(path), markup=False, highlight=False, soft_wrap=True)
+    if len(s.multi_frame) > 20:
+        console.print(f"… and {len(s.multi_frame) - 20} more files of several frames")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.accuracy.calibration import calibration_for
 from vultus.catalog import NewImage
-from vultus.catalog.models import IngestRun, Source
+from vultus.catalog.models import IngestRun, Meta, Source
 from vultus.engine.locking import RunClaim, each_locked, locked
 from vultus.engine.parts import EngineParts
 from vultus.errors import (
@@ -29,27 +30,38 @@ from vultus.errors import (
 from vultus.ingest.batches import (
     Analyser,
     BadItem,
-    DryRunTotals,
     IngestSummary,
     Item,
     PendingBatches,
     Progress,
+    RunNotes,
     Work,
     chunked,
     collect_items,
     drop_suppressed,
     fetch,
     item_error,
-    suppressed_locations,
 )
+from vultus.ingest.dry_run import count_items
 from vultus.ingest.manifest import Manifest
-from vultus.ingest.reembed import Reembedder, ReembedProgress, ReembedSummary
+from vultus.ingest.reembed import (
+    SWAPPED_KEY,
+    Reembedder,
+    ReembedProgress,
+    ReembedSummary,
+    unaudited_swap,
+)
 from vultus.ingest.videos import ingest_video, is_video_work
 from vultus.lawful_basis import rests_on_consent
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.footage import VideoProgress
 from vultus.pipeline.tracking import TrackRules
-from vultus.rights.suppression import EarlierModels, decrypt_list, entries_by_model
+from vultus.rights.suppression import (
+    EarlierModels,
+    decrypt_list,
+    entries_by_model,
+    remember_model_setting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +87,23 @@ class Ingesting(EngineParts):
         on_progress: Callable[[Progress], None] | None = None,
         consent: int | None = None,
         actor: str | None = None,
+        roots: Sequence[Path] | None = None,
     ) -> IngestSummary:
         """Ingest files, folders and `s3://bucket/prefix/` listings under a named source.
         Idempotent and resumable. Faces of people on the suppression list are dropped before
-        anything is written.
+        anything is written. With `roots` (a client of the server named the paths), files
+        that resolve outside them are skipped with a reason (see vultus.ingest.roots).
 
         Safe beside searches in other threads: analysis runs in worker processes (or, with one
         worker, in this process one image at a time under the lock), and the lock is held only
         for each batch's catalog and index writes."""
         src = self.catalog.get_source(source)
         items, total = collect_items(
-            paths, source=source, consent=consent, endpoint_url=self.settings.s3_endpoint_url
+            paths,
+            source=source,
+            consent=consent,
+            endpoint_url=self.settings.s3_endpoint_url,
+            roots=roots,
         )
         return self._ingest(
             items,
@@ -209,16 +227,16 @@ class Ingesting(EngineParts):
         Its runs are claimed by a lock file while they are open; runs that an earlier
         process left open when it died are closed and audited first."""
         self._admit(sources, consents, unconsented=unconsented, origin=origin)
-        if dry_run:
-            return self._ingest_runs(
+        if dry_run:  # counted from files and headers: no model loaded, nothing written
+            return count_items(
                 items,
-                sources,
-                total=total,
-                dry_run=True,
+                [s.name for s in sources],
+                known_hashes=self.catalog.known_hashes,
+                max_pixels=self.settings.max_pixels,
+                endpoint_url=self.settings.s3_endpoint_url,
                 on_progress=on_progress,
-                actor=actor,
+                total=total,
                 origin=origin,
-                owner=None,
             )
         claim = RunClaim(self.settings.data_dir)
         try:
@@ -227,7 +245,6 @@ class Ingesting(EngineParts):
                 items,
                 sources,
                 total=total,
-                dry_run=False,
                 on_progress=on_progress,
                 actor=actor,
                 origin=origin,
@@ -264,6 +281,7 @@ class Ingesting(EngineParts):
         *,
         abandoned: bool = False,
         suppressed_photos: Sequence[str] = (),
+        multi_frame: Sequence[tuple[str, int]] = (),
     ) -> IngestRun | None:
         """Close a run and audit what it committed, in one transaction, with the photos in
         which faces were refused as suppressed (the first AUDITED_PHOTOS of them)."""
@@ -281,6 +299,9 @@ class Ingesting(EngineParts):
             if suppressed_photos:
                 details["suppressed_photos"] = list(suppressed_photos[:AUDITED_PHOTOS])
                 details["suppressed_photos_total"] = len(suppressed_photos)
+            if multi_frame:  # only their first frame is in the catalog
+                details["multi_frame_photos"] = [p for p, _ in multi_frame[:AUDITED_PHOTOS]]
+                details["multi_frame_photos_total"] = len(multi_frame)
             if status != "finished":
                 details["status"] = status
             if abandoned:
@@ -295,7 +316,6 @@ class Ingesting(EngineParts):
         sources: list[Source],
         *,
         total: int | None,
-        dry_run: bool,
         on_progress: Callable[[Progress], None] | None,
         actor: str | None,
         origin: str | None,
@@ -312,14 +332,11 @@ class Ingesting(EngineParts):
         )
         earlier = self._earlier_suppression(by_model)
         progress = Progress(files_total=total)
-        if not dry_run:
-            self.catalog.check_model(self.pipeline.model_id)
-            self.index  # noqa: B018 - open (and reconcile) the index before writing to it
+        self.catalog.check_model(self.pipeline.model_id)
+        self.index  # noqa: B018 - open (and reconcile) the index before writing to it
         by_name = {s.name: s for s in sources}
-        runs = {
-            s.name: None if dry_run else self.catalog.start_run(s.id, owner=owner) for s in sources
-        }
-        totals = {s.name: DryRunTotals() for s in sources}
+        runs = {s.name: self.catalog.start_run(s.id, owner=owner) for s in sources}
+        notes = {s.name: RunNotes() for s in sources}
         seen = dict.fromkeys(by_name, 0)
         pending = PendingBatches()
         # Worker processes cost seconds to start: not worth it for one file (an upload).
@@ -334,7 +351,7 @@ class Ingesting(EngineParts):
                     group.images,
                     group.errors,
                     group.duplicates,
-                    totals=totals[name],
+                    notes=notes[name],
                     suppression=suppression,
                     earlier=earlier,
                     consent=consent,
@@ -400,22 +417,18 @@ class Ingesting(EngineParts):
                         flush()  # each video committed with all its tracks as soon as done
                         report()
         except BaseException:
-            if not dry_run:
-                for run_id in runs.values():
-                    if run_id is not None:
-                        self._close_run(run_id, "interrupted", actor)
-                self.save_index()
+            for run_id in runs.values():
+                self._close_run(run_id, "interrupted", actor)
+            self.save_index()
             raise
-        if dry_run:
-            return [totals[s.name].summary(s.name, seen[s.name], progress.elapsed) for s in sources]
         for name, run_id in runs.items():
-            if run_id is not None:
-                self._close_run(
-                    run_id,
-                    "finished",
-                    actor,
-                    suppressed_photos=totals[name].suppressed_photos,
-                )
+            self._close_run(
+                run_id,
+                "finished",
+                actor,
+                suppressed_photos=notes[name].suppressed_photos,
+                multi_frame=notes[name].multi_frame,
+            )
         with self.lock:
             self.indexes.maybe_upgrade()
             self.save_index()
@@ -425,7 +438,7 @@ class Ingesting(EngineParts):
                 s,
                 seen[s.name],
                 progress.elapsed,
-                suppressed_photos=totals[s.name].suppressed_photos,
+                notes=notes[s.name],
             )
             for s in sources
         ]
@@ -479,15 +492,14 @@ class Ingesting(EngineParts):
 
     def _run_summary(
         self,
-        run_id: int | None,
+        run_id: int,
         src: Source,
         files: int,
         seconds: float,
         *,
-        suppressed_photos: list[str],
+        notes: RunNotes,
     ) -> IngestSummary:
         """An ingest run's summary, from the catalog's counters."""
-        assert run_id is not None
         run, errs = self.catalog.get_run(run_id)
         return IngestSummary(
             run_id=run_id,
@@ -502,19 +514,20 @@ class Ingesting(EngineParts):
             skip_reasons=self.catalog.skip_reasons(run_id),
             errors=[(e.path, e.code, e.message) for e in errs],
             seconds=seconds,
-            suppressed_photos=list(suppressed_photos),
+            suppressed_photos=list(notes.suppressed_photos),
+            multi_frame=list(notes.multi_frame),
         )
 
     @locked
     def _flush(
         self,
-        run_id: int | None,
+        run_id: int,
         source: Source,
         batch: list[NewImage],
         errors: list[tuple[str, str, str]],
         duplicates: int,
         *,
-        totals: DryRunTotals,
+        notes: RunNotes,
         suppression: tuple[npt.NDArray[np.float32], float] | None,
         earlier: EarlierModels,
         consent: int | None,
@@ -523,11 +536,7 @@ class Ingesting(EngineParts):
         batch, suppressed = drop_suppressed(batch, suppression)
         batch, more = earlier.drop(batch)
         suppressed += more
-        if suppressed:
-            totals.suppressed_photos.extend(suppressed_locations(offered, batch))
-        if run_id is None:
-            totals.add(batch, errors, duplicates, suppressed)
-            return
+        notes.note(offered, batch, suppressed)
         if not (batch or errors or duplicates or suppressed):
             return
         self.catalog.write_batch(
@@ -566,19 +575,41 @@ class Ingesting(EngineParts):
         actor: str | None = None,
     ) -> ReembedSummary:
         """Migrate the catalog to another face model (see vultus.ingest.reembed): resumable, and
-        searches use the old model until the swap; then the index is rebuilt for the new one."""
+        searches use the old model until the swap; then the index is rebuilt for the new one
+        and the migration audited. A process killed after the swap and before its audit entry
+        left the swap recorded: this finishes that one first (and, for the same model, only
+        that one)."""
         started = time.monotonic()
+        swapped = unaudited_swap(self.catalog)
+        if swapped is not None:
+            swapped_model, summary = swapped
+            self._after_swap(swapped_model, None, summary, actor)
+            if swapped_model == model:
+                return summary
         worker = Reembedder(
             self.catalog, self.settings, model, current_model_id=self.model_id, lock=self.lock
         )
         worker.stage(on_progress)
         summary = worker.swap(started)
+        self._after_swap(model, worker.pipeline, summary, actor)
+        return summary
+
+    def _after_swap(
+        self,
+        model: str,
+        pipeline: FacePipeline | None,
+        summary: ReembedSummary,
+        actor: str | None,
+    ) -> None:
+        """The new model in use, the index rebuilt from its templates, then the swap audited,
+        its record cleared in the same transaction."""
+        remember_model_setting(self.catalog, summary.model_id, model)
         with self.lock:
             self.settings = dataclasses.replace(self.settings, model=model)
-            self._pipeline = worker.pipeline
+            self._pipeline = pipeline  # None: built on first use
             self._calibration = None
             self.indexes.rebuild()
-        self.audit.append(
-            "reembed", actor=actor, details={"model": model, **dataclasses.asdict(summary)}
-        )
-        return summary
+        with self.catalog.session() as s, s.begin():
+            s.execute(delete(Meta).where(Meta.key == SWAPPED_KEY))
+            details = {"model": model, **dataclasses.asdict(summary)}
+            self.audit.append("reembed", actor=actor, details=details, session=s)

@@ -21,13 +21,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from vultus.catalog.models import Job
 from vultus.clock import now
 from vultus.engine import Engine
-from vultus.errors import ConfigError, NotFoundError, RightsError, VultusError
+from vultus.errors import ConfigError, RightsError, VultusError
+from vultus.ingest.roots import confine
 from vultus.pipeline.packs import load_pack, pack_folder
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,6 @@ def _checked(engine: Engine, kind: str, params: Mapping[str, Any]) -> dict[str, 
     if kind not in KINDS:
         raise ConfigError(f"unknown job kind {kind!r}; one of: {', '.join(KINDS)}")
     if kind == "ingest":
-        path = Path(str(params.get("path") or "")).expanduser()
-        if not str(params.get("path") or "").strip() or not path.exists():
-            raise NotFoundError(f"no file or folder at {str(path)!r}", code="path_not_found")
         source = str(params.get("source") or "")
         engine.catalog.get_source(source)
         consent = params.get("consent")
@@ -205,7 +202,10 @@ def _checked(engine: Engine, kind: str, params: Mapping[str, Any]) -> dict[str, 
             )
         consent_id = int(str(consent)) if consent is not None else None
         engine.check_consent(source, consent_id)
-        return {"path": str(path.resolve()), "source": source, "consent": consent_id}
+        # Last, so that no answer before it depends on the path. A client names the path:
+        # confined to the ingest roots, links resolved.
+        path = confine(str(params.get("path") or ""), engine.settings.ingest_root_paths)
+        return {"path": str(path), "source": source, "consent": consent_id}
     if kind == "rebuild_index":
         factory = params.get("factory")
         return {"factory": str(factory) if factory else None}
@@ -223,6 +223,7 @@ def _ingest(engine: Engine, job: Job, progress: Progress) -> dict[str, Any]:
     summary = engine.add(
         [str(p["path"])],
         source=str(p["source"]),
+        roots=engine.settings.ingest_root_paths,
         consent=int(str(p["consent"])) if p.get("consent") is not None else None,
         actor=job.actor,
         on_progress=lambda pr: progress(pr.files_done, pr.files_total),

@@ -32,6 +32,7 @@ from vultus.files import atomic_write, private_dir
 from vultus.ingest.batches import (
     IngestSummary,
 )
+from vultus.ingest.roots import confine
 from vultus.pipeline.decode import decode_image
 from vultus.pipeline.video import VideoReader, is_video, looks_like_video
 from vultus.storage import local_path, read_location
@@ -395,6 +396,9 @@ class Library(EngineParts):
             path.unlink(missing_ok=True)  # held already under another path, or suppressed
         if str(path) in summary.suppressed_photos:  # named as sent: the stored copy is gone
             summary = dataclasses.replace(summary, suppressed_photos=[filename or "the upload"])
+        if summary.multi_frame:  # named as sent, not as the stored copy
+            frames = summary.multi_frame[0][1]
+            summary = dataclasses.replace(summary, multi_frame=[(filename or "the upload", frames)])
         if image is None:
             return summary, None
         self.catalog.name_image(
@@ -473,10 +477,11 @@ class Library(EngineParts):
         consent: int | None = None,
         actor: str | None = None,
     ) -> tuple[IngestSummary, int | None]:
-        """Ingest one photo where it lies on this machine, checked by the decoder first.
-        Returns the summary and the image's id (None when every face was suppressed)."""
+        """Ingest one photo where it lies on the server, named by a client: confined to the
+        ingest roots (see vultus.ingest.roots), checked by the decoder first. Returns the
+        summary and the image's id (None when every face was suppressed)."""
         self.check_consent(source, consent)
-        file = Path(path).expanduser()
+        file = confine(str(path), self.settings.ingest_root_paths)
         if file.is_dir():
             raise SourceError(
                 f"{file} is a folder: ingest folders with `vultus add` or an ingest job",

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from vultus.config import Settings
 from vultus.errors import SourceError, VultusError
+from vultus.ingest.roots import inside
 from vultus.pipeline.analyse import AnalysedImage, FacePipeline
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
 from vultus.pipeline.footage import VideoProgress
@@ -75,6 +76,9 @@ class IngestSummary:
     # The photos in which faces were refused as suppressed (erased people): named, so that
     # an operator can look at them and check a wrong refusal.
     suppressed_photos: list[str] = field(default_factory=list)
+    # Animated images and multi-page files, (location, frames): only their first frame was
+    # read. Named, so that an operator who needs the others can split the file and add them.
+    multi_frame: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -117,6 +121,7 @@ def collect_items(
     source: str,
     consent: int | None = None,
     endpoint_url: str | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> tuple[Iterator[Item | BadItem], int | None]:
     """The images named by files, folders, `file://` URIs and `s3://` prefixes, and how many
     there are (None when a bucket is listed: its listing is streamed, page by page)."""
@@ -134,7 +139,7 @@ def collect_items(
                 bad.append(BadItem(text, source, exc.code, exc.message))
         else:
             local.append(raw)
-    files, errors = collect_files(local)
+    files, errors = collect_files(local, roots=roots)
     bad.extend(BadItem(path, source, code, message) for path, code, message in errors)
 
     def stream() -> Iterator[Item | BadItem]:
@@ -236,12 +241,15 @@ class PendingBatches:
         return groups
 
 
-def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[str, str, str]]]:
+def collect_files(
+    paths: Sequence[Path | str], *, roots: Sequence[Path] | None = None
+) -> tuple[list[Path], list[tuple[str, str, str]]]:
     """Files named directly are taken whatever their suffix (the decoder judges them); folders
     are walked recursively for image suffixes, without following links to folders. Sorted, so
     reruns process files in the same order. What is not a regular file (a FIFO, whose reading
     would wait forever for a writer; a socket, a device), a symbolic-link loop and a missing
-    path are recorded as errors, with the reason, and skipped."""
+    path are recorded as errors, with the reason, and skipped. With `roots`, so is a file
+    whose link leads outside them (checked before it is opened or even looked at)."""
     candidates: list[Path] = []
     errors: list[tuple[str, str, str]] = []
     for raw in paths:
@@ -259,6 +267,11 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
     seen: set[Path] = set()
     unique = []
     for f in candidates:
+        if roots is not None and not _resolves_inside(f, roots):
+            errors.append(
+                (str(f), "outside_roots", f"{f}: a link out of the ingest roots; skipped")
+            )
+            continue
         problem = _not_a_file(f)
         if problem is not None:
             errors.append(problem)
@@ -268,6 +281,13 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[s
             seen.add(resolved)
             unique.append(resolved)
     return unique, errors
+
+
+def _resolves_inside(path: Path, roots: Sequence[Path]) -> bool:
+    try:
+        return inside(path.resolve(), roots)
+    except (OSError, RuntimeError):
+        return True  # a loop: _not_a_file names it
 
 
 def _not_a_file(path: Path) -> tuple[str, str, str] | None:
@@ -325,6 +345,7 @@ def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
         width=analysed.width,
         height=analysed.height,
         format=analysed.format,
+        frames=analysed.frames,
         faces=[
             NewFace(
                 box=(f.box.left, f.box.top, f.box.right, f.box.bottom),
@@ -419,55 +440,19 @@ class Analyser:
         return (_to_result(r) for results in imap for r in results)
 
 
-class DryRunTotals:
-    """What a dry run would have written, counted without touching the catalog."""
+class RunNotes:
+    """What a run's summary names beside the catalog's counters, which do not hold names: the
+    photos with faces refused as suppressed, and those of several frames (only the first
+    read)."""
 
     def __init__(self) -> None:
-        self.images = self.no_face = self.indexed = self.skipped = self.duplicates = 0
-        self.suppressed = 0
-        self.reasons: dict[str, int] = {}
-        self.errors: list[tuple[str, str, str]] = []
-        # Kept for real runs too: the run's counters live in the catalog, these names do not.
         self.suppressed_photos: list[str] = []
+        self.multi_frame: list[tuple[str, int]] = []
 
-    def add(
-        self,
-        batch: list[NewImage],
-        errors: list[tuple[str, str, str]],
-        dups: int,
-        suppressed: int,
-    ) -> None:
-        self.duplicates += dups
-        self.suppressed += suppressed
-        self.errors.extend(errors)
-        for image in batch:
-            self.images += 1
-            faces = [f for f in image.faces if f.template is not None]
-            self.no_face += 0 if faces else 1
-            self.indexed += len(faces)
-            for f in image.faces:
-                if f.skip_reason:
-                    self.skipped += 1
-                    key = f.skip_reason.split(":")[0]
-                    self.reasons[key] = self.reasons.get(key, 0) + 1
-
-    def summary(self, source: str, files: int, seconds: float) -> IngestSummary:
-        return IngestSummary(
-            run_id=None,
-            source=source,
-            files_seen=files,
-            images_added=self.images,
-            images_duplicate=self.duplicates,
-            images_no_face=self.no_face,
-            faces_indexed=self.indexed,
-            faces_skipped=self.skipped,
-            faces_suppressed=self.suppressed,
-            skip_reasons=self.reasons,
-            errors=self.errors,
-            seconds=seconds,
-            dry_run=True,
-            suppressed_photos=list(self.suppressed_photos),
-        )
+    def note(self, offered: Sequence[NewImage], kept: Sequence[NewImage], suppressed: int) -> None:
+        if suppressed:
+            self.suppressed_photos.extend(suppressed_locations(offered, kept))
+        self.multi_frame.extend((im.path, im.frames) for im in offered if im.frames > 1)
 
 
 def drop_suppressed(

@@ -43,6 +43,9 @@ from vultus.rights.suppression import SUPPRESS_IOU, EarlierModels, iou, remember
 from vultus.storage import local_path, read_location
 
 STATE_KEY = "reembed"
+# Set in the swap's transaction and cleared in its audit entry's: a process killed between the
+# two leaves it, and the next `reembed` rebuilds the index and audits the swap.
+SWAPPED_KEY = "reembed_swapped"
 MATCH_IOU = 0.3
 CHUNK = 5_000  # images per query: SQLite bounds the variables of one statement
 NOT_FOUND = "not_found_by_new_model"
@@ -80,6 +83,17 @@ class _State:
 
     def save(self, catalog_meta: Callable[[str, str], None]) -> None:
         catalog_meta(STATE_KEY, json.dumps(dataclasses.asdict(self)))
+
+
+def unaudited_swap(catalog: Catalog) -> tuple[str, ReembedSummary] | None:
+    """The `model` setting and summary of a swap whose process died before auditing it."""
+    stored = catalog.get_meta(SWAPPED_KEY)
+    if not stored:
+        return None
+    data = json.loads(stored)
+    fields = dict(data["summary"])
+    fields["images_missing"] = [(int(i), str(p)) for i, p in fields["images_missing"]]
+    return str(data["model"]), ReembedSummary(**fields)
 
 
 def pending(catalog: Catalog) -> dict[str, Any] | None:
@@ -382,22 +396,24 @@ class Reembedder:
                         "Run `vultus reembed` again to stage them.",
                         code="reembed_incomplete",
                     )
+                summary = ReembedSummary(
+                    model_id=self.state.model_id,
+                    previous_model_id=self.state.previous_model_id,
+                    images=images,
+                    faces_kept=counts["kept"],
+                    faces_new=counts["new"],
+                    faces_not_found=counts["not_found"],
+                    faces_suppressed=counts["suppressed"],
+                    faces_file_missing=counts["missing"],
+                    images_missing=missing,
+                    seconds=round(time.monotonic() - started, 3),
+                )
                 s.execute(delete(StagedFace))
                 s.merge(Meta(key="model_id", value=self.state.model_id))
                 s.execute(delete(Meta).where(Meta.key == STATE_KEY))
-            remember_model_setting(self.catalog, self.state.model_id, self.state.model)
-        return ReembedSummary(
-            model_id=self.state.model_id,
-            previous_model_id=self.state.previous_model_id,
-            images=images,
-            faces_kept=counts["kept"],
-            faces_new=counts["new"],
-            faces_not_found=counts["not_found"],
-            faces_suppressed=counts["suppressed"],
-            faces_file_missing=counts["missing"],
-            images_missing=missing,
-            seconds=round(time.monotonic() - started, 3),
-        )
+                swapped = {"model": self.state.model, "summary": dataclasses.asdict(summary)}
+                s.merge(Meta(key=SWAPPED_KEY, value=json.dumps(swapped)))
+        return summary
 
     def _swap_chunk(
         self,

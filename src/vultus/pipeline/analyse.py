@@ -78,6 +78,8 @@ class AnalysedImage:
     # How many faces lead near-equal in size (faces 1..n, see `order_faces`): above 1, which
     # one a search means is the user's call, not the pipeline's.
     near_equal: int = 1
+    # Frames or pages in the file, of which only the first was analysed (see decode_image).
+    frames: int = 1
 
     @property
     def indexable(self) -> list[AnalysedFace]:
@@ -230,6 +232,7 @@ class FacePipeline:
             size_bytes=image.size_bytes,
             faces=faces,
             near_equal=max(1, near_equal),
+            frames=image.frames,
         )
         return analysed, keep, chips
 

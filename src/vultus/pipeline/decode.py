@@ -56,6 +56,9 @@ class DecodedImage:
     format: str  # "JPEG", "PNG", "WEBP", "BMP", "TIFF" or "GIF"
     sha256: str  # hex digest of the file's bytes, as stored
     size_bytes: int
+    # Frames (or pages) the file holds: an animated GIF, PNG or WebP, a multi-page TIFF. Only
+    # the first is decoded; callers say so (see vultus.ingest.batches.RunNotes).
+    frames: int = 1
 
 
 def decode_image(source: Path | bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
@@ -71,7 +74,7 @@ def decode_image(source: Path | bytes, *, max_pixels: int = 50_000_000) -> Decod
         raise DecodeError(f"Cannot decode {label}: it is empty (0 bytes).", code="empty_file")
     # Hash exactly the bytes we decode, so the catalogue's identity of a photo matches its pixels.
     digest = hashlib.sha256(data).hexdigest()
-    rgb, fmt = _decode(data, label, max_pixels)
+    rgb, fmt, frames = _decode(data, label, max_pixels)
     return DecodedImage(
         rgb=rgb,
         width=int(rgb.shape[1]),
@@ -79,7 +82,53 @@ def decode_image(source: Path | bytes, *, max_pixels: int = 50_000_000) -> Decod
         format=fmt,
         sha256=digest,
         size_bytes=len(data),
+        frames=frames,
     )
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+def inspect_image(data: bytes, label: str, *, max_pixels: int = 50_000_000) -> ImageHeader:
+    """What a file's header says, without decoding a pixel: for counting (`vultus add
+    --dry-run`). Refuses, with `decode_image`'s codes, what is empty, not an image, of an
+    unsupported format or too large; damage in the pixel data is found only by decoding."""
+    if not data:
+        raise DecodeError(f"Cannot decode {label}: it is empty (0 bytes).", code="empty_file")
+    try:
+        with _quiet_pillow_bomb_warnings(max_pixels):
+            im, signature = _identify(data)
+            if im is None:
+                raise _unidentified(label, signature)
+            with im:
+                fmt = _ACCEPTED_FORMATS.get(im.format or "")
+                if fmt is None:
+                    raise DecodeError(
+                        f"Cannot decode {label}: {im.format} images are not supported; use "
+                        "JPEG, PNG, WebP, BMP, TIFF or GIF.",
+                        code="unsupported_format",
+                    )
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise _too_large(label, width, height, max_pixels)
+                return ImageHeader(fmt, width, height, _frames(im))
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, *_CORRUPT) as exc:
+        raise DecodeError(
+            f"Cannot decode {label}: the image header is damaged ({exc}).", code="corrupt_image"
+        ) from exc
+
+
+def read_file(path: Path) -> bytes:
+    """A file's bytes, refused with `decode_image`'s codes when it is missing, unreadable or not
+    a regular file (a FIFO would block the read forever)."""
+    return _read_source(path)[0]
 
 
 def downscale(image: RGBImage, max_side: int) -> tuple[RGBImage, float]:
@@ -132,7 +181,7 @@ def _read_source(source: Path | bytes) -> tuple[bytes, str]:
         ) from exc
 
 
-def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str]:
+def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str, int]:
     # We never set ImageFile.LOAD_TRUNCATED_IMAGES: left False, `load()` raises on a cut-off
     # stream instead of padding it with grey, which would index a half-empty photo.
     try:
@@ -154,6 +203,7 @@ def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str]:
                     raise _too_large(label, width, height, max_pixels)
                 im.load()
                 rgb = _to_rgb_array(_upright(im))
+                frames = _frames(im)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -170,7 +220,17 @@ def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str]:
             f"Cannot decode {label}: the image data is truncated or corrupt ({exc}).",
             code="corrupt_image",
         ) from exc
-    return rgb, fmt
+    return rgb, fmt, frames
+
+
+def _frames(im: Image.Image) -> int:
+    """How many frames or pages the file holds (1 for a still image). Counting walks a GIF's
+    frames; a file whose later frames are damaged counts as what could be counted, since its
+    first frame, the one indexed, decoded well."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except _CORRUPT:
+        return 2  # more than one frame, as far as it can be read
 
 
 def _unidentified(label: str, signature: str | None) -> DecodeError:

@@ -200,6 +200,7 @@ def upload(
     added = faces = duplicates = suppressed = 0
     problems: list[str] = []
     refused: list[str] = []
+    first_frame_only: list[str] = []
     for upload_file in files:
         name = upload_file.filename or "upload"
         try:
@@ -215,6 +216,7 @@ def upload(
         duplicates += summary.images_duplicate
         suppressed += summary.faces_suppressed
         refused.extend(summary.suppressed_photos)
+        first_frame_only.extend(f"{path} ({n} frames)" for path, n in summary.multi_frame)
         problems.extend(f"{path}: {message}" for path, _, message in summary.errors)
     text = f"{added} photo(s) added under {source}, {faces} face(s) indexed"
     if duplicates:
@@ -225,6 +227,8 @@ def upload(
             + ", ".join(refused[:10])
             + (f" and {len(refused) - 10} more" if len(refused) > 10 else "")
         )
+    if first_frame_only:
+        text += "; only the first frame read of " + ", ".join(first_frame_only[:10])
     if problems:
         text += ". Not added: " + "; ".join(problems[:5])
         return redirect(f"{UI}/library?source={source}", error=text)
@@ -251,6 +255,8 @@ def job_json(job: Job) -> dict[str, Any]:
         )
         if k in result
     }
+    if result.get("multi_frame"):
+        summary["multi_frame"] = [f"{p} ({n} frames)" for p, n in result["multi_frame"]]
     if "errors" in result:
         summary["errors"] = len(result["errors"])
     return {
@@ -278,6 +284,7 @@ def ingest_page(request: Request, engine: EngineDep, _: Operator, job: int = 0) 
         jobs=jobs,
         current=job,
         sources=_sources(engine),
+        roots=[str(r) for r in engine.settings.ingest_root_paths],
     )
 
 

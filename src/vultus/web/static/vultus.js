@@ -178,6 +178,7 @@ function setUpJobs() {
       if (s.images_added !== undefined) parts.push(`${s.images_added} photos added, ${s.faces_indexed} faces indexed`);
       if (s.images_duplicate) parts.push(`${s.images_duplicate} already held`);
       if (s.faces_suppressed) parts.push(`${s.faces_suppressed} faces refused (suppression list) in ${(s.suppressed_photos || []).join(", ")}`);
+      if (s.multi_frame) parts.push(`only the first frame read of ${s.multi_frame.join(", ")}`);
       if (s.errors) parts.push(`${s.errors} errors`);
       if (job.error) parts.push(job.error);
       const badge = document.createElement("span");
