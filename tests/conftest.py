@@ -61,6 +61,12 @@ def faces_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty models folder for one test module, where converted models are written once."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(scope="session")
 def dev_photos(faces_dir: Path) -> list[tuple[Path, str]]:
     """(photo, identity) for every dev photo, in labels.csv order."""

@@ -14,12 +14,12 @@ from PIL import Image
 from vultus.config import Settings
 from vultus.errors import ModelError
 from vultus.pipeline.analyse import FacePipeline
-from vultus.pipeline.base import Box
 from vultus.pipeline.blazeface import ONNX_FILENAME, BlazeFaceDetector
 from vultus.pipeline.blazeface_onnx import tflite_path
 from vultus.pipeline.decode import downscale
 from vultus.pipeline.detect import HogDetector, make_detector
 from vultus.pipeline.tflite_serial import read_model
+from vultus.pipeline.tracking import iou
 from vultus.search.results import low_confidence
 
 MIN_IOU = 0.5  # the two detectors draw a face's box a little differently
@@ -34,21 +34,9 @@ def _tflite() -> Path:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def detector(models_dir: Path) -> BlazeFaceDetector:
     _tflite()
     return BlazeFaceDetector(models_dir)
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = min(a.right, b.right) - max(a.left, b.left)
-    h = min(a.bottom, b.bottom) - max(a.top, b.top)
-    inner = max(0, w) * max(0, h)
-    return inner / (a.width * a.height + b.width * b.height - inner)
 
 
 def _load(path: Path) -> np.ndarray:
@@ -77,7 +65,7 @@ def test_finds_the_faces_hog_finds_in_dev_photos(
         found = detector.detect(image)
         assert all(d.detector.startswith("blazeface") and 0.5 < d.score <= 1 for d in found)
         for box in expected:
-            assert max((_iou(d.box, box) for d in found), default=0) >= MIN_IOU, path.name
+            assert max((iou(d.box, box) for d in found), default=0) >= MIN_IOU, path.name
             compared += 1
     assert compared >= 10
 
@@ -94,7 +82,7 @@ def test_finds_every_face_hog_finds_in_the_group_photos(
         expected = [d.scaled(scale).box for d in HogDetector().detect(small)]
         found = detector.detect(image)
         for box in expected:
-            assert max((_iou(d.box, box) for d in found), default=0) >= MIN_IOU, path.name
+            assert max((iou(d.box, box) for d in found), default=0) >= MIN_IOU, path.name
         counts[path.name] = len(found)
     assert counts["selfie-many-people.jpg"] >= 4
     assert counts["couple.jpg"] == counts["two_people.jpg"] == counts["kit_with_rose.jpg"] == 2

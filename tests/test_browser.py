@@ -13,9 +13,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import socket
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
 from conftest import HARD_TO_FIND, PURPOSE, REPO, add_test_source, hard_to_find, name_controller
+from serving import serving
 from vultus.api import create_app
 from vultus.engine import Engine
 
@@ -59,12 +56,6 @@ class Server:
     engine: Engine
     keys: dict[str, str]
     dev: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -265,20 +256,8 @@ def _serve(data_dir: Path, dev: Path) -> Iterator[Server]:
     engine = Engine.open(data_dir, workers=1, ingest_roots=[str(dev)])
     keys = {r: engine.keys.create(r, r)[1] for r in ("investigator", "operator", "dpo")}
     settings = dataclasses.replace(engine.settings, portal_enabled=True)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", engine, keys, dev)
-    uv.should_exit = True
-    thread.join(10)
+    with serving(create_app(settings, engine=engine)) as port:
+        yield Server(f"http://127.0.0.1:{port}", engine, keys, dev)
     engine.close()
 
 

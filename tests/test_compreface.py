@@ -10,10 +10,7 @@ restricted face."""
 from __future__ import annotations
 
 import base64
-import socket
 import sys
-import threading
-import time
 import types
 import uuid
 from collections.abc import Iterator
@@ -22,10 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from conftest import PURPOSE, add_test_source, name_controller
+from serving import serving
 from vultus import audit as actions
 from vultus.api import create_app
 from vultus.api.compat import compreface
@@ -59,12 +56,6 @@ class Server:
         return httpx.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=60, **kw)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Server]:
     data_dir = name_controller(tmp_path_factory.mktemp("compreface"))
@@ -74,20 +65,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterato
     _, key = engine.keys.create("cf-app", both, purpose=PURPOSE, case_ref="CF-1", source="test")
     _, unbound = engine.keys.create("cf-unbound", both)
     _, searcher = engine.keys.create("cf-searcher", "investigator", purpose=PURPOSE)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(engine=engine), host="127.0.0.1", port=port, log_level="warning"
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", port, engine, key, unbound, searcher)
-    uv.should_exit = True
-    thread.join(10)
+    with serving(create_app(engine=engine)) as port:
+        yield Server(f"http://127.0.0.1:{port}", port, engine, key, unbound, searcher)
     engine.close()
 
 

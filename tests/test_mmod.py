@@ -19,6 +19,7 @@ from vultus.pipeline.detect import HogDetector, make_detector
 from vultus.pipeline.mmod import ONNX_FILENAME, MmodOnnxDetector
 from vultus.pipeline.mmod_onnx import read_mmod
 from vultus.pipeline.models import mmod_detector_model, recognition_model
+from vultus.pipeline.tracking import iou
 
 # dlib's CNN is slow (seconds per photo at 800 px): compare on copies no larger than this.
 COMPARE_MAX_SIDE = 360
@@ -34,21 +35,9 @@ def _mmod_file() -> Path:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def detector(models_dir: Path) -> MmodOnnxDetector:
     _mmod_file()
     return MmodOnnxDetector(models_dir)
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = min(a.right, b.right) - max(a.left, b.left)
-    h = min(a.bottom, b.bottom) - max(a.top, b.top)
-    inner = max(0, w) * max(0, h)
-    return inner / (a.width * a.height + b.width * b.height - inner)
 
 
 def _load(path: Path, max_side: int) -> np.ndarray:
@@ -85,8 +74,8 @@ def test_finds_the_same_faces_as_dlib_with_the_same_scores(
         found = detector.detect(image)
         assert len(found) == len(expected), path.name
         for box, score in expected:
-            best = max(found, key=lambda d: _iou(d.box, box))
-            assert _iou(best.box, box) >= MIN_IOU, path.name
+            best = max(found, key=lambda d: iou(d.box, box))
+            assert iou(best.box, box) >= MIN_IOU, path.name
             assert abs(best.score - score) <= SCORE_TOLERANCE, path.name
             assert best.detector == "mmod"
         compared += len(expected)

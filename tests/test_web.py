@@ -21,6 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import CONTROLLER, HARD_TO_FIND, PURPOSE, hard_to_find
+from vultus import audit as actions
 from vultus.api import create_app
 from vultus.cli import app as cli_app
 from vultus.engine import Engine
@@ -257,6 +258,23 @@ def test_a_search_without_a_purpose_is_refused_and_not_run(
         )
         assert response.status_code == 422 and message in response.text
     assert len(web.engine.audit.entries(action="search")) == before
+
+
+def test_a_key_over_its_daily_search_cap_cannot_search_from_the_page(web: Web) -> None:
+    """The page counts the same cap as the API: searches and verifies in today's audit log."""
+    web.keys["capped"] = web.engine.keys.create("capped", "investigator", searches_per_day=2)[1]
+    web.sign_in("capped")
+    web.engine.audit.append(actions.SEARCH, actor="key:capped", purpose=PURPOSE)
+    web.engine.audit.append(actions.VERIFY, actor="key:capped", purpose=PURPOSE)
+    before = len(web.engine.audit.entries())
+    response = web.client.post(
+        "/ui/search",
+        data={"purpose": PURPOSE},
+        files={"photo": ("probe.jpg", b"never decoded: the cap comes first", "image/jpeg")},
+    )
+    assert response.status_code == 422, response.text
+    assert "has used its 2 searches for today" in response.text
+    assert len(web.engine.audit.entries()) == before
 
 
 def test_the_faces_of_a_photo_are_found_before_searching(gallery_web: Web, faces_dir: Path) -> None:

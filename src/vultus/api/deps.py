@@ -15,8 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Collection, Iterable
-from datetime import datetime
-from datetime import time as dtime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Security
@@ -24,10 +22,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
-from vultus import audit as actions
 from vultus.api.errors import UnknownFieldError, UploadTooLargeError
 from vultus.api.schemas import MAX_ID
-from vultus.clock import now
 from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES, Principal
 from vultus.engine.jobs import JobQueue
@@ -115,8 +111,8 @@ class Require:
             )
         principal = acting
         request.state.principal = principal
-        if self.counts_search and principal.searches_per_day is not None:
-            _check_search_cap(engine, principal)
+        if self.counts_search:
+            engine.keys.check_search_cap(principal)
         # A form field the endpoint does not take, found before the key was checked.
         refused: UnknownFieldError | None = getattr(request.state, "refused", None)
         if refused is not None:
@@ -129,27 +125,9 @@ def require(*roles: str, counts_search: bool = False) -> Require:
     return Require(*roles, counts_search=counts_search)
 
 
-# What the daily cap counts: a 1:1 verify compares faces as a search does, so it counts too.
-CAPPED_ACTIONS = (actions.SEARCH, actions.VERIFY)
-
-
 def _check_search_cap(engine: Engine, principal: Principal) -> None:
-    """The audit log is the count: every search and verify is in it, so the cap survives
-    restarts."""
-    cap = principal.searches_per_day or 0
-    midnight = datetime.combine(now().date(), dtime.min)
-    used = 0
-    for action in CAPPED_ACTIONS:
-        used += len(
-            engine.audit.entries(
-                since=midnight, action=action, actor=principal.actor, limit=cap - used
-            )
-        )
-    if used >= cap:
-        raise RateLimitError(
-            f"key {principal.name!r} has used its {cap} searches for today (UTC); "
-            "the cap resets at midnight"
-        )
+    # api/compat/rekognition imports this name; the cap itself lives in the KeyStore.
+    engine.keys.check_search_cap(principal)
 
 
 # Roles that see a photo or a face only from their own search's results.

@@ -26,7 +26,14 @@ from vultus.catalog import Catalog
 from vultus.catalog.models import ApiKey, Source
 from vultus.clock import now
 from vultus.engine.roles import JOIN, MAX_EXPIRES_DAYS, ROLES, canonical, role_problem
-from vultus.errors import AuthError, ConfigError, ForbiddenError, NotFoundError, PurposeError
+from vultus.errors import (
+    AuthError,
+    ConfigError,
+    ForbiddenError,
+    NotFoundError,
+    PurposeError,
+    RateLimitError,
+)
 
 __all__ = ["ROLES", "SEES_PATHS", "KeyStore", "Principal"]
 
@@ -35,6 +42,8 @@ __all__ = ["ROLES", "SEES_PATHS", "KeyStore", "Principal"]
 # the API, which audits each view.
 SEES_PATHS = frozenset({"operator"})
 SECRET_PREFIX = "vk_"
+# What the daily search cap counts: a 1:1 verify compares faces as a search does, so it counts.
+CAPPED_ACTIONS = (actions.SEARCH, actions.VERIFY)
 
 
 def _hash(secret: str) -> str:
@@ -271,6 +280,27 @@ class KeyStore:
     def list(self) -> list[ApiKey]:
         with self.catalog.session() as s:
             return list(s.scalars(select(ApiKey).order_by(ApiKey.name)))
+
+    def check_search_cap(self, principal: Principal) -> None:
+        """Refuse a search past the key's daily cap (none set: no check). The audit log is the
+        count: every search and verify is in it, so the cap survives restarts and is the same
+        for the API and the web pages."""
+        cap = principal.searches_per_day
+        if cap is None:
+            return
+        midnight = datetime.combine(now().date(), datetime.min.time())
+        used = 0
+        for action in CAPPED_ACTIONS:
+            used += len(
+                self.audit.entries(
+                    since=midnight, action=action, actor=principal.actor, limit=cap - used
+                )
+            )
+        if used >= cap:
+            raise RateLimitError(
+                f"key {principal.name!r} has used its {cap} searches for today (UTC); "
+                "the cap resets at midnight"
+            )
 
 
 def _blank_none(value: str | None) -> str | None:

@@ -15,17 +15,13 @@ import hashlib
 import hmac
 import threading
 import time
-from datetime import datetime
-from datetime import time as dtime
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from vultus import audit as actions
-from vultus.clock import now
 from vultus.engine.apikeys import ROLES, Principal
-from vultus.errors import AuthError, RateLimitError
+from vultus.errors import AuthError
 
 if TYPE_CHECKING:
     from vultus.engine import Engine
@@ -126,21 +122,8 @@ class Role:
 
 
 def check_search_cap(engine: Engine, principal: Principal) -> None:
-    """The key's daily search cap, counted in the audit log like the API counts it."""
-    cap = principal.searches_per_day
-    if cap is None:
-        return
-    midnight = datetime.combine(now().date(), dtime.min)
-    used = 0
-    for action in (actions.SEARCH, actions.VERIFY):  # a verify compares faces: it counts too
-        used += len(
-            engine.audit.entries(since=midnight, action=action, actor=principal.actor, limit=cap)
-        )
-    if used >= cap:
-        raise RateLimitError(
-            f"key {principal.name!r} has used its {cap} searches for today (UTC); "
-            "the cap resets at midnight"
-        )
+    """The key's daily search cap, the same check the API makes (`KeyStore.check_search_cap`)."""
+    engine.keys.check_search_cap(principal)
 
 
 # -- face tokens: an investigator sees the faces their own searches returned, no others ---------

@@ -555,14 +555,7 @@ def verify_example(
     )
     if not answers:
         raise NoFaceError(NO_FACE_MESSAGE)
-    points = engine.decision_points(1)
-    elapsed = _elapsed(start) / len(answers)
-    result = []
-    for answer in answers:
-        assert answer.verification is not None
-        out = face_json(answer, plugins, status, elapsed)
-        out["similarity"] = similarity(answer.verification.distance, points.match, points.possible)
-        result.append(out)
+    result = _verified_json(engine, answers, plugins, status, _elapsed(start) / len(answers))
     return _with_versions({"result": result}, engine, plugins, status)
 
 
@@ -592,14 +585,8 @@ def verify_photos(
     )
     if not matches:
         raise NoFaceError(NO_FACE_MESSAGE)
-    points = engine.decision_points(1)
     elapsed = _elapsed(start) / (len(matches) + 1)
-    face_matches = []
-    for answer in matches:
-        assert answer.verification is not None
-        out = face_json(answer, plugins, status, elapsed)
-        out["similarity"] = similarity(answer.verification.distance, points.match, points.possible)
-        face_matches.append(out)
+    face_matches = _verified_json(engine, matches, plugins, status, elapsed)
     face_matches.sort(key=lambda m: -float(m["similarity"]))
     item: dict[str, Any] = {
         "source_image_face": face_json(source, plugins, status, elapsed),
@@ -608,6 +595,20 @@ def verify_photos(
     if status:
         item["plugins_versions"] = plugins_versions(engine, plugins)
     return {"result": [item]}
+
+
+def _verified_json(
+    engine: Engine, answers: Sequence[FaceAnswer], plugins: set[str], status: bool, elapsed: float
+) -> list[dict[str, Any]]:
+    """Each face, with CompreFace's similarity to the face it was verified against."""
+    points = engine.decision_points(1)
+    result = []
+    for answer in answers:
+        assert answer.verification is not None
+        out = face_json(answer, plugins, status, elapsed)
+        out["similarity"] = similarity(answer.verification.distance, points.match, points.possible)
+        result.append(out)
+    return result
 
 
 @router.post("/detection/detect")
