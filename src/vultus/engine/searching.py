@@ -208,6 +208,15 @@ class Searching(EngineParts):
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
         ).id
 
+    def search_purpose(self, search_id: int, *, actor: str | None) -> tuple[str, str | None] | None:
+        """The purpose and case reference search `search_id` stated, if `actor` made it (None
+        otherwise): what a search form is filled with to run a forgotten search again. The
+        query photo is never kept, so it cannot be run again without the user."""
+        entry = self.audit.entry(search_id)
+        if entry is None or entry.action != actions.SEARCH or entry.actor != actor:
+            return None
+        return entry.purpose or "", entry.case_ref
+
     def search_photos(self, search_id: int, *, actor: str | None) -> dict[int, bytes]:
         """The photos of one search's results, by image id, for its case sheet: only a search
         `actor` made, read once and audited as one export for that search's purpose and case.
