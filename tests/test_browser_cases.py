@@ -349,6 +349,12 @@ def test_an_admin_changes_settings_without_a_restart_and_keeps_an_admin_key(
     page.wait_for_selector(".flash.error:has-text('a rate between 0 and 1')")
     assert engine.settings.search_fmr == 1e-4
     story.shot(page, "admin-settings")
+    # A value saved here goes back to vultus.toml's with one click, audited.
+    page.click("button[aria-label='Reset Search false-match rate to vultus.toml']")
+    page.wait_for_selector(".flash.ok:has-text('back to vultus.toml')")
+    assert engine.settings.search_fmr == 0.001  # as the other tests expect
+    reset = engine.audit.entries(action="config", newest_first=True, limit=1)[0]
+    assert reset.details["change"] == "settings_reset"
 
     # The new purpose is offered to investigators at once.
     other = investigator(browser, server)
@@ -377,5 +383,4 @@ def test_an_admin_changes_settings_without_a_restart_and_keeps_an_admin_key(
     page.click("button:has-text('Register')")
     page.wait_for_selector(".flash.ok:has-text('Source press-archive registered')")
     assert "press-archive" in [s.name for s, _, _ in engine.sources()]
-    engine.update_settings({"search_fmr": "0.001"}, actor="test")  # as the other tests expect
     page.close()

@@ -1056,3 +1056,36 @@ def test_results_forgotten_after_a_restart_lead_back_to_the_form_with_purpose_an
     response = restarted.client.get(f"/ui/search/{search_id}")
     assert response.status_code == 410 and "CASE 9/b" not in response.text
     assert 'href="/ui/search"' in response.text
+
+
+def test_a_setting_saved_in_the_ui_is_reset_to_vultus_toml_and_audited(web: Web) -> None:
+    web.sign_in("admin")
+    engine = web.engine
+    saved = web.client.post("/ui/settings", data={"controller": "Other Ltd", "search_fmr": "1e-4"})
+    assert "Saved" in saved.text and engine.settings.controller == "Other Ltd"
+    assert saved.text.count("Reset to vultus.toml</button>") == 2
+
+    page = web.client.post("/ui/settings/reset", data={"reset": "controller"})
+    assert page.status_code == 200
+    assert "Controller is back to vultus.toml" in page.text
+    assert engine.settings.controller == CONTROLLER
+    assert engine.settings_overrides() == {"search_fmr": 1e-4}  # the other stays set here
+    assert page.text.count("Reset to vultus.toml</button>") == 1
+    entry = engine.audit.entries(action="config", newest_first=True, limit=1)[0]
+    assert entry.actor == "key:admin-key"
+    assert entry.details == {
+        "change": "settings_reset",
+        "settings": {"controller": {"from": "Other Ltd", "to": CONTROLLER}},
+    }
+
+    # A setting not saved here has nothing to reset, and nothing changes.
+    before = len(engine.audit.entries(action="config"))
+    page = web.client.post("/ui/settings/reset", data={"reset": "controller"})
+    assert "not set in the UI" in page.text
+    assert len(engine.audit.entries(action="config")) == before
+    web.sign_in("dpo")
+    audit = web.client.get("/ui/audit")
+    assert "Changed settings back to vultus.toml: controller from Other Ltd" in audit.text
+    web.sign_in("operator")
+    refused = web.client.post("/ui/settings/reset", data={"reset": "search_fmr"})
+    assert refused.status_code == 403 and engine.settings.search_fmr == 1e-4
