@@ -171,7 +171,8 @@ class Finding(EngineParts):
         usable = [f for f in analysed.faces if f.template is not None]
         if not usable:
             raise RightsError(
-                "no usable face in the photo: a request needs a clear photo of the person's face",
+                "no usable face in the photo: a request needs a clear photo of the person's "
+                "face",
                 code="no_face",
             )
         if len(usable) > 1:
@@ -263,7 +264,9 @@ class Finding(EngineParts):
         """Faces a person already linked to the subject of a confirmed face."""
         known = {c.face_id for c in review.candidates}
         subjects = {r.subject for r in self.catalog.face_records(fresh).values() if r.subject}
-        linked = sorted({f for s in subjects for f in self.catalog.subject_face_ids(s)} - known)
+        linked = sorted(
+            {f for s in subjects for f in self.catalog.subject_face_ids(s)} - known
+        )
         if not linked:
             return 0
         person = self._person_template(review, confirmed)
@@ -332,7 +335,9 @@ class Finding(EngineParts):
                     box=rec.box,
                     distance=round(dist, 4),
                     pair_fmr=pair_fmr,
-                    odds=odds_in_words(pair_fmr, tiering.gallery_size, floor=calibration.fmr_floor),
+                    odds=odds_in_words(
+                        pair_fmr, tiering.gallery_size, floor=calibration.fmr_floor
+                    ),
                     tier=tier,  # type: ignore[arg-type]
                     found_in_round=round_no,
                     other_faces=len([f for f in others[rec.image_id] if f != fid]),

@@ -453,7 +453,9 @@ class Requests(EngineParts):
         _check_version(review, version)
         seen = review.version
         if verify_with is not None:
-            review.identity_check = self._identity_check(review.template, verify_with, ref, actor)
+            review.identity_check = self._identity_check(
+                review.template, verify_with, ref, actor
+            )
         include, strike = set(include), set(strike)
         known = {c.face_id for c in review.candidates}
         if include or strike:
