@@ -203,6 +203,46 @@ def test_verifying_two_photos_says_same_person_or_not_with_odds(
     page.close()
 
 
+def test_verify_outlines_the_faces_compared_and_lets_the_investigator_pick_one(
+    server: story.Server, browser: Browser
+) -> None:
+    rose = next((server.dev / "images" / "Rose_Leslie").iterdir())
+    couple = server.dev / "extra" / "kit_with_rose.jpg"
+    verdicts = {}
+    for width, number in ((1280, 1), (375, 2)):
+        page = investigator(browser, server, width)
+        page.goto(f"{server.url}/ui/verify")
+        page.set_input_files("#first", str(rose))
+        page.set_input_files("#second", str(couple))
+        # The second photo holds Kit and Rose: its faces are boxed, the largest chosen first.
+        page.wait_for_selector("#faces-second fieldset input[name=face_second]")
+        page.wait_for_selector("#faces-first fieldset input[name=face_first]")
+        assert page.locator("#faces-second svg rect.pick").count() == 2
+        assert page.is_checked("#face_second-1")
+        chosen = f"#faces-second svg rect.pick >> nth={number - 1}"
+        page.locator(chosen).scroll_into_view_if_needed()
+        click_centre(page, chosen)
+        assert page.is_checked(f"#face_second-{number}")
+        assert story.fits(page)
+        page.select_option("#purpose", PURPOSE)
+        page.click("button:has-text('Compare')")
+        page.wait_for_selector("#verdict")
+        # Each photo outlines the face compared; the photo of two says which of them.
+        assert page.locator("#compared-1 rect.box.chosen").count() == 1
+        assert page.locator("#compared-2 rect.box").count() == 2
+        assert page.locator("#compared-2 rect.box.chosen").count() == 1
+        caption = page.inner_text("#compared-2 figcaption")
+        largest = " (the largest)" if number == 1 else ""
+        assert caption == f"Photo 2: face {number} of 2 compared{largest}, outlined.", caption
+        assert page.inner_text("#compared-1 figcaption") == "Photo 1: its face, outlined."
+        assert story.fits(page)
+        story.shot(page, f"verify-face-{number}-{width}")
+        verdicts[number] = page.inner_text("#verdict").split("\n")[0]
+        page.close()
+    # One of the two faces is Rose: choosing the face changes the answer.
+    assert sorted(verdicts.values()) == ["Not the same person", "Same person"], verdicts
+
+
 def test_the_library_shows_an_upload_first_filters_and_logs_one_entry_per_page(
     server: story.Server, browser: Browser
 ) -> None:
@@ -349,6 +389,12 @@ def test_an_admin_changes_settings_without_a_restart_and_keeps_an_admin_key(
     page.wait_for_selector(".flash.error:has-text('a rate between 0 and 1')")
     assert engine.settings.search_fmr == 1e-4
     story.shot(page, "admin-settings")
+    # A value saved here goes back to vultus.toml's with one click, audited.
+    page.click("button[aria-label='Reset Search false-match rate to vultus.toml']")
+    page.wait_for_selector(".flash.ok:has-text('back to vultus.toml')")
+    assert engine.settings.search_fmr == 0.001  # as the other tests expect
+    reset = engine.audit.entries(action="config", newest_first=True, limit=1)[0]
+    assert reset.details["change"] == "settings_reset"
 
     # The new purpose is offered to investigators at once.
     other = investigator(browser, server)
@@ -377,5 +423,4 @@ def test_an_admin_changes_settings_without_a_restart_and_keeps_an_admin_key(
     page.click("button:has-text('Register')")
     page.wait_for_selector(".flash.ok:has-text('Source press-archive registered')")
     assert "press-archive" in [s.name for s, _, _ in engine.sources()]
-    engine.update_settings({"search_fmr": "0.001"}, actor="test")  # as the other tests expect
     page.close()

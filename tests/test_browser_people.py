@@ -164,15 +164,23 @@ def test_people_are_named_set_apart_merged_and_suggested_in_a_browser(
     page.wait_for_selector(".flash.ok:has-text('Hidden')")
     assert page.locator("li.proposal").filter(has=page.locator(photos_of(SCARLETT))).count() == 0
     page.click(".tabs a:has-text('Hidden')")
+    page.wait_for_url("**/unnamed?hidden=true")  # not the proposals page, still loaded
     assert sorted(face_ids_in_grid(page)) == sorted(hidden)
 
-    # -- at 375 px, the proposals fit the screen ------------------------------------------
-    phone.goto(f"{server.url}{PROPOSALS}")
-    assert images_load(phone, "li.proposal img") and fits(phone)
-    shot(phone, "people-proposals-375")
-    phone.goto(f"{server.url}/ui/people/unnamed")
-    assert images_load(phone, "main img") and fits(phone)
-    shot(phone, "people-unnamed-375")
+    # -- at 375 px, every people page fits the screen: nothing sticks out, no sideways scroll
+    mark_page = f"/ui/people/{engine.subject('Mark Zuckerberg').id}"
+    for path, name in (
+        ("/ui/people", "people-375"),
+        (PROPOSALS, "people-proposals-375"),
+        ("/ui/people/unnamed", "people-unnamed-375"),
+        ("/ui/people/unnamed?hidden=true", "people-hidden-375"),
+        (mark_page, "people-merged-375"),
+    ):
+        phone.goto(f"{server.url}{path}")
+        assert images_load(phone, "main img") and fits(phone), path
+        scroll = phone.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll == [375, 375], (path, scroll)
+        shot(phone, name)
     page.close()
     phone.close()
 

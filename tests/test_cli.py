@@ -199,6 +199,36 @@ def test_people_discover_proposes_without_linking(data_dir: Path, faces_dir: Pat
     assert "17 proposal(s)" in out
     with Engine.open(data_dir, workers=1) as engine:
         assert engine.subjects() == []  # proposals only: nothing was linked
+        proposals = engine.discover_people()
+
+    # Then I act on them by the ids the list prints, never typing a face id to name anyone.
+    first, second, third = proposals[0], proposals[1], proposals[2]
+    ref = f"p{first.face_ids[0]}"
+    assert f" {ref} " in out
+    stray = first.face_ids[-1]
+    code, out = vultus(
+        data_dir, "people", "accept", ref, "--name", "Ada Lovelace", "--leave-out", str(stray)
+    )
+    assert code == 0, out
+    assert f"{len(first.face_ids) - 1} face(s) named Ada Lovelace" in out
+    code, out = vultus(data_dir, "people", "accept", ref, "--name", "Again")
+    assert code != 0 and "no proposal" in out and "discover again" in out
+    code, out = vultus(data_dir, "people", "accept", "99", "--name", "Nobody")
+    assert code != 0 and "not a proposal" in out
+    # A row number names the proposal on the list as it is now: the second is now first.
+    code, out = vultus(data_dir, "people", "accept", "1", "--subject", "Ada Lovelace")
+    assert code == 0, out
+    code, out = vultus(data_dir, "people", "apart", str(third.face_ids[0]))
+    assert code == 0 and f"set apart from proposal p{third.face_ids[0]}" in out, out
+    code, out = vultus(data_dir, "people", "hide", str(stray))
+    assert code == 0 and "hid 1 face(s)" in out, out
+    code, out = vultus(data_dir, "people", "unhide", str(stray))
+    assert code == 0 and "1 face(s) back" in out, out
+    with Engine.open(data_dir, workers=1) as engine:
+        named = set(engine.catalog.subject_face_ids("Ada Lovelace"))
+        assert named == set(first.face_ids[:-1]) | set(second.face_ids)
+        left = {tuple(p.face_ids) for p in engine.discover_people()}
+        assert tuple(third.face_ids) not in left  # its first face is set apart
 
 
 def test_erase_says_which_originals_it_left_and_sources_say_who_may_delete_them(

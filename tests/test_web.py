@@ -1040,3 +1040,72 @@ def test_audit_entries_read_as_sentences() -> None:
     assert summary("ingest", {"run": 1, "errors": [], "source": "test"}, 0) == (
         "errors: none; run: 1; source: test"
     )
+
+
+def test_results_forgotten_after_a_restart_lead_back_to_the_form_with_purpose_and_case(
+    gallery_web: Web, gallery_split: tuple[list[Path], list]
+) -> None:
+    web = gallery_web
+    web.sign_in("investigator")
+    probe = gallery_split[1][0][0]
+    form = {"purpose": PURPOSE, "case_ref": "CASE 9/b", "face": "1", "top": "10"}
+    photo = {"photo": (probe.name, probe.read_bytes(), "image/jpeg")}
+    assert web.client.post("/ui/search", data=form, files=photo).status_code == 200
+    search_id = web.engine.audit.entries(action="search", newest_first=True, limit=1)[0].id
+
+    # The server restarts: the results, held in its memory only, are gone.
+    app = create_app(web.engine.settings, engine=web.engine)
+    restarted = Web(TestClient(app), web.engine, web.keys)
+    restarted.sign_in("investigator")
+    for path in (f"/ui/search/{search_id}", f"/ui/search/{search_id}/sheet"):
+        response = restarted.client.get(path)
+        assert response.status_code == 410
+        assert "Results no longer held" in response.text and "server was restarted" in response.text
+        assert "query photos are never kept" in response.text
+    link = re.search(r'id="search-again" href="([^"]+)"', response.text)
+    assert link is not None
+    again = restarted.client.get(link[1].replace("&amp;", "&"))
+    assert again.status_code == 200
+    assert re.search(rf'<option value="{re.escape(PURPOSE)}" selected>', again.text)
+    assert 'id="case_ref" name="case_ref" maxlength="200" value="CASE 9/b"' in again.text
+
+    # Another investigator's key learns nothing of that search's purpose or case.
+    other = restarted.engine.keys.create("another-investigator", "investigator")[1]
+    restarted.keys = {**restarted.keys, "other": other}
+    restarted.sign_in("other")
+    response = restarted.client.get(f"/ui/search/{search_id}")
+    assert response.status_code == 410 and "CASE 9/b" not in response.text
+    assert 'href="/ui/search"' in response.text
+
+
+def test_a_setting_saved_in_the_ui_is_reset_to_vultus_toml_and_audited(web: Web) -> None:
+    web.sign_in("admin")
+    engine = web.engine
+    saved = web.client.post("/ui/settings", data={"controller": "Other Ltd", "search_fmr": "1e-4"})
+    assert "Saved" in saved.text and engine.settings.controller == "Other Ltd"
+    assert saved.text.count("Reset to vultus.toml</button>") == 2
+
+    page = web.client.post("/ui/settings/reset", data={"reset": "controller"})
+    assert page.status_code == 200
+    assert "Controller is back to vultus.toml" in page.text
+    assert engine.settings.controller == CONTROLLER
+    assert engine.settings_overrides() == {"search_fmr": 1e-4}  # the other stays set here
+    assert page.text.count("Reset to vultus.toml</button>") == 1
+    entry = engine.audit.entries(action="config", newest_first=True, limit=1)[0]
+    assert entry.actor == "key:admin-key"
+    assert entry.details == {
+        "change": "settings_reset",
+        "settings": {"controller": {"from": "Other Ltd", "to": CONTROLLER}},
+    }
+
+    # A setting not saved here has nothing to reset, and nothing changes.
+    before = len(engine.audit.entries(action="config"))
+    page = web.client.post("/ui/settings/reset", data={"reset": "controller"})
+    assert "not set in the UI" in page.text
+    assert len(engine.audit.entries(action="config")) == before
+    web.sign_in("dpo")
+    audit = web.client.get("/ui/audit")
+    assert "Changed settings back to vultus.toml: controller from Other Ltd" in audit.text
+    web.sign_in("operator")
+    refused = web.client.post("/ui/settings/reset", data={"reset": "search_fmr"})
+    assert refused.status_code == 403 and engine.settings.search_fmr == 1e-4

@@ -11,6 +11,7 @@ file.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -119,6 +120,12 @@ EDITABLE: dict[str, Editable] = {
 }
 
 
+def file_values(settings: Settings) -> dict[str, Any]:
+    """The editable settings as `vultus.toml`, the environment or the defaults gave them
+    (before the overrides): what "reset to vultus.toml" brings back."""
+    return {name: copy.deepcopy(getattr(settings, name)) for name in EDITABLE}
+
+
 def apply_overrides(settings: Settings, stored: str | None) -> dict[str, Any]:
     """Set the stored overrides on `settings`; returns them."""
     overrides: dict[str, Any] = json.loads(stored) if stored else {}
@@ -177,6 +184,41 @@ class Administering(EngineParts):
         self._remember_config()
         return changed
 
+    def reset_setting(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Drop a value saved in the UI: `name` is again as `vultus.toml` (or the environment,
+        or the default) gives it, at once and in every process that opens the catalog after.
+        Audited with the old and new value; returns them ({"from": ..., "to": ...})."""
+        overrides = self.settings_overrides()
+        editable = EDITABLE.get(name)
+        if editable is None or name not in overrides:
+            raise ConfigError(
+                f"{editable.label if editable else name} is not set in the UI: it already "
+                "comes from vultus.toml or the default",
+                code="setting_not_overridden",
+            )
+        value = copy.deepcopy(self._file_settings[name])
+        portal = value if name == "portal_enabled" else self.settings.portal_enabled
+        controller = value if name == "controller" else self.settings.controller
+        if portal and not controller:
+            raise ConfigError(
+                "vultus.toml names no controller and the rights portal is open: close the "
+                "portal first",
+                code="controller_unset",
+            )
+        change = {"from": getattr(self.settings, name), "to": value}
+        del overrides[name]
+        self.catalog.set_meta(OVERRIDES_KEY, json.dumps(overrides, sort_keys=True))
+        setattr(self.settings, name, value)
+        self.audit.append(
+            actions.CONFIG,
+            actor=actor,
+            details={"change": "settings_reset", "settings": {name: change}},
+        )
+        self._remember_config()
+        return change
+
     if TYPE_CHECKING:
+        # core.py: the editable settings as the file gave them, before the overrides.
+        _file_settings: dict[str, Any]
 
         def _remember_config(self) -> None: ...  # core.py: the settings compared at open

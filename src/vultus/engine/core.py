@@ -31,7 +31,7 @@ from vultus.crypto import (
     load_keyring,
     make_canary,
 )
-from vultus.engine.admin import OVERRIDES_KEY, Administering, apply_overrides
+from vultus.engine.admin import OVERRIDES_KEY, Administering, apply_overrides, file_values
 from vultus.engine.apikeys import KeyStore
 from vultus.engine.awskeys import AwsCredentials
 from vultus.engine.collections import Collections
@@ -105,6 +105,7 @@ class Engine(
             self.presence.close()
             raise
         # Settings an admin changed in the UI, stored in the catalog, override the file.
+        self._file_settings = file_values(settings)
         apply_overrides(settings, self.catalog.get_meta(OVERRIDES_KEY))
         # Through lambdas: a key rotation swaps self.keyring, and the log must follow it.
         self.audit = AuditLog(

@@ -208,6 +208,15 @@ class Searching(EngineParts):
             details={"query": query, "found": result.found, "gallery_size": result.gallery_size},
         ).id
 
+    def search_purpose(self, search_id: int, *, actor: str | None) -> tuple[str, str | None] | None:
+        """The purpose and case reference search `search_id` stated, if `actor` made it (None
+        otherwise): what a search form is filled with to run a forgotten search again. The
+        query photo is never kept, so it cannot be run again without the user."""
+        entry = self.audit.entry(search_id)
+        if entry is None or entry.action != actions.SEARCH or entry.actor != actor:
+            return None
+        return entry.purpose or "", entry.case_ref
+
     def search_photos(self, search_id: int, *, actor: str | None) -> dict[int, bytes]:
         """The photos of one search's results, by image id, for its case sheet: only a search
         `actor` made, read once and audited as one export for that search's purpose and case.
@@ -252,10 +261,33 @@ class Searching(EngineParts):
         actor: str | None = None,
     ) -> Verification:
         """1:1: are the largest faces of two photos the same person, at a false-match rate?"""
+        return self.verify_faces(
+            a, b, purpose=purpose, case_ref=case_ref, fmr=fmr, actor=actor, detection="standard"
+        )[0]
+
+    @locked
+    def verify_faces(
+        self,
+        a: Path | bytes,
+        b: Path | bytes,
+        *,
+        purpose: str,
+        case_ref: str | None = None,
+        fmr: float = 1e-3,
+        faces: tuple[int, int] = (1, 1),
+        detection: tuple[str, str] | str = "query",
+        actor: str | None = None,
+    ) -> tuple[Verification, AnalysedImage, AnalysedImage]:
+        """1:1 with a choice of face in each photo (`faces`, numbered from the largest as
+        `analyse` with the same `detection` numbers them); also returns both photos' faces,
+        for the page that outlines the two compared."""
         self.check_purpose(purpose)
         self._check_query_model()
-        ta = _pick_face(self.pipeline.analyse(a), 1, a).template
-        tb = _pick_face(self.pipeline.analyse(b), 1, b).template
+        how = (detection, detection) if isinstance(detection, str) else detection
+        found_a = self.analyse(a, detection=how[0])
+        found_b = self.analyse(b, detection=how[1])
+        ta = _pick_face(found_a, faces[0], a).template
+        tb = _pick_face(found_b, faces[1], b).template
         assert ta is not None and tb is not None
         result = self.compare(ta, tb, fmr=fmr)
         self.audit.append(
@@ -266,7 +298,7 @@ class Searching(EngineParts):
             query_hash=face_hash(ta),
             details={"other_hash": face_hash(tb), "same_person": result.same_person},
         )
-        return result
+        return result, found_a, found_b
 
     def compare(
         self, a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], *, fmr: float

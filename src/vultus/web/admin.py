@@ -67,3 +67,24 @@ async def save_settings(request: Request, engine: EngineDep, principal: Admin) -
     return redirect(
         f"{UI}/settings", ok=f"Saved: {names}. In effect now; written to the audit log."
     )
+
+
+@router.post("/reset")
+async def reset_setting(request: Request, engine: EngineDep, principal: Admin) -> Response:
+    """ "Reset to vultus.toml" on one setting saved here (the button names it; the rest of the
+    form is not saved)."""
+    form = await request.form()
+    name = str(form.get("reset", ""))
+    try:
+        with engine.lock:
+            change = engine.reset_setting(name, actor=principal.actor)
+    except VultusError as exc:
+        return redirect(f"{UI}/settings", error=exc.message)
+    served = settings_of(request)
+    if served is not engine.settings:
+        setattr(served, name, change["to"])
+    return redirect(
+        f"{UI}/settings",
+        ok=f"{EDITABLE[name].label} is back to vultus.toml ({_shown(change['to']) or 'empty'}); "
+        "written to the audit log. Unsaved edits on this page were not kept.",
+    )

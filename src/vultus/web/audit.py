@@ -150,8 +150,15 @@ def summary(action: str, details: dict[str, Any], faces: int) -> str:
         return f"API key {d['api_key']}{role} {d.get('event', 'changed')}"
     if action == actions.CONFIG and d.get("change") == "first_open":
         return f"Settings first recorded ({_n(len(d.get('settings', {})), 'setting')})"
-    if action == actions.CONFIG and d.get("change") in {"settings", "settings_ui"}:
-        where = " in the UI" if d["change"] == "settings_ui" else " (vultus.toml or environment)"
+    if action == actions.CONFIG and d.get("change") in {
+        "settings",
+        "settings_ui",
+        "settings_reset",
+    }:
+        where = {
+            "settings_ui": " in the UI",
+            "settings_reset": " back to vultus.toml",
+        }.get(d["change"], " (vultus.toml or environment)")
         changes = [
             f"{name.replace('_', ' ')} from {_short(c.get('from'))} to {_short(c.get('to'))}"
             for name, c in sorted(d.get("settings", {}).items())

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -25,7 +26,7 @@ from vultus.search.results import SearchResult
 from vultus.search.sheet import CaseFacts, case_sheet_html
 from vultus.web import media
 from vultus.web.forms import EngineDep, settings_of
-from vultus.web.render import page
+from vultus.web.render import UI, page
 from vultus.web.session import FACE_TOKEN_SECONDS, Forbidden, Role, face_token, face_token_search
 
 router = APIRouter(prefix="/search")
@@ -102,12 +103,34 @@ def _kept(request: Request, search_id: int, principal: Principal) -> Kept:
     return kept
 
 
+def _gone(request: Request, engine: EngineDep, search_id: int, principal: Principal) -> Response:
+    """The page for results no longer held (an hour passed, or the server restarted): why,
+    and the search form again with the purpose and case of one's own search filled in. The
+    photo must be chosen again: query photos are never kept."""
+    asked = engine.search_purpose(search_id, actor=principal.actor)
+    again = f"{UI}/search"
+    if asked is not None:
+        purpose, case_ref = asked
+        again += "?" + urlencode({"purpose": purpose, "case_ref": case_ref or ""})
+    return page(
+        request,
+        "results_gone.html",
+        status=410,
+        title="Results no longer held",
+        search_id=search_id,
+        asked=asked,
+        again=again,
+    )
+
+
 @router.get("/{search_id}")
 def results_page(
     request: Request, search_id: int, engine: EngineDep, principal: Investigator
 ) -> Response:
     """A search's results, as the search that just ran found them."""
-    kept = _kept(request, search_id, principal)
+    kept = recent(request).get(search_id, principal)
+    if kept is None:
+        return _gone(request, engine, search_id, principal)
     secret: bytes = request.app.state.secret
     tokens = {
         m.face_id: face_token(secret, m.face_id, principal, search_id) for m in kept.result.matches
@@ -185,7 +208,9 @@ def case_sheet(
     """The search as one self-contained HTML page for the case file (search/sheet.py, as
     `vultus search --sheet case.html` writes it); its photos are read once, audited as an
     export for the search's purpose."""
-    kept = _kept(request, search_id, principal)
+    kept = recent(request).get(search_id, principal)
+    if kept is None:
+        return _gone(request, engine, search_id, principal)
     photos = engine.search_photos(search_id, actor=principal.actor)
     html = case_sheet_html(kept.result, kept.query_tile, photos, kept.facts)
     response = HTMLResponse(html)

@@ -35,8 +35,13 @@ def _form(request: Request, **context: Any) -> dict[str, Any]:
 
 
 @router.get("")
-def search_page(request: Request, _: Investigator) -> Response:
-    return page(request, "search.html", title="Search", **_form(request))
+def search_page(
+    request: Request, _: Investigator, purpose: str = "", case_ref: str = ""
+) -> Response:
+    """The search form; `purpose` and `case_ref` fill it in (a search run again after its
+    results were forgotten: web/results.py), the photo is always chosen anew."""
+    chosen = {"purpose": purpose, "case_ref": case_ref[:200]} if purpose or case_ref else None
+    return page(request, "search.html", title="Search", **_form(request, chosen=chosen))
 
 
 @router.post("/faces")

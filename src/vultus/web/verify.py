@@ -1,6 +1,9 @@
 """1:1 verification (investigator): are the faces in two photos the same person? Two photos,
-a purpose, a false-match rate; the answer leads with the verdict and its odds in words. Each
-comparison is audited, and counts against the key's daily searches, as in the API."""
+a purpose, a false-match rate; the answer leads with the verdict and its odds in words, and
+outlines the face of each photo that was compared. The largest face is compared unless the
+investigator picks another (the search's picker, in the browser: face N there is face N
+here, detected the same way). Each comparison is audited, and counts against the key's daily
+searches, as in the API."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from fastapi.responses import Response
 
 from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
+from vultus.pipeline.analyse import AnalysedImage
 from vultus.search.tiers import odds_in_words
 from vultus.web import media
 from vultus.web.forms import EngineDep, read_upload, settings_of
@@ -48,6 +52,10 @@ def verify(
     purpose: Annotated[str, Form()] = "",
     case_ref: Annotated[str, Form()] = "",
     fmr: Annotated[str, Form()] = "",
+    face_first: Annotated[int, Form(ge=1, le=1000)] = 1,
+    face_second: Annotated[int, Form(ge=1, le=1000)] = 1,
+    detection_first: Annotated[str, Form()] = "",
+    detection_second: Annotated[str, Form()] = "",
 ) -> Response:
     settings = settings_of(request)
     rate = next((f for f in FMR_CHOICES if f"{f:g}" == fmr), FMR_CHOICES[0])
@@ -58,17 +66,19 @@ def verify(
         engine.check_purpose(purpose)
         check_search_cap(engine, principal)
         with engine.lock:
-            result = engine.verify(
+            result, found_a, found_b = engine.verify_faces(
                 a,
                 b,
                 purpose=purpose,
                 case_ref=case_ref.strip() or None,
                 fmr=rate,
+                faces=(face_first, face_second),
+                detection=(_detection(detection_first), _detection(detection_second)),
                 actor=principal.actor,
             )
         previews = [
-            media.preview(x, max_side=PREVIEW_SIDE, max_pixels=settings.max_pixels)[0]
-            for x in (a, b)
+            _outlined(x, found, number, settings.max_pixels)
+            for x, found, number in ((a, found_a, face_first), (b, found_b, face_second))
         ]
     except VultusError as exc:
         return page(
@@ -88,6 +98,22 @@ def verify(
         previews=previews,
         **_form(request, chosen=chosen),
     )
+
+
+def _detection(value: str) -> str:
+    """As the search's picker detected the photo: "harder" if asked, else as query photos."""
+    return "harder" if value == "harder" else "query"
+
+
+def _outlined(data: bytes, found: AnalysedImage, number: int, max_pixels: int) -> dict[str, Any]:
+    """A photo's preview with its faces' boxes (in the photo's pixels, as the preview's
+    viewBox is), the compared face `number` among them."""
+    src, width, height = media.preview(data, max_side=PREVIEW_SIDE, max_pixels=max_pixels)
+    boxes = [
+        {"number": n, "box": (f.box.left, f.box.top, f.box.right, f.box.bottom)}
+        for n, f in enumerate(found.faces, start=1)
+    ]
+    return {"src": src, "width": width, "height": height, "faces": boxes, "compared": number}
 
 
 def _odds(fmr: float) -> str:

@@ -26,12 +26,20 @@ function setUpDropZones() {
   }
 }
 
-// Search: once a photo is chosen, show its faces and let the investigator pick one.
-function setUpFacePicker() {
-  const input = document.querySelector("input[data-detect]");
-  const box = document.getElementById("faces");
-  const fallback = document.getElementById("face-number");
-  if (!input || !box) return;
+// Search and verify: once a photo is chosen, show its faces and let the investigator pick
+// one. A file input with data-detect gets a picker; search has one ("face"), verify one per
+// photo (data-pick names the choice, data-faces, data-fallback and data-detection the
+// elements it uses).
+function setUpFacePickers() {
+  for (const input of document.querySelectorAll("input[data-detect]")) setUpFacePicker(input);
+}
+
+function setUpFacePicker(input) {
+  const name = input.dataset.pick || "face";
+  const box = document.getElementById(input.dataset.faces || "faces");
+  const fallback = document.getElementById(input.dataset.fallback || "face-number");
+  const what = input.dataset.legend || "Choose the face to search with";
+  if (!box) return;
 
   function message(text, isError) {
     box.replaceChildren();
@@ -48,7 +56,7 @@ function setUpFacePicker() {
 
   // How hard the photo is searched for faces travels with the search: face N of the
   // picker must be face N of the search.
-  const detection = document.getElementById("detection");
+  const detection = document.getElementById(input.dataset.detection || "detection");
 
   input.addEventListener("change", () => detect(""));
 
@@ -83,7 +91,7 @@ function setUpFacePicker() {
     p.className = "harder";
     const button = document.createElement("button");
     button.type = "button";
-    button.id = "look-harder";
+    button.id = name === "face" ? "look-harder" : `look-harder-${name}`;
     button.textContent = "Look harder";
     button.addEventListener("click", () => detect("harder"));
     p.append("Is the face you want not boxed? ", button, " (slower: more sizes, more detectors)");
@@ -102,7 +110,7 @@ function setUpFacePicker() {
     svg.appendChild(svgEl("image", { href: data.src, x: 0, y: 0, width: data.width, height: data.height }));
     const fieldset = document.createElement("fieldset");
     const legend = document.createElement("legend");
-    legend.textContent = `Choose the face to search with (${data.faces.length} found)`;
+    legend.textContent = `${what} (${data.faces.length} found)`;
     fieldset.appendChild(legend);
 
     const rects = new Map();
@@ -120,9 +128,9 @@ function setUpFacePicker() {
       p.className = "choice";
       const radio = document.createElement("input");
       radio.type = "radio";
-      radio.name = "face";
+      radio.name = name;
       radio.value = String(face.number);
-      radio.id = `face-${face.number}`;
+      radio.id = `${name}-${face.number}`;
       radio.disabled = !face.usable;
       const text = document.createElement("label");
       text.htmlFor = radio.id;
@@ -140,7 +148,7 @@ function setUpFacePicker() {
     }
     fieldset.addEventListener("change", () => {
       for (const [number, [rect, label]] of rects) {
-        const on = fieldset.querySelector(`#face-${number}`).checked;
+        const on = fieldset.querySelector(`#${name}-${number}`).checked;
         rect.classList.toggle("chosen", on);
         label.classList.toggle("chosen", on);
       }
@@ -249,7 +257,7 @@ function setUpConfirmations() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpConfirmations();
   setUpDropZones();
-  setUpFacePicker();
+  setUpFacePickers();
   setUpJobs();
   setUpReview();
   setUpPhotoPicker();
