@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -510,3 +511,48 @@ def test_the_shipped_input_shapes_are_botocores() -> None:
         for constraint in ("type", "min", "max", "pattern", "enum", "required"):
             assert shape.get(constraint) == theirs.get(constraint), (name, constraint)
     assert os.path.basename(str(model_file.parent)) == shapes.model()["apiVersion"]
+
+
+def test_a_data_subject_learns_and_erases_what_collections_hold_about_them(
+    server: Server, faces_dir: Path, tmp_path: Path
+) -> None:
+    """The access package names each collection holding the person's faces under the ids its
+    clients use; an erasure takes the memberships with the faces, and its receipt says which."""
+    rek = server.client()
+    rek.create_collection(CollectionId="subject-rights")
+    ids = [
+        rek.index_faces(
+            CollectionId="subject-rights",
+            Image={"Bytes": photo(faces_dir, "Elon_Musk", n)},
+            ExternalImageId=f"elon-{n}",
+        )["FaceRecords"][0]["Face"]
+        for n in (0, 1)
+    ]
+    rek.create_user(CollectionId="subject-rights", UserId="u-elon")
+    rek.associate_faces(CollectionId="subject-rights", UserId="u-elon", FaceIds=[ids[0]["FaceId"]])
+    selfie = photo(faces_dir, "Elon_Musk", 2)
+    with Engine.open(server.data, workers=1) as engine:
+        path, _ = engine.access(engine.review_person(selfie, kind="access"), tmp_path / "p.zip")
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data.json"))
+            report = z.read("report.html").decode()
+        held = [c for img in data["images"] for f in img["faces"] for c in f["collections"]]
+        assert sorted(held, key=lambda c: str(c["ExternalImageId"])) == [
+            {
+                "CollectionId": "subject-rights",
+                "FaceId": face["FaceId"],
+                "ImageId": face["ImageId"],
+                "ExternalImageId": f"elon-{n}",
+                "UserId": "u-elon" if n == 0 else None,
+            }
+            for n, face in enumerate(ids)
+        ]
+        assert "Collections that hold your faces" in report and ids[1]["FaceId"] in report
+
+        receipt = engine.erase(engine.find_person(selfie))
+        assert receipt.verify(engine.keyring)
+        assert receipt.collection_memberships == sorted(
+            ({"collection": "subject-rights", "face_id": f["FaceId"]} for f in ids),
+            key=lambda c: c["face_id"],
+        )
+    assert rek.list_faces(CollectionId="subject-rights")["Faces"] == []

@@ -783,6 +783,11 @@ class LeftInPlaceOut(BaseModel):
     reason: str
 
 
+class CollectionMembershipOut(BaseModel):
+    collection: str
+    face_id: str = Field(description="The FaceId the collection's clients knew the face by.")
+
+
 class ReceiptOut(BaseModel):
     """What the erasure did, exactly. Original files outside the data directory are deleted
     only where their source has `originals_deletable`; the others are in `left_in_place`."""
@@ -802,6 +807,10 @@ class ReceiptOut(BaseModel):
     left_in_place: list[LeftInPlaceOut] = Field(
         description="Files that may still show the person, each with the reason it stays."
     )
+    collection_memberships: list[CollectionMembershipOut] = Field(
+        default_factory=list,
+        description="Collection memberships (Rekognition-compatible API) that went with the faces.",
+    )
     signature: str
 
     @classmethod
@@ -820,6 +829,9 @@ class ReceiptOut(BaseModel):
             originals_deleted=r.originals_deleted,
             blurred=r.blurred,
             left_in_place=[LeftInPlaceOut(**item) for item in r.left_in_place],
+            collection_memberships=[
+                CollectionMembershipOut(**item) for item in r.collection_memberships
+            ],
             signature=r.signature,
         )
 

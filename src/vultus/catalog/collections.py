@@ -52,6 +52,18 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Membership:
+    """A face's place in a collection, as its clients know it: what an access package tells
+    the person and an erasure's receipt says went."""
+
+    collection: str
+    uuid: str  # the FaceId
+    image_uuid: str  # the ImageId
+    external_image_id: str | None
+    user_id: str | None
+
+
+@dataclass(frozen=True)
 class PhotoFace:
     """A face the catalog holds for one photo, searchable or not, with why not."""
 
@@ -136,6 +148,23 @@ class CollectionQueries:
         return set(
             s.scalars(select(CollectionFace.face_id).where(CollectionFace.face_id.in_(face_ids)))
         )
+
+    def memberships_of(self, face_ids: Sequence[int]) -> dict[int, list[Membership]]:
+        """Every collection membership of these faces, restricted ones too, by face id."""
+        out: dict[int, list[Membership]] = {}
+        with self.session() as s:
+            for start in range(0, len(face_ids), 500):  # SQLite bounds a statement's variables
+                rows = s.execute(
+                    select(CollectionFace, Collection.name)
+                    .join(Collection, Collection.id == CollectionFace.collection_id)
+                    .where(CollectionFace.face_id.in_(list(face_ids[start : start + 500])))
+                    .order_by(Collection.name, CollectionFace.uuid)
+                ).all()
+                for m, name in rows:
+                    out.setdefault(m.face_id, []).append(
+                        Membership(name, m.uuid, m.image_uuid, m.external_image_id, m.user_id)
+                    )
+        return out
 
     def photo_faces(self, image_id: int) -> list[PhotoFace]:
         with self.session() as s:
