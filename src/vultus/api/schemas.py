@@ -930,6 +930,11 @@ class KeyIn(BaseModel):
     source: str | None = Field(
         None, max_length=200, description="Bind the photos the key adds to this source (operator)."
     )
+    aws: bool = Field(
+        False,
+        description="Also give the key an AWS-style credential, for Rekognition clients (boto3) "
+        "at /rekognition: its access key id and secret are answered once.",
+    )
 
     @model_validator(mode="after")
     def one_way_to_name_roles(self) -> KeyIn:
@@ -954,10 +959,14 @@ class KeyOut(BaseModel):
     purpose: str | None = None
     case_ref: str | None = None
     source: str | None = None
+    aws_access_key_id: str | None = Field(
+        None, description="The access key id of the key's AWS credential, if it has one."
+    )
 
     @classmethod
-    def of(cls, k: ApiKey) -> KeyOut:
+    def of(cls, k: ApiKey, aws_access_key_id: str | None = None) -> KeyOut:
         return cls(
+            aws_access_key_id=aws_access_key_id,
             name=k.name,
             role=k.role,
             roles=list(k.roles),
@@ -975,6 +984,12 @@ class KeyOut(BaseModel):
 class KeyCreatedOut(BaseModel):
     key: KeyOut
     secret: str = Field(description="Shown only now: only a hash of it is stored.")
+    aws_access_key_id: str | None = Field(
+        default=None, description="With `aws`: for SigV4 clients."
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="With `aws`: shown only now (kept sealed under the master key)."
+    )
 
 
 class IngestJobIn(BaseModel):
