@@ -556,3 +556,82 @@ def test_a_data_subject_learns_and_erases_what_collections_hold_about_them(
             key=lambda c: c["face_id"],
         )
     assert rek.list_faces(CollectionId="subject-rights")["Faces"] == []
+
+
+def test_users_are_listed_searched_untied_and_deleted(server: Server, faces_dir: Path) -> None:
+    """DisassociateFaces, DeleteUser, ListUsers and SearchUsers, each answer checked against
+    botocore's model."""
+    rek = server.client()
+    rek.create_collection(CollectionId="users")
+
+    def index(who: str, n: int) -> str:
+        record = rek.index_faces(
+            CollectionId="users", Image={"Bytes": photo(faces_dir, who, n)}, MaxFaces=1
+        )
+        face_id: str = record["FaceRecords"][0]["Face"]["FaceId"]
+        return face_id
+
+    mark = [index("Mark_Zuckerberg", n) for n in range(3)]
+    scarlett = [index("Scarlett_Johansson", n) for n in range(2)]
+    for user, faces in (("mark", mark[:2]), ("scarlett", scarlett)):
+        rek.create_user(CollectionId="users", UserId=user)
+        rek.associate_faces(CollectionId="users", UserId=user, FaceIds=faces)
+    rek.create_user(CollectionId="users", UserId="nobody")
+
+    listed = rek.list_users(CollectionId="users", MaxResults=2)
+    checked(rek, "ListUsers", listed, CollectionId="users")
+    assert [u["UserId"] for u in listed["Users"]] == ["mark", "nobody"]
+    rest = rek.list_users(CollectionId="users", NextToken=listed["NextToken"])
+    assert [u["UserId"] for u in rest["Users"]] == ["scarlett"] and "NextToken" not in rest
+    code, _, _ = error_of(rek.list_users, CollectionId="users", NextToken="not a token!")
+    assert code == "InvalidPaginationTokenException"
+
+    # By a face: Mark's third photo, tied to nobody, finds Mark and not Scarlett.
+    by_face = rek.search_users(CollectionId="users", FaceId=mark[2])
+    checked(rek, "SearchUsers", by_face, CollectionId="users", FaceId=mark[2])
+    assert [m["User"]["UserId"] for m in by_face["UserMatches"]] == ["mark"]
+    assert by_face["SearchedFace"] == {"FaceId": mark[2]}
+    # By a user: the others like it (itself left out): nobody here.
+    by_user = rek.search_users(CollectionId="users", UserId="scarlett")
+    checked(rek, "SearchUsers", by_user, CollectionId="users", UserId="scarlett")
+    assert by_user["UserMatches"] == [] and by_user["SearchedUser"] == {"UserId": "scarlett"}
+    assert rek.search_users(CollectionId="users", UserId="nobody")["UserMatches"] == []
+    code, _, _ = error_of(rek.search_users, CollectionId="users")
+    assert code == "InvalidParameterException"
+    code, _, _ = error_of(rek.search_users, CollectionId="users", UserId="ghost")
+    assert code == "ResourceNotFoundException"
+
+    nowhere = "00000000-0000-0000-0000-000000000000"
+    untied = rek.disassociate_faces(
+        CollectionId="users",
+        UserId="mark",
+        FaceIds=[mark[0], scarlett[0], mark[2], nowhere],
+    )
+    checked(rek, "DisassociateFaces", untied, CollectionId="users", UserId="mark", FaceIds=["x"])
+    assert untied["DisassociatedFaces"] == [{"FaceId": mark[0]}, {"FaceId": mark[2]}]
+    assert {f["FaceId"]: f["Reasons"] for f in untied["UnsuccessfulFaceDisassociations"]} == {
+        scarlett[0]: ["ASSOCIATED_TO_A_DIFFERENT_USER"],
+        nowhere: ["FACE_NOT_FOUND"],
+    }
+    assert [f["FaceId"] for f in rek.list_faces(CollectionId="users", UserId="mark")["Faces"]] == [
+        mark[1]
+    ]
+
+    gone = rek.delete_user(CollectionId="users", UserId="scarlett")
+    checked(rek, "DeleteUser", gone, CollectionId="users", UserId="scarlett")
+    assert [u["UserId"] for u in rek.list_users(CollectionId="users")["Users"]] == [
+        "mark",
+        "nobody",
+    ]
+    # Its faces stay in the collection, tied to nobody; they may be deleted now.
+    faces = {f["FaceId"]: f for f in rek.list_faces(CollectionId="users")["Faces"]}
+    assert all("UserId" not in faces[f] for f in scarlett)
+    assert rek.delete_faces(CollectionId="users", FaceIds=scarlett)["DeletedFaces"] == sorted(
+        scarlett
+    )
+    code, _, _ = error_of(rek.delete_user, CollectionId="users", UserId="scarlett")
+    assert code == "ResourceNotFoundException"
+    code, _, _ = error_of(
+        server.client("elsewhere").delete_user, CollectionId="users", UserId="mark"
+    )
+    assert code == "AccessDeniedException"

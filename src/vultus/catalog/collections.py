@@ -344,3 +344,82 @@ class CollectionQueries:
                     .values(user_id=user_id)
                 )
             return tied, refused
+
+    def _user_row(self, s: Session, cid: int, name: str, user_id: str) -> int:
+        found = s.scalar(
+            select(CollectionUser.id).where(
+                CollectionUser.collection_id == cid, CollectionUser.user_id == user_id
+            )
+        )
+        if found is None:
+            raise NotFoundError(
+                f"no user {user_id!r} in collection {name!r}", code="user_not_found"
+            )
+        return found
+
+    def check_user(self, name: str, user_id: str) -> None:
+        """NotFoundError unless the collection has this user."""
+        with self.session() as s:
+            self._user_row(s, self._collection_id(s, name), name, user_id)
+
+    def delete_user(self, name: str, user_id: str) -> int:
+        """Delete a user of a collection; its faces stay, tied to nobody. Returns how many."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            row = self._user_row(s, cid, name, user_id)
+            theirs = (CollectionFace.collection_id == cid) & (CollectionFace.user_id == user_id)
+            untied = s.scalar(select(func.count(CollectionFace.uuid)).where(theirs))
+            s.execute(update(CollectionFace).where(theirs).values(user_id=None))
+            s.execute(delete(CollectionUser).where(CollectionUser.id == row))
+            return int(untied or 0)
+
+    def disassociate(
+        self, name: str, user_id: str, uuids: Sequence[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Untie faces of a collection from one of its users: the ids untied (a face tied to
+        nobody counts: it is as asked), and for each other id why not (`FACE_NOT_FOUND`,
+        `ASSOCIATED_TO_A_DIFFERENT_USER`)."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            self._user_row(s, cid, name, user_id)
+            held = dict(
+                s.execute(
+                    select(CollectionFace.uuid, CollectionFace.user_id)
+                    .join(Face, Face.id == CollectionFace.face_id)
+                    .where(
+                        CollectionFace.collection_id == cid,
+                        CollectionFace.uuid.in_(list(uuids)),
+                        SHOWN,
+                    )
+                ).all()
+            )
+            untied: list[str] = []
+            refused: dict[str, str] = {}
+            for u in uuids:
+                if u not in held:
+                    refused[u] = "FACE_NOT_FOUND"
+                elif held[u] not in (None, user_id):
+                    refused[u] = "ASSOCIATED_TO_A_DIFFERENT_USER"
+                else:
+                    untied.append(u)
+            if untied:
+                s.execute(
+                    update(CollectionFace)
+                    .where(CollectionFace.uuid.in_(untied))
+                    .values(user_id=None)
+                )
+            return untied, refused
+
+    def user_ids(self, name: str, *, after: str | None = None, limit: int = 500) -> list[str]:
+        """The collection's users by id order, paged by `after` (a user id)."""
+        with self.session() as s:
+            cid = self._collection_id(s, name)
+            query = (
+                select(CollectionUser.user_id)
+                .where(CollectionUser.collection_id == cid)
+                .order_by(CollectionUser.user_id)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(CollectionUser.user_id > after)
+            return list(s.scalars(query))
