@@ -635,3 +635,47 @@ def test_users_are_listed_searched_untied_and_deleted(server: Server, faces_dir:
         server.client("elsewhere").delete_user, CollectionId="users", UserId="mark"
     )
     assert code == "AccessDeniedException"
+
+
+def test_a_retried_request_with_its_token_has_no_second_effect(
+    server: Server, faces_dir: Path
+) -> None:
+    """ClientRequestToken on CreateUser, AssociateFaces, DisassociateFaces and DeleteUser: the
+    same token with the same request gets the first answer and changes nothing again; with
+    another request it is refused."""
+    rek = server.client()
+    rek.create_collection(CollectionId="retries")
+    face = rek.index_faces(
+        CollectionId="retries", Image={"Bytes": photo(faces_dir, "Sundar_Pichai")}, MaxFaces=1
+    )["FaceRecords"][0]["Face"]["FaceId"]
+    at = {"CollectionId": "retries"}
+
+    for _ in range(2):  # a retry of a create that went through is not a conflict
+        assert rek.create_user(**at, UserId="sundar", ClientRequestToken="create-1") == {
+            "ResponseMetadata": mock.ANY
+        }
+    code, _, _ = error_of(rek.create_user, **at, UserId="sundar")  # a new request: it is
+    assert code == "ConflictException"
+    code, _, message = error_of(
+        rek.create_user, **at, UserId="other", ClientRequestToken="create-1"
+    )
+    assert code == "IdempotentParameterMismatchException" and "create-1" in message
+    assert [u["UserId"] for u in rek.list_users(**at)["Users"]] == ["sundar"]
+
+    tie = {**at, "UserId": "sundar", "FaceIds": [face], "ClientRequestToken": "tie-1"}
+    first = rek.associate_faces(**tie)
+    assert first["AssociatedFaces"] == [{"FaceId": face}]
+    rek.disassociate_faces(**at, UserId="sundar", FaceIds=[face], ClientRequestToken="untie-1")
+    again = rek.associate_faces(**tie)  # the retry answers as the first did, and ties nothing
+    assert again["AssociatedFaces"] == first["AssociatedFaces"]
+    assert rek.list_faces(**at, UserId="sundar")["Faces"] == []
+    untie = rek.disassociate_faces(
+        **at, UserId="sundar", FaceIds=[face], ClientRequestToken="untie-1"
+    )
+    assert untie["DisassociatedFaces"] == [{"FaceId": face}]
+
+    for _ in range(2):  # the retry of a delete that went through is no ResourceNotFound
+        rek.delete_user(**at, UserId="sundar", ClientRequestToken="delete-1")
+    code, _, _ = error_of(rek.delete_user, **at, UserId="sundar")
+    assert code == "ResourceNotFoundException"
+    assert rek.list_users(**at)["Users"] == []

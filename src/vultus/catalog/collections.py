@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from vultus.catalog.models import (
     Collection,
     CollectionFace,
+    CollectionRequest,
     CollectionUser,
     Face,
     Image,
@@ -23,6 +24,11 @@ from vultus.catalog.models import (
 )
 from vultus.clock import now
 from vultus.errors import ConfigError, NotFoundError
+
+# How long the answer to a request with a ClientRequestToken is kept for its retries. AWS names
+# no period; a day covers any client's retries, and holds the answers (which may carry a
+# client's UserId) no longer than that.
+IDEMPOTENCY_HOURS = 24
 
 # What a collection shows: faces whose template is searchable (indexed, not restricted).
 SHOWN = (Face.status == "indexed") & Face.restricted.is_(False)
@@ -423,3 +429,57 @@ class CollectionQueries:
             if after is not None:
                 query = query.where(CollectionUser.user_id > after)
             return list(s.scalars(query))
+
+    def answered(
+        self, name: str, key_name: str, operation: str, token: str
+    ) -> tuple[str, dict[str, object]] | None:
+        """The digest and answer of an earlier request with this token, if kept."""
+        with self.session() as s:
+            cid = s.scalar(select(Collection.id).where(Collection.name == name))
+            row = s.scalar(
+                select(CollectionRequest).where(
+                    CollectionRequest.collection_id == cid,
+                    CollectionRequest.key_name == key_name,
+                    CollectionRequest.operation == operation,
+                    CollectionRequest.token == token,
+                    CollectionRequest.at > now() - timedelta(hours=IDEMPOTENCY_HOURS),
+                )
+            )
+            return None if row is None else (row.digest, row.answer)
+
+    def remember_answer(
+        self,
+        name: str,
+        key_name: str,
+        operation: str,
+        token: str,
+        digest: str,
+        answer: dict[str, object],
+    ) -> None:
+        """Keep a request's answer for its retries; those older than a day go."""
+        stamp = now()
+        with self.session() as s, s.begin():
+            s.execute(
+                delete(CollectionRequest).where(
+                    (CollectionRequest.at <= stamp - timedelta(hours=IDEMPOTENCY_HOURS))
+                    | (
+                        (CollectionRequest.key_name == key_name)
+                        & (CollectionRequest.operation == operation)
+                        & (CollectionRequest.token == token)
+                    )
+                )
+            )
+            cid = s.scalar(select(Collection.id).where(Collection.name == name))
+            if cid is None:  # DeleteCollection raced it: nothing to keep an answer for
+                return
+            s.add(
+                CollectionRequest(
+                    collection_id=cid,
+                    key_name=key_name,
+                    operation=operation,
+                    token=token,
+                    digest=digest,
+                    answer=answer,
+                    at=stamp,
+                )
+            )

@@ -8,7 +8,11 @@ index's filtered search), not the whole gallery filtered afterwards, which could
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -153,6 +157,36 @@ class Collections(EngineParts):
             details={"collection": name, "event": "faces_associated", "count": len(tied)},
         )
         return tied, refused
+
+    @locked
+    def idempotent_request(
+        self,
+        name: str,
+        *,
+        key_name: str,
+        operation: str,
+        token: str,
+        request: dict[str, Any],
+        run: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Run a collection request that carries a client token once: the same token with the
+        same request (a retry) gets the first answer and does nothing again; with another
+        request it is refused (`token_mismatch`). Holding the lock, no retry slips in between
+        the check and the run. A request that failed left no answer: its retry runs."""
+        digest = hashlib.sha256(
+            json.dumps(request, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        earlier = self.catalog.answered(name, key_name, operation, token)
+        if earlier is not None:
+            if earlier[0] != digest:
+                raise ConfigError(
+                    f"ClientRequestToken {token!r} was used with another {operation} request",
+                    code="token_mismatch",
+                )
+            return dict(earlier[1])
+        answer = run()
+        self.catalog.remember_answer(name, key_name, operation, token, digest, answer)
+        return answer
 
     def disassociate_faces(
         self, name: str, user_id: str, uuids: list[str], *, actor: str | None = None

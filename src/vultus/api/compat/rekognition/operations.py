@@ -100,6 +100,8 @@ class Operation:
 
 
 OPERATIONS: dict[str, Operation] = {}
+# The operations whose ClientRequestToken AWS defines as an idempotency token.
+IDEMPOTENT = frozenset({"CreateUser", "AssociateFaces", "DisassociateFaces", "DeleteUser"})
 
 
 def operation(*roles: str, searches: bool = False) -> Callable[[Handler], Handler]:
@@ -129,7 +131,17 @@ def run(name: str, call: Call, params: dict[str, Any]) -> dict[str, Any]:
     if op.searches and admitted.searches_per_day is not None:
         check_search_cap(call.engine, admitted)
     call = Call(call.engine, admitted, call.region, call.settings)
-    return op.handler(call, params)
+    token = params.get("ClientRequestToken")
+    if name not in IDEMPOTENT or token is None:
+        return op.handler(call, params)
+    return call.engine.idempotent_request(
+        params["CollectionId"],
+        key_name=admitted.name,
+        operation=name,
+        token=token,
+        request={k: v for k, v in params.items() if k != "ClientRequestToken"},
+        run=lambda: op.handler(call, params),
+    )
 
 
 def _box(face: AnalysedFace) -> tuple[int, int, int, int]:
