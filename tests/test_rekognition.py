@@ -649,6 +649,10 @@ def test_a_retried_request_with_its_token_has_no_second_effect(
         CollectionId="retries", Image={"Bytes": photo(faces_dir, "Sundar_Pichai")}, MaxFaces=1
     )["FaceRecords"][0]["Face"]["FaceId"]
     at = {"CollectionId": "retries"}
+    # IndexFaces takes no token: sent again, the photo is added once, its face keeps its id.
+    resent = rek.index_faces(**at, Image={"Bytes": photo(faces_dir, "Sundar_Pichai")}, MaxFaces=1)
+    assert [r["Face"]["FaceId"] for r in resent["FaceRecords"]] == [face]
+    assert [f["FaceId"] for f in rek.list_faces(**at)["Faces"]] == [face]
 
     for _ in range(2):  # a retry of a create that went through is not a conflict
         assert rek.create_user(**at, UserId="sundar", ClientRequestToken="create-1") == {
