@@ -664,6 +664,11 @@ def test_a_retried_request_with_its_token_has_no_second_effect(
         rek.create_user, **at, UserId="other", ClientRequestToken="create-1"
     )
     assert code == "IdempotentParameterMismatchException" and "create-1" in message
+    rek.create_collection(CollectionId="retries-2")
+    code, _, _ = error_of(
+        rek.create_user, CollectionId="retries-2", UserId="sundar", ClientRequestToken="create-1"
+    )
+    assert code == "IdempotentParameterMismatchException"  # the token names one request
     assert [u["UserId"] for u in rek.list_users(**at)["Users"]] == ["sundar"]
 
     tie = {**at, "UserId": "sundar", "FaceIds": [face], "ClientRequestToken": "tie-1"}

@@ -431,14 +431,13 @@ class CollectionQueries:
             return list(s.scalars(query))
 
     def answered(
-        self, name: str, key_name: str, operation: str, token: str
+        self, key_name: str, operation: str, token: str
     ) -> tuple[str, dict[str, object]] | None:
-        """The digest and answer of an earlier request with this token, if kept."""
+        """The digest and answer of an earlier request with this token, if kept (whichever
+        collection it named: the digest covers that)."""
         with self.session() as s:
-            cid = s.scalar(select(Collection.id).where(Collection.name == name))
             row = s.scalar(
                 select(CollectionRequest).where(
-                    CollectionRequest.collection_id == cid,
                     CollectionRequest.key_name == key_name,
                     CollectionRequest.operation == operation,
                     CollectionRequest.token == token,

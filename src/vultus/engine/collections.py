@@ -176,7 +176,7 @@ class Collections(EngineParts):
         digest = hashlib.sha256(
             json.dumps(request, sort_keys=True, default=str).encode()
         ).hexdigest()
-        earlier = self.catalog.answered(name, key_name, operation, token)
+        earlier = self.catalog.answered(key_name, operation, token)
         if earlier is not None:
             if earlier[0] != digest:
                 raise ConfigError(
