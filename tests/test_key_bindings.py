@@ -328,3 +328,71 @@ def test_a_key_made_before_keys_had_bindings_works_after_the_upgrade(tmp_path: P
             5,
         )
         assert (principal.purpose, principal.case_ref, principal.source) == (None, None, None)
+
+
+def test_every_way_of_making_a_key_can_give_it_an_aws_credential(
+    engine: Engine, client: TestClient
+) -> None:
+    """`aws: true` on the API, the form's checkbox, `--aws` on the command line: the access key
+    id and secret are answered once, the server holds the secret to check signatures with, and
+    every list of keys says which keys have a credential."""
+    _, admin = engine.keys.create("root", "admin")
+    bound = {"roles": ["operator", "investigator"], "purpose": PURPOSE, "source": "test"}
+    made = client.post(
+        "/v1/keys", json={"name": "api-app", **bound, "aws": True}, headers={"X-API-Key": admin}
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    access, secret = body["aws_access_key_id"], body["aws_secret_access_key"]
+    assert re.fullmatch(r"AKIA[A-Z2-7]{16}", access) and len(secret) == 40
+    assert body["key"]["aws_access_key_id"] == access
+    assert engine.aws_credentials.secret_of(access) == ("api-app", secret)
+    plain = client.post(
+        "/v1/keys", json={"name": "plain", "role": "auditor"}, headers={"X-API-Key": admin}
+    ).json()
+    assert plain["aws_access_key_id"] is None and plain["aws_secret_access_key"] is None
+    listed = client.get("/v1/keys", headers={"X-API-Key": admin}).json()
+    assert {k["name"]: k["aws_access_key_id"] for k in listed} == {
+        "root": None,
+        "api-app": access,
+        "plain": None,
+    }
+
+    client.post("/ui/login", data={"api_key": admin}, follow_redirects=False)
+    assert 'name="aws"' in client.get("/ui/keys").text
+    form = client.post(
+        "/ui/keys",
+        data={"name": "web-app", "role": bound["roles"], "source": "test", "aws": "true"},
+    )
+    assert form.status_code == 200
+    shown = dict(
+        re.findall(r"^(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY)=([\w-]+)", form.text, re.M)
+    )
+    web_access = shown["AWS_ACCESS_KEY_ID"]
+    assert engine.aws_credentials.secret_of(web_access) == (
+        "web-app",
+        shown["AWS_SECRET_ACCESS_KEY"],
+    )
+    again = client.get("/ui/keys").text  # the secret once; the access key id in the table
+    assert shown["AWS_SECRET_ACCESS_KEY"] not in again and web_access in again
+    without = client.post("/ui/keys", data={"name": "web-plain", "role": "auditor"})
+    assert "AWS_ACCESS_KEY_ID" not in without.text
+
+    data_dir = str(engine.settings.data_dir)
+    engine.close()
+    runner = CliRunner()
+    made_cli = runner.invoke(
+        cli_app,
+        ["--data-dir", data_dir, "keys", "create", "--name", "cli-app", "--role", "operator",
+         "--source", "test", "--aws"],
+    )  # fmt: skip
+    assert made_cli.exit_code == 0, made_cli.output
+    cli_access = re.search(r"^AWS_ACCESS_KEY_ID=(\S+)$", made_cli.output, re.M)
+    assert cli_access is not None
+    listing = runner.invoke(
+        cli_app, ["--data-dir", data_dir, "keys", "list"], env={"COLUMNS": "250"}
+    )
+    assert listing.exit_code == 0, listing.output
+    rows = {line.split("│")[1].strip(): line for line in listing.output.splitlines() if "│" in line}
+    assert access in rows["api-app"] and web_access in rows["web-app"]
+    assert cli_access.group(1) in rows["cli-app"] and "AKIA" not in rows["plain"]

@@ -61,6 +61,8 @@ def test_a_killed_migration_resumes_swaps_and_keeps_erased_people_out(
         gone_face = _face_of(engine, gone)
         simm = _face_of(engine, simm_photo)
         engine.create_subject("simm", [simm])
+        engine.create_collection("press", source="test")  # a Rekognition client's collection
+        (member,) = engine.catalog.add_members("press", [simm], external_image_id="simm").values()
         plan = engine.find_person(_photo(faces_dir, SALLEY_SELFIE))
         assert plan.matches
         engine.erase(plan)
@@ -102,6 +104,7 @@ def test_a_killed_migration_resumes_swaps_and_keeps_erased_people_out(
         assert models == {summary.model_id}  # never mixed
         # Same face id, same name, new 512-d template; the index was rebuilt for the new model.
         assert engine.face(simm).subject == "simm"
+        assert [(m.uuid, m.face_id) for m in engine.collection_faces("press")] == [(member, simm)]
         assert engine.catalog.templates_of([simm])[simm].shape == (512,)
         assert engine.index.model_id == summary.model_id
         assert len(engine.index) == engine.catalog.counts()["faces_indexed"]

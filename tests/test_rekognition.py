@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -511,3 +512,180 @@ def test_the_shipped_input_shapes_are_botocores() -> None:
         for constraint in ("type", "min", "max", "pattern", "enum", "required"):
             assert shape.get(constraint) == theirs.get(constraint), (name, constraint)
     assert os.path.basename(str(model_file.parent)) == shapes.model()["apiVersion"]
+
+
+def test_a_data_subject_learns_and_erases_what_collections_hold_about_them(
+    server: Server, faces_dir: Path, tmp_path: Path
+) -> None:
+    """The access package names each collection holding the person's faces under the ids its
+    clients use; an erasure takes the memberships with the faces, and its receipt says which."""
+    rek = server.client()
+    rek.create_collection(CollectionId="subject-rights")
+    ids = [
+        rek.index_faces(
+            CollectionId="subject-rights",
+            Image={"Bytes": photo(faces_dir, "Elon_Musk", n)},
+            ExternalImageId=f"elon-{n}",
+        )["FaceRecords"][0]["Face"]
+        for n in (0, 1)
+    ]
+    rek.create_user(CollectionId="subject-rights", UserId="u-elon")
+    rek.associate_faces(CollectionId="subject-rights", UserId="u-elon", FaceIds=[ids[0]["FaceId"]])
+    selfie = photo(faces_dir, "Elon_Musk", 2)
+    with Engine.open(server.data, workers=1) as engine:
+        path, _ = engine.access(engine.review_person(selfie, kind="access"), tmp_path / "p.zip")
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data.json"))
+            report = z.read("report.html").decode()
+        held = [c for img in data["images"] for f in img["faces"] for c in f["collections"]]
+        assert sorted(held, key=lambda c: str(c["ExternalImageId"])) == [
+            {
+                "CollectionId": "subject-rights",
+                "FaceId": face["FaceId"],
+                "ImageId": face["ImageId"],
+                "ExternalImageId": f"elon-{n}",
+                "UserId": "u-elon" if n == 0 else None,
+            }
+            for n, face in enumerate(ids)
+        ]
+        assert "Collections that hold your faces" in report and ids[1]["FaceId"] in report
+
+        receipt = engine.erase(engine.find_person(selfie))
+        assert receipt.verify(engine.keyring)
+        assert receipt.collection_memberships == sorted(
+            ({"collection": "subject-rights", "face_id": f["FaceId"]} for f in ids),
+            key=lambda c: c["face_id"],
+        )
+    assert rek.list_faces(CollectionId="subject-rights")["Faces"] == []
+
+
+def test_users_are_listed_searched_untied_and_deleted(server: Server, faces_dir: Path) -> None:
+    """DisassociateFaces, DeleteUser, ListUsers and SearchUsers, each answer checked against
+    botocore's model."""
+    rek = server.client()
+    rek.create_collection(CollectionId="users")
+
+    def index(who: str, n: int) -> str:
+        record = rek.index_faces(
+            CollectionId="users", Image={"Bytes": photo(faces_dir, who, n)}, MaxFaces=1
+        )
+        face_id: str = record["FaceRecords"][0]["Face"]["FaceId"]
+        return face_id
+
+    mark = [index("Mark_Zuckerberg", n) for n in range(3)]
+    scarlett = [index("Scarlett_Johansson", n) for n in range(2)]
+    for user, faces in (("mark", mark[:2]), ("scarlett", scarlett)):
+        rek.create_user(CollectionId="users", UserId=user)
+        rek.associate_faces(CollectionId="users", UserId=user, FaceIds=faces)
+    rek.create_user(CollectionId="users", UserId="nobody")
+
+    listed = rek.list_users(CollectionId="users", MaxResults=2)
+    checked(rek, "ListUsers", listed, CollectionId="users")
+    assert [u["UserId"] for u in listed["Users"]] == ["mark", "nobody"]
+    rest = rek.list_users(CollectionId="users", NextToken=listed["NextToken"])
+    assert [u["UserId"] for u in rest["Users"]] == ["scarlett"] and "NextToken" not in rest
+    code, _, _ = error_of(rek.list_users, CollectionId="users", NextToken="not a token!")
+    assert code == "InvalidPaginationTokenException"
+
+    # By a face: Mark's third photo, tied to nobody, finds Mark and not Scarlett.
+    by_face = rek.search_users(CollectionId="users", FaceId=mark[2])
+    checked(rek, "SearchUsers", by_face, CollectionId="users", FaceId=mark[2])
+    assert [m["User"]["UserId"] for m in by_face["UserMatches"]] == ["mark"]
+    assert by_face["SearchedFace"] == {"FaceId": mark[2]}
+    # By a user: the others like it (itself left out): nobody here.
+    by_user = rek.search_users(CollectionId="users", UserId="scarlett")
+    checked(rek, "SearchUsers", by_user, CollectionId="users", UserId="scarlett")
+    assert by_user["UserMatches"] == [] and by_user["SearchedUser"] == {"UserId": "scarlett"}
+    assert rek.search_users(CollectionId="users", UserId="nobody")["UserMatches"] == []
+    code, _, _ = error_of(rek.search_users, CollectionId="users")
+    assert code == "InvalidParameterException"
+    code, _, _ = error_of(rek.search_users, CollectionId="users", UserId="ghost")
+    assert code == "ResourceNotFoundException"
+
+    nowhere = "00000000-0000-0000-0000-000000000000"
+    untied = rek.disassociate_faces(
+        CollectionId="users",
+        UserId="mark",
+        FaceIds=[mark[0], scarlett[0], mark[2], nowhere],
+    )
+    checked(rek, "DisassociateFaces", untied, CollectionId="users", UserId="mark", FaceIds=["x"])
+    assert untied["DisassociatedFaces"] == [{"FaceId": mark[0]}, {"FaceId": mark[2]}]
+    assert {f["FaceId"]: f["Reasons"] for f in untied["UnsuccessfulFaceDisassociations"]} == {
+        scarlett[0]: ["ASSOCIATED_TO_A_DIFFERENT_USER"],
+        nowhere: ["FACE_NOT_FOUND"],
+    }
+    assert [f["FaceId"] for f in rek.list_faces(CollectionId="users", UserId="mark")["Faces"]] == [
+        mark[1]
+    ]
+
+    gone = rek.delete_user(CollectionId="users", UserId="scarlett")
+    checked(rek, "DeleteUser", gone, CollectionId="users", UserId="scarlett")
+    assert [u["UserId"] for u in rek.list_users(CollectionId="users")["Users"]] == [
+        "mark",
+        "nobody",
+    ]
+    # Its faces stay in the collection, tied to nobody; they may be deleted now.
+    faces = {f["FaceId"]: f for f in rek.list_faces(CollectionId="users")["Faces"]}
+    assert all("UserId" not in faces[f] for f in scarlett)
+    assert rek.delete_faces(CollectionId="users", FaceIds=scarlett)["DeletedFaces"] == sorted(
+        scarlett
+    )
+    code, _, _ = error_of(rek.delete_user, CollectionId="users", UserId="scarlett")
+    assert code == "ResourceNotFoundException"
+    code, _, _ = error_of(
+        server.client("elsewhere").delete_user, CollectionId="users", UserId="mark"
+    )
+    assert code == "AccessDeniedException"
+
+
+def test_a_retried_request_with_its_token_has_no_second_effect(
+    server: Server, faces_dir: Path
+) -> None:
+    """ClientRequestToken on CreateUser, AssociateFaces, DisassociateFaces and DeleteUser: the
+    same token with the same request gets the first answer and changes nothing again; with
+    another request it is refused."""
+    rek = server.client()
+    rek.create_collection(CollectionId="retries")
+    face = rek.index_faces(
+        CollectionId="retries", Image={"Bytes": photo(faces_dir, "Sundar_Pichai")}, MaxFaces=1
+    )["FaceRecords"][0]["Face"]["FaceId"]
+    at = {"CollectionId": "retries"}
+    # IndexFaces takes no token: sent again, the photo is added once, its face keeps its id.
+    resent = rek.index_faces(**at, Image={"Bytes": photo(faces_dir, "Sundar_Pichai")}, MaxFaces=1)
+    assert [r["Face"]["FaceId"] for r in resent["FaceRecords"]] == [face]
+    assert [f["FaceId"] for f in rek.list_faces(**at)["Faces"]] == [face]
+
+    for _ in range(2):  # a retry of a create that went through is not a conflict
+        assert rek.create_user(**at, UserId="sundar", ClientRequestToken="create-1") == {
+            "ResponseMetadata": mock.ANY
+        }
+    code, _, _ = error_of(rek.create_user, **at, UserId="sundar")  # a new request: it is
+    assert code == "ConflictException"
+    code, _, message = error_of(
+        rek.create_user, **at, UserId="other", ClientRequestToken="create-1"
+    )
+    assert code == "IdempotentParameterMismatchException" and "create-1" in message
+    rek.create_collection(CollectionId="retries-2")
+    code, _, _ = error_of(
+        rek.create_user, CollectionId="retries-2", UserId="sundar", ClientRequestToken="create-1"
+    )
+    assert code == "IdempotentParameterMismatchException"  # the token names one request
+    assert [u["UserId"] for u in rek.list_users(**at)["Users"]] == ["sundar"]
+
+    tie = {**at, "UserId": "sundar", "FaceIds": [face], "ClientRequestToken": "tie-1"}
+    first = rek.associate_faces(**tie)
+    assert first["AssociatedFaces"] == [{"FaceId": face}]
+    rek.disassociate_faces(**at, UserId="sundar", FaceIds=[face], ClientRequestToken="untie-1")
+    again = rek.associate_faces(**tie)  # the retry answers as the first did, and ties nothing
+    assert again["AssociatedFaces"] == first["AssociatedFaces"]
+    assert rek.list_faces(**at, UserId="sundar")["Faces"] == []
+    untie = rek.disassociate_faces(
+        **at, UserId="sundar", FaceIds=[face], ClientRequestToken="untie-1"
+    )
+    assert untie["DisassociatedFaces"] == [{"FaceId": face}]
+
+    for _ in range(2):  # the retry of a delete that went through is no ResourceNotFound
+        rek.delete_user(**at, UserId="sundar", ClientRequestToken="delete-1")
+    code, _, _ = error_of(rek.delete_user, **at, UserId="sundar")
+    assert code == "ResourceNotFoundException"
+    assert rek.list_users(**at)["Users"] == []

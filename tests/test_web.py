@@ -362,6 +362,10 @@ def test_the_dpo_erases_a_person_after_reviewing_the_candidates(
     assert web.engine.request(request.ref).status == "in_review"
     assert web.client.get(f"/ui/media/faces/{kit}.jpg?o=erase").status_code == 200
 
+    # A Rekognition client holds the face in a collection: the receipt names the membership.
+    web.engine.create_collection("crm", source=web.engine.face(kit).source)
+    (member,) = web.engine.catalog.add_members("crm", [kit], external_image_id=None).values()
+
     erase = f"/ui/rights/requests/{request.ref}/erasure"
     unconfirmed = web.client.post(erase, data=review.form())
     assert "Tick the confirmation" in flash(unconfirmed)
@@ -371,6 +375,9 @@ def test_the_dpo_erases_a_person_after_reviewing_the_candidates(
     done = web.client.post(erase, data=review.form(confirm="yes"))
     assert done.status_code == 200 and f"Erased: {request.ref}" in done.text
     assert "Faces removed from Vultus" in done.text
+    assert (
+        "Collection memberships removed" in done.text and f"crm: FaceId <code>{member}" in done.text
+    )
     # The gallery's photo is the operator's original: the page says it stays, and where.
     original = next(p for p in gallery_split[0] if p.parent.name == who)
     assert "Photos deleted" not in done.text and "Left in place" in done.text

@@ -803,6 +803,11 @@ class LeftInPlaceOut(BaseModel):
     reason: str
 
 
+class CollectionMembershipOut(BaseModel):
+    collection: str
+    face_id: str = Field(description="The FaceId the collection's clients knew the face by.")
+
+
 class ReceiptOut(BaseModel):
     """What the erasure did, exactly. Original files outside the data directory are deleted
     only where their source has `originals_deletable`; the others are in `left_in_place`."""
@@ -822,6 +827,10 @@ class ReceiptOut(BaseModel):
     left_in_place: list[LeftInPlaceOut] = Field(
         description="Files that may still show the person, each with the reason it stays."
     )
+    collection_memberships: list[CollectionMembershipOut] = Field(
+        default_factory=list,
+        description="Collection memberships (Rekognition-compatible API) that went with the faces.",
+    )
     signature: str
 
     @classmethod
@@ -840,6 +849,9 @@ class ReceiptOut(BaseModel):
             originals_deleted=r.originals_deleted,
             blurred=r.blurred,
             left_in_place=[LeftInPlaceOut(**item) for item in r.left_in_place],
+            collection_memberships=[
+                CollectionMembershipOut(**item) for item in r.collection_memberships
+            ],
             signature=r.signature,
         )
 
@@ -938,6 +950,11 @@ class KeyIn(BaseModel):
     source: str | None = Field(
         None, max_length=200, description="Bind the photos the key adds to this source (operator)."
     )
+    aws: bool = Field(
+        False,
+        description="Also give the key an AWS-style credential, for Rekognition clients (boto3) "
+        "at /rekognition: its access key id and secret are answered once.",
+    )
 
     @model_validator(mode="after")
     def one_way_to_name_roles(self) -> KeyIn:
@@ -962,10 +979,14 @@ class KeyOut(BaseModel):
     purpose: str | None = None
     case_ref: str | None = None
     source: str | None = None
+    aws_access_key_id: str | None = Field(
+        None, description="The access key id of the key's AWS credential, if it has one."
+    )
 
     @classmethod
-    def of(cls, k: ApiKey) -> KeyOut:
+    def of(cls, k: ApiKey, aws_access_key_id: str | None = None) -> KeyOut:
         return cls(
+            aws_access_key_id=aws_access_key_id,
             name=k.name,
             role=k.role,
             roles=list(k.roles),
@@ -983,6 +1004,12 @@ class KeyOut(BaseModel):
 class KeyCreatedOut(BaseModel):
     key: KeyOut
     secret: str = Field(description="Shown only now: only a hash of it is stored.")
+    aws_access_key_id: str | None = Field(
+        default=None, description="With `aws`: for SigV4 clients."
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="With `aws`: shown only now (kept sealed under the master key)."
+    )
 
 
 class IngestJobIn(BaseModel):

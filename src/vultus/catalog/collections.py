@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from vultus.catalog.models import (
     Collection,
     CollectionFace,
+    CollectionRequest,
     CollectionUser,
     Face,
     Image,
@@ -23,6 +24,11 @@ from vultus.catalog.models import (
 )
 from vultus.clock import now
 from vultus.errors import ConfigError, NotFoundError
+
+# How long the answer to a request with a ClientRequestToken is kept for its retries. AWS names
+# no period; a day covers any client's retries, and holds the answers (which may carry a
+# client's UserId) no longer than that.
+IDEMPOTENCY_HOURS = 24
 
 # What a collection shows: faces whose template is searchable (indexed, not restricted).
 SHOWN = (Face.status == "indexed") & Face.restricted.is_(False)
@@ -49,6 +55,18 @@ class Member:
     box: tuple[int, int, int, int]
     image_size: tuple[int, int]  # width, height
     det_score: float
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A face's place in a collection, as its clients know it: what an access package tells
+    the person and an erasure's receipt says went."""
+
+    collection: str
+    uuid: str  # the FaceId
+    image_uuid: str  # the ImageId
+    external_image_id: str | None
+    user_id: str | None
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,23 @@ class CollectionQueries:
         return set(
             s.scalars(select(CollectionFace.face_id).where(CollectionFace.face_id.in_(face_ids)))
         )
+
+    def memberships_of(self, face_ids: Sequence[int]) -> dict[int, list[Membership]]:
+        """Every collection membership of these faces, restricted ones too, by face id."""
+        out: dict[int, list[Membership]] = {}
+        with self.session() as s:
+            for start in range(0, len(face_ids), 500):  # SQLite bounds a statement's variables
+                rows = s.execute(
+                    select(CollectionFace, Collection.name)
+                    .join(Collection, Collection.id == CollectionFace.collection_id)
+                    .where(CollectionFace.face_id.in_(list(face_ids[start : start + 500])))
+                    .order_by(Collection.name, CollectionFace.uuid)
+                ).all()
+                for m, name in rows:
+                    out.setdefault(m.face_id, []).append(
+                        Membership(name, m.uuid, m.image_uuid, m.external_image_id, m.user_id)
+                    )
+        return out
 
     def photo_faces(self, image_id: int) -> list[PhotoFace]:
         with self.session() as s:
@@ -315,3 +350,135 @@ class CollectionQueries:
                     .values(user_id=user_id)
                 )
             return tied, refused
+
+    def _user_row(self, s: Session, cid: int, name: str, user_id: str) -> int:
+        found = s.scalar(
+            select(CollectionUser.id).where(
+                CollectionUser.collection_id == cid, CollectionUser.user_id == user_id
+            )
+        )
+        if found is None:
+            raise NotFoundError(
+                f"no user {user_id!r} in collection {name!r}", code="user_not_found"
+            )
+        return found
+
+    def check_user(self, name: str, user_id: str) -> None:
+        """NotFoundError unless the collection has this user."""
+        with self.session() as s:
+            self._user_row(s, self._collection_id(s, name), name, user_id)
+
+    def delete_user(self, name: str, user_id: str) -> int:
+        """Delete a user of a collection; its faces stay, tied to nobody. Returns how many."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            row = self._user_row(s, cid, name, user_id)
+            theirs = (CollectionFace.collection_id == cid) & (CollectionFace.user_id == user_id)
+            untied = s.scalar(select(func.count(CollectionFace.uuid)).where(theirs))
+            s.execute(update(CollectionFace).where(theirs).values(user_id=None))
+            s.execute(delete(CollectionUser).where(CollectionUser.id == row))
+            return int(untied or 0)
+
+    def disassociate(
+        self, name: str, user_id: str, uuids: Sequence[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Untie faces of a collection from one of its users: the ids untied (a face tied to
+        nobody counts: it is as asked), and for each other id why not (`FACE_NOT_FOUND`,
+        `ASSOCIATED_TO_A_DIFFERENT_USER`)."""
+        with self.session() as s, s.begin():
+            cid = self._collection_id(s, name)
+            self._user_row(s, cid, name, user_id)
+            held = dict(
+                s.execute(
+                    select(CollectionFace.uuid, CollectionFace.user_id)
+                    .join(Face, Face.id == CollectionFace.face_id)
+                    .where(
+                        CollectionFace.collection_id == cid,
+                        CollectionFace.uuid.in_(list(uuids)),
+                        SHOWN,
+                    )
+                ).all()
+            )
+            untied: list[str] = []
+            refused: dict[str, str] = {}
+            for u in uuids:
+                if u not in held:
+                    refused[u] = "FACE_NOT_FOUND"
+                elif held[u] not in (None, user_id):
+                    refused[u] = "ASSOCIATED_TO_A_DIFFERENT_USER"
+                else:
+                    untied.append(u)
+            if untied:
+                s.execute(
+                    update(CollectionFace)
+                    .where(CollectionFace.uuid.in_(untied))
+                    .values(user_id=None)
+                )
+            return untied, refused
+
+    def user_ids(self, name: str, *, after: str | None = None, limit: int = 500) -> list[str]:
+        """The collection's users by id order, paged by `after` (a user id)."""
+        with self.session() as s:
+            cid = self._collection_id(s, name)
+            query = (
+                select(CollectionUser.user_id)
+                .where(CollectionUser.collection_id == cid)
+                .order_by(CollectionUser.user_id)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(CollectionUser.user_id > after)
+            return list(s.scalars(query))
+
+    def answered(
+        self, key_name: str, operation: str, token: str
+    ) -> tuple[str, dict[str, object]] | None:
+        """The digest and answer of an earlier request with this token, if kept (whichever
+        collection it named: the digest covers that)."""
+        with self.session() as s:
+            row = s.scalar(
+                select(CollectionRequest).where(
+                    CollectionRequest.key_name == key_name,
+                    CollectionRequest.operation == operation,
+                    CollectionRequest.token == token,
+                    CollectionRequest.at > now() - timedelta(hours=IDEMPOTENCY_HOURS),
+                )
+            )
+            return None if row is None else (row.digest, row.answer)
+
+    def remember_answer(
+        self,
+        name: str,
+        key_name: str,
+        operation: str,
+        token: str,
+        digest: str,
+        answer: dict[str, object],
+    ) -> None:
+        """Keep a request's answer for its retries; those older than a day go."""
+        stamp = now()
+        with self.session() as s, s.begin():
+            s.execute(
+                delete(CollectionRequest).where(
+                    (CollectionRequest.at <= stamp - timedelta(hours=IDEMPOTENCY_HOURS))
+                    | (
+                        (CollectionRequest.key_name == key_name)
+                        & (CollectionRequest.operation == operation)
+                        & (CollectionRequest.token == token)
+                    )
+                )
+            )
+            cid = s.scalar(select(Collection.id).where(Collection.name == name))
+            if cid is None:  # DeleteCollection raced it: nothing to keep an answer for
+                return
+            s.add(
+                CollectionRequest(
+                    collection_id=cid,
+                    key_name=key_name,
+                    operation=operation,
+                    token=token,
+                    digest=digest,
+                    answer=answer,
+                    at=stamp,
+                )
+            )

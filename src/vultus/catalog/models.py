@@ -402,3 +402,25 @@ class CollectionUser(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (UniqueConstraint("collection_id", "user_id", name="uq_collection_user"),)
+
+
+class CollectionRequest(Base):
+    """The answer given to a request that carried a `ClientRequestToken`, so that the same
+    request sent again (a client's retry) gets the same answer and has no second effect. Kept
+    a day (`IDEMPOTENCY_HOURS`), and goes with its collection."""
+
+    __tablename__ = "collection_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    key_name: Mapped[str] = mapped_column(String(200))  # tokens are each caller's own
+    operation: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the request, token left out
+    answer: Mapped[dict[str, object]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+    __table_args__ = (
+        UniqueConstraint("key_name", "operation", "token", name="uq_collection_request"),
+    )

@@ -98,11 +98,12 @@ def create(
 
 @app.command("list")
 def list_keys() -> None:
-    """List API keys: name, roles, bindings, dates, state."""
+    """List API keys: name, roles, bindings, dates, AWS credential, state."""
     with open_engine() as engine:
         keys = engine.keys.list()
+        aws = engine.aws_credentials.access_key_ids()
     table = Table(title="API keys")
-    for col in ("name", "roles", "bound to", "created", "expires", "last used", "state"):
+    for col in ("name", "roles", "bound to", "created", "expires", "last used", "aws", "state"):
         table.add_column(col)
     stamp = now()
     for k in keys:
@@ -115,6 +116,7 @@ def list_keys() -> None:
             f"{k.created_at:%Y-%m-%d}",
             f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "never",
             f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+            aws.get(k.name, "-"),
             state,
         )
     console.print(table)

@@ -243,6 +243,12 @@ def _print_receipt(receipt: ErasureReceipt) -> None:
         console.print(f"  {label}: {len(locations)}")
         for location in locations:
             console.print(f"    {location}", markup=False, highlight=False)
+    if receipt.collection_memberships:
+        console.print(f"  collection memberships removed: {len(receipt.collection_memberships)}")
+        for held in receipt.collection_memberships:
+            console.print(
+                f"    {held['collection']}: FaceId {held['face_id']}", markup=False, highlight=False
+            )
     if receipt.left_in_place:
         console.print(
             f"[yellow]![/] files left in place, which may still show the person: "

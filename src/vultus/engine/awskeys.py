@@ -65,6 +65,17 @@ class AwsCredentials:
             )
         return access_key_id, secret
 
+    def access_key_ids(self) -> dict[str, str]:
+        """API key name -> the access key id of its AWS credential, for the keys that have one
+        (the id is no secret: every signed request carries it)."""
+        with self.catalog.session() as s:
+            rows = s.execute(
+                select(ApiKey.name, AwsCredential.access_key_id).join(
+                    ApiKey, ApiKey.id == AwsCredential.key_id
+                )
+            ).all()
+        return {name: access for name, access in rows}
+
     def secret_of(self, access_key_id: str) -> tuple[str, str]:
         """The API key's name and the secret for `access_key_id`; AuthError when unknown."""
         with self.catalog.session() as s:

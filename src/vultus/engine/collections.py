@@ -8,7 +8,11 @@ index's filtered search), not the whole gallery filtered afterwards, which could
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -155,6 +159,61 @@ class Collections(EngineParts):
         return tied, refused
 
     @locked
+    def idempotent_request(
+        self,
+        name: str,
+        *,
+        key_name: str,
+        operation: str,
+        token: str,
+        request: dict[str, Any],
+        run: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Run a collection request that carries a client token once: the same token with the
+        same request (a retry) gets the first answer and does nothing again; with another
+        request it is refused (`token_mismatch`). Holding the lock, no retry slips in between
+        the check and the run. A request that failed left no answer: its retry runs."""
+        digest = hashlib.sha256(
+            json.dumps(request, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        earlier = self.catalog.answered(key_name, operation, token)
+        if earlier is not None:
+            if earlier[0] != digest:
+                raise ConfigError(
+                    f"ClientRequestToken {token!r} was used with another {operation} request",
+                    code="token_mismatch",
+                )
+            return dict(earlier[1])
+        answer = run()
+        self.catalog.remember_answer(name, key_name, operation, token, digest, answer)
+        return answer
+
+    def disassociate_faces(
+        self, name: str, user_id: str, uuids: list[str], *, actor: str | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        untied, refused = self.catalog.disassociate(name, user_id, uuids)
+        self.audit.append(
+            COLLECTION,
+            actor=actor,
+            details={"collection": name, "event": "faces_disassociated", "count": len(untied)},
+        )
+        return untied, refused
+
+    def delete_collection_user(self, name: str, user_id: str, *, actor: str | None = None) -> None:
+        """A user goes; its faces stay in the collection, tied to nobody."""
+        untied = self.catalog.delete_user(name, user_id)
+        self.audit.append(
+            COLLECTION,
+            actor=actor,
+            details={"collection": name, "event": "user_deleted", "faces_untied": untied},
+        )
+
+    def collection_users(
+        self, name: str, *, after: str | None = None, limit: int = 500
+    ) -> list[str]:
+        return self.catalog.user_ids(name, after=after, limit=limit)
+
+    @locked
     def index_photo(
         self,
         name: str,
@@ -221,12 +280,14 @@ class Collections(EngineParts):
         purpose: str,
         photo: bytes | None = None,
         face_uuid: str | None = None,
+        user_id: str | None = None,
         case_ref: str | None = None,
         top_k: int = 80,
         actor: str | None = None,
     ) -> CollectionSearch:
-        """Search a collection with the largest face of a photo, or with one of its faces
-        (`face_uuid`, itself left out of the answer). Refused without a purpose; audited."""
+        """Search a collection with the largest face of a photo, with one of its faces
+        (`face_uuid`, itself left out of the answer), or with one of its users (`user_id`: the
+        mean of its faces' templates, its faces left out). Refused without a purpose; audited."""
         self.check_purpose(purpose)
         # The gallery's size counts restricted members too: a stricter threshold, never looser.
         face_ids = self.catalog.member_face_ids(name)
@@ -246,6 +307,15 @@ class Collections(EngineParts):
                 )
             template = out.query.template
             query = f"collection:{name}"
+        elif user_id is not None:
+            theirs = self.catalog.members(name, user_id=user_id)
+            if not theirs:
+                self.catalog.check_user(name, user_id)
+                return out  # a user with no searchable face matches nobody
+            exclude = {m.face_id for m in theirs}
+            held = self.catalog.templates_of(sorted(exclude))
+            template = normalise(np.stack([held[f] for f in sorted(exclude)])).mean(axis=0)
+            query = f"collection:{name}:faces:{','.join(map(str, sorted(exclude)))}"
         else:
             found = self.catalog.members(name, uuids=[face_uuid or ""])
             if not found:

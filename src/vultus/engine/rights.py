@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from vultus import audit as actions
 from vultus.audit import face_hash
+from vultus.catalog.collections import Membership
 from vultus.catalog.models import (
     AuditEntry,
     RightsRequest,
@@ -73,12 +74,14 @@ class Rights(EngineParts):
         ids = plan.face_ids
         records = self.catalog.face_records(ids)
         templates = self.catalog.templates_of(ids) if include_templates else {}
+        held = self.catalog.memberships_of(ids)
         matches = [
             _access_match(
                 records[m.face_id],
                 m,
                 templates.get(m.face_id),
                 self.catalog.track_crop(m.face_id) if records[m.face_id].track else None,
+                held.get(m.face_id, []),
             )
             for m in plan.matches
         ]
@@ -170,6 +173,14 @@ class Rights(EngineParts):
             else None
         )
         data_dir = self.settings.data_dir
+        # The memberships go with the faces (the foreign key cascades): read them first, for
+        # the receipt. Collection and FaceId only: the receipt outlives the erasure, and a
+        # client's ExternalImageId or UserId may name the person.
+        memberships = [
+            {"collection": c.collection, "face_id": c.uuid}
+            for held in self.catalog.memberships_of(plan.face_ids).values()
+            for c in held
+        ]
 
         def commit_with(session: Session, erased: ErasedFaces) -> None:
             content = {
@@ -181,6 +192,9 @@ class Rights(EngineParts):
                 "images_kept_with_others": len(erased.images_kept),
                 "suppression_added": sealed is not None,
                 "image_hashes": sorted(sha for _, _, sha in erased.images_removed),
+                "collection_memberships": sorted(
+                    memberships, key=lambda c: (c["collection"], c["face_id"])
+                ),
             }
             files = plan_files(erased, data_dir=data_dir, blur_originals=blur_originals)
             session.merge(_meta(PENDING_ERASURE, json.dumps({"receipt": content, "files": files})))
@@ -201,6 +215,7 @@ class Rights(EngineParts):
                     "images_erased": len(erased.images_removed),
                     "images_kept_with_others": len(erased.images_kept),
                     "originals_left": sum(f["action"] == LEAVE for f in files),
+                    "collection_memberships": len(memberships),
                     "suppressed": sealed is not None,
                 },
                 session=session,
@@ -398,6 +413,7 @@ def _access_match(
     match: PersonMatch,
     template: npt.NDArray[np.float32] | None,
     still: tuple[bytes, tuple[int, int, int, int]] | None = None,
+    memberships: list[Membership] | None = None,
 ) -> AccessMatch:
     track = record.track
     return AccessMatch(
@@ -420,4 +436,14 @@ def _access_match(
         template=template.tolist() if template is not None else None,
         video=None if track is None else (track.start_s, track.end_s, track.best_s),
         still=None if still is None else still[0],
+        collections=[
+            {
+                "CollectionId": c.collection,
+                "FaceId": c.uuid,
+                "ImageId": c.image_uuid,
+                "ExternalImageId": c.external_image_id,
+                "UserId": c.user_id,
+            }
+            for c in memberships or []
+        ],
     )

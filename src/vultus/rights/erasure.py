@@ -104,11 +104,18 @@ class ErasureReceipt:
     blurred: list[str] = field(default_factory=list)  # stored copies, and originals when asked
     # Files that may still show the person, each {"location": ..., "reason": ...}.
     left_in_place: list[dict[str, str]] = field(default_factory=list)
+    # Collection memberships (AWS Rekognition-compatible API) that went with the faces, each
+    # {"collection": name, "face_id": the FaceId its clients knew}.
+    collection_memberships: list[dict[str, str]] = field(default_factory=list)
     signature: str = ""
 
     def payload(self) -> bytes:
         data = asdict(self)
         data.pop("signature")
+        # Receipts signed before collections existed hold no such field: leave it out when
+        # empty, so their signatures still verify.
+        if not data["collection_memberships"]:
+            data.pop("collection_memberships")
         return json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()
 
     def signed(self, keyring: KeyRing) -> ErasureReceipt:

@@ -81,6 +81,9 @@ class AccessMatch:
     # best frame's crop as the catalog keeps it (a JPEG), which the package shows.
     video: tuple[float, float, float] | None = None
     still: bytes | None = field(default=None, repr=False)
+    # The collections (AWS Rekognition-compatible API) holding this face, each under the names
+    # their clients use: CollectionId, FaceId, ImageId, ExternalImageId, UserId.
+    collections: list[dict[str, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -350,6 +353,7 @@ def _image_entry(
         if m.video is not None:
             start, end, best = m.video
             face["video"] = {"start_s": start, "end_s": end, "best_frame_s": best}
+        face["collections"] = [dict(c) for c in m.collections]
         if crop.note and crop.note != UNAVAILABLE:
             face["note"] = crop.note
         if include_templates:
@@ -547,6 +551,35 @@ def _report_html(
                 f"<td>{_e(m.purpose)}</td>"
                 f"<td>{_e(_when(m.added_at))}</td>"
                 f"<td>{_e(_when(m.retain_until))}</td>"
+                "</tr>"
+            )
+        parts += ["</tbody>", "</table>"]
+
+    # ---- collections
+    held = [(m.face_id, c) for m in matches for c in m.collections]
+    if held:
+        parts += [
+            "<h2>Collections that hold your faces</h2>",
+            "<p>Applications connected to our system group faces into named collections, under "
+            "their own identifiers. These are the ones holding your faces.</p>",
+            "<table>",
+            "<caption>Your faces in collections</caption>",
+            "<thead><tr>",
+            '<th scope="col">Face number</th><th scope="col">Collection</th>'
+            '<th scope="col">Face id</th><th scope="col">Image id</th>'
+            '<th scope="col">External image id</th><th scope="col">User id</th>',
+            "</tr></thead>",
+            "<tbody>",
+        ]
+        for face_id, c in held:
+            parts.append(
+                "<tr>"
+                f'<th scope="row">{face_id}</th>'
+                f"<td>{_e(c['CollectionId'])}</td>"
+                f"<td>{_e(c['FaceId'])}</td>"
+                f"<td>{_e(c['ImageId'])}</td>"
+                f"<td>{_e(c['ExternalImageId'] or 'none')}</td>"
+                f"<td>{_e(c['UserId'] or 'none')}</td>"
                 "</tr>"
             )
         parts += ["</tbody>", "</table>"]

@@ -27,6 +27,7 @@ def _keys_page(request: Request, engine: EngineDep, **context: Any) -> Response:
         "keys.html",
         title="Keys",
         keys=engine.keys.list(),
+        aws_ids=engine.aws_credentials.access_key_ids(),
         roles=ROLES,
         combinable=COMBINABLE,
         purposes=engine.settings.purposes,
@@ -53,6 +54,7 @@ def create_key(
     purpose: Annotated[str, Form()] = "",
     case_ref: Annotated[str, Form()] = "",
     source: Annotated[str, Form()] = "",
+    aws: Annotated[bool, Form()] = False,
 ) -> Response:
     try:
         if not name.strip():
@@ -67,10 +69,12 @@ def create_key(
             source=source,
             actor=principal.actor,
         )
+        credential = engine.aws_credentials.create(key.name, actor=principal.actor) if aws else None
     except VultusError as exc:
         return redirect(f"{UI}/keys", error=exc.message)
-    # Shown once, on this response only: it is stored nowhere but as a hash.
-    return _keys_page(request, engine, created=key, secret=secret)
+    # Shown once, on this response only: it is stored nowhere but as a hash (the AWS secret
+    # sealed under the master key, for checking signatures, and never shown again).
+    return _keys_page(request, engine, created=key, secret=secret, credential=credential)
 
 
 def _days(text: str) -> int | None:

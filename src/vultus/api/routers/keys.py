@@ -21,7 +21,8 @@ Admin = Annotated[Principal, Depends(require("admin"))]
     "", summary="List API keys: name, roles, bindings, dates, state", response_model=list[KeyOut]
 )
 def list_keys(engine: EngineDep, _: Admin) -> list[KeyOut]:
-    return [KeyOut.of(k) for k in engine.keys.list()]
+    aws = engine.aws_credentials.access_key_ids()
+    return [KeyOut.of(k, aws.get(k.name)) for k in engine.keys.list()]
 
 
 @router.post(
@@ -42,7 +43,15 @@ def create_key(body: KeyIn, engine: EngineDep, principal: Admin) -> KeyCreatedOu
         source=body.source,
         actor=principal.actor,
     )
-    return KeyCreatedOut(key=KeyOut.of(key), secret=secret)
+    if not body.aws:
+        return KeyCreatedOut(key=KeyOut.of(key), secret=secret)
+    access, aws_secret = engine.aws_credentials.create(key.name, actor=principal.actor)
+    return KeyCreatedOut(
+        key=KeyOut.of(key, access),
+        secret=secret,
+        aws_access_key_id=access,
+        aws_secret_access_key=aws_secret,
+    )
 
 
 @router.delete(
@@ -55,5 +64,5 @@ def revoke_key(name: str, engine: EngineDep, principal: Admin) -> KeyOut:
     engine.keys.revoke(name, actor=principal.actor)
     for key in engine.keys.list():
         if key.name == name:
-            return KeyOut.of(key)
+            return KeyOut.of(key, engine.aws_credentials.access_key_ids().get(name))
     raise NotFoundError(f"no API key named {name!r}")

@@ -100,6 +100,8 @@ class Operation:
 
 
 OPERATIONS: dict[str, Operation] = {}
+# The operations whose ClientRequestToken AWS defines as an idempotency token.
+IDEMPOTENT = frozenset({"CreateUser", "AssociateFaces", "DisassociateFaces", "DeleteUser"})
 
 
 def operation(*roles: str, searches: bool = False) -> Callable[[Handler], Handler]:
@@ -129,7 +131,17 @@ def run(name: str, call: Call, params: dict[str, Any]) -> dict[str, Any]:
     if op.searches and admitted.searches_per_day is not None:
         check_search_cap(call.engine, admitted)
     call = Call(call.engine, admitted, call.region, call.settings)
-    return op.handler(call, params)
+    token = params.get("ClientRequestToken")
+    if name not in IDEMPOTENT or token is None:
+        return op.handler(call, params)
+    return call.engine.idempotent_request(
+        params["CollectionId"],
+        key_name=admitted.name,
+        operation=name,
+        token=token,
+        request={k: v for k, v in params.items() if k != "ClientRequestToken"},
+        run=lambda: op.handler(call, params),
+    )
 
 
 def _box(face: AnalysedFace) -> tuple[int, int, int, int]:
@@ -482,3 +494,76 @@ def SearchUsersByImage(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa
             for f in found.faces[1:]
         ],
     }
+
+
+@operation("operator")
+def DisassociateFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    wanted: list[str] = list(dict.fromkeys(p["FaceIds"]))
+    untied, refused = call.engine.disassociate_faces(
+        call.own(p["CollectionId"]), p["UserId"], wanted, actor=call.actor
+    )
+    return {
+        "DisassociatedFaces": [{"FaceId": f} for f in untied],
+        "UnsuccessfulFaceDisassociations": [
+            {"FaceId": f, "UserId": p["UserId"], "Reasons": [reason]}
+            for f, reason in refused.items()
+        ],
+        "UserStatus": "ACTIVE",
+    }
+
+
+@operation("operator")
+def DeleteUser(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    call.engine.delete_collection_user(call.own(p["CollectionId"]), p["UserId"], actor=call.actor)
+    return {}
+
+
+USER = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+
+
+@operation("operator")
+def ListUsers(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    token = p.get("NextToken")
+    if token is not None and not USER.fullmatch(token):
+        raise AwsError("InvalidPaginationTokenException", "Invalid pagination token")
+    limit = p.get("MaxResults") or 500
+    users = call.engine.collection_users(call.own(p["CollectionId"]), after=token, limit=limit + 1)
+    out: dict[str, Any] = {"Users": [{"UserId": u, "UserStatus": "ACTIVE"} for u in users[:limit]]}
+    if len(users) > limit:
+        out["NextToken"] = users[limit - 1]
+    return out
+
+
+@operation("investigator", searches=True)
+def SearchUsers(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    """By a face of the collection (`FaceId`) or by one of its users (`UserId`: its faces
+    together, the user itself left out of the answer); each user scores as its best face."""
+    if ("FaceId" in p) == ("UserId" in p):
+        raise AwsError("InvalidParameterException", "give either FaceId or UserId: one of them")
+    found = call.engine.search_collection(
+        p["CollectionId"],
+        face_uuid=p.get("FaceId"),
+        user_id=p.get("UserId"),
+        purpose=call.purpose,
+        case_ref=call.principal.case_ref,
+        top_k=SEARCH_LIMIT,
+        actor=call.actor,
+    )
+    best: dict[str, float] = {}
+    for match in _matches(found, _threshold(p, "UserMatchThreshold"), SEARCH_LIMIT):
+        user = match["Face"].get("UserId")
+        if user is not None and user != p.get("UserId") and user not in best:
+            best[user] = match["Similarity"]
+    limit = p.get("MaxUsers") or 500
+    out: dict[str, Any] = {
+        "UserMatches": [
+            {"Similarity": score, "User": {"UserId": user, "UserStatus": "ACTIVE"}}
+            for user, score in list(best.items())[:limit]
+        ],
+        "FaceModelVersion": call.model_version(),
+    }
+    if "FaceId" in p:
+        out["SearchedFace"] = {"FaceId": p["FaceId"]}
+    else:
+        out["SearchedUser"] = {"UserId": p["UserId"]}
+    return out

@@ -153,6 +153,8 @@ def _vultus_error(exc: VultusError) -> Answer:
         return error("ResourceAlreadyExistsException", message)
     if isinstance(exc, ConfigError) and exc.code == "user_exists":
         return error("ConflictException", message)
+    if isinstance(exc, ConfigError) and exc.code == "token_mismatch":
+        return error("IdempotentParameterMismatchException", message)
     if isinstance(exc, VectorIndexError | ModelError | WrongKeyError):
         # The server's own trouble, not the caller's: logged, and not described to a client.
         log.error("Rekognition call: %s", exc.message)
