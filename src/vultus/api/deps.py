@@ -125,11 +125,6 @@ def require(*roles: str, counts_search: bool = False) -> Require:
     return Require(*roles, counts_search=counts_search)
 
 
-def _check_search_cap(engine: Engine, principal: Principal) -> None:
-    # api/compat/rekognition imports this name; the cap itself lives in the KeyStore.
-    engine.keys.check_search_cap(principal)
-
-
 # Roles that see a photo or a face only from their own search's results.
 SEARCH_BOUND = frozenset({"investigator"})
 SearchQuery = Annotated[

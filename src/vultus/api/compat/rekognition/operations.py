@@ -21,7 +21,6 @@ from vultus.api.compat.rekognition.mapping import (
     similarity,
     unindexed_reason,
 )
-from vultus.api.deps import _check_search_cap as check_search_cap
 from vultus.config import Settings
 from vultus.engine import Engine
 from vultus.engine.apikeys import Principal
@@ -128,8 +127,8 @@ def run(name: str, call: Call, params: dict[str, Any]) -> dict[str, Any]:
             f"key {admitted.name!r} is bound to no purpose, and Rekognition calls cannot state "
             "one. Create the key with --purpose PURPOSE",
         )
-    if op.searches and admitted.searches_per_day is not None:
-        check_search_cap(call.engine, admitted)
+    if op.searches:
+        call.engine.keys.check_search_cap(admitted)
     call = Call(call.engine, admitted, call.region, call.settings)
     token = params.get("ClientRequestToken")
     if name not in IDEMPOTENT or token is None:
