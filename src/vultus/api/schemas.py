@@ -925,8 +925,18 @@ class AuditVerifyOut(BaseModel):
 
 
 # -- keys and jobs --------------------------------------------------------------------------------
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """The JSON Schema of "exactly one of these fields, not null": what a model validator
+    checks, written into the document so that clients (and schemathesis) can read it."""
+    return {
+        "oneOf": [
+            {"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields
+        ]
+    }
+
+
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("role", "roles"))
 
     name: NameStr
     role: Role | None = Field(None, description="One role; or give several as `roles`.")

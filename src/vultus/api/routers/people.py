@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vultus.api.deps import EngineDep, Offset, require
 from vultus.api.errors import responses
-from vultus.api.schemas import Count, FaceOut, Id, NameStr, SubjectDetailOut, SubjectOut
+from vultus.api.schemas import (
+    Count,
+    FaceOut,
+    Id,
+    NameStr,
+    SubjectDetailOut,
+    SubjectOut,
+    exactly_one_of,
+)
 from vultus.engine.apikeys import Principal
 from vultus.engine.people import DEFAULT_MIN_FACES
 
@@ -27,7 +35,7 @@ class ProposalOut(BaseModel):
 
 
 class AcceptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("name", "subject"))
 
     face_ids: FaceList = Field(description="The faces to name: a proposal's, or several's.")
     name: NameStr | None = Field(None, description="A new person's name.")
