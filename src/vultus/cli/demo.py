@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error ({exc.code}):[/] {exc.message}")
         return 2
     console.print(
-        "\nTry it yourself: [bold].venv/bin/vultus --data-dir .vultus-demo search PHOTO "
+        f"\nTry it yourself: [bold].venv/bin/vultus --data-dir {args.data_dir} search PHOTO "
         '--purpose "archive research"[/]'
     )
     return 0
