@@ -313,43 +313,7 @@ class CollectionQueries:
     ) -> tuple[list[str], dict[str, str]]:
         """Tie faces of a collection to one of its users: the ids tied, and for each other id
         why not (`FACE_NOT_FOUND`, `ASSOCIATED_TO_A_DIFFERENT_USER`)."""
-        with self.session() as s, s.begin():
-            cid = self._collection_id(s, name)
-            user = s.scalar(
-                select(CollectionUser.id).where(
-                    CollectionUser.collection_id == cid, CollectionUser.user_id == user_id
-                )
-            )
-            if user is None:
-                raise NotFoundError(
-                    f"no user {user_id!r} in collection {name!r}", code="user_not_found"
-                )
-            rows = s.execute(
-                select(CollectionFace.uuid, CollectionFace.user_id)
-                .join(Face, Face.id == CollectionFace.face_id)
-                .where(
-                    CollectionFace.collection_id == cid,
-                    CollectionFace.uuid.in_(list(uuids)),
-                    SHOWN,
-                )
-            ).all()
-            held = dict(rows)
-            tied: list[str] = []
-            refused: dict[str, str] = {}
-            for u in uuids:
-                if u not in held:
-                    refused[u] = "FACE_NOT_FOUND"
-                elif held[u] not in (None, user_id):
-                    refused[u] = "ASSOCIATED_TO_A_DIFFERENT_USER"
-                else:
-                    tied.append(u)
-            if tied:
-                s.execute(
-                    update(CollectionFace)
-                    .where(CollectionFace.uuid.in_(tied))
-                    .values(user_id=user_id)
-                )
-            return tied, refused
+        return self._retie(name, user_id, uuids, tie=True)
 
     def _user_row(self, s: Session, cid: int, name: str, user_id: str) -> int:
         found = s.scalar(
@@ -385,6 +349,13 @@ class CollectionQueries:
         """Untie faces of a collection from one of its users: the ids untied (a face tied to
         nobody counts: it is as asked), and for each other id why not (`FACE_NOT_FOUND`,
         `ASSOCIATED_TO_A_DIFFERENT_USER`)."""
+        return self._retie(name, user_id, uuids, tie=False)
+
+    def _retie(
+        self, name: str, user_id: str, uuids: Sequence[str], *, tie: bool
+    ) -> tuple[list[str], dict[str, str]]:
+        """Tie (or untie) faces to `user_id`. A face tied to nobody or to this user may be
+        either; one tied to another user is refused, as is one the collection does not show."""
         with self.session() as s, s.begin():
             cid = self._collection_id(s, name)
             self._user_row(s, cid, name, user_id)
@@ -399,7 +370,7 @@ class CollectionQueries:
                     )
                 ).all()
             )
-            untied: list[str] = []
+            done: list[str] = []
             refused: dict[str, str] = {}
             for u in uuids:
                 if u not in held:
@@ -407,14 +378,14 @@ class CollectionQueries:
                 elif held[u] not in (None, user_id):
                     refused[u] = "ASSOCIATED_TO_A_DIFFERENT_USER"
                 else:
-                    untied.append(u)
-            if untied:
+                    done.append(u)
+            if done:
                 s.execute(
                     update(CollectionFace)
-                    .where(CollectionFace.uuid.in_(untied))
-                    .values(user_id=None)
+                    .where(CollectionFace.uuid.in_(done))
+                    .values(user_id=user_id if tie else None)
                 )
-            return untied, refused
+            return done, refused
 
     def user_ids(self, name: str, *, after: str | None = None, limit: int = 500) -> list[str]:
         """The collection's users by id order, paged by `after` (a user id)."""

@@ -106,16 +106,7 @@ def inspect_image(data: bytes, label: str, *, max_pixels: int = 50_000_000) -> I
             if im is None:
                 raise _unidentified(label, signature)
             with im:
-                fmt = _ACCEPTED_FORMATS.get(im.format or "")
-                if fmt is None:
-                    raise DecodeError(
-                        f"Cannot decode {label}: {im.format} images are not supported; use "
-                        "JPEG, PNG, WebP, BMP, TIFF or GIF.",
-                        code="unsupported_format",
-                    )
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise _too_large(label, width, height, max_pixels)
+                fmt, width, height = _checked(im, label, max_pixels)
                 return ImageHeader(fmt, width, height, _frames(im))
     except DecodeError:
         raise
@@ -181,6 +172,22 @@ def _read_source(source: Path | bytes) -> tuple[bytes, str]:
         ) from exc
 
 
+def _checked(im: Image.Image, label: str, max_pixels: int) -> tuple[str, int, int]:
+    """The format and size an opened file's header gives, refused where not accepted. The bomb
+    guard proper: the size is known before any pixel is decoded."""
+    fmt = _ACCEPTED_FORMATS.get(im.format or "")
+    if fmt is None:
+        raise DecodeError(
+            f"Cannot decode {label}: {im.format} images are not supported; use "
+            "JPEG, PNG, WebP, BMP, TIFF or GIF.",
+            code="unsupported_format",
+        )
+    width, height = im.size
+    if width * height > max_pixels:
+        raise _too_large(label, width, height, max_pixels)
+    return fmt, width, height
+
+
 def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str, int]:
     # We never set ImageFile.LOAD_TRUNCATED_IMAGES: left False, `load()` raises on a cut-off
     # stream instead of padding it with grey, which would index a half-empty photo.
@@ -190,17 +197,7 @@ def _decode(data: bytes, label: str, max_pixels: int) -> tuple[RGBImage, str, in
             if im is None:
                 raise _unidentified(label, signature)
             with im:
-                fmt = _ACCEPTED_FORMATS.get(im.format or "")
-                if fmt is None:
-                    raise DecodeError(
-                        f"Cannot decode {label}: {im.format} images are not supported; use "
-                        "JPEG, PNG, WebP, BMP, TIFF or GIF.",
-                        code="unsupported_format",
-                    )
-                width, height = im.size
-                # The bomb guard proper: the header's size is known before any pixel is decoded.
-                if width * height > max_pixels:
-                    raise _too_large(label, width, height, max_pixels)
+                fmt, width, height = _checked(im, label, max_pixels)
                 im.load()
                 rgb = _to_rgb_array(_upright(im))
                 frames = _frames(im)
