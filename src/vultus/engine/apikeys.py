@@ -102,39 +102,26 @@ class Principal:
     def bound_purpose(self, purpose: str | None) -> str | None:
         """The purpose a search runs under: the key's bound one, which a caller may repeat but
         not change; the caller's own where the key is bound to none."""
-        if self.purpose is None:
-            return purpose
-        if purpose and purpose != self.purpose:
-            raise ForbiddenError(
-                f"key {self.name!r} is bound to the purpose {self.purpose!r}; it cannot search "
-                f"for {purpose!r}",
-                code="purpose_bound",
-            )
-        return self.purpose
+        return _bound(self.name, self.purpose, purpose, "purpose", "search for")
 
     def bound_case(self, case_ref: str | None) -> str | None:
         """As bound_purpose, for the case reference."""
-        if self.case_ref is None:
-            return case_ref
-        if case_ref and case_ref != self.case_ref:
-            raise ForbiddenError(
-                f"key {self.name!r} is bound to the case {self.case_ref!r}; it cannot search "
-                f"for {case_ref!r}",
-                code="case_bound",
-            )
-        return self.case_ref
+        return _bound(self.name, self.case_ref, case_ref, "case", "search for")
 
     def bound_source(self, source: str | None) -> str | None:
         """As bound_purpose, for the source of the photos the key adds."""
-        if self.source is None:
-            return source
-        if source and source != self.source:
-            raise ForbiddenError(
-                f"key {self.name!r} is bound to the source {self.source!r}; it cannot add "
-                f"photos to {source!r}",
-                code="source_bound",
-            )
-        return self.source
+        return _bound(self.name, self.source, source, "source", "add photos to")
+
+
+def _bound(key: str, bound: str | None, asked: str | None, what: str, act: str) -> str | None:
+    if bound is None:
+        return asked
+    if asked and asked != bound:
+        raise ForbiddenError(
+            f"key {key!r} is bound to the {what} {bound!r}; it cannot {act} {asked!r}",
+            code=f"{what}_bound",
+        )
+    return bound
 
 
 class KeyStore:
