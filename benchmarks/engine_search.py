@@ -21,6 +21,7 @@ benchmarks/results/engine_search.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,6 +99,14 @@ def main() -> None:
     parser.add_argument("--nprobes", default="16,32", help="comma-separated")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a directory for the data directory and its key, kept between runs: a catalog of\n"
+        "--faces faces and its index built there by an earlier run are reused (a 10M fill\n"
+        "takes about an hour; the search path can then be measured again in minutes)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "engine_search.json"
     )
     args = parser.parse_args()
@@ -108,64 +117,75 @@ def main() -> None:
     truth = exact_top_k(ident, queries)
     rows: list[dict[str, Any]] = []
     load = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("VULTUS_KEY_FILE", str(Path(tmp) / "bench.key"))
-        with Engine.open(Path(tmp) / "data", workers=1) as engine:
+    with contextlib.ExitStack() as stack:
+        home = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("VULTUS_KEY_FILE", str(home / "bench.key"))
+        engine = stack.enter_context(Engine.open(home / "data", workers=1))
+        held = len(engine.index)
+        build_s = None
+        if held not in (0, args.faces):
+            raise SystemExit(f"{home} holds {held:,} faces, not {args.faces:,}: use another --keep")
+        if held == 0:
             console.print(f"writing {args.faces:,} synthetic faces …")
             fill(engine, args.faces, console, vectors=templates(ident))
+        view = engine.index
+        index = view.inner if isinstance(view, RerankedIndex) else view
+        if held == 0 or index.factory != args.factory:
             t = time.perf_counter()
             faiss.omp_set_num_threads(os.cpu_count() or 1)
             index = engine.rebuild_index(args.factory)
             faiss.omp_set_num_threads(1)
             build_s = time.perf_counter() - t
-            size = len(index.to_bytes())  # type: ignore[attr-defined]
-            console.print(f"index {index.factory} built in {build_s:.0f} s, {size:,} bytes")
-            load.append(os.getloadavg()[0])
-            keeper = engine.indexes
-            for nprobe in (int(x) for x in args.nprobes.split(",")):
-                index.set_search_knob(nprobe)
-                for depth in (int(x) for x in args.depths.split(",")):
-                    new = RerankedIndex(index, engine.catalog.templates_of, depth)
-                    old = RerankedIndex(index, orm_templates_of(engine.catalog), depth)
-                    times: dict[str, list[float]] = {
-                        "new": [],
-                        "old": [],
-                        "index": [],
-                        "audit": [],
-                    }
-                    found = np.empty((len(queries), K), dtype=np.int64)
-                    for i, q in enumerate(queries):
-                        for name, view in (("new", new), ("old", old)):
-                            keeper._view = view
-                            t0 = time.perf_counter()
-                            result = engine._search(q, top_k=K)
-                            t1 = time.perf_counter()
-                            engine._audit_search(result, q, "bench", PURPOSE, None, None)
-                            times[name].append(1000 * (time.perf_counter() - t0))
-                            if name == "new":
-                                times["audit"].append(1000 * (time.perf_counter() - t1))
+            console.print(f"index {index.factory} built in {build_s:.0f} s")
+        size = len(index.to_bytes())  # type: ignore[attr-defined]
+        console.print(f"index {index.factory}: {size:,} bytes")
+        load.append(os.getloadavg()[0])
+        keeper = engine.indexes
+        for nprobe in (int(x) for x in args.nprobes.split(",")):
+            index.set_search_knob(nprobe)
+            for depth in (int(x) for x in args.depths.split(",")):
+                new = RerankedIndex(index, engine.catalog.templates_of, depth)
+                old = RerankedIndex(index, orm_templates_of(engine.catalog), depth)
+                times: dict[str, list[float]] = {
+                    "new": [],
+                    "old": [],
+                    "index": [],
+                    "audit": [],
+                }
+                found = np.empty((len(queries), K), dtype=np.int64)
+                for i, q in enumerate(queries):
+                    for name, view in (("new", new), ("old", old)):
+                        keeper._view = view
                         t0 = time.perf_counter()
-                        found[i] = new.search(q[None, :], K)[1][0]
-                        times["index"].append(1000 * (time.perf_counter() - t0))
-                    hits = [len(set(f) & set(t)) for f, t in zip(found, truth, strict=True)]
-                    recall = sum(hits) / truth.size
-                    row = {
-                        "faces": args.faces,
-                        "factory": index.factory,
-                        "nprobe": nprobe,
-                        "rerank": depth,
-                        "recall_at_10": round(recall, 4),
-                        "p50_ms": round(statistics.median(times["new"]), 2),
-                        "p90_ms": round(float(np.percentile(times["new"], 90)), 2),
-                        "p50_orm_fetch_ms": round(statistics.median(times["old"]), 2),
-                        # Parts of p50_ms: the index with its re-rank fetch, and the audit write.
-                        "p50_index_rerank_ms": round(statistics.median(times["index"]), 2),
-                        "p50_audit_ms": round(statistics.median(times["audit"]), 2),
-                        "index_bytes_per_face": round(size / args.faces, 1),
-                    }
-                    rows.append(row)
-                    console.print(row)
-            load.append(os.getloadavg()[0])
+                        result = engine._search(q, top_k=K)
+                        t1 = time.perf_counter()
+                        engine._audit_search(result, q, "bench", PURPOSE, None, None)
+                        times[name].append(1000 * (time.perf_counter() - t0))
+                        if name == "new":
+                            times["audit"].append(1000 * (time.perf_counter() - t1))
+                    t0 = time.perf_counter()
+                    found[i] = new.search(q[None, :], K)[1][0]
+                    times["index"].append(1000 * (time.perf_counter() - t0))
+                hits = [len(set(f) & set(t)) for f, t in zip(found, truth, strict=True)]
+                recall = sum(hits) / truth.size
+                row = {
+                    "faces": args.faces,
+                    "factory": index.factory,
+                    "nprobe": nprobe,
+                    "rerank": depth,
+                    "recall_at_10": round(recall, 4),
+                    "p50_ms": round(statistics.median(times["new"]), 2),
+                    "p90_ms": round(float(np.percentile(times["new"], 90)), 2),
+                    "p50_orm_fetch_ms": round(statistics.median(times["old"]), 2),
+                    # Parts of p50_ms: the index with its re-rank fetch, and the audit write.
+                    "p50_index_rerank_ms": round(statistics.median(times["index"]), 2),
+                    "p50_audit_ms": round(statistics.median(times["audit"]), 2),
+                    "index_bytes_per_face": round(size / args.faces, 1),
+                }
+                rows.append(row)
+                console.print(row)
+        load.append(os.getloadavg()[0])
     mean_load = round(float(np.mean(load)), 2)
     table = Table(
         title=f"Engine._search + audit, minus face analysis ({args.faces:,} faces, "
@@ -183,7 +203,7 @@ def main() -> None:
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                 "load_average": mean_load,
-                "index_build_s": round(build_s, 1),
+                "index_build_s": None if build_s is None else round(build_s, 1),
                 "vultus": __version__,
                 "results": rows,
             },

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import Connection, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -71,6 +71,15 @@ ACTIONS: tuple[str, ...] = (
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
+# Built once: SQLAlchemy's compiled cache then serves every append.
+_LOCK_HEAD = update(Meta).where(Meta.key == HEAD_KEY).values(value=Meta.value)
+_READ_HEAD = select(
+    select(Meta.value).where(Meta.key == HEAD_KEY).scalar_subquery(),
+    select(func.max(AuditEntry.seq)).scalar_subquery(),
+)
+_INSERT_ENTRY = insert(AuditEntry).returning(AuditEntry.id)
+_WRITE_HEAD = update(Meta).where(Meta.key == HEAD_KEY).values(value=bindparam("head"))
+_INSERT_HEAD = insert(Meta).values(key=HEAD_KEY, value=bindparam("head"))
 EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
 # Every exported field, so that an export can be checked offline against its own hashes.
 EXPORT_FIELDS: tuple[str, ...] = (
@@ -306,6 +315,9 @@ class AuditLog:
             "details": json.loads(json.dumps(dict(details or {}), default=str)),
         }
         if session is not None:
+            # The caller's pending objects are written first, as the ORM entry used to make
+            # happen: callers read the ids of what they added after logging it.
+            session.flush()
             return self._append_in(session, fields)
 
         for attempt in range(APPEND_ATTEMPTS):
@@ -320,22 +332,23 @@ class AuditLog:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _append_in(self, s: Session, fields: Mapping[str, Any]) -> AuditEntry:
-        seq, prev_hash = self._next_link(s)
-        entry = AuditEntry(seq=seq, at=now(), prev_hash=prev_hash, **fields)
-        entry.hash = entry_hash({**fields, "seq": seq, "at": entry.at, "prev_hash": prev_hash})
-        s.add(entry)
-        sig = self.signer(_head_message(seq, entry.hash)) if self.signer else None
-        head = json.dumps({"seq": seq, "hash": entry.hash, "sig": sig})
-        meta = s.get(Meta, HEAD_KEY)
-        if meta is None:
-            s.add(Meta(key=HEAD_KEY, value=head))
-        else:
-            meta.value = head
-        s.flush()  # the seq race shows up here, inside the retry loop
-        return entry
+        # Core statements on the session's connection, not ORM objects: every search writes
+        # one entry before it answers, and the ORM's unit of work cost more than the search
+        # itself (3-4 ms of a 5 ms target; benchmarks/engine_search.py).
+        conn = s.connection()
+        seq, prev_hash, head_exists = self._next_link(conn)
+        at = now()
+        digest = entry_hash({**fields, "seq": seq, "at": at, "prev_hash": prev_hash})
+        row = {**fields, "seq": seq, "at": at, "prev_hash": prev_hash, "hash": digest}
+        entry_id = conn.execute(_INSERT_ENTRY, row).scalar_one()
+        sig = self.signer(_head_message(seq, digest)) if self.signer else None
+        head = json.dumps({"seq": seq, "hash": digest, "sig": sig})
+        conn.execute(_WRITE_HEAD if head_exists else _INSERT_HEAD, {"head": head})
+        return AuditEntry(id=int(entry_id), **row)
 
-    def _next_link(self, s: Session) -> tuple[int, str]:
-        """The seq and prev_hash of the next entry: from the head, not the last row.
+    def _next_link(self, conn: Connection) -> tuple[int, str, bool]:
+        """The seq and prev_hash of the next entry, and whether a head is held: from the head,
+        not the last row.
 
         Chaining from the last row would let someone delete the final entries and have the next
         append paper over the gap; chaining from the head keeps the gap visible to `verify`.
@@ -343,18 +356,18 @@ class AuditLog:
         # A no-op write on the head row takes the write lock (SQLite) or the row lock
         # (PostgreSQL) before the head is read, so concurrent appenders queue up instead of
         # racing for the same seq. Only the very first append can still race; the unique seq
-        # settles that one.
-        s.execute(update(Meta).where(Meta.key == HEAD_KEY).values(value=Meta.value))
-        head = _parse_head(s.get(Meta, HEAD_KEY, populate_existing=True))
-        last_seq = s.scalar(select(func.max(AuditEntry.seq)))
+        # settles that one (IntegrityError, retried by `append`).
+        conn.execute(_LOCK_HEAD)
+        value, last_seq = conn.execute(_READ_HEAD).one()
+        head = _parse_head(value)
         if head is None:
             if last_seq is not None:
                 raise _inconsistent("entries exist but the chain head is missing")
-            return 1, GENESIS_HASH
+            return 1, GENESIS_HASH, False
         head_seq, head_hash = head
         if last_seq is not None and last_seq > head_seq:
             raise _inconsistent(f"entries exist past the chain head (seq {head_seq})")
-        return head_seq + 1, head_hash
+        return head_seq + 1, head_hash, True
 
     # -- checking ------------------------------------------------------------------------------
     def verify(self) -> AuditVerification:
@@ -514,7 +527,7 @@ class AuditLog:
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the last entry as the head records it; None for an empty log."""
         with self.catalog.session() as s:
-            return _parse_head(s.get(Meta, HEAD_KEY))
+            return _parse_head(s.scalar(select(Meta.value).where(Meta.key == HEAD_KEY)))
 
     # -- export --------------------------------------------------------------------------------
     def export(
@@ -597,11 +610,11 @@ def verify_export(path: Path | str) -> AuditVerification:
     return result
 
 
-def _parse_head(meta: Meta | None) -> tuple[int, str] | None:
-    if meta is None:
+def _parse_head(value: str | None) -> tuple[int, str] | None:
+    if value is None:
         return None
     try:
-        data = json.loads(meta.value)
+        data = json.loads(value)
         return int(data["seq"]), str(data["hash"])
     except (ValueError, KeyError, TypeError):
         raise _inconsistent("the chain head is unreadable") from None

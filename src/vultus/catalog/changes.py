@@ -29,6 +29,8 @@ PRUNED_THROUGH = "index_changes_pruned"
 # up from the feed instead of reloading the whole index.
 KEEP_CHANGES = 100_000
 
+_CHANGE_HEAD = select(func.max(IndexChange.seq))
+
 _SQLITE_TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS vultus_index_insert AFTER INSERT ON faces
     BEGIN INSERT INTO index_changes (face_id, op) VALUES (NEW.id, 'I'); END""",
@@ -102,14 +104,16 @@ class ChangeQueries:
     """Mixed into `Catalog`: reading and pruning the change feed."""
 
     if TYPE_CHECKING:
+        engine: Engine
 
         def session(self) -> Session: ...
         def get_meta(self, key: str) -> str | None: ...
 
     def change_head(self) -> int:
-        """The last change recorded (0 before any)."""
-        with self.session() as s:
-            return int(s.scalar(select(func.max(IndexChange.seq))) or 0)
+        """The last change recorded (0 before any). Read before every search (has the index
+        missed a change?), so on a plain connection: an ORM session cost 0.3 ms of it."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(_CHANGE_HEAD).scalar() or 0)
 
     def changes_since(self, seq: int) -> tuple[int, dict[int, bool]]:
         """The changes after `seq`: (the last seq read, {face id: deleted at least once}).

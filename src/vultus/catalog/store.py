@@ -6,11 +6,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import CursorResult, Engine, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Engine,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from vultus import lawful_basis
@@ -58,16 +71,9 @@ SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
 # `Catalog.templates_of`, in each dialect: the ids travel as one parameter (a JSON array on
 # SQLite, an array on PostgreSQL), so the text is the same whatever their number.
-_TEMPLATES_SQLITE = (
-    "SELECT id, template FROM faces WHERE id IN (SELECT value FROM json_each(?))"
-    " AND template IS NOT NULL"
-)
-_TEMPLATES_PG = "SELECT id, template FROM faces WHERE id = ANY(%s) AND template IS NOT NULL"
 
 
-class Catalog(
-    SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, CollectionQueries
-):
+class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, CollectionQueries):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -501,25 +507,39 @@ class Catalog(
 
     def templates_of(self, face_ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         """The templates of these faces (those that have one), opened. Every search on a
-        compressed index re-ranks its candidates with this (`vultus.index.rerank`): one
-        statement whose text never changes, on the driver's own connection, so that the
-        database's prepared-statement cache serves it and no SQL is compiled per call (the ORM
-        query it replaces cost about 0.16 ms a candidate, 16 ms a search at re-rank x10)."""
+        compressed index re-ranks its candidates with this (`vultus.index.rerank`)."""
+        rows = self._by_ids(self._templates_by_ids, face_ids)
+        return {int(fid): self.open_template(bytes(blob)) for fid, blob in rows}
+
+    def _by_ids(self, statement: Any, face_ids: Sequence[int]) -> Sequence[Any]:
+        """Rows of `statement` (built with `_among_ids`) for these ids, read on a plain
+        connection. The search path reads this way: a statement whose text never changes
+        whatever the number of ids, so nothing is compiled per call, and no ORM session, whose
+        bookkeeping cost more than the reads (0.16 ms a candidate through the ORM query this
+        replaced; benchmarks/engine_search.py)."""
         ids = [int(i) for i in face_ids]
         if not ids:
-            return {}
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            if self.engine.dialect.name == "postgresql":
-                cursor.execute(_TEMPLATES_PG, (ids,))
-            else:
-                cursor.execute(_TEMPLATES_SQLITE, (json.dumps(ids),))
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            raw.close()
-        return {int(fid): self.open_template(bytes(blob)) for fid, blob in rows}
+            return []
+        bound = ids if self.engine.dialect.name == "postgresql" else json.dumps(ids)
+        with self.engine.connect() as conn:
+            return conn.execute(statement, {"ids": bound}).all()
+
+    def _among_ids(self, column: Any) -> Any:
+        """`column` among the ids `_by_ids` binds: one array (PostgreSQL) or one JSON text."""
+        if self.engine.dialect.name == "postgresql":
+            return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+        listed: Any = select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
+        return column.in_(listed)
+
+    @cached_property
+    def _templates_by_ids(self) -> Any:
+        return select(Face.id, Face.template).where(
+            self._among_ids(Face.id), Face.template.is_not(None)
+        )
+
+    @cached_property
+    def _records_by_ids(self) -> Any:
+        return face_records_query().where(self._among_ids(Face.id))
 
     def linked_face_ids(self) -> set[int]:
         """Faces already tied to a named subject."""
@@ -528,10 +548,7 @@ class Catalog(
 
     # -- reading faces -----------------------------------------------------------------------
     def face_records(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
-        if not face_ids:
-            return {}
-        with self.session() as s:
-            rows = s.execute(face_records_query().where(Face.id.in_(list(face_ids)))).all()
+        rows = self._by_ids(self._records_by_ids, face_ids)
         return {row[0]: face_record_of_row(row) for row in rows}
 
     def faces_of_image(self, image_id: int) -> list[FaceRecord]:
