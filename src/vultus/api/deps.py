@@ -23,7 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import UploadFile
 
 from vultus.api.errors import UnknownFieldError, UploadTooLargeError
-from vultus.api.schemas import MAX_ID
+from vultus.api.schemas.common import MAX_ID
 from vultus.engine import Engine
 from vultus.engine.apikeys import ROLES, Principal
 from vultus.engine.jobs import JobQueue

@@ -28,7 +28,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from vultus.api.schemas import Error
+from vultus.api.schemas.common import Error
 from vultus.crypto import WrongKeyError
 from vultus.errors import (
     AuthError,

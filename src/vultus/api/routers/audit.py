@@ -13,7 +13,8 @@ from starlette.background import BackgroundTask
 
 from vultus.api.deps import EngineDep, QueryId, require
 from vultus.api.errors import responses
-from vultus.api.schemas import AuditEntryOut, AuditVerifyOut, UtcTime
+from vultus.api.schemas.audit import AuditEntryOut, AuditVerifyOut
+from vultus.api.schemas.common import UtcTime
 from vultus.engine.apikeys import Principal
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=responses(401, 403, 429))

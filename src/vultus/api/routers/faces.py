@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Query
 
 from vultus.api.deps import EngineDep, Offset, PathId, QueryId, SearchQuery, require, via_search
 from vultus.api.errors import responses
-from vultus.api.schemas import Count, FaceOut
+from vultus.api.schemas.common import Count
+from vultus.api.schemas.images import FaceOut
 from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError
 

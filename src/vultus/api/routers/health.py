@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import NotReadyError, responses
 from vultus.api.metrics import CONTENT_TYPE
-from vultus.api.schemas import HealthOut, ReadyOut
+from vultus.api.schemas.health import HealthOut, ReadyOut
 from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
 

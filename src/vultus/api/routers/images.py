@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from vultus.api.bodies import PhotoBody, PhotoRequest
 from vultus.api.deps import EngineDep, Offset, PathId, SearchQuery, require, via_search
 from vultus.api.errors import responses
-from vultus.api.schemas import (
-    Count,
+from vultus.api.schemas.common import Count
+from vultus.api.schemas.images import (
     FaceOut,
     ImageDetailOut,
     ImageOut,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from vultus.api.deps import JobsDep, PathId, require
 from vultus.api.errors import responses
-from vultus.api.schemas import IngestJobIn, JobOut, RebuildJobIn
+from vultus.api.schemas.jobs import IngestJobIn, JobOut, RebuildJobIn
 from vultus.engine.apikeys import Principal
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=responses(401, 403, 429))

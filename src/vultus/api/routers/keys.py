@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
-from vultus.api.schemas import KeyCreatedOut, KeyIn, KeyOut
+from vultus.api.schemas.keys import KeyCreatedOut, KeyIn, KeyOut
 from vultus.engine.apikeys import Principal
 from vultus.errors import NotFoundError
 

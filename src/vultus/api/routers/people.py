@@ -10,15 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vultus.api.deps import EngineDep, Offset, require
 from vultus.api.errors import responses
-from vultus.api.schemas import (
-    Count,
-    FaceOut,
-    Id,
-    NameStr,
-    SubjectDetailOut,
-    SubjectOut,
-    exactly_one_of,
-)
+from vultus.api.schemas.common import Count, Id, NameStr, exactly_one_of
+from vultus.api.schemas.images import FaceOut
+from vultus.api.schemas.subjects import SubjectDetailOut, SubjectOut
 from vultus.engine.apikeys import Principal
 from vultus.engine.people import DEFAULT_MIN_FACES
 

@@ -14,19 +14,17 @@ from starlette.background import BackgroundTask
 
 from vultus.api.deps import EngineDep, PathId, read_upload, require
 from vultus.api.errors import responses
-from vultus.api.schemas import (
-    AuditEntryOut,
-    Box,
-    Count,
+from vultus.api.schemas.audit import AuditEntryOut
+from vultus.api.schemas.common import Box, Count, RequestKind
+from vultus.api.schemas.images import FaceOut
+from vultus.api.schemas.rights import (
     ErasureIn,
     ErasurePreviewOut,
-    FaceOut,
     NoteIn,
     ObjectionOut,
     PhotoFaceOut,
     PhotoFacesOut,
     ReceiptOut,
-    RequestKind,
     RequestOut,
     RequestRestrictionIn,
     RequestRestrictionOut,

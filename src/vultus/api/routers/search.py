@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from vultus.api.bodies import PhotoBody, PhotoRequest
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
-from vultus.api.schemas import (
+from vultus.api.schemas.search import (
     SearchByFace,
     SearchBySubject,
     SearchOut,

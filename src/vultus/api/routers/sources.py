@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 
 from vultus.api.deps import EngineDep, require
 from vultus.api.errors import responses
-from vultus.api.schemas import SourceIn, SourceOut
+from vultus.api.schemas.sources import SourceIn, SourceOut
 from vultus.engine.apikeys import Principal
 
 router = APIRouter(prefix="/sources", tags=["sources"], responses=responses(401, 403, 429))

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, status
 
 from vultus.api.deps import EngineDep, PathId, require
 from vultus.api.errors import responses
-from vultus.api.schemas import (
-    Count,
+from vultus.api.schemas.common import Count
+from vultus.api.schemas.images import FaceOut
+from vultus.api.schemas.subjects import (
     FaceIds,
-    FaceOut,
     SubjectDetailOut,
     SubjectIn,
     SubjectMerge,
