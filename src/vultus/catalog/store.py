@@ -1,11 +1,12 @@
-"""The one place that talks SQL: the `Catalog`. Everything above it uses these methods; subjects
-and jobs live in their own modules (mixed in), records in `records`, opening in `connect`."""
+"""The one place that talks SQL: the `Catalog`. Everything above it uses these methods; subjects,
+jobs, ingest runs, deletion and the rest live in their own modules (mixed in), records in
+`records`, opening in `connect`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from functools import cached_property
 from typing import Any, cast
 
@@ -13,11 +14,9 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
-    CursorResult,
     Engine,
     any_,
     bindparam,
-    delete,
     func,
     literal_column,
     select,
@@ -27,28 +26,23 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from vultus import lawful_basis
-from vultus.catalog import postgresql
-from vultus.catalog.bulk import allocate_ids, insert_rows
 from vultus.catalog.changes import ChangeQueries
 from vultus.catalog.collections import CollectionQueries
+from vultus.catalog.deletion import DeletionQueries
+from vultus.catalog.ingest_runs import TRACK_CROP_AAD, IngestRunQueries
 from vultus.catalog.jobs import JobQueries
 from vultus.catalog.models import (
     Face,
     FaceTrack,
     Image,
-    IngestError,
-    IngestRun,
     Meta,
     Source,
     Subject,
-    Suppression,
 )
 from vultus.catalog.people import PersonDecisionQueries
 from vultus.catalog.records import (
-    ErasedFaces,
     FaceRecord,
     ImageSummary,
-    NewImage,
     face_record_of,
     face_record_of_row,
     face_records_query,
@@ -63,7 +57,6 @@ from vultus.index.base import IndexFingerprint
 
 TEMPLATE_DTYPE = np.float32
 TEMPLATE_AAD = b"faces.template"
-TRACK_CROP_AAD = b"face_tracks.crop"
 SUPPRESSION_AAD = b"suppression.template"
 
 # What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
@@ -73,7 +66,15 @@ SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 # SQLite, an array on PostgreSQL), so the text is the same whatever their number.
 
 
-class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, CollectionQueries):
+class Catalog(
+    SubjectQueries,
+    PersonDecisionQueries,
+    JobQueries,
+    ChangeQueries,
+    CollectionQueries,
+    IngestRunQueries,
+    DeletionQueries,
+):
     def __init__(self, engine: Engine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.keyring = keyring
@@ -221,231 +222,6 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, 
             )
             sources = list(s.scalars(select(Source).order_by(Source.name)))
         return [(src, images.get(src.id, 0), faces.get(src.id, 0)) for src in sources]
-
-    # -- ingest ------------------------------------------------------------------------------
-    def start_run(self, source_id: int, owner: str | None = None) -> int:
-        with self.session() as s, s.begin():
-            run = IngestRun(
-                source_id=source_id,
-                owner=owner,
-                started_at=now(),
-                status="running",
-                images_added=0,
-                images_duplicate=0,
-                images_no_face=0,
-                faces_indexed=0,
-                faces_skipped=0,
-                errors=0,
-                faces_suppressed=0,
-            )
-            s.add(run)
-        return run.id
-
-    def finish_run(
-        self,
-        run_id: int,
-        status: str = "finished",
-        *,
-        in_transaction: Callable[[Session, IngestRun], None] | None = None,
-    ) -> IngestRun | None:
-        """Close a running run, with what must commit with it (its audit entry). None when it
-        was closed already: two processes closing an abandoned run audit it once."""
-        with self.session() as s, s.begin():
-            # One conditional write decides, on SQLite and PostgreSQL alike, who closes it.
-            result = s.execute(
-                update(IngestRun)
-                .where(IngestRun.id == run_id, IngestRun.status == "running")
-                .values(status=status, finished_at=now())
-            )
-            run = s.get(IngestRun, run_id)
-            if run is None:
-                raise NotFoundError(f"no ingest run {run_id}")
-            if not cast("CursorResult[Any]", result).rowcount:
-                return None
-            if in_transaction is not None:
-                in_transaction(s, run)
-        return run
-
-    def running_runs(self) -> list[IngestRun]:
-        """Ingest runs not finished, oldest first: live ones, and those of processes that died."""
-        with self.session() as s:
-            return list(
-                s.scalars(
-                    select(IngestRun).where(IngestRun.status == "running").order_by(IngestRun.id)
-                )
-            )
-
-    def known_hashes(self, hashes: Iterable[str]) -> set[str]:
-        wanted = list(set(hashes))
-        found: set[str] = set()
-        for i in range(0, len(wanted), 500):
-            with self.session() as s:
-                found.update(
-                    s.scalars(select(Image.sha256).where(Image.sha256.in_(wanted[i : i + 500])))
-                )
-        return found
-
-    def write_batch(
-        self,
-        run_id: int,
-        source: Source,
-        images: Sequence[NewImage],
-        *,
-        duplicates: int = 0,
-        suppressed: int = 0,
-        errors: Sequence[tuple[str, str, str]] = (),
-        consent_id: int | None = None,
-    ) -> list[tuple[int, npt.NDArray[np.float32]]]:
-        """Write a batch of analysed images, the run's counters and its errors in ONE transaction,
-        so a killed ingest leaves whole images or nothing. Returns (face id, template) pairs to
-        add to the vector index. Images already present (same sha256) are skipped. Rows go in
-        as bulk inserts (`vultus.catalog.bulk`): ORM objects held ingest to ~500 faces/s."""
-        stamp = now()
-        retain_until = stamp + timedelta(days=source.retention_days)
-        counts = {"added": 0, "dup": duplicates, "noface": 0, "indexed": 0, "skipped": 0}
-        with self.session() as s, s.begin():
-            present = set(
-                s.scalars(select(Image.sha256).where(Image.sha256.in_([i.sha256 for i in images])))
-            )
-            fresh: list[NewImage] = []
-            for item in images:
-                if item.sha256 in present:
-                    counts["dup"] += 1
-                    continue
-                present.add(item.sha256)
-                fresh.append(item)
-                usable = sum(1 for f in item.faces if f.template is not None)
-                counts["added"] += 1
-                counts["noface"] += 0 if usable else 1
-                counts["indexed"] += usable
-                counts["skipped"] += len(item.faces) - usable
-            # Written first: it takes SQLite's write lock before `allocate_ids` reads.
-            s.execute(
-                update(IngestRun)
-                .where(IngestRun.id == run_id)
-                .values(
-                    images_added=IngestRun.images_added + counts["added"],
-                    images_duplicate=IngestRun.images_duplicate + counts["dup"],
-                    images_no_face=IngestRun.images_no_face + counts["noface"],
-                    faces_indexed=IngestRun.faces_indexed + counts["indexed"],
-                    faces_skipped=IngestRun.faces_skipped + counts["skipped"],
-                    errors=IngestRun.errors + len(errors),
-                    faces_suppressed=IngestRun.faces_suppressed + suppressed,
-                )
-            )
-            image_ids = allocate_ids(s, Image, len(fresh))
-            insert_rows(
-                s,
-                Image,
-                [
-                    {
-                        "id": image_id,
-                        "sha256": item.sha256,
-                        "path": item.path,
-                        "size_bytes": item.size_bytes,
-                        "width": item.width,
-                        "height": item.height,
-                        "format": item.format,
-                        "source_id": source.id,
-                        "added_at": stamp,
-                        "retain_until": retain_until,
-                        "status": "indexed"
-                        if any(f.template is not None for f in item.faces)
-                        else "no_faces",
-                        "ingest_run_id": run_id,
-                        "consent_id": consent_id,
-                        "original_name": None,
-                        "external_id": None,
-                        "kind": item.kind,
-                        "duration_s": item.duration_s,
-                    }
-                    for image_id, item in zip(image_ids, fresh, strict=True)
-                ],
-            )
-            new_faces = [
-                (image_id, nf)
-                for image_id, item in zip(image_ids, fresh, strict=True)
-                for nf in item.faces
-            ]
-            face_ids = allocate_ids(s, Face, len(new_faces))
-            insert_rows(
-                s,
-                Face,
-                [
-                    {
-                        "id": face_id,
-                        "image_id": image_id,
-                        "left": nf.box[0],
-                        "top": nf.box[1],
-                        "right": nf.box[2],
-                        "bottom": nf.box[3],
-                        "landmarks": nf.landmarks,
-                        "detector": nf.detector,
-                        "det_score": nf.det_score,
-                        "box_size": nf.box_size,
-                        "sharpness": nf.sharpness,
-                        "yaw": nf.yaw,
-                        "status": "indexed" if nf.template is not None else "skipped",
-                        "skip_reason": nf.skip_reason,
-                        "model_id": nf.model_id,
-                        "template": None if nf.template is None else self.seal(nf.template),
-                        "subject_id": None,
-                        "restricted": False,
-                    }
-                    for face_id, (image_id, nf) in zip(face_ids, new_faces, strict=True)
-                ],
-            )
-            insert_rows(
-                s,
-                FaceTrack,
-                [
-                    {
-                        "face_id": face_id,
-                        "start_s": nf.track.start_s,
-                        "end_s": nf.track.end_s,
-                        "best_s": nf.track.best_s,
-                        "detections": nf.track.detections,
-                        "boxes": nf.track.boxes,
-                        "crop": self.seal_bytes(nf.track.crop, TRACK_CROP_AAD),
-                        "crop_box": list(nf.track.crop_box),
-                    }
-                    for face_id, (_, nf) in zip(face_ids, new_faces, strict=True)
-                    if nf.track is not None
-                ],
-            )
-            for path, code, message in errors:
-                s.add(IngestError(run_id=run_id, path=path, code=code, message=message))
-        return [
-            (face_id, nf.template)
-            for face_id, (_, nf) in zip(face_ids, new_faces, strict=True)
-            if nf.template is not None
-        ]
-
-    def get_run(self, run_id: int) -> tuple[IngestRun, list[IngestError]]:
-        with self.session() as s:
-            run = s.get(IngestRun, run_id)
-            if run is None:
-                raise NotFoundError(f"no ingest run {run_id}")
-            errs = list(
-                s.scalars(
-                    select(IngestError).where(IngestError.run_id == run_id).order_by(IngestError.id)
-                )
-            )
-        return run, errs
-
-    def skip_reasons(self, run_id: int) -> dict[str, int]:
-        with self.session() as s:
-            rows = s.execute(
-                select(Face.skip_reason, func.count())
-                .join(Image, Image.id == Face.image_id)
-                .where(Image.ingest_run_id == run_id, Face.status == "skipped")
-                .group_by(Face.skip_reason)
-            ).all()
-        out: dict[str, int] = {}
-        for reason, n in rows:
-            key = (reason or "unknown").split(":")[0]
-            out[key] = out.get(key, 0) + n
-        return out
 
     # -- the index's view of the catalog -----------------------------------------------------
     def fingerprint(self, model_id: str) -> IndexFingerprint:
@@ -766,110 +542,6 @@ class Catalog(SubjectQueries, PersonDecisionQueries, JobQueries, ChangeQueries, 
         for image_id, face_id in rows:
             out[image_id].append(face_id)
         return out
-
-    # -- deletion ----------------------------------------------------------------------------
-    def erase_faces(
-        self,
-        face_ids: Sequence[int],
-        *,
-        suppression: tuple[bytes, str] | None = None,
-        request_ref: str | None = None,
-        in_transaction: Callable[[Session, ErasedFaces], None] | None = None,
-    ) -> ErasedFaces:
-        """The catalog half of an erasure, in ONE transaction: the faces go, images left with
-        no face go, images with other people stay (minus the erased faces), an optional
-        suppression entry (sealed template, model id) is added, recording the request that
-        made it, and `in_transaction` writes what must commit with it (the audit entry, the
-        receipt's content, pending file work)."""
-        ids = list(face_ids)
-        with self.session() as s, s.begin():
-            rows = s.execute(
-                select(
-                    Face.id,
-                    Face.image_id,
-                    Face.left,
-                    Face.top,
-                    Face.right,
-                    Face.bottom,
-                    FaceTrack.boxes,
-                )
-                .outerjoin(FaceTrack, FaceTrack.face_id == Face.id)
-                .where(Face.id.in_(ids))
-                .order_by(Face.id)
-            ).all()
-            boxes: dict[int, list[list[int]]] = {}
-            for _, image_id, left, top, right, bottom, timed in rows:
-                # A face track's boxes over its span, [t, left, top, right, bottom] each: a
-                # stored copy of the video is blurred wherever the person was seen.
-                spans = cast(list[list[int]], timed) if timed else [[left, top, right, bottom]]
-                boxes.setdefault(image_id, []).extend(spans)
-            s.execute(delete(Face).where(Face.id.in_(ids)))
-            removed: list[tuple[int, str, str]] = []
-            kept: list[tuple[int, str, list[list[int]]]] = []
-            sources: dict[int, tuple[str, bool]] = {}
-            for image_id, erased_boxes in boxes.items():
-                image = s.get(Image, image_id)
-                assert image is not None
-                sources[image_id] = (image.source.name, bool(image.source.originals_deletable))
-                remaining = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
-                if remaining:
-                    kept.append((image_id, image.path, erased_boxes))
-                else:
-                    removed.append((image_id, image.path, image.sha256))
-                    s.delete(image)
-            if suppression is not None:
-                s.add(
-                    Suppression(
-                        template=suppression[0],
-                        model_id=suppression[1],
-                        purpose="suppress",
-                        created_at=now(),
-                        request_ref=request_ref,
-                    )
-                )
-            erased = ErasedFaces([r[0] for r in rows], removed, kept, boxes, sources)
-            if in_transaction is not None:
-                in_transaction(s, erased)
-        return erased
-
-    def scrub(self) -> None:
-        """After an erasure: fold the WAL back into the database and truncate it, then rebuild
-        the file, so no page anywhere still holds the erased rows (secure_delete zeroes the
-        freed space; the WAL would otherwise keep old page images until it is recycled).
-        PostgreSQL has no such guarantee: see `postgresql.scrub`."""
-        if self.engine.dialect.name == "postgresql":
-            postgresql.scrub(self.engine)
-            return
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM")
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def delete_faces(self, face_ids: Sequence[int]) -> int:
-        """Delete faces and any image left with no face. Returns faces deleted."""
-        ids = list(face_ids)
-        with self.session() as s, s.begin():
-            found = s.execute(select(Face.id, Face.image_id).where(Face.id.in_(ids))).all()
-            image_ids = {image_id for _, image_id in found}
-            s.execute(delete(Face).where(Face.id.in_(ids)))
-            for image_id in image_ids:
-                left = s.scalar(select(func.count(Face.id)).where(Face.image_id == image_id))
-                if not left:
-                    s.execute(delete(Image).where(Image.id == image_id))
-        return len(found)
-
-    def delete_image(self, image_id: int) -> list[int]:
-        """Delete an image and its faces; returns the deleted face ids (for the index)."""
-        with self.session() as s, s.begin():
-            if s.get(Image, image_id) is None:
-                raise NotFoundError(f"no image with id {image_id}")
-            ids = list(
-                s.scalars(select(Face.id).where(Face.image_id == image_id).order_by(Face.id))
-            )
-            s.execute(delete(Face).where(Face.image_id == image_id))
-            s.execute(delete(Image).where(Image.id == image_id))
-        return ids
 
 
 def external_id_conflict(held: ImageSummary, wanted: str) -> ConfigError:
