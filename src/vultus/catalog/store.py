@@ -62,9 +62,6 @@ SUPPRESSION_AAD = b"suppression.template"
 # What the vector index holds: usable templates that no restriction (Art. 18/21) hides.
 SEARCHABLE = (Face.status == "indexed") & Face.restricted.is_(False)
 
-# `Catalog.templates_of`, in each dialect: the ids travel as one parameter (a JSON array on
-# SQLite, an array on PostgreSQL), so the text is the same whatever their number.
-
 
 class Catalog(
     SubjectQueries,
