@@ -68,7 +68,8 @@ class Examples(EngineParts):
         is written."""
         if not subject.strip():
             raise ConfigError("an example needs a subject name", code="subject_required")
-        usable = self._usable(self.pipeline.analyse(data).faces, min_det_score)
+        # Detection only: the upload below analyses the photo in full, embedding included.
+        usable = self._usable(self.pipeline.locate(data).faces, min_det_score)
         if not usable:
             raise NoFaceError(NO_FACE)
         summary, image_id = self.upload(data, filename, source=source, actor=actor)
@@ -375,7 +376,7 @@ class Examples(EngineParts):
         return [
             f
             for f in faces
-            if f.template is not None
+            if f.skip_reason is None  # a template, once embedded
             and (min_det_score is None or f.quality.det_score >= min_det_score)
         ]
 
