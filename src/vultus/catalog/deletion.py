@@ -19,6 +19,8 @@ from vultus.errors import NotFoundError
 
 
 class DeletionQueries:
+    """Mixed into `Catalog`: erasing and deleting faces and images."""
+
     if TYPE_CHECKING:
         engine: Engine
 

@@ -33,6 +33,8 @@ TRACK_CROP_AAD = b"face_tracks.crop"
 
 
 class IngestRunQueries:
+    """Mixed into `Catalog`: ingest runs and what they write."""
+
     if TYPE_CHECKING:
 
         def session(self) -> Session: ...
