@@ -457,6 +457,24 @@ def AssociateFaces(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N8
     }
 
 
+def _user_matches(
+    found: CollectionSearch, p: dict[str, Any], *, searched_user: str | None = None
+) -> list[dict[str, Any]]:
+    """SearchUsers' and SearchUsersByImage's `UserMatches`: each user scores as its best face
+    over `UserMatchThreshold`, best first, at most `MaxUsers`; the user searched from is left
+    out."""
+    best: dict[str, float] = {}
+    for match in _matches(found, _threshold(p, "UserMatchThreshold"), SEARCH_LIMIT):
+        user = match["Face"].get("UserId")
+        if user is not None and user != searched_user and user not in best:
+            best[user] = match["Similarity"]
+    limit = p.get("MaxUsers") or 500
+    return [
+        {"Similarity": score, "User": {"UserId": user, "UserStatus": "ACTIVE"}}
+        for user, score in list(best.items())[:limit]
+    ]
+
+
 @operation("investigator", searches=True)
 def SearchUsersByImage(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
     found = call.engine.search_collection(
@@ -467,20 +485,11 @@ def SearchUsersByImage(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa
         top_k=SEARCH_LIMIT,
         actor=call.actor,
     )
-    best: dict[str, float] = {}
-    for match in _matches(found, _threshold(p, "UserMatchThreshold"), SEARCH_LIMIT):
-        user = match["Face"].get("UserId")
-        if user is not None and user not in best:
-            best[user] = match["Similarity"]
-    limit = p.get("MaxUsers") or 500
     query = found.query
     assert query is not None
     w, h = found.width, found.height
     return {
-        "UserMatches": [
-            {"Similarity": score, "User": {"UserId": user, "UserStatus": "ACTIVE"}}
-            for user, score in list(best.items())[:limit]
-        ],
+        "UserMatches": _user_matches(found, p),
         "FaceModelVersion": call.model_version(),
         "SearchedFace": {
             "FaceDetail": face_detail(_box(query), query.quality.det_score, query.landmarks, w, h)
@@ -548,17 +557,8 @@ def SearchUsers(call: Call, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         top_k=SEARCH_LIMIT,
         actor=call.actor,
     )
-    best: dict[str, float] = {}
-    for match in _matches(found, _threshold(p, "UserMatchThreshold"), SEARCH_LIMIT):
-        user = match["Face"].get("UserId")
-        if user is not None and user != p.get("UserId") and user not in best:
-            best[user] = match["Similarity"]
-    limit = p.get("MaxUsers") or 500
     out: dict[str, Any] = {
-        "UserMatches": [
-            {"Similarity": score, "User": {"UserId": user, "UserStatus": "ACTIVE"}}
-            for user, score in list(best.items())[:limit]
-        ],
+        "UserMatches": _user_matches(found, p, searched_user=p.get("UserId")),
         "FaceModelVersion": call.model_version(),
     }
     if "FaceId" in p:
