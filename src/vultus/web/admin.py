@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from vultus.engine import Engine
 from vultus.engine.admin import EDITABLE
 from vultus.engine.apikeys import Principal
 from vultus.errors import VultusError
@@ -45,6 +46,15 @@ def settings_page(request: Request, engine: EngineDep, _: Admin) -> Response:
     return page(request, "settings.html", title="Settings", rows=rows)
 
 
+def _follow(request: Request, engine: Engine, values: dict[str, Any]) -> None:
+    """The server may hold its own copy of the settings (the API app's): it follows the
+    engine's."""
+    served = settings_of(request)
+    if served is not engine.settings:
+        for name, value in values.items():
+            setattr(served, name, value)
+
+
 @router.post("")
 async def save_settings(request: Request, engine: EngineDep, principal: Admin) -> Response:
     form = await request.form()
@@ -56,11 +66,7 @@ async def save_settings(request: Request, engine: EngineDep, principal: Admin) -
             changed = engine.update_settings(changes, actor=principal.actor)
     except VultusError as exc:
         return redirect(f"{UI}/settings", error=exc.message)
-    # The server may hold its own copy of the settings (the API app's): it follows too.
-    served = settings_of(request)
-    if served is not engine.settings:
-        for name, change in changed.items():
-            setattr(served, name, change["to"])
+    _follow(request, engine, {name: change["to"] for name, change in changed.items()})
     if not changed:
         return redirect(f"{UI}/settings", ok="Nothing changed.")
     names = ", ".join(EDITABLE[n].label.lower() for n in changed)
@@ -80,9 +86,7 @@ async def reset_setting(request: Request, engine: EngineDep, principal: Admin) -
             change = engine.reset_setting(name, actor=principal.actor)
     except VultusError as exc:
         return redirect(f"{UI}/settings", error=exc.message)
-    served = settings_of(request)
-    if served is not engine.settings:
-        setattr(served, name, change["to"])
+    _follow(request, engine, {name: change["to"]})
     return redirect(
         f"{UI}/settings",
         ok=f"{EDITABLE[name].label} is back to vultus.toml ({_shown(change['to']) or 'empty'}); "
