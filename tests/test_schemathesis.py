@@ -44,25 +44,6 @@ KEYS: dict[str, str] = {}
 APP: dict[str, Any] = {}  # the app under test, for the requests written by hand
 
 
-def without_lifespan(app: Any) -> Any:
-    """The app with its start-up left out, so the job worker never runs: a generated request
-    may queue an ingest of `/`, and it must stay queued."""
-
-    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return wrapped
-
-
 @pytest.fixture(scope="module")
 def api_schema(
     tmp_path_factory: pytest.TempPathFactory, gallery_split: tuple[list[Path], list]
@@ -83,7 +64,8 @@ def api_schema(
             KEYS.update(
                 {role: engine.keys.create(f"schemathesis-{role}-key", role)[1] for role in ROLES}
             )
-            app = without_lifespan(create_app(engine=engine))
+            # No job worker: a generated request may queue an ingest of `/`.
+            app = create_app(engine=engine, run_jobs=False)
             APP["app"] = app
             yield schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
 

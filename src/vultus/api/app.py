@@ -85,11 +85,15 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, run_jobs: bool = True
+) -> FastAPI:
     """The API for `settings` (default: the default data directory), or around `engine`.
 
     Server settings (`max_upload_bytes`, `requests_per_minute`) come from `settings` when
-    given, else from the engine's. An engine passed in stays the caller's to close.
+    given, else from the engine's. An engine passed in stays the caller's to close. With
+    `run_jobs` False this app queues jobs but never runs them (another process of the data
+    directory does, or nobody: a generated request that queues an ingest must stay queued).
     """
     owns_engine = engine is None
     if engine is None:
@@ -99,7 +103,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        queue.start()
+        if run_jobs:
+            queue.start()
         try:
             yield
         finally:
