@@ -12,7 +12,7 @@ from vultus.api.deps import EngineDep, Offset, require
 from vultus.api.errors import responses
 from vultus.api.schemas.common import Count, Id, NameStr, exactly_one_of
 from vultus.api.schemas.images import FaceOut
-from vultus.api.schemas.subjects import SubjectDetailOut, SubjectOut
+from vultus.api.schemas.subjects import SubjectDetailOut
 from vultus.engine.apikeys import Principal
 from vultus.engine.people import DEFAULT_MIN_FACES
 
@@ -115,10 +115,7 @@ def accept(body: AcceptIn, engine: EngineDep, principal: Operator) -> SubjectDet
         left_out=body.left_out,
         actor=principal.actor,
     )
-    faces = engine.subject_faces(person.name)
-    return SubjectDetailOut(
-        subject=SubjectOut.of(person, len(faces)), faces=[FaceOut.of(f) for f in faces]
-    )
+    return SubjectDetailOut.of(person, engine.subject_faces(person.name))
 
 
 @router.post(

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, status
 from vultus.api.deps import EngineDep, PathId, require
 from vultus.api.errors import responses
 from vultus.api.schemas.common import Count
-from vultus.api.schemas.images import FaceOut
 from vultus.api.schemas.subjects import (
     FaceIds,
     SubjectDetailOut,
@@ -28,11 +27,7 @@ Operator = Annotated[Principal, Depends(require("operator"))]
 
 
 def _detail(engine: Engine, name: str) -> SubjectDetailOut:
-    faces = engine.subject_faces(name)
-    subject = engine.subject(name)
-    return SubjectDetailOut(
-        subject=SubjectOut.of(subject, len(faces)), faces=[FaceOut.of(f) for f in faces]
-    )
+    return SubjectDetailOut.of(engine.subject(name), engine.subject_faces(name))
 
 
 @router.get("", summary="List subjects with their face counts", response_model=list[SubjectOut])

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vultus.api.schemas.common import Id, NameStr, Timestamp
 from vultus.api.schemas.images import FaceOut
-from vultus.engine.records import Subject
+from vultus.engine.records import FaceRecord, Subject
 
 
 class SubjectIn(BaseModel):
@@ -53,3 +53,7 @@ class SubjectOut(BaseModel):
 class SubjectDetailOut(BaseModel):
     subject: SubjectOut
     faces: list[FaceOut]
+
+    @classmethod
+    def of(cls, subject: Subject, faces: list[FaceRecord]) -> SubjectDetailOut:
+        return cls(subject=SubjectOut.of(subject, len(faces)), faces=[FaceOut.of(f) for f in faces])
