@@ -27,14 +27,15 @@ import numpy.typing as npt
 from vultus.config import Settings
 from vultus.errors import SourceError, VultusError
 from vultus.ingest.roots import inside
-from vultus.pipeline.analyse import AnalysedImage, FacePipeline
+from vultus.pipeline.analyse import AnalysedFace, AnalysedImage, FacePipeline
 from vultus.pipeline.decode import SUPPORTED_SUFFIXES
 from vultus.pipeline.footage import VideoProgress
 from vultus.pipeline.video import VIDEO_SUFFIXES
 from vultus.storage import is_s3, is_uri, list_objects, local_path, read_location
 
 if TYPE_CHECKING:  # the catalog loads SQLAlchemy (half a second): workers never need it
-    from vultus.catalog import NewImage
+    from vultus.catalog import NewFace, NewImage
+    from vultus.catalog.records import NewTrack
 
 # What a folder walk or a bucket listing picks up: photos and videos.
 INGEST_SUFFIXES = SUPPORTED_SUFFIXES | VIDEO_SUFFIXES
@@ -336,7 +337,7 @@ def file_sha256(path: Path | str) -> str | None:
 
 
 def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
-    from vultus.catalog import NewFace, NewImage
+    from vultus.catalog import NewImage
 
     return NewImage(
         path=location,
@@ -346,21 +347,32 @@ def to_new_image(location: str, analysed: AnalysedImage) -> NewImage:
         height=analysed.height,
         format=analysed.format,
         frames=analysed.frames,
-        faces=[
-            NewFace(
-                box=(f.box.left, f.box.top, f.box.right, f.box.bottom),
-                landmarks=f.landmarks,
-                detector=f.detector,
-                det_score=f.quality.det_score,
-                box_size=f.quality.box_size,
-                sharpness=f.quality.sharpness,
-                yaw=f.quality.yaw,
-                model_id=f.model_id,
-                template=f.template,
-                skip_reason=f.skip_reason,
-            )
-            for f in analysed.faces
-        ],
+        faces=[new_face(f, f.template, f.skip_reason) for f in analysed.faces],
+    )
+
+
+def new_face(
+    face: AnalysedFace,
+    template: npt.NDArray[np.float32] | None,
+    skip_reason: str | None,
+    track: NewTrack | None = None,
+) -> NewFace:
+    """The catalog record of an analysed face, with its template and skip reason: a photo's
+    own, or, for a video track whose best frame stands for it, the track's fused ones."""
+    from vultus.catalog import NewFace
+
+    return NewFace(
+        box=(face.box.left, face.box.top, face.box.right, face.box.bottom),
+        landmarks=face.landmarks,
+        detector=face.detector,
+        det_score=face.quality.det_score,
+        box_size=face.quality.box_size,
+        sharpness=face.quality.sharpness,
+        yaw=face.quality.yaw,
+        model_id=face.model_id,
+        template=template,
+        skip_reason=skip_reason,
+        track=track,
     )
 
 

@@ -153,12 +153,15 @@ class Manifest:
                 if not any(c.strip() for c in cells):
                     continue
                 if len(cells) > len(names):
-                    yield line, BadItem(
-                        cells[0] if cells else "",
-                        None,
-                        "bad_row",
-                        f"{len(cells)} fields, but the header names {len(names)}",
+                    yield (
                         line,
+                        BadItem(
+                            cells[0] if cells else "",
+                            None,
+                            "bad_row",
+                            f"{len(cells)} fields, but the header names {len(names)}",
+                            line,
+                        ),
                     )
                     continue
                 yield line, dict(zip(names, cells, strict=False))
@@ -178,13 +181,16 @@ class Manifest:
                     continue
                 unknown = sorted(set(fields) - set(COLUMNS))
                 if unknown:
-                    yield line, BadItem(
-                        str(fields.get("path") or fields.get("uri") or ""),
-                        None,
-                        "bad_row",
-                        f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
-                        f"{', '.join(COLUMNS)}",
+                    yield (
                         line,
+                        BadItem(
+                            str(fields.get("path") or fields.get("uri") or ""),
+                            None,
+                            "bad_row",
+                            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
+                            f"{', '.join(COLUMNS)}",
+                            line,
+                        ),
                     )
                     continue
                 yield line, fields

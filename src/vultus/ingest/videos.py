@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vultus.errors import VultusError
+from vultus.ingest.batches import new_face
 from vultus.pipeline.analyse import FacePipeline
 from vultus.pipeline.footage import AnalysedVideo, VideoProgress, analyse_video
 from vultus.pipeline.tracking import TrackRules
@@ -28,35 +29,22 @@ def is_video_work(location: str, data: bytes | None) -> bool:
 
 
 def to_new_video(location: str, analysed: AnalysedVideo) -> NewImage:
-    from vultus.catalog import NewFace, NewImage
+    from vultus.catalog import NewImage
     from vultus.catalog.records import NewTrack
 
     faces = []
     for track in analysed.tracks:
-        best = track.best
-        faces.append(
-            NewFace(
-                box=(best.box.left, best.box.top, best.box.right, best.box.bottom),
-                landmarks=best.landmarks,
-                detector=best.detector,
-                det_score=best.quality.det_score,
-                box_size=best.quality.box_size,
-                sharpness=best.quality.sharpness,
-                yaw=best.quality.yaw,
-                model_id=best.model_id,
-                template=track.fused(),
-                skip_reason=None if track.fused() is not None else best.skip_reason,
-                track=NewTrack(
-                    start_s=round(track.start_s, 3),
-                    end_s=round(track.end_s, 3),
-                    best_s=round(track.best_s, 3),
-                    detections=track.detections,
-                    boxes=[list(b) for b in track.boxes],
-                    crop=track.crop,
-                    crop_box=track.crop_box,
-                ),
-            )
+        best, fused = track.best, track.fused()
+        span = NewTrack(
+            start_s=round(track.start_s, 3),
+            end_s=round(track.end_s, 3),
+            best_s=round(track.best_s, 3),
+            detections=track.detections,
+            boxes=[list(b) for b in track.boxes],
+            crop=track.crop,
+            crop_box=track.crop_box,
         )
+        faces.append(new_face(best, fused, None if fused is not None else best.skip_reason, span))
     info = analysed.info
     return NewImage(
         path=location,
